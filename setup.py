@@ -21,6 +21,8 @@ METHODS = {
     "analytic_precond": "hfgen.methods.analytic_precond:METHOD",
     "iisan": "hfgen.methods.iisan:METHOD",
     "crossan": "hfgen.methods.crossan:METHOD",
+    "mf2": "hfgen.methods.mf2:METHOD",
+    "popcorn": "hfgen.methods.popcorn:METHOD",
 }
 
 setup(

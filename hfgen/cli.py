@@ -120,14 +120,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--private", action="store_true", help="create the repository as private")
     p.add_argument("--commit-message", default="Upload with hfgen", help="commit message")
     p.set_defaults(func=_cmd_push)
+
+    _add_method_commands(sub)
     return parser
+
+
+def _add_method_commands(sub) -> None:
+    """Methods (built in or plugins) may add their own subcommands through ``MethodInfo.cli``."""
+    from hfgen.registry import _import_object, list_methods
+
+    for info in list_methods():
+        if info.cli:
+            try:
+                _import_object(info.cli)(sub)
+            except Exception as err:  # a broken plugin command must not break the others
+                print(f"hfgen: warning: the command of method {info.name!r} failed to load: {err}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except UserError as err:
+    except (UserError, ValueError, FileNotFoundError) as err:  # bad input is one line, not a traceback
         print(f"hfgen {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -58,6 +58,8 @@ class MethodInfo:
             :class:`hfgen.demo.DemoResult`.
         tags: extra Hub tags (``hfgen`` and ``hfgen-<name>`` are always added).
         pipeline_tag: the Hub ``pipeline_tag`` for artifacts of this method.
+        cli: optional ``"module.path:function"``; the function receives the ``hfgen`` command's
+            argparse subparsers and adds the method's own subcommand(s). Keep that module import-cheap.
     """
 
     name: str
@@ -68,6 +70,7 @@ class MethodInfo:
     demo: str | None = None
     tags: tuple[str, ...] = ()
     pipeline_tag: str | None = None
+    cli: str | None = None
     status: str = "implemented"
 
     def __post_init__(self):

@@ -11,6 +11,7 @@ _EXPORTS = {
     "BridgeScheduler": "consistency_bridge.scheduling_bridge",
     "ConsistencyTrajectoryPipeline": "consistency_trajectory.pipeline_consistency_trajectory",
     "ConsistencyTrajectoryScheduler": "consistency_trajectory.scheduling_consistency_trajectory",
+    "PopcornPipeline": "popcorn.pipeline_popcorn",
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
