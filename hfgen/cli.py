@@ -75,9 +75,11 @@ def _cmd_demo(args) -> int:
         names = [_get(n).name for n in args.names]
     start = time.perf_counter()
     results = run_demos(names, args.output_dir, seed=args.seed, echo=lambda s: print(s, flush=True))
-    print()
-    print(format_table(results))
-    print(f"\n{len(names)} demo(s) in {time.perf_counter() - start:.0f}s; figures and results in {Path(args.output_dir).resolve()}")
+    table = format_table(results)
+    footer = f"{len(names)} demo(s), seed {args.seed}, in {time.perf_counter() - start:.0f}s"
+    print(f"\n{table}\n\n{footer}; figures and results in {Path(args.output_dir).resolve()}")
+    Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+    Path(args.output_dir, "summary.md").write_text(f"`hfgen demo {'--all' if args.all else ' '.join(names)} --seed {args.seed}`\n\n{table}\n\n{footer}.\n")
     return 0 if all(isinstance(r, DemoResult) for r in results) else 1
 
 
