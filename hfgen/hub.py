@@ -188,7 +188,7 @@ def push(
     api.create_repo(repo_id, private=private, exist_ok=True)
     info = api.upload_folder(
         repo_id=repo_id, folder_path=str(folder), commit_message=commit_message, revision=revision,
-        ignore_patterns=[".cache/*", "*.tmp"],
+        ignore_patterns=[".cache/*", "*.tmp", "training_args.bin"],  # a pickle of the Trainer arguments
     )
     return str(info)
 

@@ -1,0 +1,73 @@
+"""NFT's registry entry, card, demo recipe and scripts, at smoke size."""
+
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+
+import hfgen
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def _script(name):
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_registry_entry_resolves_components_and_demo():
+    from hfgen.trainers import NFTConfig, NFTTrainer
+
+    info = hfgen.get_method("nft")
+    assert info.paper.arxiv_id == "2505.18116"
+    assert info.load_component("NFTTrainer") is NFTTrainer and info.load_component("NFTConfig") is NFTConfig
+    assert callable(info.load_demo())
+
+
+def test_card_renders_with_method_text_and_citation():
+    from hfgen.hub import render_model_card
+
+    text = str(render_model_card("nft", model_name="tiny-nft", base_model="Qwen/Qwen2.5-Math-7B",
+                                 datasets=["BytedTsinghua-SIA/DAPO-Math-17k"], training_config={"neg_weight": 0.0},
+                                 neg_weight=0.0))
+    assert "RFT (rejection-sampling fine-tuning" in text and "implicit negative policy" in text
+    assert "@article{chen2025nft" in text and "| neg_weight | 0.0 |" in text
+    assert "library_name: hfgen" in text and "- hfgen-nft" in text
+
+
+def test_paper_recipe_config_constructs_and_validates():
+    recipe = _script("nft_dapo_math_7b")
+    args = recipe.build_config("unused", use_cpu=True)  # use_cpu only because this machine has no GPU
+    assert (args.learning_rate, args.num_generations, args.temperature, args.beta, args.max_grad_norm) == (
+        1e-6, 16, 1.0, 0.0, 1.0)
+    assert args.use_vllm and args.neg_weight == 1.0 and args.question_weight == "one_minus_rq"
+    assert args.weight_decay == 0.1 and args.max_completion_length == 3584 and args.negative_clamp == 1.0
+    # 32 questions x 16 answers per optimizer step over 32 devices; 16 optimizer steps per 512-question rollout
+    assert args.per_device_train_batch_size * args.gradient_accumulation_steps * 32 == 512
+    assert args.steps_per_generation // args.gradient_accumulation_steps == 16
+    assert recipe.build_config("unused", neg_weight=0.0, use_cpu=True).neg_weight == 0.0
+    with pytest.raises(ValueError, match="`world_size`"):
+        recipe.build_config("unused", world_size=3, use_cpu=True)
+    completions = [[{"role": "assistant", "content": "so the answer is \\boxed{34}"}],
+                   [{"role": "assistant", "content": "Answer: 35"}]]
+    assert recipe.dapo_math_reward(completions, ["34", "34"]) == [1.0, 0.0]
+
+
+def test_arithmetic_experiment_smoke(tmp_path):
+    summary = _script("nft_arithmetic").main(seeds=(0,), max_steps=4, eval_every=2, sft_steps=5,
+                                             out_md=tmp_path / "nft.md", out_fig=tmp_path / "nft.png")
+    assert set(summary["curves"]) == {"nft", "rft", "grpo"}
+    for runs in summary["curves"].values():
+        assert runs[0]["steps"] == [0, 2, 4] and all(0 <= a <= 1 for a in runs[0]["accuracy"])
+    assert (tmp_path / "nft.png").stat().st_size > 0 and "| NFT |" in (tmp_path / "nft.md").read_text()
+
+
+def test_benchmark_smoke(tmp_path):
+    results = _script("bench_nft").main(steps=3, rounds=1, repeats=2, batch_size=16, sft_steps=2, device="cpu",
+                                          out_md=tmp_path / "nft.md")
+    for values in results.values():
+        assert values["grpo"] > 0 and math.isfinite(values["nft"] / values["grpo"])
+    assert "ratio NFT/GRPO" in (tmp_path / "nft.md").read_text()

@@ -1,0 +1,149 @@
+"""Configuration of :class:`~hfgen.trainers.NFTTrainer` (Negative-aware Fine-Tuning, arXiv 2505.18116)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trl import GRPOConfig
+
+QUESTION_WEIGHTS = ("none", "one_minus_rq", "grpo")
+RATIO_TYPES = ("token", "sequence")
+# TRL's aggregations of a per-token loss; the other GRPO loss types are different objectives, not aggregations.
+LOSS_AGGREGATIONS = ("grpo", "bnpo", "dr_grpo", "dapo")
+
+
+@dataclass
+class NFTConfig(GRPOConfig):
+    r"""
+    Configuration class for [`NFTTrainer`]: every [`trl.GRPOConfig`] parameter (generation, vLLM, reward
+    functions, logging, batch sizes) plus the few that Negative-aware Fine-Tuning adds.
+
+    NFT fits the positive answers of each question by maximum likelihood under the policy
+    $\pi_\theta$ and the negative answers under the *implicit negative policy*
+    $\pi^-_\theta = (\pi_\text{old} - r_q\,\pi_\theta) / (1 - r_q)$, where $r_q$ is the fraction of
+    correct answers among the group sampled for question $q$ (paper, Eq. 10):
+
+    $$\mathcal{L} = -\sum_{q,a} \omega(q) \sum_t \Big[ c_a \log R_t
+        + \lambda_- (1 - c_a) \log \max\nolimits_v\Big(\frac{1 - \hat r_q R_t}{1 - \hat r_q}, \epsilon\Big)\Big],
+    \qquad R_t = \frac{\pi_\theta(a_t \mid q, a_{<t})}{\pi_\text{old}(a_t \mid q, a_{<t})}.$$
+
+    Parameters:
+        neg_weight (`float`, *optional*, defaults to `1.0`):
+            Weight $\lambda_-$ of the negative-answer term. `1.0` is NFT; `0.0` is RFT (rejection-sampling
+            fine-tuning: likelihood of the correct answers only).
+        question_weight (`str`, *optional*, defaults to `"one_minus_rq"`):
+            Per-question weight $\omega(q)$: `"none"` ($1$), `"one_minus_rq"` ($1 - \hat r_q$, the official
+            default, which matches Dr. GRPO at strict on-policy) or `"grpo"` ($\sqrt{(1-\hat r_q)/\hat r_q}$,
+            which matches std-normalised GRPO at strict on-policy).
+        negative_clamp (`float`, *optional*, defaults to `1.0`):
+            $\epsilon$ of the clamp $\max_v(x, \epsilon) = x + \mathrm{sg}[\max(x, \epsilon) - x]$ of the
+            implicit negative ratio: the forward value is clamped, the gradient is that of $x$. With
+            $\epsilon \le 1$ the clamp never acts at strict on-policy.
+        rq_clip (`list[float]`, *optional*, defaults to `[0.02, 0.98]`):
+            Clip range of the correct rate $\hat r_q$ before it enters the loss and $\omega(q)$.
+        max_log_ratio (`float`, *optional*, defaults to `10.0`):
+            Upper cap on $\log R$ (token- or sequence-level) before it is exponentiated.
+        ratio_type (`str`, *optional*, defaults to `"token"`):
+            `"token"`: one ratio $R_t$ per token. `"sequence"`: one ratio per answer,
+            $R = \exp(\sum_t \log R_t)$ (a *sum*, unlike GSPO's mean), broadcast over the answer's tokens; with
+            `loss_type="grpo"` this is the official $\sum_\text{answers} \ell$ up to the batch size.
+        correct_threshold (`float`, *optional*, defaults to `0.5`):
+            An answer is correct when its (weighted, summed) reward is above this value; `0.5` fits both
+            $\{0, 1\}$ and $\pm 1$ verifiers.
+        dynamic_sampling (`bool`, *optional*, defaults to `True`):
+            Drop questions whose answers are all correct or all wrong ($\hat r_q \in \{0, 1\}$) from the loss,
+            as the official code does (NFT assumes $0 < r_q < 1$). They get zero weight: with a constant
+            normaliser (`loss_type="dr_grpo"`) this is exactly dropping them; the batch is not refilled.
+        loss_type (`str`, *optional*, defaults to `"dr_grpo"`):
+            How the per-token loss is aggregated, with TRL's meaning: `"dr_grpo"` (sum over tokens / (batch *
+            `max_completion_length`), a constant normaliser as in the official code), `"dapo"`, `"bnpo"` or
+            `"grpo"`.
+    """
+
+    neg_weight: float = field(
+        default=1.0,
+        metadata={"help": "Weight of the negative-answer (implicit negative policy) term: 1.0 is NFT, 0.0 is RFT."},
+    )
+    question_weight: str = field(
+        default="one_minus_rq",
+        metadata={
+            "help": "Per-question weight omega(q): 'none' (1), 'one_minus_rq' (1 - r_q, official default; matches "
+            "Dr. GRPO on-policy) or 'grpo' (sqrt((1 - r_q) / r_q); matches GRPO on-policy).",
+            "choices": list(QUESTION_WEIGHTS),
+        },
+    )
+    negative_clamp: float = field(
+        default=1.0,
+        metadata={
+            "help": "epsilon of the forward-clamped, gradient-preserving clamp max(x, epsilon) of the implicit "
+            "negative ratio (1 - r_q R) / (1 - r_q). Must be > 0."
+        },
+    )
+    rq_clip: list[float] = field(
+        default_factory=lambda: [0.02, 0.98],
+        metadata={"help": "Clip range [low, high] of the per-question correct rate r_q, with 0 < low < high < 1."},
+    )
+    max_log_ratio: float = field(
+        default=10.0,
+        metadata={"help": "Upper cap on the log-ratio log(pi_theta / pi_old) before exponentiation."},
+    )
+    ratio_type: str = field(
+        default="token",
+        metadata={
+            "help": "'token' (one ratio per token) or 'sequence' (one ratio per answer: exp of the summed token "
+            "log-ratios).",
+            "choices": list(RATIO_TYPES),
+        },
+    )
+    correct_threshold: float = field(
+        default=0.5,
+        metadata={"help": "An answer whose summed (weighted) reward is above this value counts as correct."},
+    )
+    dynamic_sampling: bool = field(
+        default=True,
+        metadata={"help": "Drop questions whose answers are all correct or all wrong (r_q in {0, 1}) from the loss."},
+    )
+    loss_type: str = field(
+        default="dr_grpo",
+        metadata={
+            "help": "Aggregation of the per-token loss, as in TRL: 'dr_grpo' (constant normaliser, as the official "
+            "code), 'dapo', 'bnpo' or 'grpo'.",
+            "choices": list(LOSS_AGGREGATIONS),
+        },
+    )
+
+    def __post_init__(self):
+        # NFT's own fields are checked first, before TrainingArguments does any work.
+        if self.neg_weight < 0:
+            raise ValueError(f"`neg_weight` must be >= 0 (1.0 = NFT, 0.0 = RFT), got {self.neg_weight}.")
+        if self.question_weight not in QUESTION_WEIGHTS:
+            raise ValueError(f"`question_weight` must be one of {QUESTION_WEIGHTS}, got {self.question_weight!r}.")
+        if not self.negative_clamp > 0:
+            raise ValueError(f"`negative_clamp` (epsilon) must be > 0, got {self.negative_clamp}.")
+        if len(self.rq_clip) != 2 or not 0.0 < self.rq_clip[0] < self.rq_clip[1] < 1.0:
+            raise ValueError(f"`rq_clip` must be [low, high] with 0 < low < high < 1, got {self.rq_clip}.")
+        self.rq_clip = [float(x) for x in self.rq_clip]
+        if not self.max_log_ratio > 0:
+            raise ValueError(f"`max_log_ratio` must be > 0, got {self.max_log_ratio}.")
+        if self.ratio_type not in RATIO_TYPES:
+            raise ValueError(f"`ratio_type` must be one of {RATIO_TYPES}, got {self.ratio_type!r}.")
+        if self.loss_type not in LOSS_AGGREGATIONS:
+            raise ValueError(
+                f"`loss_type` must be one of {LOSS_AGGREGATIONS} (how NFT's per-token loss is aggregated), got "
+                f"{self.loss_type!r}."
+            )
+        if self.num_generations is None or self.num_generations < 2:
+            raise ValueError(
+                f"`num_generations` must be >= 2: NFT needs several answers per question to estimate r_q, got "
+                f"{self.num_generations}."
+            )
+        if self.importance_sampling_level != "token":
+            raise ValueError("`importance_sampling_level` is GRPO's; set NFT's `ratio_type` instead.")
+        # GRPO-only loss modifiers that the NFT loss does not apply; refuse rather than ignore them.
+        if self.top_entropy_quantile != 1.0:
+            raise ValueError(f"`top_entropy_quantile` is not supported by NFT, got {self.top_entropy_quantile}.")
+        if self.off_policy_mask_threshold is not None:
+            raise ValueError("`off_policy_mask_threshold` is not supported by NFT.")
+        if self.entropy_coef != 0.0 or self.use_adaptive_entropy:
+            raise ValueError("`entropy_coef` / `use_adaptive_entropy` are not supported by NFT (the paper uses none).")
+        super().__post_init__()

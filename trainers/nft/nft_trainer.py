@@ -1,0 +1,329 @@
+"""Negative-aware Fine-Tuning (NFT, arXiv 2505.18116) as a subclass of TRL's ``GRPOTrainer``.
+
+NFT learns from a binary verifier by supervised learning only. For a question q with G sampled
+answers, r_q is the fraction that is correct. The old policy splits as
+``pi_old = r_q pi^+ + (1 - r_q) pi^-`` (Eq. 7), so the *implicit negative policy*
+``pi^-_theta = (pi_old - r_q pi_theta) / (1 - r_q)`` is built from the model itself: fitting the wrong
+answers under ``pi^-_theta`` by maximum likelihood pushes ``pi_theta`` towards ``pi^+`` (Theorem 3.1).
+The practical loss, per token, with ``R_t = pi_theta / pi_old`` (Eq. 10)::
+
+    l_t = omega(q) * [ c_a * (-log R_t) + neg_weight * (1 - c_a) * (-log max_v((1 - r_q R_t) / (1 - r_q), eps)) ]
+
+``max_v`` clamps the forward value at ``eps`` but keeps the gradient of its argument (Algorithm 1).
+At strict on-policy (``R_t = 1``) and ``eps <= 1`` its gradient is GRPO's with
+``omega = sqrt((1 - r_q) / r_q)`` and Dr. GRPO's with ``omega = 1 - r_q`` (Prop. 4.2).
+
+Equation and proposition numbers follow arXiv v3 as transcribed in the research notes (the notes could not
+check them against the paper body); the formulas themselves match the official code (NVlabs/NFT).
+
+Only the scoring and the loss change; generation (transformers, vLLM), reward functions, logging
+and distributed training are ``GRPOTrainer``'s. The hooks, for subclasses:
+
+- :meth:`NFTTrainer._score_questions`: rewards -> correctness ``c_a``, correct rate ``r_q``, weight ``omega(q)``;
+- :meth:`NFTTrainer._compute_loss`: the NFT loss (TRL's loss hook), built on :func:`nft_per_token_loss`.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+import torch
+from trl import GRPOTrainer
+from trl.trainer.utils import get_config_model_id
+
+from .nft_config import NFTConfig
+
+
+def clamp_preserve_grad(x: torch.Tensor, min: float) -> torch.Tensor:
+    """``max_v(x, min) = x + sg[max(x, min) - x]``: the value is clamped, the gradient is that of ``x``."""
+    return x + (x.clamp(min=min) - x).detach()
+
+
+def question_weights(r_q: torch.Tensor, kind: str, rq_clip=(0.02, 0.98), dynamic_sampling: bool = True) -> torch.Tensor:
+    """omega(q) from the raw correct rate ``r_q``; questions with ``r_q`` in {0, 1} get 0 under dynamic sampling."""
+    r = r_q.clamp(*rq_clip)
+    if kind == "none":
+        omega = torch.ones_like(r)
+    elif kind == "one_minus_rq":  # matches Dr. GRPO (A = r - r_q) at strict on-policy
+        omega = 1 - r
+    elif kind == "grpo":  # matches GRPO (A = (r - r_q) / std_q, population std) at strict on-policy
+        omega = torch.sqrt((1 - r) / r)
+    else:
+        raise ValueError(f"`question_weight` must be 'none', 'one_minus_rq' or 'grpo', got {kind!r}.")
+    if dynamic_sampling:
+        omega = omega * ((r_q > 0) & (r_q < 1))
+    return omega
+
+
+def nft_per_token_loss(
+    log_ratio: torch.Tensor,
+    correct: torch.Tensor,
+    r_q: torch.Tensor,
+    neg_weight: float = 1.0,
+    negative_clamp: float = 1.0,
+    rq_clip=(0.02, 0.98),
+    max_log_ratio: float = 10.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The NFT loss of Eq. 10 before the question weight and the aggregation.
+
+    Args:
+        log_ratio: ``log pi_theta - log pi_old``, shape (B, T) per token or (B, 1) per answer.
+        correct: ``c_a`` in {0, 1}, shape (B, 1).
+        r_q: correct rate of each answer's question, shape (B, 1); clipped to ``rq_clip`` here.
+
+    Returns:
+        ``(loss, proxy)``: the per-token loss and the implicit negative ratio
+        ``pi^-_theta / pi^-_old = (1 - r_q R) / (1 - r_q)`` (before its clamp), both shaped like ``log_ratio``.
+    """
+    r_q = r_q.clamp(*rq_clip)
+    ratio = torch.exp(log_ratio.clamp(max=max_log_ratio))  # R
+    positive_loss = -torch.log(ratio)  # maximum likelihood of pi_theta on correct answers
+    proxy = (1 - r_q * ratio) / (1 - r_q)
+    negative_loss = -torch.log(clamp_preserve_grad(proxy, negative_clamp))  # ... of pi^-_theta on wrong ones
+    loss = correct * positive_loss + neg_weight * (1 - correct) * negative_loss
+    return loss, proxy
+
+
+class NFTTrainer(GRPOTrainer):
+    """Trainer for Negative-aware Fine-Tuning (NFT); ``NFTConfig(neg_weight=0.0)`` gives RFT.
+
+    Takes the arguments of :class:`trl.GRPOTrainer`. ``reward_funcs`` score each answer; an answer is
+    correct when its weighted reward sum exceeds ``args.correct_threshold``.
+
+    Example::
+
+        from hfgen.data.arithmetic import arithmetic_dataset, arithmetic_reward
+        from hfgen.trainers import NFTConfig, NFTTrainer
+
+        trainer = NFTTrainer(
+            model="Qwen/Qwen2.5-Math-7B",
+            reward_funcs=arithmetic_reward,
+            args=NFTConfig(output_dir="nft-arithmetic", num_generations=16, use_vllm=True),
+            train_dataset=arithmetic_dataset()["train"],
+        )
+        trainer.train()
+    """
+
+    _tag_names = ["trl", "nft", "hfgen"]
+    _name = "NFT"
+    _paper = {
+        "title": "Bridging Supervised Learning and Reinforcement Learning in Math Reasoning",
+        "id": "2505.18116",
+        # docstyle-ignore
+        "citation": textwrap.dedent("""\
+            @article{chen2025nft,
+                title   = {{Bridging Supervised Learning and Reinforcement Learning in Math Reasoning}},
+                author  = {Huayu Chen and Kaiwen Zheng and Qinsheng Zhang and Ganqu Cui and Yin Cui and Haotian Ye and Tsung-Yi Lin and Ming-Yu Liu and Jun Zhu and Haoxiang Wang},
+                year    = 2025,
+                eprint  = {arXiv:2505.18116},
+            }"""),
+    }
+
+    def __init__(self, model, reward_funcs=None, args: NFTConfig | None = None, **kwargs):
+        if args is None:
+            model_name = model if isinstance(model, str) else get_config_model_id(model.config)
+            args = NFTConfig(f"{model_name.split('/')[-1]}-NFT")
+        if not isinstance(args, NFTConfig):
+            raise TypeError(f"`args` must be an NFTConfig, got {type(args).__name__}.")
+        super().__init__(model, reward_funcs, args=args, **kwargs)
+
+    # ------------------------------------------------------------------------------------- scoring
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        # Keep the gathered (all processes) rewards: NFT scores questions from them, not from advantages.
+        self._nft_rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        return self._nft_rewards_per_func
+
+    def _score_questions(self, rewards_per_func: torch.Tensor, num_generations: int):
+        """Correctness ``c_a``, correct rate ``r_q`` and question weight ``omega(q)`` of every answer.
+
+        Args:
+            rewards_per_func: (N, num_reward_funcs) rewards of the whole generation batch, gathered over
+                processes, grouped by question in runs of ``num_generations`` (NaN where a function gave None).
+
+        Returns:
+            Three (N,) float tensors. Unscorable answers (every function returned None) are neither
+            counted in ``r_q`` nor trained on.
+        """
+        scored = ~torch.isnan(rewards_per_func).all(dim=1)
+        rewards = (rewards_per_func * self.reward_weights.to(rewards_per_func.device)).nansum(dim=1)
+        correct = ((rewards > self.args.correct_threshold) & scored).float()
+        group_correct = correct.view(-1, num_generations).sum(1)
+        group_scored = scored.float().view(-1, num_generations).sum(1)
+        r_q = (group_correct / group_scored.clamp(min=1)).repeat_interleave(num_generations)
+        omega = question_weights(r_q, self.args.question_weight, self.args.rq_clip, self.args.dynamic_sampling)
+        return correct, r_q, omega * scored
+
+    def _generate_and_score_completions(self, inputs):
+        output = super()._generate_and_score_completions(inputs)
+        mode = "train" if self.model.training else "eval"
+        num_generations = self.num_generations if mode == "train" else self.num_generations_eval
+        correct, r_q, omega = self._score_questions(self._nft_rewards_per_func, num_generations)
+
+        local = slice(self.accelerator.process_index * len(inputs), (self.accelerator.process_index + 1) * len(inputs))
+        output["nft_correct"], output["nft_rq"], output["nft_weight"] = correct[local], r_q[local], omega[local]
+
+        group_rq = r_q[::num_generations]
+        self._metrics[mode]["nft/correct_rate"].append(group_rq.mean().item())
+        self._metrics[mode]["nft/frac_questions_mixed"].append(((group_rq > 0) & (group_rq < 1)).float().mean().item())
+        return output
+
+    # ---------------------------------------------------------------------------------------- loss
+
+    def _compute_loss(self, model, inputs):
+        prompt_ids, prompt_mask = inputs["prompt_ids"], inputs["prompt_mask"]
+        completion_ids, completion_mask = inputs["completion_ids"], inputs["completion_mask"]
+        input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
+        attention_mask = torch.cat([prompt_mask, completion_mask], dim=1)
+        logits_to_keep = completion_ids.size(1)
+        mask = completion_mask if "tool_mask" not in inputs else completion_mask * inputs["tool_mask"]
+
+        per_token_logps, entropies, aux_loss = self._get_per_token_logps_and_entropies(
+            model,
+            input_ids,
+            attention_mask,
+            logits_to_keep,
+            compute_entropy=True,
+            compute_aux_loss=self.aux_loss_enabled,
+            pixel_values=inputs.get("pixel_values"),
+            image_grid_thw=inputs.get("image_grid_thw"),
+            num_images=inputs.get("num_images"),
+            pixel_attention_mask=inputs.get("pixel_attention_mask"),
+            spatial_shapes=inputs.get("spatial_shapes"),
+            num_tiles=inputs.get("num_tiles"),
+            image_sizes=inputs.get("image_sizes"),
+            token_type_ids=inputs.get("token_type_ids"),
+            mm_token_type_ids=inputs.get("mm_token_type_ids"),
+            image_position_ids=inputs.get("image_position_ids"),
+        )
+        # pi_old: recomputed after generation when off-policy, else the current policy (strict on-policy).
+        old_per_token_logps = inputs.get("old_per_token_logps")
+        old_per_token_logps = per_token_logps.detach() if old_per_token_logps is None else old_per_token_logps
+        log_ratio = per_token_logps - old_per_token_logps
+        if self.args.ratio_type == "sequence":  # one ratio per answer: the product of the token ratios
+            log_ratio = (log_ratio * mask).sum(-1, keepdim=True)
+
+        correct, r_q = inputs["nft_correct"].unsqueeze(1), inputs["nft_rq"].unsqueeze(1)
+        per_token_loss, proxy = nft_per_token_loss(
+            log_ratio,
+            correct,
+            r_q,
+            neg_weight=self.args.neg_weight,
+            negative_clamp=self.args.negative_clamp,
+            rq_clip=self.args.rq_clip,
+            max_log_ratio=self.args.max_log_ratio,
+        )
+        per_token_loss = per_token_loss * inputs["nft_weight"].unsqueeze(1)  # omega(q)
+
+        if self.use_vllm and self.vllm_importance_sampling_correction:
+            per_token_loss = per_token_loss * inputs["importance_sampling_ratio"]
+        per_token_kl = None
+        if self.beta != 0.0:  # optional KL to a reference model, as in GRPO (k3 estimator)
+            ref = inputs["ref_per_token_logps"]
+            per_token_kl = torch.exp(ref - per_token_logps) - (ref - per_token_logps) - 1
+            if self.args.use_bias_correction_kl:
+                per_token_kl = per_token_kl * torch.exp(log_ratio.clamp(max=self.args.max_log_ratio))
+            per_token_loss = per_token_loss + self.beta * per_token_kl
+
+        mode = "train" if self.model.training else "eval"
+        loss = self._aggregate_loss(per_token_loss, mask, inputs, mode)
+        if self.aux_loss_enabled:
+            normalizer = self.current_gradient_accumulation_steps if mode == "train" else 1.0
+            loss = loss + self.router_aux_loss_coef * aux_loss / normalizer
+            self._metrics[mode]["aux_loss"].append(self.accelerator.gather_for_metrics(aux_loss).mean().item())
+
+        self._log_nft_metrics(mode, mask, entropies, log_ratio, proxy, correct, per_token_kl)
+        return loss
+
+    def _aggregate_loss(self, per_token_loss, mask, inputs, mode):
+        """Reduce the per-token loss exactly as ``GRPOTrainer`` does for ``loss_type`` (scaled for GA)."""
+        accumulation = self.current_gradient_accumulation_steps if mode == "train" else 1.0
+        if self.loss_type == "grpo":
+            return ((per_token_loss * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).mean() / accumulation
+        if self.loss_type == "bnpo":
+            return (per_token_loss * mask).sum() / mask.sum().clamp(min=1.0) / accumulation
+        if self.loss_type == "dr_grpo":
+            return (per_token_loss * mask).sum() / (per_token_loss.size(0) * self.max_completion_length) / accumulation
+        if self.loss_type == "dapo":
+            normalizer = inputs["num_items_in_batch"].clamp(min=1.0) / self.accelerator.num_processes
+            if mode == "train":
+                normalizer = normalizer * self.current_gradient_accumulation_steps / self.args.steps_per_generation
+            return (per_token_loss * mask).sum() / normalizer
+        raise ValueError(f"Unknown loss type for NFT: {self.loss_type}")
+
+    @torch.no_grad()
+    def _log_nft_metrics(self, mode, mask, entropies, log_ratio, proxy, correct, per_token_kl=None):
+        def global_mean(x, where):
+            where = where.expand_as(mask) * mask
+            x = x.expand_as(mask)
+            totals = self.accelerator.reduce(torch.stack([(x * where).sum(), where.sum().float()]), reduction="sum")
+            return (totals[0] / totals[1]).item() if totals[1] > 0 else float("nan")  # NaN: skipped by `log`
+
+        negative = 1 - correct
+        ratio = torch.exp(log_ratio.clamp(max=self.args.max_log_ratio))
+        self._metrics[mode]["entropy"].append(global_mean(entropies, torch.ones_like(mask)))
+        if per_token_kl is not None:
+            self._metrics[mode]["kl"].append(global_mean(per_token_kl, torch.ones_like(mask)))
+        self._metrics[mode]["nft/positive_loss"].append(global_mean(-torch.log(ratio), correct))
+        self._metrics[mode]["nft/negative_loss"].append(
+            global_mean(-torch.log(proxy.clamp(min=self.args.negative_clamp)), negative)
+        )
+        self._metrics[mode]["nft/negative_clamp_frac"].append(
+            global_mean((proxy < self.args.negative_clamp).float(), negative)
+        )
+        self._metrics[mode]["nft/ratio/positive_mean"].append(global_mean(ratio, correct))
+        self._metrics[mode]["nft/ratio/negative_mean"].append(global_mean(ratio, negative))
+
+    # --------------------------------------------------------------------------------------- cards
+
+    def _write_model_card(self, folder, model_name=None, dataset_name=None, tags=None):
+        from hfgen.hub import save_model_card
+
+        base_model = get_config_model_id(self.model.config)
+        if isinstance(tags, str):
+            tags = [tags]
+        args = self.args
+        training_config = {
+            "neg_weight": args.neg_weight,
+            "question_weight": args.question_weight,
+            "negative_clamp": args.negative_clamp,
+            "rq_clip": list(args.rq_clip),
+            "ratio_type": args.ratio_type,
+            "loss_type": args.loss_type,
+            "dynamic_sampling": args.dynamic_sampling,
+            "num_generations": args.num_generations,
+            "temperature": args.temperature,
+            "max_completion_length": args.max_completion_length,
+            "learning_rate": args.learning_rate,
+            "per_device_train_batch_size": args.per_device_train_batch_size,
+            "gradient_accumulation_steps": args.gradient_accumulation_steps,
+            "steps_per_generation": args.steps_per_generation,
+            "beta": args.beta,
+            "seed": args.seed,
+            "global_step": self.state.global_step,
+        }
+        save_model_card(
+            folder,
+            "nft",
+            model_name=model_name or Path(folder).name,
+            base_model=base_model if base_model and not os.path.isdir(base_model) else None,
+            datasets=dataset_name,
+            training_config=training_config,
+            extra_tags=["rft" if args.neg_weight == 0 else "nft", *(tags or [])],
+            neg_weight=args.neg_weight,
+            **({"repo_id": args.hub_model_id} if args.hub_model_id else {}),
+        )
+
+    def create_model_card(self, model_name=None, dataset_name=None, tags=None, **kwargs):
+        """Write hfgen's NFT model card to ``args.output_dir/README.md`` (TRL calls this on checkpoints and push)."""
+        if self.is_world_process_zero():
+            os.makedirs(self.args.output_dir, exist_ok=True)
+            self._write_model_card(self.args.output_dir, model_name, dataset_name, tags)
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
+        """Save the model (safetensors) as ``transformers.Trainer`` does, with the NFT model card next to it."""
+        super().save_model(output_dir, _internal_call)
+        if self.args.should_save:
+            self._write_model_card(output_dir or self.args.output_dir)
