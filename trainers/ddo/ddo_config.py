@@ -1,0 +1,85 @@
+"""Configuration of :class:`~hfgen.trainers.DDOTrainer` (Direct Discriminative Optimization)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+
+@dataclass
+class DDOConfig(TrainingArguments):
+    r"""
+    Arguments of [`DDOTrainer`]: Direct Discriminative Optimization (Zheng et al., ICML 2025, arXiv 2503.01103).
+
+    The fine-tuned model ``p_θ`` and a frozen copy ``p_ref`` of the pretrained model define the implicit
+    discriminator ``σ(β·r)`` with ``r = log p_θ − log p_ref``, trained with (Eq. 13)
+
+        L(θ) = − E_{x∼p_data} log σ(β r(x)) − α · E_{x∼p_ref} log σ(−β r(x)).
+
+    For causal LMs ``r`` is exact (a sum of token log-probability differences); for diffusion models it is the
+    one-draw ELBO proxy of Eqs. 14-16: ``Δ = −Σ_dims w · (err_θ² − err_ref²)`` at a noise level and noise shared by
+    all four forward passes. ``α`` and ``β`` refer to this *summed* (not averaged) ``Δ``.
+
+    Parameters:
+        alpha: weight of the push-down term on reference samples.
+        beta: scale of the log-ratio inside the sigmoid; the paper's typical range is [0.01, 0.1] for summed Δ.
+        normalize_by_max_alpha: divide the loss by ``max(α, 1)`` (the VAR trainer's normalisation).
+        disable_dropout: set every dropout probability of the model to 0, so θ and the reference see the same
+            network (with dropout the two passes use different masks and ``r ≠ 0`` at ``θ = θ_ref``).
+        p_mean, p_std: log-normal noise-level distribution ``ln σ ∼ N(p_mean, p_std²)`` for EDM denoisers.
+        snr_gamma: min-SNR-γ weighting for DDPM-style schedulers (use it iff the model was pretrained with it).
+        num_rounds, num_reference_samples, self_play_eval_steps: self-play (see
+            [`~hfgen.trainers.ddo.ddo_self_play`]).
+    """
+
+    alpha: float = field(default=1.0, metadata={"help": "Weight α ≥ 0 of the term on reference samples (Eq. 13)."})
+    beta: float = field(
+        default=0.02,
+        metadata={"help": "Scale β > 0 of the log-ratio inside the sigmoid (Eq. 13), for the summed log-ratio."},
+    )
+    normalize_by_max_alpha: bool = field(
+        default=False, metadata={"help": "Divide the loss by max(α, 1), as the official VAR trainer does."}
+    )
+    disable_dropout: bool = field(
+        default=True, metadata={"help": "Set dropout to 0 in the model so that θ and the reference agree at init."}
+    )
+    p_mean: float = field(
+        default=-0.4, metadata={"help": "Mean of ln σ for EDM denoisers (EDM2 / the paper's App. D default)."}
+    )
+    p_std: float = field(default=1.0, metadata={"help": "Standard deviation of ln σ for EDM denoisers."})
+    snr_gamma: float | None = field(
+        default=None,
+        metadata={"help": "Min-SNR-γ weighting for DDPM-style schedulers; None means the plain summed MSE (w = 1)."},
+    )
+    num_rounds: int = field(default=1, metadata={"help": "Self-play rounds; each one takes the best model as reference."})
+    num_reference_samples: int = field(
+        default=1024, metadata={"help": "Number of samples generated from the reference at the start of each round."}
+    )
+    self_play_eval_steps: int = field(
+        default=50, metadata={"help": "Evaluate the user metric every this many steps of a self-play round."}
+    )
+    remove_unused_columns: bool = field(
+        default=False, metadata={"help": "Keep all columns: DDO batches are {'real': ..., 'fake': ...} pairs."}
+    )
+    logging_steps: float = field(default=10, metadata={"help": "Log every X update steps."})
+
+    def __post_init__(self):
+        # Validate DDO's own arguments before TrainingArguments does any (possibly expensive) setup.
+        if not self.alpha >= 0:
+            raise ValueError(f"`alpha` must be >= 0, got {self.alpha}.")
+        if not self.beta > 0:
+            raise ValueError(f"`beta` must be > 0, got {self.beta}.")
+        if not self.p_std > 0:
+            raise ValueError(f"`p_std` must be > 0, got {self.p_std}.")
+        if self.snr_gamma is not None and not self.snr_gamma > 0:
+            raise ValueError(f"`snr_gamma` must be > 0 or None, got {self.snr_gamma}.")
+        if self.num_rounds < 1:
+            raise ValueError(f"`num_rounds` must be >= 1, got {self.num_rounds}.")
+        if self.num_reference_samples < 1:
+            raise ValueError(f"`num_reference_samples` must be >= 1, got {self.num_reference_samples}.")
+        if self.self_play_eval_steps < 1:
+            raise ValueError(f"`self_play_eval_steps` must be >= 1, got {self.self_play_eval_steps}.")
+        if self.remove_unused_columns:
+            raise ValueError("`remove_unused_columns` must be False: DDO batches hold nested 'real' and 'fake' examples.")
+        super().__post_init__()

@@ -1,0 +1,331 @@
+"""DDOTrainer: Direct Discriminative Optimization (Zheng et al., ICML 2025, arXiv 2503.01103).
+
+A pretrained likelihood model is fine-tuned as a GAN whose discriminator is implicit: the log-likelihood
+ratio ``r = log p_θ − log p_ref`` between the trained model and a frozen copy of it (Eq. 8). Real data is
+pulled up, samples of the reference are pushed down (Eq. 13)::
+
+    L(θ) = − E_{x∼p_data} log σ(β r(x)) − α · E_{x∼p_ref} log σ(−β r(x))
+
+- Causal LMs: ``r`` is exact, ``Σ_tokens log p_θ − log p_ref`` over the tokens whose ``labels`` are not -100.
+- Diffusion denoisers: ``r`` is replaced by the one-draw ELBO proxy (Eqs. 14-16)
+  ``Δ = −Σ_dims w · (‖err_θ‖² − ‖err_ref‖²)``, with one noise level and one noise tensor shared by the four
+  forward passes (real and fake, through θ and through the reference under ``no_grad``), and ``w`` the model's
+  pretraining weighting: EDM's ``λ(σ)`` for an EDM scheduler, 1 (or min-SNR-γ) for DDPM-style schedulers.
+
+Self-play rounds live in :mod:`hfgen.trainers.ddo.self_play`.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections import defaultdict
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel, Trainer
+
+from .ddo_config import DDOConfig
+
+TOKEN_KEYS = ("input_ids", "attention_mask", "labels")
+DIFFUSION_COND_KEYS = ("class_labels", "encoder_hidden_states", "encoder_attention_mask")
+
+
+# ------------------------------------------------------------------------------------------ the math
+
+
+def ddo_loss(log_ratio_real: torch.Tensor, log_ratio_fake: torch.Tensor, alpha: float, beta: float) -> torch.Tensor:
+    """Eq. 13: ``−mean log σ(β r_real) − α · mean log σ(−β r_fake)``; ``log σ`` is ``logsigmoid`` (stable)."""
+    return -F.logsigmoid(beta * log_ratio_real).mean() - alpha * F.logsigmoid(-beta * log_ratio_fake).mean()
+
+
+def sequence_log_prob(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                      labels: torch.Tensor) -> torch.Tensor:
+    """``log p(x) = Σ_i log p(x_i | x_<i)`` (Eq. 1) over the positions whose ``labels`` are not -100; shape (B,).
+
+    ``labels`` follow the transformers convention (not yet shifted; -100 on prompt and padding tokens).
+    """
+    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1].float()  # (B, L-1, V)
+    targets = labels[:, 1:]
+    mask = targets != -100
+    token_logp = torch.gather(logits.log_softmax(-1), 2, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return (token_logp * mask).sum(-1)
+
+
+def denoising_log_likelihood(model: nn.Module, noise_scheduler, x0: torch.Tensor, noise: torch.Tensor,
+                             noise_level: torch.Tensor, snr_gamma: float | None = None,
+                             **cond: Any) -> torch.Tensor:
+    """The ELBO proxy ``−w · Σ_dims ‖err‖²`` of Eq. 2 (up to a constant independent of θ), per sample; shape (B,).
+
+    ``noise_level`` is ``σ`` (B,) for EDM schedulers (those with ``precondition_outputs``) and an integer timestep
+    (B,) for DDPM-style schedulers. EDM: ``x_σ = x0 + σ n``, ``D = c_skip x_σ + c_out F(c_in x_σ, c_noise)`` and
+    ``w = λ(σ) = (σ² + σ_d²) / (σ σ_d)²``, the pretraining weighting of EDM and of the paper's App. D.
+    DDPM: the target of ``prediction_type`` with ``w = 1``, or min-SNR-γ when ``snr_gamma`` is set.
+    """
+    shape = (-1,) + (1,) * (x0.ndim - 1)
+    if hasattr(noise_scheduler, "precondition_outputs"):  # EDM (EDMEulerScheduler, EDMDPMSolverMultistepScheduler)
+        sigma = noise_level.to(x0.dtype).view(shape)
+        x_t = x0 + sigma * noise
+        out = _sample(model(noise_scheduler.precondition_inputs(x_t, sigma),
+                            noise_scheduler.precondition_noise(noise_level), **cond))
+        denoised = noise_scheduler.precondition_outputs(x_t, out.float(), sigma)
+        sigma_data = noise_scheduler.config.sigma_data
+        weight = (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
+        return -(weight * (denoised - x0) ** 2).flatten(1).sum(-1)
+    x_t = noise_scheduler.add_noise(x0, noise, noise_level)
+    out = _sample(model(x_t, noise_level, **cond)).float()
+    prediction_type = noise_scheduler.config.prediction_type
+    if prediction_type == "epsilon":
+        target = noise
+    elif prediction_type == "v_prediction":
+        target = noise_scheduler.get_velocity(x0, noise, noise_level)
+    elif prediction_type == "sample":
+        target = x0
+    else:
+        raise ValueError(f"Unsupported `prediction_type` {prediction_type!r} of the noise scheduler.")
+    sq_err = ((out - target) ** 2).flatten(1).sum(-1)
+    if snr_gamma is None:
+        return -sq_err
+    from diffusers.training_utils import compute_snr
+
+    snr = compute_snr(noise_scheduler, noise_level)
+    weight = torch.clamp(snr, max=snr_gamma) / snr  # min-SNR-γ (Hang et al., 2023), as in diffusers' examples
+    if prediction_type == "v_prediction":
+        weight = torch.clamp(snr, max=snr_gamma) / (snr + 1)
+    return -weight * sq_err
+
+
+def _sample(output) -> torch.Tensor:
+    return output.sample if hasattr(output, "sample") else output
+
+
+# ------------------------------------------------------------------------------------------ the data
+
+
+class RealFakePairs(torch.utils.data.Dataset):
+    """``{"real": real[i], "fake": fake[i mod len(fake)]}``: equal numbers of real and reference samples per batch.
+
+    The loss is unpaired (two separate expectations); pairing only fixes the 1:1 batch composition.
+    """
+
+    def __init__(self, real, fake):
+        if len(real) == 0 or len(fake) == 0:
+            raise ValueError("`train_dataset` and `fake_dataset` must not be empty.")
+        self.real, self.fake = real, fake
+
+    def __len__(self) -> int:
+        return len(self.real)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {"real": self.real[i], "fake": self.fake[i % len(self.fake)]}
+
+
+class DDODataCollator:
+    """Collates ``RealFakePairs`` items into ``{"real": batch, "fake": batch}``.
+
+    Token fields are right-padded to one length across real *and* fake (``input_ids`` with ``pad_token_id``,
+    ``attention_mask`` with 0, ``labels`` with -100), so both halves run through the model in one forward.
+    Missing ``attention_mask`` means all ones; missing ``labels`` means ``input_ids`` (every token scored).
+    """
+
+    def __init__(self, pad_token_id: int = 0):
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, dict[str, torch.Tensor]]:
+        halves = {side: [ex[side] for ex in examples] for side in ("real", "fake")}
+        if "input_ids" not in halves["real"][0]:
+            return {side: {k: torch.stack([torch.as_tensor(ex[k]) for ex in exs]) for k in exs[0]}
+                    for side, exs in halves.items()}
+        length = max(len(ex["input_ids"]) for exs in halves.values() for ex in exs)
+        pad = {"input_ids": self.pad_token_id, "attention_mask": 0, "labels": -100}
+        batches = {}
+        for side, exs in halves.items():
+            batch = {k: [] for k in TOKEN_KEYS}
+            for ex in exs:
+                ids = torch.as_tensor(ex["input_ids"], dtype=torch.long)
+                fields = {
+                    "input_ids": ids,
+                    "attention_mask": torch.as_tensor(ex.get("attention_mask", torch.ones_like(ids)), dtype=torch.long),
+                    "labels": torch.as_tensor(ex.get("labels", ids), dtype=torch.long),
+                }
+                for k, v in fields.items():
+                    batch[k].append(F.pad(v, (0, length - len(v)), value=pad[k]))
+            batches[side] = {k: torch.stack(v) for k, v in batch.items()}
+            batches[side]["labels"] = batches[side]["labels"].masked_fill(batches[side]["attention_mask"] == 0, -100)
+        return batches
+
+
+# ------------------------------------------------------------------------------------------ the trainer
+
+
+class DDOTrainer(Trainer):
+    r"""
+    Trainer for Direct Discriminative Optimization (DDO).
+
+    Args:
+        model: the model to fine-tune, initialised from the pretrained model: a transformers causal LM (any module
+            whose output has ``.logits``) or, with ``noise_scheduler``, a Diffusers denoiser (``UNet2DModel``,
+            ``UNet2DConditionModel`` or any module called as ``model(x_t, timestep, **cond)``).
+        ref_model: the frozen reference ``p_ref``. Defaults to a copy of ``model`` made at construction (θ = θ_ref).
+            It never receives gradients, is not part of ``model``'s module tree, optimizer or ``state_dict``.
+        args: a [`DDOConfig`].
+        train_dataset: real data. Causal LM: examples with ``input_ids`` (and optionally ``attention_mask`` and
+            ``labels`` with -100 on prompt tokens). Diffusion: ``pixel_values`` (and optionally ``class_labels`` or
+            ``encoder_hidden_states``).
+        fake_dataset: samples of the reference model in the same format (see
+            :func:`hfgen.trainers.ddo.generate_diffusion_samples` / :func:`~hfgen.trainers.ddo.generate_lm_samples`).
+        noise_scheduler: the Diffusers scheduler the denoiser was pretrained with: an EDM scheduler (σ ∼ log-normal
+            with ``p_mean``/``p_std``, EDM preconditioning and weighting) or a DDPM-style one (uniform timesteps,
+            ``prediction_type`` target). ``None`` means ``model`` is a causal LM.
+        processing_class: a tokenizer; its ``pad_token_id`` is used for padding.
+
+    Logged: ``ddo/log_ratio_real``, ``ddo/log_ratio_fake`` (means of r on each half), ``ddo/margin`` (their
+    difference) and ``ddo/accuracy`` (how often the implicit discriminator classifies a sample right, ties 1/2).
+    """
+
+    loss_is_scaled_for_ga = False  # compute_loss returns a per-batch mean
+
+    def __init__(self, model: nn.Module, ref_model: nn.Module | None = None, args: DDOConfig | None = None,
+                 train_dataset=None, fake_dataset=None, noise_scheduler=None, data_collator=None,
+                 processing_class=None, callbacks=None, optimizers=(None, None), **kwargs):
+        if args is None:
+            args = DDOConfig(output_dir="ddo-model")
+        if not isinstance(args, DDOConfig):
+            raise ValueError(f"`args` must be a DDOConfig, got {type(args).__name__}.")
+        if train_dataset is None or fake_dataset is None:
+            raise ValueError("`train_dataset` (real data) and `fake_dataset` (reference samples) are both required.")
+        if ref_model is None:
+            ref_model = copy.deepcopy(model)
+        elif ref_model is model:
+            raise ValueError("`ref_model` must be a separate copy of the model, not the trained model itself.")
+        self._check_same_architecture(model, ref_model)
+        self.is_diffusion = noise_scheduler is not None
+        self._check_examples(train_dataset[0], fake_dataset[0])
+        if args.disable_dropout:
+            for module in (model, ref_model):
+                for m in module.modules():
+                    if isinstance(m, nn.Dropout):
+                        m.p = 0.0
+        self.noise_scheduler = noise_scheduler
+        if data_collator is None:
+            pad_token_id = getattr(processing_class, "pad_token_id", None)
+            data_collator = DDODataCollator(pad_token_id=pad_token_id if pad_token_id is not None else 0)
+        super().__init__(model=model, args=args, data_collator=data_collator,
+                         train_dataset=RealFakePairs(train_dataset, fake_dataset), processing_class=processing_class,
+                         callbacks=callbacks, optimizers=optimizers, **kwargs)
+        self.ref_model = ref_model.eval().requires_grad_(False).to(self.args.device)
+        self._metrics: dict[str, list[float]] = defaultdict(list)
+
+    # -------------------------------------------------------------------------------- validation
+
+    @staticmethod
+    def _check_same_architecture(model: nn.Module, ref_model: nn.Module) -> None:
+        if type(model) is not type(ref_model):
+            raise ValueError(f"`ref_model` must have the architecture of `model`: got {type(ref_model).__name__} "
+                             f"for a {type(model).__name__}.")
+        shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        ref_shapes = {k: tuple(v.shape) for k, v in ref_model.state_dict().items()}
+        if shapes != ref_shapes:
+            diff = sorted(set(shapes.items()) ^ set(ref_shapes.items()))[:3]
+            raise ValueError(f"`ref_model` must have the architecture of `model`; parameters differ: {diff}.")
+
+    def _check_examples(self, real: dict, fake: dict) -> None:
+        key = "pixel_values" if self.is_diffusion else "input_ids"
+        for name, example in (("train_dataset", real), ("fake_dataset", fake)):
+            if key not in example:
+                kind = "a diffusion model (noise_scheduler given)" if self.is_diffusion else "a causal LM"
+                raise ValueError(f"`{name}` examples must hold {key!r} for {kind}; got keys {sorted(example)}.")
+        if self.is_diffusion:
+            real_shape, fake_shape = tuple(torch.as_tensor(real[key]).shape), tuple(torch.as_tensor(fake[key]).shape)
+            if real_shape != fake_shape:
+                raise ValueError(f"`fake_dataset` samples must have the shape of the real data: 'pixel_values' is "
+                                 f"{fake_shape} in `fake_dataset` and {real_shape} in `train_dataset`.")
+            if sorted(k for k in real if k in DIFFUSION_COND_KEYS) != sorted(k for k in fake if k in DIFFUSION_COND_KEYS):
+                raise ValueError("`train_dataset` and `fake_dataset` must carry the same conditioning keys "
+                                 f"(any of {DIFFUSION_COND_KEYS}).")
+
+    # -------------------------------------------------------------------------------- the loss
+
+    def sample_noise(self, x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(noise_level, noise)`` for a batch ``x0``: one level per sample, ``σ = exp(N(p_mean, p_std²))`` (EDM)
+        or ``t ∼ U{0, …, T−1}`` (DDPM), and ``n ∼ N(0, I)`` shaped like ``x0``."""
+        batch_size = len(x0)
+        if hasattr(self.noise_scheduler, "precondition_outputs"):
+            noise_level = (torch.randn(batch_size, device=x0.device) * self.args.p_std + self.args.p_mean).exp()
+        else:
+            num_train_timesteps = self.noise_scheduler.config.num_train_timesteps
+            noise_level = torch.randint(0, num_train_timesteps, (batch_size,), device=x0.device)
+        return noise_level, torch.randn_like(x0)
+
+    def compute_log_ratio(self, model: nn.Module, inputs: dict[str, dict[str, torch.Tensor]]):
+        """``(r_real, r_fake)``, each (B,). Override to support another model family."""
+        real, fake = inputs["real"], inputs["fake"]
+        if not self.is_diffusion:
+            batch = {k: torch.cat([real[k], fake[k]]) for k in TOKEN_KEYS}  # one forward for real and fake
+            logp = sequence_log_prob(model, **batch)
+            with torch.no_grad():
+                ref_logp = sequence_log_prob(self.ref_model, **batch)
+            return (logp - ref_logp).chunk(2)
+        x0 = torch.cat([real["pixel_values"], fake["pixel_values"]]).float()
+        cond = {k: torch.cat([real[k], fake[k]]) for k in DIFFUSION_COND_KEYS if k in real}
+        # One (σ, n) per real/fake pair, shared by all four passes (Eq. 15 and the paper's App. D).
+        noise_level, noise = self.sample_noise(x0.chunk(2)[0])
+        noise_level, noise = noise_level.repeat(2), noise.repeat((2,) + (1,) * (x0.ndim - 1))
+        ll = denoising_log_likelihood(model, self.noise_scheduler, x0, noise, noise_level, self.args.snr_gamma, **cond)
+        with torch.no_grad():
+            ref_ll = denoising_log_likelihood(self.ref_model, self.noise_scheduler, x0, noise, noise_level,
+                                              self.args.snr_gamma, **cond)
+        return (ll - ref_ll).chunk(2)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        r_real, r_fake = self.compute_log_ratio(model, inputs)
+        loss = ddo_loss(r_real, r_fake, self.args.alpha, self.args.beta)
+        if self.args.normalize_by_max_alpha:
+            loss = loss / max(self.args.alpha, 1.0)
+        with torch.no_grad():
+            r_real, r_fake = self.accelerator.gather_for_metrics((r_real.detach(), r_fake.detach()))
+            accuracy = torch.cat([(r_real > 0).float() + 0.5 * (r_real == 0), (r_fake < 0).float() + 0.5 * (r_fake == 0)])
+            self._metrics["ddo/log_ratio_real"].append(r_real.mean().item())
+            self._metrics["ddo/log_ratio_fake"].append(r_fake.mean().item())
+            self._metrics["ddo/margin"].append((r_real.mean() - r_fake.mean()).item())
+            self._metrics["ddo/accuracy"].append(accuracy.mean().item())
+        return (loss, {"log_ratio_real": r_real, "log_ratio_fake": r_fake}) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        logs = {**logs, **{k: sum(v) / len(v) for k, v in self._metrics.items() if v}}
+        self._metrics.clear()
+        super().log(logs, start_time)
+
+    # -------------------------------------------------------------------------------- saving
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        model = self.accelerator.unwrap_model(self.model)
+        if isinstance(model, PreTrainedModel) or not hasattr(model, "save_pretrained"):
+            super()._save(output_dir, state_dict=state_dict)
+        elif self.args.should_save:  # a Diffusers model: its own format, safetensors
+            model.save_pretrained(output_dir, safe_serialization=True)
+            with open(os.path.join(output_dir, "ddo_config.json"), "w") as f:
+                f.write(self.args.to_json_string())
+        if self.args.should_save:
+            self.create_model_card(output_dir=output_dir)
+
+    def create_model_card(self, model_name: str | None = None, dataset_name: str | None = None,
+                          tags: list[str] | None = None, output_dir: str | None = None, **kwargs) -> None:
+        """Write the hfgen DDO model card (``README.md``) into ``output_dir`` (default ``args.output_dir``)."""
+        from hfgen.hub import save_model_card
+
+        output_dir = output_dir or self.args.output_dir
+        config = getattr(self.accelerator.unwrap_model(self.model), "config", None)
+        base_model = getattr(config, "_name_or_path", None) or (config.get("_name_or_path") if isinstance(config, dict) else None)
+        save_model_card(
+            output_dir, "ddo", model_name=model_name or os.path.basename(os.path.abspath(output_dir)),
+            base_model=base_model or None, datasets=[dataset_name] if dataset_name else None,
+            training_config={"alpha": self.args.alpha, "beta": self.args.beta, "learning_rate": self.args.learning_rate,
+                             "max_steps": self.args.max_steps, "per_device_train_batch_size":
+                             self.args.per_device_train_batch_size, "model_family":
+                             "diffusion" if self.is_diffusion else "causal LM"},
+            extra_tags=tags or (), is_diffusion=self.is_diffusion,
+        )
