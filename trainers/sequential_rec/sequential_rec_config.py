@@ -1,0 +1,44 @@
+"""Configuration of :class:`~hfgen.trainers.SequentialRecTrainer` (IISAN's training defaults)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+
+@dataclass
+class SequentialRecConfig(TrainingArguments):
+    """Training arguments for a sequential recommender over side-adapted item embeddings.
+
+    Defaults follow the official IISAN scripts: Adam with learning rate 2e-4 for the recommender and
+    fusion, 1e-4 for the side adapter, no weight decay, batch 64 users of 11 items, in-batch softmax
+    with logQ popularity correction, HR@10 / NDCG@10 with full ranking.
+    """
+
+    learning_rate: float = field(default=2e-4, metadata={"help": "Learning rate of the recommender (SASRec)."})
+    adapter_learning_rate: float | None = field(
+        default=1e-4, metadata={"help": "Learning rate of the item encoder (side adapter); None: `learning_rate`."})
+    per_device_train_batch_size: int = field(default=64, metadata={"help": "Users per training batch."})
+    per_device_eval_batch_size: int = field(default=256, metadata={"help": "Users per evaluation batch."})
+    max_seq_len: int = field(default=10, metadata={"help": "History length; training sequences hold one item more."})
+    logq_correction: bool = field(default=True, metadata={"help": "Subtract log p(item) (training popularity) from "
+                                                                  "in-batch logits (sampling-bias correction)."})
+    eval_top_k: list[int] = field(default_factory=lambda: [10], metadata={"help": "K of HR@K and NDCG@K."})
+    item_batch_size: int = field(default=1024, metadata={"help": "Items per batch when embedding the whole item "
+                                                                 "table for full-ranking evaluation."})
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep `history` for evaluation."})
+    report_to: str | list[str] = field(default="none", metadata={"help": "Integrations to report to."})
+
+    def __post_init__(self):
+        if self.max_seq_len < 1:
+            raise ValueError(f"`max_seq_len` must be >= 1, got {self.max_seq_len}.")
+        if self.adapter_learning_rate is not None and self.adapter_learning_rate <= 0:
+            raise ValueError(f"`adapter_learning_rate` must be > 0 or None, got {self.adapter_learning_rate}.")
+        if not self.eval_top_k or any(int(k) < 1 for k in self.eval_top_k):
+            raise ValueError(f"`eval_top_k` must be a non-empty list of positive integers, got {self.eval_top_k}.")
+        if self.item_batch_size < 1:
+            raise ValueError(f"`item_batch_size` must be >= 1, got {self.item_batch_size}.")
+        if self.remove_unused_columns:
+            raise ValueError("`remove_unused_columns` must be False: evaluation needs the `history` column.")
+        super().__post_init__()

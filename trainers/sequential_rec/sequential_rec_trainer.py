@@ -1,0 +1,258 @@
+"""Training and full-ranking evaluation of a sequential recommender with a side-adapted item encoder.
+
+The model is ``SequentialRecommender(recommender=SASRecModel, item_encoder=IISANModel | CROSSANModel |
+BackboneItemEncoder | None)``; the trainer optimises the in-batch softmax loss of the IISAN papers
+(:func:`in_batch_softmax_loss`) and evaluates HR@K / NDCG@K by ranking every item, with each user's
+history masked. It is a ``transformers.Trainer``, so ``accelerate launch`` / DDP, logging,
+checkpointing and callbacks work as usual; a save writes the recommender (``config.json`` +
+``model.safetensors``), the adapter (``item_encoder/adapter_config.json`` +
+``adapter_model.safetensors``) and the hfgen model card.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from hfgen.trainers.sequential_rec.sequential_rec_config import SequentialRecConfig
+from safetensors.torch import load_file
+from torch import nn
+from transformers import Trainer
+
+from hfgen.metrics.ranking import hit_rate_at_k, mask_history, ndcg_at_k, target_ranks
+
+
+class SequentialRecommender(nn.Module):
+    """A recommender (``SASRecModel``) over the embeddings of an item encoder (a side adapter, or none).
+
+    Scores are dot products between the user vector and item embeddings.
+    """
+
+    def __init__(self, recommender: nn.Module, item_encoder: nn.Module | None = None):
+        super().__init__()
+        if item_encoder is None and not getattr(recommender.config, "num_items", 0):
+            raise ValueError("Without an `item_encoder` the recommender needs its own item table (num_items > 0).")
+        if item_encoder is not None and item_encoder.config.embedding_dim != recommender.config.hidden_size:
+            raise ValueError(f"The item encoder's `embedding_dim` ({item_encoder.config.embedding_dim}) must equal "
+                             f"the recommender's `hidden_size` ({recommender.config.hidden_size}).")
+        self.recommender = recommender
+        self.item_encoder = item_encoder
+
+    @property
+    def num_items(self) -> int:
+        return self.item_encoder.num_items if self.item_encoder is not None else self.recommender.config.num_items
+
+    def embed_items(self, item_ids: torch.Tensor) -> torch.Tensor:
+        if self.item_encoder is None:
+            return self.recommender.embed_items(item_ids)
+        return self.item_encoder(item_ids=item_ids).item_embeddings
+
+    def user_vectors(self, item_embeddings: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.recommender(inputs_embeds=item_embeddings, attention_mask=attention_mask).last_hidden_state
+
+    def forward(self, item_ids: torch.Tensor, **kwargs):
+        """Encode each distinct item of the batch once; return ``(user vectors [B, L-1, d], ids, embeddings)``."""
+        uniq, inverse = torch.unique(item_ids, return_inverse=True)
+        emb = self.embed_items(uniq)  # [C, d]
+        users = self.user_vectors(emb[inverse[:, :-1]], (item_ids[:, :-1] != 0).long())
+        return users, uniq, inverse, emb
+
+    @torch.no_grad()
+    def all_item_embeddings(self, batch_size: int = 1024) -> torch.Tensor:
+        ids = torch.arange(self.num_items, device=self.recommender.device)
+        return torch.cat([self.embed_items(ids[i:i + batch_size]) for i in range(0, len(ids), batch_size)])
+
+    def save_pretrained(self, folder: str | Path) -> None:
+        self.recommender.save_pretrained(folder)
+        if self.item_encoder is not None:
+            self.item_encoder.save_pretrained(Path(folder) / "item_encoder", model_card=False)
+
+    def load_weights(self, folder: str | Path) -> None:
+        """Load weights written by :meth:`save_pretrained` into this model (in place)."""
+        self.recommender.load_state_dict(load_file(str(Path(folder) / "model.safetensors")))
+        if self.item_encoder is not None:
+            state = load_file(str(Path(folder) / "item_encoder" / "adapter_model.safetensors"))
+            self.item_encoder.load_state_dict(state, strict=False)
+
+
+def in_batch_softmax_loss(users: torch.Tensor, item_ids: torch.Tensor, candidates: torch.Tensor,
+                          inverse: torch.Tensor, candidate_embeddings: torch.Tensor,
+                          log_popularity: torch.Tensor | None = None) -> torch.Tensor:
+    """In-batch softmax cross-entropy of next-item prediction (IISAN §3.4, SASRec-style autoregressive).
+
+    Every real position ``t`` of user ``b`` predicts item ``t + 1`` among the batch's distinct items::
+
+        logit(b, t, c) = u_{b,t} . e_c - log p(c)          (logQ correction when ``log_popularity`` is given)
+
+    Candidates that occur anywhere in user ``b``'s sequence, other than the target itself, are masked
+    (they are not negatives), and so is the padding item 0. (The official code keeps one candidate per
+    batch slot, so an item bought by several users of the batch counts several times as a negative;
+    here each distinct item is one candidate.)
+
+    Args:
+        users: ``[B, L, d]`` user vectors (position ``t`` has read items ``0..t``).
+        item_ids: ``[B, L + 1]`` item ids, left-padded with 0.
+        candidates: ``[C]`` distinct ids of the batch; ``inverse``: ``[B, L + 1]`` index of each id in it.
+        candidate_embeddings: ``[C, d]``.
+        log_popularity: ``[n_items]`` log sampling probability of each item.
+    """
+    logits = users @ candidate_embeddings.T  # [B, L, C]
+    if log_popularity is not None:
+        logits = logits - log_popularity[candidates]
+    target = inverse[:, 1:]  # [B, L]
+    in_sequence = (item_ids[:, :, None] == candidates[None, None, :]).any(1) | (candidates == 0)[None]  # [B, C]
+    is_target = nn.functional.one_hot(target, len(candidates)).bool()
+    logits = logits.masked_fill(in_sequence[:, None, :] & ~is_target, -1e4)
+    valid = item_ids[:, :-1] != 0
+    if not valid.any():
+        raise ValueError("The batch has no (history item, next item) pair: every training sequence needs >= 2 items.")
+    return nn.functional.cross_entropy(logits[valid], target[valid])
+
+
+class SequentialRecCollator:
+    """Stacks ``item_ids`` (fixed length), ``labels``, and right-pads ``history`` with 0."""
+
+    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
+        batch = {"item_ids": torch.tensor([f["item_ids"] for f in features], dtype=torch.long)}
+        if "labels" in features[0]:
+            batch["labels"] = torch.tensor([f["labels"] for f in features], dtype=torch.long)
+            width = max(len(f["history"]) for f in features)
+            batch["history"] = torch.tensor([f["history"] + [0] * (width - len(f["history"])) for f in features])
+        return batch
+
+
+class SequentialRecTrainer(Trainer):
+    """Trainer for sequential recommendation with an (optionally side-adapted) item encoder.
+
+    Args:
+        model: the recommender, a :class:`~hfgen.models.SASRecModel` (or a ready
+            :class:`SequentialRecommender`).
+        item_encoder: a side adapter (:class:`~hfgen.adapters.IISANModel`, ``CROSSANModel``) or a
+            baseline ``BackboneItemEncoder``, with its item table or cache set; ``None`` for ID-based SASRec.
+        args: a :class:`SequentialRecConfig`.
+        train_dataset / eval_dataset: from ``RecommendationData.leave_one_out``.
+        item_popularity: ``[n_items]`` training interaction counts, for the logQ correction.
+
+    ``evaluate()`` returns ``{"eval_hr@10", "eval_ndcg@10", ...}``.
+    """
+
+    def __init__(self, model, item_encoder=None, args: SequentialRecConfig | None = None, train_dataset=None,
+                 eval_dataset=None, item_popularity: torch.Tensor | None = None, data_collator=None, **kwargs):
+        args = args or SequentialRecConfig(output_dir="sequential_rec")
+        if not isinstance(args, SequentialRecConfig):
+            raise ValueError(f"`args` must be a SequentialRecConfig, got {type(args).__name__}.")
+        if not isinstance(model, SequentialRecommender):
+            model = SequentialRecommender(model, item_encoder)
+        if args.max_seq_len > model.recommender.config.max_seq_len:
+            raise ValueError(f"`max_seq_len`={args.max_seq_len} exceeds the recommender's "
+                             f"max_seq_len={model.recommender.config.max_seq_len}.")
+        if model.item_encoder is not None and model.item_encoder.num_items is None:
+            raise ValueError("The item encoder has no item table: call `set_item_inputs` or load a hidden-state cache.")
+        log_pop = None
+        if args.logq_correction and item_popularity is not None:
+            if len(item_popularity) != model.num_items:
+                raise ValueError(f"`item_popularity` has {len(item_popularity)} entries, the item table {model.num_items}.")
+            p = item_popularity.float().clamp_min(1.0)
+            log_pop = (p / p.sum()).log()
+        super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+                         data_collator=data_collator or SequentialRecCollator(), **kwargs)
+        self.log_popularity = log_pop
+
+    # ------------------------------------------------------------------------------------ training
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        item_ids = inputs["item_ids"]
+        users, candidates, inverse, emb = model(item_ids)
+        log_pop = None if self.log_popularity is None else self.log_popularity.to(users.device)
+        loss = in_batch_softmax_loss(users, item_ids, candidates, inverse, emb, log_pop)
+        return (loss, users) if return_outputs else loss
+
+    def create_optimizer(self, model=None):
+        """Two learning rates, as in the official code: recommender and adapter (``adapter_learning_rate``)."""
+        core = self.accelerator.unwrap_model(self.model)
+        if self.optimizer is None and self.args.adapter_learning_rate is not None and core.item_encoder is not None:
+            optimizer_cls, kwargs = self.get_optimizer_cls_and_kwargs(self.args, core)
+            groups = [
+                {"params": [p for p in core.recommender.parameters() if p.requires_grad]},
+                {"params": [p for p in core.item_encoder.parameters() if p.requires_grad],
+                 "lr": self.args.adapter_learning_rate},
+            ]
+            self.optimizer = optimizer_cls([g for g in groups if g["params"]],
+                                           **{**kwargs, "weight_decay": self.args.weight_decay})
+        return super().create_optimizer(model)
+
+    # ---------------------------------------------------------------------------------- evaluation
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        """Full-ranking HR@K / NDCG@K: every item scored, the user's history masked.
+
+        A dict of datasets gives ``{prefix}_{name}_hr@K`` for each, logged as one evaluation.
+        """
+        dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
+        named = dataset.items() if isinstance(dataset, dict) else [(None, dataset)]
+        metrics = {}
+        for name, ds in named:
+            prefix = metric_key_prefix if name is None else f"{metric_key_prefix}_{name}"
+            metrics.update(self._full_ranking_metrics(ds, prefix))
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+    def _full_ranking_metrics(self, dataset, prefix: str) -> dict[str, float]:
+        core = self.accelerator.unwrap_model(self.model)
+        was_training = core.training
+        core.eval()
+        ranks = []
+        with torch.no_grad():
+            items = core.all_item_embeddings(self.args.item_batch_size)
+            for batch in self.get_eval_dataloader(dataset):
+                ids = batch["item_ids"]
+                mask = ids != 0
+                if not mask.any(1).all():
+                    raise ValueError("A user has an empty history; full-ranking evaluation needs at least one item.")
+                users = core.user_vectors(items[ids], mask.long())[:, -1]
+                scores = mask_history(users @ items.T, batch["history"], batch["labels"])
+                ranks.append(self.accelerator.gather_for_metrics(target_ranks(scores, batch["labels"])))
+        core.train(was_training)
+        ranks = torch.cat(ranks)
+        metrics = {}
+        for k in self.args.eval_top_k:
+            metrics[f"{prefix}_hr@{k}"] = hit_rate_at_k(ranks, k)
+            metrics[f"{prefix}_ndcg@{k}"] = ndcg_at_k(ranks, k)
+        return metrics
+
+    # -------------------------------------------------------------------------------- save / load
+
+    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        output_dir = Path(output_dir or self.args.output_dir)
+        if not self.args.should_save:
+            return
+        output_dir.mkdir(parents=True, exist_ok=True)
+        self.accelerator.unwrap_model(self.model).save_pretrained(output_dir)
+        self.create_model_card(output_dir=output_dir)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        self.accelerator.unwrap_model(model or self.model).load_weights(resume_from_checkpoint)
+
+    def _load_best_model(self):
+        self.accelerator.unwrap_model(self.model).load_weights(self.state.best_model_checkpoint)
+
+    def create_model_card(self, model_name: str | None = None, dataset_name: str | None = None,
+                          output_dir: str | Path | None = None, **kwargs) -> None:
+        """Write the hfgen card of the item encoder's method (``iisan``, ``crossan``) as ``README.md``."""
+        from hfgen.hub import save_model_card
+
+        core = self.accelerator.unwrap_model(self.model)
+        encoder = core.item_encoder
+        method = getattr(encoder, "method_name", None) or "iisan"
+        bases = (encoder.config.base_model_name_or_path or {}) if encoder is not None else {}
+        save_model_card(output_dir or self.args.output_dir, method,
+                        model_name=model_name or Path(self.args.output_dir).name,
+                        base_model=next((b for b in bases.values() if "/" in b), None),
+                        datasets=[dataset_name] if dataset_name else None, backbones=bases,
+                        training_config={"learning_rate": self.args.learning_rate,
+                                         "adapter_learning_rate": self.args.adapter_learning_rate,
+                                         "batch_size": self.args.per_device_train_batch_size,
+                                         "epochs": self.args.num_train_epochs, "max_seq_len": self.args.max_seq_len,
+                                         "logq_correction": self.args.logq_correction,
+                                         "item_encoder": type(encoder).__name__ if encoder is not None else "ids"})
