@@ -1,0 +1,7 @@
+"""Masked diffusion models: the first-hitting sampler, the ancestral sampler and the pipeline (arXiv 2409.02908)."""
+
+from .pipeline_masked_diffusion import MaskedDiffusionPipeline, MaskedDiffusionPipelineOutput
+from .scheduling_ancestral_masked import AncestralMaskedScheduler
+from .scheduling_first_hitting import FirstHittingScheduler
+
+__all__ = ["AncestralMaskedScheduler", "FirstHittingScheduler", "MaskedDiffusionPipeline", "MaskedDiffusionPipelineOutput"]

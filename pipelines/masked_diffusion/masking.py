@@ -1,0 +1,80 @@
+"""The masked-diffusion forward process and accurate categorical sampling (arXiv 2409.02908).
+
+Masking schedules: ``alpha(t)`` is the probability that a clean token is still visible at time
+``t``; it decreases from ``alpha(0) = 1``. Each token is masked independently (Eq. 1):
+``q(x_t | x_0) = Cat(alpha_t e_{x_0} + (1 - alpha_t) e_m)``.
+
+Categorical sampling is the Gumbel-max trick written as the exponential race that MDLM and SEDD
+use, ``argmax_i log pi_i - log E_i`` with ``E_i = -log U_i``. Its precision is the precision of
+``U``: float32 uniforms are multiples of 2^-24, so ``E >= 5.96e-8`` and a class whose mass is below
+about 2^-24 of the winner's is (almost) never drawn (Sec. 5). Sampling in float64 removes this.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+MASKING_SCHEDULES = ("linear", "cosine", "loglinear")
+SAMPLING_DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+
+def alpha(schedule: str, t: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """alpha(t): linear ``1 - t``, cosine ``cos(pi t / 2)``, MDLM's loglinear ``1 - (1 - eps) t``."""
+    if schedule == "linear":
+        return 1 - t
+    if schedule == "cosine":
+        return torch.cos(0.5 * math.pi * t)
+    if schedule == "loglinear":
+        return 1 - (1 - eps) * t
+    raise ValueError(f"`masking_schedule` must be one of {MASKING_SCHEDULES}, got {schedule!r}.")
+
+
+def alpha_inverse(schedule: str, a: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """The time ``t`` with ``alpha(t) = a``."""
+    if schedule == "linear":
+        return 1 - a
+    if schedule == "cosine":
+        return torch.arccos(a.clamp(-1, 1)) * (2 / math.pi)
+    if schedule == "loglinear":
+        return (1 - a) / (1 - eps)
+    raise ValueError(f"`masking_schedule` must be one of {MASKING_SCHEDULES}, got {schedule!r}.")
+
+
+def elbo_weight(schedule: str, t: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """The NELBO weight ``-alpha'(t) / (1 - alpha(t))`` of Eq. 6 (``1/t`` for the linear schedule)."""
+    if schedule in ("linear", "loglinear"):  # 1 - alpha(t) = (1 - eps) t and -alpha'(t) = 1 - eps
+        return 1 / t
+    if schedule == "cosine":
+        return 0.5 * math.pi * torch.sin(0.5 * math.pi * t) / (1 - torch.cos(0.5 * math.pi * t))
+    raise ValueError(f"`masking_schedule` must be one of {MASKING_SCHEDULES}, got {schedule!r}.")
+
+
+def uniform(shape, generator=None, dtype=torch.float64, device=None) -> torch.Tensor:
+    """``U[0, 1)`` of ``shape`` in ``dtype``; a list of generators draws row ``b`` from ``generator[b]``."""
+    if isinstance(generator, list):
+        return torch.cat([torch.rand((1, *shape[1:]), generator=g, dtype=dtype, device=device) for g in generator])
+    return torch.rand(shape, generator=generator, dtype=dtype, device=device)
+
+
+def denoiser_logits(logits, mask_token_id, temperature=1.0, forbidden_tokens=None, dtype=torch.float64):
+    """``log mu`` up to a constant, in ``dtype``: no mass on the mask (Eq. 4) nor on ``forbidden_tokens``,
+    logits divided by ``temperature``."""
+    logits = logits.to(dtype) / temperature
+    forbidden = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
+    forbidden[mask_token_id] = True
+    if forbidden_tokens is not None:
+        forbidden |= forbidden_tokens
+    return logits.masked_fill(forbidden, -torch.inf)
+
+
+def sample_categorical(log_probs: torch.Tensor, generator=None, dtype=torch.float64) -> torch.Tensor:
+    """Draw from ``Cat(softmax(log_probs))`` over the last axis with noise in ``dtype``.
+
+    ``log_probs`` may be unnormalised (``-inf`` marks impossible classes). In float32 this is the
+    truncated race of MDLM's ``_sample_categorical``; in float64 it is accurate to 2^-53.
+    """
+    noise = uniform(log_probs.shape, generator, dtype, log_probs.device)
+    noise.log_().neg_().log_()  # log E with E = -log U ~ Exp(1)
+    return noise.neg_().add_(log_probs.to(dtype)).argmax(dim=-1)

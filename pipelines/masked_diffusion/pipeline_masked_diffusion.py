@@ -1,0 +1,222 @@
+"""Sampling a masked diffusion model (MDM) whose denoiser is any masked language model (arXiv 2409.02908)."""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from diffusers.pipelines.pipeline_utils import DiffusionPipeline
+from diffusers.utils import BaseOutput, replace_example_docstring
+
+from .scheduling_ancestral_masked import AncestralMaskedScheduler
+from .scheduling_first_hitting import FirstHittingScheduler
+
+EXAMPLE_DOC_STRING = """
+    Examples:
+        ```py
+        >>> import torch
+        >>> from transformers import AutoModelForMaskedLM, AutoTokenizer
+        >>> from hfgen.pipelines import AncestralMaskedScheduler, FirstHittingScheduler, MaskedDiffusionPipeline
+
+        >>> path = "path/to/mdm"  # e.g. the output_dir of hfgen.trainers.MaskedDiffusionTrainer
+        >>> pipe = MaskedDiffusionPipeline(
+        ...     denoiser=AutoModelForMaskedLM.from_pretrained(path),
+        ...     tokenizer=AutoTokenizer.from_pretrained(path),
+        ...     scheduler=FirstHittingScheduler(),
+        ... )
+        >>> out = pipe(seq_len=128, num_samples=4, generator=torch.Generator().manual_seed(0))
+        >>> out.nfe  # one network call per token
+        128
+        >>> pipe.scheduler = AncestralMaskedScheduler.from_config(pipe.scheduler.config)
+        >>> out = pipe(prompt="The [MASK] statement", seq_len=32, num_inference_steps=1000)
+        ```
+"""
+
+
+@dataclass
+class MaskedDiffusionPipelineOutput(BaseOutput):
+    """
+    Args:
+        sequences (`torch.LongTensor` or `np.ndarray` of shape `(batch_size, seq_len)`): token ids.
+        texts (`list[str]`, *optional*): decoded sequences when ``output_type="text"``.
+        nfe (`int`): number of denoiser calls (function evaluations) the batch took.
+    """
+
+    sequences: torch.LongTensor | np.ndarray
+    texts: list[str] | None
+    nfe: int
+
+
+class MaskedDiffusionPipeline(DiffusionPipeline):
+    r"""Generate text with a masked diffusion model.
+
+    The optimal MDM denoiser is ``p(x^l | visible tokens)`` at every time (Prop. 3.2), which is what
+    a masked language model estimates, so any ``transformers`` ``AutoModelForMaskedLM`` is a
+    denoiser. A denoiser whose ``forward`` takes ``timesteps`` is called with the current time
+    (one per row) and is never cached.
+
+    Args:
+        denoiser ([`~transformers.PreTrainedModel`]): a masked LM, ``denoiser(input_ids=x).logits``
+            of shape ``(batch, seq_len, vocab)``.
+        tokenizer ([`~transformers.PreTrainedTokenizerBase`]): its tokenizer; gives the mask token,
+            the special tokens that are never sampled, prompts and decoding. May be ``None`` when
+            ``input_ids`` and ``mask_token_id`` are passed.
+        scheduler ([`FirstHittingScheduler`] or [`AncestralMaskedScheduler`]): the sampler.
+    """
+
+    model_cpu_offload_seq = "denoiser"
+
+    def __init__(self, denoiser, tokenizer, scheduler: FirstHittingScheduler | AncestralMaskedScheduler):
+        super().__init__()
+        self.register_modules(denoiser=denoiser, tokenizer=tokenizer, scheduler=scheduler)
+
+    def check_inputs(self, prompt, input_ids, seq_len, num_samples, num_inference_steps, temperature,
+                     mask_token_id, output_type):
+        if not isinstance(self.scheduler, (FirstHittingScheduler, AncestralMaskedScheduler)):
+            raise ValueError(
+                "`scheduler` must be a FirstHittingScheduler or an AncestralMaskedScheduler (masked diffusion), "
+                f"got {type(self.scheduler).__name__}."
+            )
+        if mask_token_id is None:
+            raise ValueError(
+                "The denoiser has no mask token: its tokenizer defines no `mask_token_id`; pass `mask_token_id` "
+                "or use a masked-LM tokenizer."
+            )
+        vocab_size = getattr(getattr(self.denoiser, "config", None), "vocab_size", None)
+        if vocab_size is not None and not 0 <= mask_token_id < vocab_size:
+            raise ValueError(f"`mask_token_id` {mask_token_id} is outside the denoiser's vocabulary of {vocab_size}.")
+        if prompt is not None and input_ids is not None:
+            raise ValueError("Pass either `prompt` or `input_ids`, not both.")
+        if (prompt is not None or output_type == "text") and self.tokenizer is None:
+            raise ValueError("`prompt` and `output_type='text'` need a `tokenizer`.")
+        if input_ids is None and (not isinstance(seq_len, int) or seq_len <= 0):
+            raise ValueError(f"`seq_len` must be a positive integer, got {seq_len!r}.")
+        if input_ids is not None:
+            if input_ids.ndim not in (1, 2) or input_ids.shape[-1] == 0 or input_ids.dtype != torch.long:
+                raise ValueError("`input_ids` must be a non-empty int64 tensor of shape (seq_len,) or (batch, seq_len).")
+            if seq_len is not None and seq_len != input_ids.shape[-1]:
+                raise ValueError(f"`seq_len` {seq_len} differs from the length of `input_ids` {input_ids.shape[-1]}.")
+        if not isinstance(num_samples, int) or num_samples < 1:
+            raise ValueError(f"`num_samples` must be a positive integer, got {num_samples!r}.")
+        if num_inference_steps is not None and (not isinstance(num_inference_steps, int) or num_inference_steps < 1):
+            raise ValueError(f"`num_inference_steps` must be a positive integer or None, got {num_inference_steps!r}.")
+        if not temperature > 0:
+            raise ValueError(f"`temperature` must be positive, got {temperature!r}.")
+        if output_type not in ("text", "pt", "np"):
+            raise ValueError(f"`output_type` must be 'text', 'pt' or 'np', got {output_type!r}.")
+
+    def prepare_sequences(self, prompt, input_ids, seq_len, num_samples, mask_token_id, device):
+        """The starting ``x_1``: prompt tokens first, the rest masked; mask tokens inside a prompt are infilled."""
+        if input_ids is None:
+            prompts = [""] if prompt is None else [prompt] if isinstance(prompt, str) else list(prompt)
+            rows = []
+            for text in prompts:
+                ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+                if len(ids) > seq_len:
+                    raise ValueError(f"The prompt {text[:40]!r} has {len(ids)} tokens, more than `seq_len`={seq_len}.")
+                rows.append(ids + [mask_token_id] * (seq_len - len(ids)))
+            input_ids = torch.tensor(rows, dtype=torch.long)
+        return input_ids.reshape(-1, input_ids.shape[-1]).repeat_interleave(num_samples, dim=0).to(device)
+
+    def forbidden_tokens(self, vocab_size, device):
+        """Tokens never sampled besides the mask: the tokenizer's special tokens and padded rows beyond it."""
+        forbidden = torch.zeros(vocab_size, dtype=torch.bool, device=device)
+        if self.tokenizer is not None:
+            forbidden[[i for i in self.tokenizer.all_special_ids if i < vocab_size]] = True
+            forbidden[len(self.tokenizer):] = True
+        return forbidden
+
+    def denoise(self, sample, timestep, time_conditioned):
+        """One network call: the denoiser's logits at ``sample`` (and at ``timestep`` if it takes one)."""
+        kwargs = {}
+        if time_conditioned:
+            kwargs["timesteps"] = timestep.expand(sample.shape[0]).to(self.denoiser.dtype)
+        return self.denoiser(input_ids=sample, **kwargs).logits
+
+    @torch.no_grad()
+    @replace_example_docstring(EXAMPLE_DOC_STRING)
+    def __call__(
+        self,
+        prompt: str | list[str] | None = None,
+        input_ids: torch.LongTensor | None = None,
+        seq_len: int | None = None,
+        num_samples: int = 1,
+        num_inference_steps: int | None = None,
+        temperature: float = 1.0,
+        mask_token_id: int | None = None,
+        use_cache: bool = True,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        output_type: str = "text",
+        return_dict: bool = True,
+    ):
+        r"""
+        Args:
+            prompt (`str` or `list[str]`, *optional*): text placed at the start of each sequence
+                (never changed); the rest is generated. Mask tokens inside the prompt are infilled.
+            input_ids (`torch.LongTensor` of shape `(seq_len,)` or `(batch, seq_len)`, *optional*):
+                a template instead of ``prompt``: positions equal to the mask token are generated,
+                all others are kept.
+            seq_len (`int`, *optional*, defaults to 128): sequence length without ``input_ids``.
+            num_samples (`int`, defaults to 1): sequences per prompt (or per template row).
+            num_inference_steps (`int`, *optional*): first-hitting sampler: network calls, with
+                ``ceil(L / steps)`` tokens per call (``None``: the scheduler's ``tokens_per_step``,
+                1 = exact FHS); ancestral sampler: the number of steps ``T`` (``None``: 1000).
+            temperature (`float`, defaults to 1.0): divides the denoiser's logits.
+            mask_token_id (`int`, *optional*): defaults to ``tokenizer.mask_token_id``.
+            use_cache (`bool`, defaults to `True`): reuse the last network output when no token
+                changed since it was computed (MDLM's ``ddpm_cache``; only time-agnostic denoisers).
+            generator (`torch.Generator` or a list of one per sequence, *optional*): the randomness.
+            output_type (`str`, defaults to `"text"`): ``"text"`` (token ids and decoded text),
+                ``"pt"`` or ``"np"`` (token ids).
+            return_dict (`bool`, defaults to `True`): return a
+                [`MaskedDiffusionPipelineOutput`] instead of the tuple ``(sequences, texts)``.
+
+        Examples:
+        """
+        if mask_token_id is None and self.tokenizer is not None:
+            mask_token_id = self.tokenizer.mask_token_id
+        if input_ids is None and seq_len is None:
+            seq_len = 128
+        self.check_inputs(prompt, input_ids, seq_len, num_samples, num_inference_steps, temperature,
+                          mask_token_id, output_type)
+        device = self._execution_device
+        sample = self.prepare_sequences(prompt, input_ids, seq_len, num_samples, mask_token_id, device)
+        if isinstance(generator, list) and len(generator) != sample.shape[0]:
+            raise ValueError(f"`generator` is a list of {len(generator)}; it must hold one per sequence ({sample.shape[0]}).")
+
+        self.scheduler.set_timesteps(num_inference_steps, device=device, num_masked=(sample == mask_token_id).sum(1),
+                                     generator=generator)
+        time_conditioned = "timesteps" in inspect.signature(self.denoiser.forward).parameters
+        forbidden = None
+        logits, seen, nfe = None, None, 0
+        for t in self.progress_bar(self.scheduler.timesteps):
+            if not (sample == mask_token_id).any():
+                break
+            if logits is None or time_conditioned or not use_cache or not torch.equal(sample, seen):
+                logits = self.denoise(sample, t, time_conditioned)
+                seen, nfe = sample, nfe + 1
+            forbidden = self.forbidden_tokens(logits.shape[-1], device) if forbidden is None else forbidden
+            sample = self.scheduler.step(logits, t, sample, mask_token_id, temperature=temperature,
+                                         forbidden_tokens=forbidden, generator=generator).prev_sample
+
+        texts = self.tokenizer.batch_decode(sample, skip_special_tokens=True) if output_type == "text" else None
+        sequences = sample.cpu().numpy() if output_type == "np" else sample
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return (sequences, texts)
+        return MaskedDiffusionPipelineOutput(sequences=sequences, texts=texts, nfe=nfe)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """Diffusers' ``save_pretrained`` (safetensors) plus the hfgen model card as ``README.md``."""
+        from hfgen.hub import save_model_card
+
+        super().save_pretrained(save_directory, *args, **kwargs)
+        config = getattr(self.denoiser, "config", None)
+        save_model_card(
+            save_directory, "masked_diffusion",
+            model_name=f"{type(self.denoiser).__name__} masked diffusion model",
+            base_model=getattr(config, "_name_or_path", None) or None,
+            training_config={"scheduler": type(self.scheduler).__name__, **dict(self.scheduler.config)},
+        )

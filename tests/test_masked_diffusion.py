@@ -1,0 +1,371 @@
+"""Identity tests of the masked-diffusion samplers (arXiv 2409.02908) on a toy denoiser with an enumerable law.
+
+Statistical tests use fixed seeds and reject at p < 1e-3; each has a negative control that the same
+test rejects, so the test has power.
+"""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+from hfgen.pipelines import AncestralMaskedScheduler, FirstHittingScheduler, MaskedDiffusionPipeline
+from hfgen.pipelines.masked_diffusion.masking import alpha
+from scipy import stats
+from transformers.modeling_outputs import MaskedLMOutput
+
+V, L, MASK = 3, 3, 3  # content tokens 0..V-1, the mask is token V
+
+
+class ToyDenoiser(torch.nn.Module):
+    """A denoiser that is not a transformers model; ``device``/``dtype`` as transformers models have them."""
+
+    @property
+    def device(self):
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self):
+        return next(self.parameters()).dtype
+
+
+class TableDenoiser(ToyDenoiser):
+    """``logits[l, v] = W[l, v] + sum_{j visible} U[l, j, x_j, v]``: generally inconsistent conditionals,
+    so the decoding order matters and the tests are sharp."""
+
+    def __init__(self, vocab=V, length=L, seed=0, scale=1.5):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.W = torch.nn.Parameter(scale * torch.randn(length, vocab, generator=g, dtype=torch.float64))
+        U = scale * torch.randn(length, length, vocab, vocab, generator=g, dtype=torch.float64)
+        U[torch.arange(length), torch.arange(length)] = 0
+        self.U = torch.nn.Parameter(U)
+        self.vocab = vocab
+        self.calls = 0
+        self._conditionals = {}
+
+    def forward(self, input_ids):
+        self.calls += 1
+        visible = torch.nn.functional.one_hot(input_ids, self.vocab + 1)[..., : self.vocab].to(torch.float64)
+        logits = self.W + torch.einsum("bjc,ljcv->blv", visible, self.U)
+        return MaskedLMOutput(logits=torch.cat([logits, torch.zeros_like(logits[..., :1])], dim=-1))
+
+    def conditional(self, state):
+        """``mu(. | state)`` for every position, ``state`` a tuple with ``None`` for masked."""
+        if state not in self._conditionals:
+            ids = torch.tensor([[MASK if s is None else s for s in state]])
+            logits = self.forward(ids).logits[0, :, : self.vocab]
+            self._conditionals[state] = torch.softmax(logits, dim=-1).detach().numpy()
+        return self._conditionals[state]
+
+
+def outcomes(length=L, vocab=V):
+    return list(itertools.product(range(vocab), repeat=length))
+
+
+def law_of_ordered_partitions(model, partition_probs):
+    """``P(x) = sum_pi P(pi) prod_blocks prod_{l in block} mu(x_l | x before the block)``."""
+    law = {x: 0.0 for x in outcomes()}
+    for blocks, prob in partition_probs:
+        for x in law:
+            state, p = [None] * L, prob
+            for block in blocks:
+                mu = model.conditional(tuple(state))
+                p *= np.prod([mu[pos, x[pos]] for pos in block])
+                for pos in block:
+                    state[pos] = x[pos]
+            law[x] += p
+    return np.array([law[x] for x in outcomes()])
+
+
+def fhs_law(model):
+    """Prop. 4.1 + time-agnostic denoiser: a uniformly random order, one token at a time."""
+    orders = list(itertools.permutations(range(L)))
+    return law_of_ordered_partitions(model, [([(pos,) for pos in order], 1 / len(orders)) for order in orders])
+
+
+def ordered_partitions(items):
+    if not items:
+        yield []
+        return
+    for r in range(1, len(items) + 1):
+        for first in itertools.combinations(items, r):
+            rest = [i for i in items if i not in first]
+            for tail in ordered_partitions(rest):
+                yield [first, *tail]
+
+
+def ancestral_law(model, num_steps, schedule="linear"):
+    """Exact law of the T-step sampler: each position unmasks at step i with prob ``alpha(t_{i+1}) - alpha(t_i)``,
+    independently; tokens unmasked in one step are drawn conditionally independently (Eq. 10)."""
+    grid = torch.linspace(1, 0, num_steps + 1, dtype=torch.float64)
+    a = alpha(schedule, grid).numpy()
+    q = (a[1:] - a[:-1]) / (1 - a[0])  # P(unmask at step i)
+    partition_probs = []
+    for blocks in ordered_partitions(list(range(L))):
+        acc = np.ones(num_steps)  # sum over strictly increasing steps, block by block
+        for j, block in enumerate(blocks):
+            head = q ** len(block) * (acc if j == 0 else np.concatenate([[0.0], np.cumsum(acc)[:-1]]))
+            acc = head
+        partition_probs.append((blocks, acc.sum()))
+    return law_of_ordered_partitions(model, partition_probs)
+
+
+def empirical(sequences):
+    index = {x: i for i, x in enumerate(outcomes())}
+    counts = np.zeros(len(index))
+    for row, c in zip(*np.unique(sequences.numpy(), axis=0, return_counts=True)):
+        counts[index[tuple(row)]] = c
+    return counts
+
+
+def chi2_pvalue(counts, law):
+    return stats.chisquare(counts, law * counts.sum()).pvalue
+
+
+def make_pipeline(model, scheduler):
+    pipe = MaskedDiffusionPipeline(denoiser=model, tokenizer=None, scheduler=scheduler)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def sample(pipe, n, seed, **kwargs):
+    template = torch.full((L,), MASK)
+    return pipe(input_ids=template, num_samples=n, mask_token_id=MASK, output_type="pt",
+                generator=torch.Generator().manual_seed(seed), **kwargs)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return TableDenoiser()
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+def test_fhs_matches_exact_joint(model, schedule):
+    law = fhs_law(model)
+    assert law.sum() == pytest.approx(1.0)
+    out = sample(make_pipeline(model, FirstHittingScheduler(masking_schedule=schedule)), 200_000, seed=1)
+    assert chi2_pvalue(empirical(out.sequences), law) > 1e-3
+    # negative control: the one-step sampler (every token from the all-mask context) is far from it
+    assert chi2_pvalue(empirical(out.sequences), ancestral_law(model, 1)) < 1e-3
+
+
+def test_fhs_reproduces_a_consistent_joint():
+    """With conditionals of one joint p, the order does not matter and FHS samples p itself."""
+    p = np.random.default_rng(3).dirichlet(np.ones(V**L) * 0.7).reshape((V,) * L)
+
+    class JointDenoiser(ToyDenoiser):
+        def __init__(self):
+            super().__init__()
+            self.dummy = torch.nn.Parameter(torch.zeros(()))
+
+        def forward(self, input_ids):
+            logits = torch.zeros(*input_ids.shape, V + 1, dtype=torch.float64)
+            for b, row in enumerate(input_ids.tolist()):
+                index = tuple(slice(None) if x == MASK else x for x in row)
+                marginal = p[index]  # joint over the masked positions
+                masked = [pos for pos, x in enumerate(row) if x == MASK]
+                for k, pos in enumerate(masked):
+                    axes = tuple(a for a in range(len(masked)) if a != k)
+                    logits[b, pos, :V] = torch.from_numpy(np.log(marginal.sum(axis=axes)))
+            return MaskedLMOutput(logits=logits)
+
+    out = sample(make_pipeline(JointDenoiser(), FirstHittingScheduler()), 6_000, seed=4)
+    assert chi2_pvalue(empirical(out.sequences), p.reshape(-1)) > 1e-3
+
+
+@pytest.mark.parametrize("num_steps", [1, 2, 5])
+def test_ancestral_matches_its_exact_finite_step_law(model, num_steps):
+    out = sample(make_pipeline(model, AncestralMaskedScheduler()), 100_000, seed=num_steps,
+                 num_inference_steps=num_steps)
+    counts = empirical(out.sequences)
+    assert chi2_pvalue(counts, ancestral_law(model, num_steps)) > 1e-3
+    assert chi2_pvalue(counts, fhs_law(model)) < 1e-3  # few steps: measurably not the FHS law
+
+
+def test_ancestral_converges_to_fhs_as_steps_grow(model):
+    """TV(P_T, P_FHS) <= P(two tokens unmask in one step) = 1 - T!/((T-L)! T^L) = O(L^2 / T) -> 0."""
+    target = fhs_law(model)
+    tvs = []
+    for num_steps in [2, 10, 100, 1000, 10_000]:
+        tv = 0.5 * np.abs(ancestral_law(model, num_steps) - target).sum()
+        collision = 1 - math.perm(num_steps, L) / num_steps**L
+        assert tv <= collision + 1e-12
+        tvs.append(tv)
+    assert all(a > b for a, b in zip(tvs, tvs[1:]))
+    assert tvs[-1] < 1e-3 < tvs[0]
+
+
+def test_ancestral_cosine_schedule_law(model):
+    out = sample(make_pipeline(model, AncestralMaskedScheduler(masking_schedule="cosine")), 100_000, seed=7,
+                 num_inference_steps=3)
+    assert chi2_pvalue(empirical(out.sequences), ancestral_law(model, 3, "cosine")) > 1e-3
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine", "loglinear"])
+def test_first_hitting_times_follow_the_order_statistics_law(schedule):
+    """Eq. 11: w = (1 - alpha(tau_{n-1})) / (1 - alpha(tau_n)) ~ Beta(n, 1), i.e. w^n ~ U(0, 1); pooled over a
+    sequence, the hit times are i.i.d. clocks with P(tau <= s) = (1 - alpha(s)) / (1 - alpha(1))."""
+    n0, rows = 8, 20_000
+    scheduler = FirstHittingScheduler(masking_schedule=schedule)
+    scheduler.set_timesteps(num_masked=torch.full((rows,), n0), generator=torch.Generator().manual_seed(0))
+    one_minus = lambda t: 1 - alpha(schedule, t, scheduler.config.schedule_eps)  # noqa: E731
+    before = torch.cat([torch.ones(rows, 1, dtype=torch.float64), scheduler.hit_times[:, :-1]], dim=1)
+    w = (one_minus(scheduler.hit_times) / one_minus(before)).numpy()
+    assert (np.diff(scheduler.hit_times.numpy(), axis=1) < 0).all()
+    for j in range(n0):
+        n = n0 - j
+        assert stats.kstest(w[:, j] ** n, "uniform").pvalue > 1e-3
+        assert stats.kstest(w[:, j] ** (n + 1), "uniform").pvalue < 1e-3  # wrong exponent is rejected
+    ours = (one_minus(scheduler.hit_times) / one_minus(torch.tensor(1.0, dtype=torch.float64))).numpy()
+    any_hit = ours[np.arange(rows), np.arange(rows) % n0]  # one hit per row, of each rank equally often
+    assert stats.kstest(any_hit, "uniform").pvalue > 1e-3
+    assert stats.kstest(ours[:, 0], "uniform").pvalue < 1e-3  # the first hit alone is not a single clock
+    clocks = np.sort(np.random.default_rng(1).uniform(size=(rows, n0)), axis=1)[:, ::-1]
+    for j in range(n0):  # the j-th hit is the j-th largest of n0 independent clocks
+        assert stats.ks_2samp(ours[:, j], clocks[:, j]).pvalue > 1e-3
+
+
+@pytest.mark.parametrize("tokens_per_step, expected", [(1, 12), (3, 4), (5, 3), (12, 1)])
+def test_fhs_makes_one_network_call_per_group_of_k_tokens(tokens_per_step, expected):
+    model = TableDenoiser(length=12, seed=2)
+    pipe = make_pipeline(model, FirstHittingScheduler(tokens_per_step=tokens_per_step))
+    out = pipe(input_ids=torch.full((12,), MASK), num_samples=4, mask_token_id=MASK, output_type="pt")
+    assert out.nfe == model.calls == expected == math.ceil(12 / tokens_per_step)
+    assert (out.sequences != MASK).all()
+    steps = pipe(input_ids=torch.full((12,), MASK), num_inference_steps=expected, mask_token_id=MASK, output_type="pt")
+    assert steps.nfe == expected
+
+
+def test_fhs_network_calls_equal_masked_tokens_with_prompts():
+    model = TableDenoiser(length=6, seed=5)
+    pipe = make_pipeline(model, FirstHittingScheduler())
+    template = torch.tensor([[0, MASK, 1, MASK, MASK, 2], [MASK, MASK, MASK, MASK, 0, MASK]])
+    out = pipe(input_ids=template, mask_token_id=MASK, output_type="pt", generator=torch.Generator().manual_seed(0))
+    assert out.nfe == 5  # the row with the most masked tokens
+    fixed = template != MASK
+    assert torch.equal(out.sequences[fixed], template[fixed]) and (out.sequences != MASK).all()
+
+
+def test_ancestral_cache_skips_only_unchanged_steps_and_keeps_samples(model):
+    num_steps, rows = 20, 2
+    pipe = make_pipeline(model, AncestralMaskedScheduler())
+    nfes = []
+    for seed in range(100):
+        cached = sample(pipe, seed=seed, n=rows, num_inference_steps=num_steps)
+        uncached = sample(pipe, seed=seed, n=rows, num_inference_steps=num_steps, use_cache=False)
+        assert torch.equal(cached.sequences, uncached.sequences)
+        assert cached.nfe <= uncached.nfe
+        nfes.append(cached.nfe)
+    # a call happens exactly at the steps where some token changes: E = T (1 - (1 - 1/T)^(B L)) (App. E, Eq. 73)
+    expected = num_steps * (1 - (1 - 1 / num_steps) ** (rows * L))
+    assert abs(np.mean(nfes) - expected) < 4 * np.std(nfes) / np.sqrt(len(nfes))
+
+
+def test_time_conditioned_denoiser_sees_the_new_hitting_time():
+    seen = []
+
+    class TimedDenoiser(TableDenoiser):
+        def forward(self, input_ids, timesteps):
+            seen.append(timesteps.clone())
+            return super().forward(input_ids)
+
+    pipe = make_pipeline(TimedDenoiser(), FirstHittingScheduler(masking_schedule="cosine"))
+    out = sample(pipe, 2, seed=0)
+    assert out.nfe == L
+    assert torch.equal(torch.stack(seen), pipe.scheduler.timesteps)
+    assert torch.equal(pipe.scheduler.timesteps[0], pipe.scheduler.hit_times[:, 0])  # tau_{L-1} < 1, not t = 1
+    assert (pipe.scheduler.timesteps[0] < 1).all()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fhs_draws_with_the_requested_precision(dtype, monkeypatch):
+    import hfgen.pipelines.masked_diffusion.scheduling_first_hitting as fhs
+
+    dtypes = []
+    real = fhs.sample_categorical
+    monkeypatch.setattr(fhs, "sample_categorical", lambda lp, g, d: dtypes.append(d) or real(lp, g, d))
+    sample(make_pipeline(TableDenoiser(), FirstHittingScheduler(sampling_dtype=dtype)), 2, seed=0)
+    assert dtypes == [getattr(torch, dtype)] * L
+
+
+def tail_wins(sampling_dtype, rows, vocab_tail=4096, c=0.3, chunk=4096, seed=0):
+    """One ancestral step from t = 1 racing a head token (mass 1/2) and ``vocab_tail`` tail tokens (mass
+    1/2 together) against the mask class. Each tail token's mass relative to the mask is ``c * 2^-24``."""
+    p_tail = 0.5 / vocab_tail
+    num_steps = round(1 / (c * 2.0**-24 / p_tail))  # the first step has alpha_s - alpha_t = 1 / T
+    logits = torch.log(torch.tensor([0.5] + [p_tail] * vocab_tail + [1.0], dtype=torch.float64))
+    logits[-1] = -torch.inf  # the mask token's own logit
+    mask_id = vocab_tail + 1
+    scheduler = AncestralMaskedScheduler(sampling_dtype=sampling_dtype)
+    generator = torch.Generator().manual_seed(seed)
+    head = tail = 0
+    for _ in range(rows // chunk):
+        scheduler.set_timesteps(num_steps)
+        x = scheduler.step(logits.expand(chunk, 1, -1), None, torch.full((chunk, 1), mask_id), mask_id,
+                           generator=generator).prev_sample
+        head += int((x == 0).sum())
+        tail += int(((x > 0) & (x < mask_id)).sum())
+    expected = rows * (1 / num_steps) * 0.5  # float64-exact expected wins of each half
+    return head, tail, expected
+
+
+def unmasked_entropy(head, tail, vocab_tail=4096):
+    """Entropy (nats) of the unmasked tokens' law estimated from the counts, tail tokens being exchangeable."""
+    share = tail / (head + tail)
+    return float(stats.entropy([1 - share, share]) + share * math.log(vocab_tail))
+
+
+@pytest.mark.slow  # ~1e9 float32 draws: a tail event costs about 2^24 / c draws whatever the design
+def test_float32_sampling_truncates_the_tail_of_the_ancestral_step():
+    """Sec. 5 / Prop. 5.2: with float32 uniforms a token of mass c * 2^-24 relative to the mask wins with
+    probability f(c) = 1 / (c (e^{1/c} - 1)) times the exact one (f(0.3) = 0.12): the tail vanishes, the
+    head does not, and the entropy of what gets unmasked drops."""
+    head, tail, expected = tail_wins("float32", rows=2**18)
+    f = 1 / (0.3 * math.expm1(1 / 0.3))
+    assert stats.poisson.cdf(tail, expected) < 1e-3  # the float64 law (about 19 tail wins) is rejected
+    assert stats.poisson.sf(tail - 1, expected * f) > 1e-3  # consistent with the derived suppression
+    assert stats.poisson.cdf(head, expected) > 1e-3 and stats.poisson.sf(head - 1, expected) > 1e-3
+    assert unmasked_entropy(head, tail) < 0.75 * (math.log(2) + 0.5 * math.log(4096))  # exact law: 4.85 nats
+
+
+@pytest.mark.slow
+def test_float64_sampling_keeps_the_tail_of_the_ancestral_step():
+    head, tail, expected = tail_wins("float64", rows=2**18)
+    assert stats.poisson.cdf(tail, expected) > 1e-3 and stats.poisson.sf(tail - 1, expected) > 1e-3
+    assert unmasked_entropy(head, tail) > 0.5 * (math.log(2) + 0.5 * math.log(4096))
+
+
+def test_bad_inputs_are_refused_before_any_network_call():
+    from diffusers import DDPMScheduler
+    from transformers import BertConfig, BertForMaskedLM
+
+    from hfgen.data.text import char_tokenizer
+
+    tokenizer = char_tokenizer("abc de")
+    bert = BertForMaskedLM(BertConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1,
+                                      num_attention_heads=2, intermediate_size=16))
+    pipe = MaskedDiffusionPipeline(denoiser=bert, tokenizer=tokenizer, scheduler=FirstHittingScheduler())
+    with pytest.raises(ValueError, match="seq_len"):
+        pipe(seq_len=0)
+    with pytest.raises(ValueError, match="seq_len"):
+        pipe(prompt="abcabc", seq_len=3)
+    with pytest.raises(ValueError, match="generator"):
+        pipe(seq_len=4, num_samples=2, generator=[torch.Generator()])
+    with pytest.raises(ValueError, match="temperature"):
+        pipe(seq_len=4, temperature=0)
+    with pytest.raises(ValueError, match="output_type"):
+        pipe(seq_len=4, output_type="pil")
+    pipe.scheduler = DDPMScheduler()
+    with pytest.raises(ValueError, match="FirstHittingScheduler or an AncestralMaskedScheduler"):
+        pipe(seq_len=4)
+    no_mask = MaskedDiffusionPipeline(denoiser=bert, tokenizer=None, scheduler=FirstHittingScheduler())
+    with pytest.raises(ValueError, match="no mask token"):
+        no_mask(input_ids=torch.zeros(4, dtype=torch.long), output_type="pt")
+    with pytest.raises(ValueError, match="masking_schedule"):
+        FirstHittingScheduler(masking_schedule="sqrt")
+    with pytest.raises(ValueError, match="sampling_dtype"):
+        AncestralMaskedScheduler(sampling_dtype="float16")
+    with pytest.raises(ValueError, match="tokens_per_step"):
+        FirstHittingScheduler(tokens_per_step=0)

@@ -1,0 +1,50 @@
+"""Configuration of :class:`MaskedDiffusionTrainer`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+MASKING_SCHEDULES = ("linear", "cosine", "loglinear")
+
+
+@dataclass
+class MaskedDiffusionConfig(TrainingArguments):
+    r"""Training arguments for masked-diffusion training of a masked language model (arXiv 2409.02908).
+
+    Everything of [`~transformers.TrainingArguments`] applies; the fields below are the method's. The
+    defaults follow the paper's OWT setting (App. H.3: AdamW, learning rate 3e-4, warm-up 2,500 steps,
+    gradient clipping 1) where they make sense at any scale; scale ``warmup_steps`` to your run.
+    """
+
+    masking_schedule: str = field(
+        default="linear",
+        metadata={"help": "alpha(t) of the forward process: 'linear', 'cosine' or 'loglinear' (MDLM). The NELBO "
+                  "does not depend on it (Prop. 3.1); it changes the variance of the estimator."},
+    )
+    schedule_eps: float = field(default=1e-3, metadata={"help": "eps of the loglinear schedule 1 - (1 - eps) t."})
+    time_epsilon: float = field(
+        default=1e-3,
+        metadata={"help": "t is drawn from U(time_epsilon, 1) (MDLM's sampling_eps), which keeps the 1/t weight finite."},
+    )
+    low_discrepancy_sampling: bool = field(
+        default=True,
+        metadata={"help": "Stratify t over the batch, t_i = (u_i + i) / B (App. G.2); lowers the loss variance."},
+    )
+    mask_token_id: int | None = field(
+        default=None, metadata={"help": "The mask token; defaults to the processing_class's mask_token_id."}
+    )
+    learning_rate: float = field(default=3e-4, metadata={"help": "AdamW learning rate (App. H.3)."})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping (App. H.3)."})
+
+    def __post_init__(self):
+        if self.masking_schedule not in MASKING_SCHEDULES:
+            raise ValueError(f"`masking_schedule` must be one of {MASKING_SCHEDULES}, got {self.masking_schedule!r}.")
+        if not 0 < self.schedule_eps < 1:
+            raise ValueError(f"`schedule_eps` must lie in (0, 1), got {self.schedule_eps!r}.")
+        if not 0 < self.time_epsilon < 1:
+            raise ValueError(f"`time_epsilon` must lie in (0, 1), got {self.time_epsilon!r}.")
+        if self.mask_token_id is not None and self.mask_token_id < 0:
+            raise ValueError(f"`mask_token_id` must be a non-negative token id, got {self.mask_token_id!r}.")
+        super().__post_init__()

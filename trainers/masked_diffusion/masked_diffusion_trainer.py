@@ -1,0 +1,98 @@
+"""Masked-diffusion training of any masked language model (arXiv 2409.02908, Sec. 3; MDLM)."""
+
+from __future__ import annotations
+
+import torch
+from hfgen.pipelines.masked_diffusion.masking import alpha, elbo_weight
+from transformers import Trainer
+
+from .masked_diffusion_config import MaskedDiffusionConfig
+
+
+class MaskedDiffusionTrainer(Trainer):
+    r"""Train an ``AutoModelForMaskedLM`` as the denoiser of a masked diffusion model.
+
+    Each sequence gets a time ``t`` (stratified over the batch), each token is masked with
+    probability ``1 - alpha(t)``, and the loss is the continuous-time NELBO per token (Eq. 6):
+
+        ``E_t [ -alpha'(t) / (1 - alpha(t)) * sum_{l masked} -log mu(x_0^l | x_t) ] / L``,
+
+    with ``mu`` the model's softmax without the mask class (Eq. 4). It equals
+    ``sum_n 1/n E[sum_{l masked} -log mu(x_0^l | x_n)] / L`` over exactly-``n``-masked inputs for
+    every schedule (Prop. 3.1), so the model learns ``p(x^l | visible tokens)`` at every mask ratio
+    (Prop. 3.2), which is what :class:`~hfgen.pipelines.MaskedDiffusionPipeline` samples with.
+
+    The data are ``input_ids`` (fixed-length blocks; an ``attention_mask`` marks padding, which is
+    never masked nor scored). Subclasses can override :meth:`sample_times` or :meth:`corrupt`.
+    """
+
+    def __init__(self, model=None, args: MaskedDiffusionConfig | None = None, *pargs, **kwargs):
+        if args is None:
+            args = MaskedDiffusionConfig(output_dir="masked_diffusion_output")
+        if not isinstance(args, MaskedDiffusionConfig):
+            raise ValueError(f"`args` must be a MaskedDiffusionConfig, got {type(args).__name__}.")
+        super().__init__(model, args, *pargs, **kwargs)
+        mask_id = args.mask_token_id
+        if mask_id is None:
+            mask_id = getattr(self.processing_class, "mask_token_id", None)
+        if mask_id is None:
+            raise ValueError("No mask token: pass `mask_token_id` in the config or a `processing_class` that has one.")
+        self.mask_token_id = int(mask_id)
+        self._metrics = {"nelbo": [], "mask_ratio": []}
+
+    def sample_times(self, batch_size: int, device) -> torch.Tensor:
+        """``t ~ U(time_epsilon, 1)``, stratified over the batch if ``low_discrepancy_sampling`` (App. G.2)."""
+        u = torch.rand(batch_size, device=device, dtype=torch.float64)
+        if self.args.low_discrepancy_sampling:
+            u = (u + torch.arange(batch_size, device=device)) / batch_size
+        return self.args.time_epsilon + (1 - self.args.time_epsilon) * u
+
+    def corrupt(self, input_ids, t, maskable):
+        """The forward process (Eq. 1): mask each token independently with probability ``1 - alpha(t)``."""
+        keep = alpha(self.args.masking_schedule, t, self.args.schedule_eps)[:, None]
+        masked = (torch.rand(input_ids.shape, device=input_ids.device, dtype=torch.float64) >= keep) & maskable
+        return torch.where(masked, self.mask_token_id, input_ids), masked
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        x_0 = inputs["input_ids"]
+        maskable = inputs.get("attention_mask", torch.ones_like(x_0)).bool()
+        t = self.sample_times(x_0.shape[0], x_0.device)
+        x_t, masked = self.corrupt(x_0, t, maskable)
+        outputs = model(input_ids=x_t, attention_mask=maskable.long())
+        mask_class = torch.tensor([self.mask_token_id], device=x_0.device)
+        logits = outputs.logits.float().index_fill(-1, mask_class, -torch.inf)  # SUBS: no mass on the mask (Eq. 4)
+        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), x_0, reduction="none")  # [B, L]
+        weight = elbo_weight(self.args.masking_schedule, t, self.args.schedule_eps).float()
+        per_sequence = weight * (nll * masked).sum(1) / maskable.sum(1)  # NELBO per token, one draw of t
+        loss = per_sequence.mean()
+        if model.training:
+            self._metrics["nelbo"].append(loss.detach().item())
+            self._metrics["mask_ratio"].append((masked.sum() / maskable.sum()).item())
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs:
+            for key, values in self._metrics.items():
+                if values:
+                    logs[key] = sum(values) / len(values)
+            self._metrics = {key: [] for key in self._metrics}
+        super().log(logs, start_time)
+
+    def _save(self, output_dir: str | None = None, state_dict=None):
+        super()._save(output_dir, state_dict)
+        if self.args.should_save:
+            self.create_model_card(output_dir=output_dir)
+
+    def create_model_card(self, output_dir: str | None = None, model_name: str | None = None, **kwargs):
+        """Write the hfgen model card (``model_cards/masked_diffusion.md``) as ``README.md``."""
+        from hfgen.hub import save_model_card
+
+        config = self.model.config
+        keys = ("masking_schedule", "time_epsilon", "low_discrepancy_sampling", "learning_rate",
+                "per_device_train_batch_size", "max_steps", "num_train_epochs", "seed")
+        save_model_card(
+            output_dir or self.args.output_dir, "masked_diffusion",
+            model_name=model_name or f"{type(self.model).__name__} masked diffusion model",
+            base_model=getattr(config, "_name_or_path", None) or None,
+            training_config={key: getattr(self.args, key) for key in keys},
+        )
