@@ -20,7 +20,9 @@ _EXPORTS = {
     "SequentialRecConfig": "sequential_rec.sequential_rec_config",
     "SequentialRecTrainer": "sequential_rec.sequential_rec_trainer",
     "MF2Config": "mf2.mf2_config",
+    "MF2TrainingConfig": "mf2.mf2_config",
     "MF2Trainer": "mf2.mf2_trainer",
+    "MF2DataCollator": "mf2.mf2_trainer",
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -12,6 +12,9 @@ _EXPORTS = {
     "BackboneItemEncoder": "baselines",
     "CROSSANConfig": "crossan",
     "CROSSANModel": "crossan",
+    "DFNConfig": "dfn",
+    "DFNModel": "dfn",
+    "DFNOutput": "dfn",
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
