@@ -1,0 +1,62 @@
+"""Wall time per translated image: CDBM (2 NFE) vs its DDBM teacher's samplers, in the same run.
+
+Loads the teacher and the CBT student saved by ``scripts/consistency_bridge_digits.py`` (default
+``/tmp/consistency_bridge_digits/{teacher,cbt}``), times each sampler on the same batch of held-out
+edge maps (median of ``--repeats`` runs after a warm-up), prints the quality of each (digits Fréchet
+distance, MSE) next to its time, and the time ratios against CDBM. Never asserts timings.
+
+    python scripts/bench_consistency_bridge.py --run-dir /tmp/consistency_bridge_digits
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from hfgen.pipelines import BridgeScheduler, ConsistencyBridgePipeline
+
+from hfgen.data.paired_digits import load_paired_digits
+from hfgen.demos.consistency_bridge import evaluate
+
+
+def time_sampler(pipe, source, solver, steps, repeats):
+    pipe.scheduler = BridgeScheduler.from_config(pipe.scheduler.config, solver=solver)
+    pipe.set_progress_bar_config(disable=True)
+    times = []
+    for i in range(repeats + 1):
+        start = time.perf_counter()
+        pipe((source + 1) / 2, num_inference_steps=steps, generator=torch.Generator().manual_seed(i), output_type="pt")
+        times.append(time.perf_counter() - start)
+    return statistics.median(times[1:]) / len(source)
+
+
+def main(run_dir="/tmp/consistency_bridge_digits", batch=256, repeats=3, plan=(("heun", 34), ("dbim", 20), ("dbim", 2))):
+    run_dir = Path(run_dir)
+    teacher = ConsistencyBridgePipeline.from_pretrained(run_dir / "teacher")
+    student = ConsistencyBridgePipeline.from_pretrained(run_dir / "cbt")
+    size = teacher.unet.config.sample_size
+    source, target = (x[:batch] for x in load_paired_digits(size=size, split="test"))
+    rows = []
+    for name, pipe, solver, steps in [("CDBM (CBT)", student, "consistency", 2)] + [("DDBM teacher", teacher, s, n) for s, n in plan]:
+        seconds = time_sampler(pipe, source, solver, steps, repeats)
+        _, metrics = evaluate(pipe, source, target, solver, steps)
+        rows.append((f"{name}, {solver}", metrics["nfe"], seconds, metrics["fd"], metrics["mse"]))
+    base = rows[0][2]
+    print(f"torch threads: {torch.get_num_threads()}, batch {batch}, median of {repeats}")
+    print("| sampler | NFE | ms / image | time ratio vs CDBM | FD | MSE |")
+    print("|---|---|---|---|---|---|")
+    for name, nfe, seconds, fd, mse in rows:
+        print(f"| {name} | {nfe} | {1000 * seconds:.3f} | {seconds / base:.1f}x | {fd:.3f} | {mse:.4f} |")
+    return rows
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run-dir", default="/tmp/consistency_bridge_digits")
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    main(args.run_dir, args.batch, args.repeats)

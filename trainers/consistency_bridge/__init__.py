@@ -1,0 +1,7 @@
+"""Training diffusion bridges (DDBM) and consistency bridges (CDBM: CBD distillation, CBT training)."""
+
+from .bridge_config import BridgeConfig, ConsistencyBridgeConfig
+from .bridge_trainer import BridgeTrainer
+from .consistency_bridge_trainer import ConsistencyBridgeTrainer
+
+__all__ = ["BridgeConfig", "BridgeTrainer", "ConsistencyBridgeConfig", "ConsistencyBridgeTrainer"]
