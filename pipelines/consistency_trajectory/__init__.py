@@ -1,0 +1,1 @@
+"""Consistency trajectory models with Euler, variance or analytic (Analytic-Precond) preconditioning."""
