@@ -1,0 +1,36 @@
+"""Registry entry of GFT, guidance-free training (import-cheap: strings only)."""
+
+from hfgen.registry import MethodInfo, Paper
+
+METHOD = MethodInfo(
+    name="gft",
+    summary=(
+        "Guidance-free training: a β-conditioned model trained so that one forward pass at β samples "
+        "like classifier-free guidance at scale 1/β (diffusion UNets and autoregressive LMs)."
+    ),
+    paper=Paper(
+        title="Visual Generation Without Guidance",
+        arxiv_id="2501.15420",
+        citation=(
+            "@inproceedings{chen2025visual,\n"
+            "  title     = {Visual Generation Without Guidance},\n"
+            "  author    = {Chen, Huayu and Jiang, Kai and Zheng, Kaiwen and Chen, Jianfei and Su, Hang and Zhu, Jun},\n"
+            "  booktitle = {International Conference on Machine Learning (ICML)},\n"
+            "  year      = {2025},\n"
+            "  url       = {https://arxiv.org/abs/2501.15420}\n"
+            "}"
+        ),
+        code_url="https://github.com/thu-ml/GFT",
+    ),
+    components={
+        "GFTTrainer": "hfgen.trainers.gft.gft_trainer:GFTTrainer",
+        "GFTConfig": "hfgen.trainers.gft.gft_config:GFTConfig",
+        "GFTCausalLM": "hfgen.trainers.gft.modeling_gft:GFTCausalLM",
+        "GFTCausalLMConfig": "hfgen.trainers.gft.modeling_gft:GFTCausalLMConfig",
+        "GuidanceFreePipeline": "hfgen.pipelines.guidance_free.pipeline_guidance_free:GuidanceFreePipeline",
+    },
+    card_template="hfgen.model_cards:gft.md",
+    demo="hfgen.demos.gft:run",
+    tags=("guidance-free", "classifier-free-guidance", "diffusion", "autoregressive"),
+    pipeline_tag="unconditional-image-generation",
+)

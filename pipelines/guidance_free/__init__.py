@@ -1,0 +1,17 @@
+from .modeling_beta_conditioning import (
+    add_beta_conditioning,
+    beta_embedding,
+    beta_to_guidance_scale,
+    guidance_scale_to_beta,
+    has_beta_input,
+)
+from .pipeline_guidance_free import GuidanceFreePipeline
+
+__all__ = [
+    "GuidanceFreePipeline",
+    "add_beta_conditioning",
+    "beta_embedding",
+    "beta_to_guidance_scale",
+    "guidance_scale_to_beta",
+    "has_beta_input",
+]

@@ -1,0 +1,210 @@
+"""Guidance-free sampling (GFT, arXiv 2501.15420): one network call per denoising step."""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+from diffusers import DiffusionPipeline, ImagePipelineOutput, UNet2DConditionModel
+from diffusers.schedulers import KarrasDiffusionSchedulers
+from diffusers.utils import replace_example_docstring
+from diffusers.utils.torch_utils import randn_tensor
+
+from .modeling_beta_conditioning import beta_embedding, guidance_scale_to_beta, has_beta_input
+
+EXAMPLE_DOC_STRING = """
+    Examples:
+        ```py
+        >>> import torch
+        >>> from diffusers import DDIMScheduler, UNet2DConditionModel
+        >>> from hfgen.pipelines import GuidanceFreePipeline
+
+        >>> unet = UNet2DConditionModel(  # a (tiny, untrained) class-conditional GFT UNet: 10 classes + null
+        ...     sample_size=8, in_channels=1, out_channels=1, block_out_channels=(16, 32), layers_per_block=1,
+        ...     down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+        ...     mid_block_type=None, norm_num_groups=8, num_class_embeds=11, time_cond_proj_dim=32)
+        >>> pipe = GuidanceFreePipeline(unet=unet, scheduler=DDIMScheduler())
+        >>> images = pipe(class_labels=[3, 7], beta=0.5, num_inference_steps=10, output_type="pt").images
+        >>> images.shape  # one unet call per step, same quality target as CFG at guidance_scale = 1/beta
+        torch.Size([2, 1, 8, 8])
+        ```
+"""
+
+GUIDANCE_MODES = ("free", "cfg")
+OUTPUT_TYPES = ("pil", "np", "pt")
+
+
+class GuidanceFreePipeline(DiffusionPipeline):
+    r"""Sample a GFT-trained UNet at temperature ``beta`` with one forward pass per step, or a CFG-trained
+    UNet (or the same GFT UNet at β = 1) with classifier-free guidance, two passes per step, for comparison.
+
+    GFT trains ε_θ(x_t | c, β) so that at the optimum ε_θ(x_t | c, β) = ε_u + (ε_c − ε_u)/β: the CFG
+    prediction at guidance scale s = 1/β (see ``hfgen.trainers.GFTTrainer``).
+
+    Args:
+        unet ([`UNet2DConditionModel`]):
+            The denoiser (ε-, v- or x0-prediction, as its scheduler says). Class-conditional models use
+            ``num_class_embeds = num_classes + 1`` with the last label as the null (dropped) class;
+            text-conditional ones take ``prompt_embeds``. GFT models have ``time_cond_proj_dim`` (the β input).
+        scheduler ([`SchedulerMixin`]):
+            Any Diffusers scheduler, e.g. [`DDIMScheduler`] or [`DPMSolverMultistepScheduler`] (the paper's sampler).
+    """
+
+    model_cpu_offload_seq = "unet"
+
+    def __init__(self, unet: UNet2DConditionModel, scheduler: KarrasDiffusionSchedulers):
+        super().__init__()
+        self.register_modules(unet=unet, scheduler=scheduler)
+
+    @property
+    def num_classes(self) -> int | None:
+        n = self.unet.config.num_class_embeds
+        return None if n is None else n - 1
+
+    @property
+    def null_class_label(self) -> int | None:
+        return self.num_classes
+
+    def check_inputs(self, class_labels, prompt_embeds, negative_prompt_embeds, beta, guidance_scale, guidance,
+                     num_inference_steps, generator, output_type):
+        if guidance not in GUIDANCE_MODES:
+            raise ValueError(f"`guidance` must be one of {GUIDANCE_MODES}, got {guidance!r}.")
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"`output_type` must be one of {OUTPUT_TYPES}, got {output_type!r}.")
+        if beta is not None and guidance_scale is not None:
+            raise ValueError("Pass either `beta` or `guidance_scale` (= 1/beta), not both.")
+        if beta is not None and not 0.0 < beta <= 1.0:
+            raise ValueError(f"`beta` must lie in (0, 1] (1 = no guidance, smaller = stronger), got {beta!r}.")
+        if guidance_scale is not None and not guidance_scale >= 1.0:
+            raise ValueError(f"`guidance_scale` must be >= 1, got {guidance_scale!r}.")
+        if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
+            raise ValueError(f"`num_inference_steps` must be a positive int, got {num_inference_steps!r}.")
+        if guidance == "free" and not has_beta_input(self.unet):
+            raise ValueError(
+                "`guidance='free'` needs a GFT model with a β input (`unet.config.time_cond_proj_dim`), but this unet "
+                "has none; train it with GFTTrainer (or add_beta_conditioning + fine-tuning), or sample it with "
+                "guidance='cfg'."
+            )
+        if (class_labels is None) == (prompt_embeds is None):
+            raise ValueError("Pass exactly one of `class_labels` (class-conditional unet) or `prompt_embeds`.")
+        if class_labels is not None:
+            if self.num_classes is None:
+                raise ValueError("`class_labels` were given but the unet has no class embedding (`num_class_embeds`).")
+            labels = torch.as_tensor(class_labels).reshape(-1)
+            if labels.dtype.is_floating_point or labels.numel() == 0 or labels.min() < 0 or labels.max() >= self.num_classes:
+                raise ValueError(
+                    f"`class_labels` must be integers in [0, {self.num_classes - 1}] (label {self.num_classes} is the "
+                    f"null class), got {labels.tolist()}."
+                )
+            batch_size = labels.numel()
+        else:
+            batch_size = prompt_embeds.shape[0]
+            if guidance == "cfg" and negative_prompt_embeds is None:
+                raise ValueError("`guidance='cfg'` with `prompt_embeds` needs `negative_prompt_embeds` (e.g. of '').")
+        if isinstance(generator, list) and len(generator) != batch_size:
+            raise ValueError(f"`generator` is a list of length {len(generator)}, but the batch size is {batch_size}.")
+        return batch_size
+
+    def prepare_latents(self, batch_size, dtype, device, generator, latents=None):
+        size = self.unet.config.sample_size
+        size = (size, size) if isinstance(size, int) else tuple(size)
+        shape = (batch_size, self.unet.config.in_channels, *size)
+        if latents is None:
+            latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+        elif latents.shape != shape:
+            raise ValueError(f"`latents` must have shape {shape}, got {tuple(latents.shape)}.")
+        return latents.to(device=device, dtype=dtype) * self.scheduler.init_noise_sigma
+
+    def prepare_conditions(self, class_labels, prompt_embeds, negative_prompt_embeds, device, dtype):
+        """Return (conditional, null) keyword arguments of the unet call."""
+        if class_labels is not None:
+            labels = torch.as_tensor(class_labels, device=device).reshape(-1).long()
+            null = torch.full_like(labels, self.null_class_label)
+            return {"class_labels": labels, "encoder_hidden_states": None}, {"class_labels": null, "encoder_hidden_states": None}
+        cond = {"encoder_hidden_states": prompt_embeds.to(device=device, dtype=dtype)}
+        null = None if negative_prompt_embeds is None else {
+            "encoder_hidden_states": negative_prompt_embeds.to(device=device, dtype=dtype).expand_as(prompt_embeds)}
+        return cond, null
+
+    def _unet(self, x, t, beta, condition):
+        timestep_cond = None
+        if has_beta_input(self.unet):
+            timestep_cond = beta_embedding(beta, self.unet.config.time_cond_proj_dim).to(device=x.device, dtype=x.dtype)
+        return self.unet(x, t, timestep_cond=timestep_cond, **condition).sample
+
+    def predict(self, latents, t, beta, guidance_scale, guidance, condition, null_condition):
+        """The model output of one step: GFT's single call at β, or CFG's ε_u + s(ε_c − ε_u) (batched, 2 NFEs)."""
+        batch_size = latents.shape[0]
+        if guidance == "free":
+            return self._unet(latents, t, latents.new_full((batch_size,), beta), condition)
+        ones = latents.new_ones(2 * batch_size)  # a GFT unet used with CFG: both branches at β = 1
+        both = {k: None if v is None else torch.cat([v, null_condition[k]]) for k, v in condition.items()}
+        cond, uncond = self._unet(torch.cat([latents, latents]), t, ones, both).chunk(2)
+        return uncond + guidance_scale * (cond - uncond)
+
+    @torch.no_grad()
+    @replace_example_docstring(EXAMPLE_DOC_STRING)
+    def __call__(
+        self,
+        class_labels: int | list[int] | torch.Tensor | None = None,
+        prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+        beta: float | None = None,
+        guidance_scale: float | None = None,
+        guidance: str = "free",
+        num_inference_steps: int = 50,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+    ) -> ImagePipelineOutput | tuple:
+        r"""
+        Args:
+            class_labels (`int`, `list[int]` or `torch.Tensor`): one class id per image, in ``[0, num_classes)``.
+            prompt_embeds (`torch.Tensor`, *optional*): text-encoder states ``(B, L, D)`` for a text-conditional unet.
+            negative_prompt_embeds (`torch.Tensor`, *optional*): the null text condition (e.g. of ``""``), for CFG.
+            beta (`float`, *optional*): GFT temperature in ``(0, 1]``; 1 is conditional sampling without guidance.
+            guidance_scale (`float`, *optional*): the equivalent CFG scale ``1/beta`` (>= 1). Default: ``beta = 1``.
+            guidance (`str`, defaults to `"free"`): ``"free"``: one call per step at β (needs a GFT unet);
+                ``"cfg"``: classifier-free guidance at scale ``1/beta`` with two network evaluations per step.
+            num_inference_steps (`int`, defaults to 50): denoising steps.
+            generator (`torch.Generator` or a list of them, *optional*): one generator, or one per image.
+            latents (`torch.Tensor`, *optional*): the initial noise, ``(B, C, H, W)``.
+            output_type (`str`, defaults to `"pil"`): ``"pil"``, ``"np"`` (``(B, H, W, C)`` in [0, 1]) or ``"pt"``
+                (``(B, C, H, W)`` in [0, 1]).
+            return_dict (`bool`, defaults to `True`): return an [`ImagePipelineOutput`] instead of a tuple.
+
+        Examples:
+        """
+        batch_size = self.check_inputs(class_labels, prompt_embeds, negative_prompt_embeds, beta, guidance_scale,
+                                       guidance, num_inference_steps, generator, output_type)
+        beta = 1.0 if beta is None and guidance_scale is None else beta
+        beta = guidance_scale_to_beta(guidance_scale) if beta is None else float(beta)
+        guidance_scale = 1.0 / beta
+        if guidance == "cfg" and guidance_scale == 1.0:
+            guidance = "free" if has_beta_input(self.unet) else "conditional"
+
+        device, dtype = self._execution_device, self.unet.dtype
+        condition, null_condition = self.prepare_conditions(class_labels, prompt_embeds, negative_prompt_embeds, device, dtype)
+        latents = self.prepare_latents(batch_size, dtype, device, generator, latents)
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        step_kwargs = {"generator": generator} if "generator" in inspect.signature(self.scheduler.step).parameters else {}
+
+        for t in self.progress_bar(self.scheduler.timesteps):
+            model_input = self.scheduler.scale_model_input(latents, t)
+            if guidance == "conditional":  # CFG at scale 1 is the plain conditional model: one call
+                model_output = self._unet(model_input, t, None, condition)
+            else:
+                model_output = self.predict(model_input, t, beta, guidance_scale, guidance, condition, null_condition)
+            latents = self.scheduler.step(model_output, t, latents, **step_kwargs).prev_sample
+
+        self.maybe_free_model_hooks()
+        image = (latents / 2 + 0.5).clamp(0, 1)
+        if output_type != "pt":
+            image = image.cpu().permute(0, 2, 3, 1).float().numpy()
+            if output_type == "pil":
+                image = self.numpy_to_pil(image)
+        if not return_dict:
+            return (image,)
+        return ImagePipelineOutput(images=image)
+

@@ -1,0 +1,35 @@
+"""Smoke-sized runs of the GFT demo, the digits experiment and the benchmark (their logic, not their numbers)."""
+
+import importlib.util
+from pathlib import Path
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def load_script(name):
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_demo_compares_gft_one_pass_with_cfg_two_passes(tmp_path):
+    from hfgen.demos.gft import run
+
+    result = run(tmp_path, train_steps=2, samples_per_class=2, inference_steps=2)
+    assert result.method == "gft" and result.baseline_name == "CFG" and not result.higher_is_better
+    assert result.details["cfg"]["nfe_per_image"] == 4 and result.details["gft"]["nfe_per_image"] == 2  # 2 steps
+    assert all(Path(f).is_file() for f in result.figures)
+
+
+def test_digits_experiment_writes_results_and_figures(tmp_path):
+    rows = load_script("gft_digits").main(["--train-steps", "2", "--samples-per-class", "2", "--scales", "1", "3",
+                                           "--ddim-steps", "2", "--output-dir", str(tmp_path), "--work-dir", str(tmp_path / "w")])
+    assert {(r["method"], r["scale"]) for r in rows} == {(m, s) for m in ("CFG", "GFT") for s in (1.0, 3.0)}
+    assert [r["nfe"] for r in rows if r["scale"] == 3.0] == [4, 2]
+    assert (tmp_path / "results" / "gft.md").is_file() and (tmp_path / "figures" / "gft_curves.png").is_file()
+
+
+def test_benchmark_reports_the_sampling_time_ratio():
+    result = load_script("bench_gft").main(["--size", "8", "--batch", "4", "--steps", "2", "--repeats", "1"])
+    assert result["ratio"] > 0 and set(result) == {"gft_seconds", "cfg_seconds", "ratio"}

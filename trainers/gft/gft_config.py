@@ -1,0 +1,77 @@
+"""Configuration of guidance-free training (GFT, arXiv 2501.15420)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+NOISE_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
+
+
+@dataclass
+class GFTConfig(TrainingArguments):
+    r"""Arguments of [`GFTTrainer`], on top of [`~transformers.TrainingArguments`].
+
+    GFT draws a temperature β per example and trains the β-conditioned network through the implicit
+    conditional model β·f_θ(x | c, β) + (1 − β)·sg[f_θ(x | ∅, 1)] with the ordinary conditional loss (MSE on
+    the diffusion target, cross-entropy on the next token). Defaults follow the official code (thu-ml/GFT):
+    β ~ U(0, 1), condition dropout 0.1, ε-prediction on a 1000-step linear DDPM schedule.
+    ``beta_min = beta_max = 1`` is ordinary conditional training with condition dropout, i.e. CFG training.
+    """
+
+    cond_drop_prob: float = field(
+        default=0.1,
+        metadata={"help": "Probability of replacing an example's condition by the null condition (its β input is then "
+                          "1, as in the official code). 0.1 for DiT/LlamaGen; 0.0 works too because GFT evaluates the "
+                          "null branch explicitly (the official SD1.5 recipe)."},
+    )
+    beta_min: float = field(default=0.0, metadata={"help": "Lower end of the training distribution β ~ U(beta_min, beta_max)."})
+    beta_max: float = field(default=1.0, metadata={"help": "Upper end of β ~ U(beta_min, beta_max); at most 1."})
+    prediction_type: str | None = field(
+        default=None,
+        metadata={"help": f"Diffusion target, one of {PREDICTION_TYPES}; None uses the noise scheduler's own. The "
+                          "GFT interpolation is linear in whichever output space the loss uses."},
+    )
+    num_train_timesteps: int = field(default=1000, metadata={"help": "Timesteps of the default DDPMScheduler."})
+    noise_schedule: str = field(
+        default="linear",
+        metadata={"help": f"`beta_schedule` of the default DDPMScheduler (the *noise* schedule; unrelated to the GFT "
+                          f"temperature β), one of {NOISE_SCHEDULES}."},
+    )
+    null_class_label: int | None = field(
+        default=None,
+        metadata={"help": "Null label of a class-conditional unet; None means the last class embedding "
+                          "(`num_class_embeds - 1`), the convention GuidanceFreePipeline samples with."},
+    )
+    null_condition_token_id: int | None = field(
+        default=None,
+        metadata={"help": "Autoregressive models: the token that replaces the condition token (position 0) for the "
+                          "unconditional branch; None uses `model.config.null_condition_token_id`."},
+    )
+    remove_unused_columns: bool = field(
+        default=False,
+        metadata={"help": "Keep the data set's columns (`pixel_values`, `labels`, `encoder_hidden_states`, `input_ids`)."},
+    )
+
+    def __post_init__(self):
+        if not 0.0 <= self.cond_drop_prob < 1.0:
+            raise ValueError(f"`cond_drop_prob` must lie in [0, 1), got {self.cond_drop_prob!r}.")
+        if not 0.0 <= self.beta_min <= self.beta_max <= 1.0 or self.beta_max == 0.0:
+            raise ValueError(
+                f"`beta_min` and `beta_max` must satisfy 0 <= beta_min <= beta_max <= 1 with beta_max > 0, got "
+                f"beta_min={self.beta_min!r}, beta_max={self.beta_max!r}."
+            )
+        if self.prediction_type is not None and self.prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f"`prediction_type` must be one of {PREDICTION_TYPES} or None, got {self.prediction_type!r}.")
+        if self.noise_schedule not in NOISE_SCHEDULES:
+            raise ValueError(f"`noise_schedule` must be one of {NOISE_SCHEDULES}, got {self.noise_schedule!r}.")
+        if self.num_train_timesteps < 2:
+            raise ValueError(f"`num_train_timesteps` must be >= 2, got {self.num_train_timesteps!r}.")
+        super().__post_init__()
+
+    @property
+    def guidance_free(self) -> bool:
+        """False for ``beta_min = beta_max = 1``: plain conditional (CFG) training, no null branch needed."""
+        return self.beta_min < 1.0
