@@ -203,7 +203,7 @@ def test_zero_shot_emotion_is_well_above_chance_after_pretraining(tmp_path):
     tok = F.build_face_tokenizer()
     train, test = F.make_synthetic_faces(600, image_size=32, seed=0), F.make_synthetic_faces(200, image_size=32, seed=1)
     cfg = tiny_mf2_config(tok, image_size=32, width=32, layers=2)
-    model = pretrain(train, tok, tmp_path, max_steps=150, batch_size=32, config=cfg, progress_bar=False)
+    model = pretrain(train, tok, tmp_path, max_steps=300, batch_size=32, config=cfg, progress_bar=False)
     scores = zero_shot_scores(model, tok, test)
     majority = np.bincount(test.emotions).max() / len(test)
     assert scores["emotion_accuracy"] > max(2 / len(F.EMOTIONS), majority + 0.1)
