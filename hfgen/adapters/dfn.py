@@ -39,7 +39,13 @@ from safetensors.torch import save_file
 from torch import nn
 from transformers.utils import ModelOutput
 
-from hfgen.adapters.side_adapter import CONFIG_NAME, WEIGHTS_NAME, GatedSideNetwork, select_layers
+from hfgen.adapters.side_adapter import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    GatedSideNetwork,
+    TrainableParametersMixin,
+    select_layers,
+)
 from hfgen.data.faces import check_au_names
 
 
@@ -131,7 +137,7 @@ class DFNOutput(ModelOutput):
     emotion_logits: torch.Tensor | None = None
 
 
-class DFNModel(nn.Module):
+class DFNModel(TrainableParametersMixin, nn.Module):
     """The decoupled side network over a frozen :class:`~hfgen.models.mf2.MF2Model` (see the module docstring).
 
     Use it on images (``dfn(pixel_values=...)``: the frozen MF^2 runs without gradient) or on cached
@@ -295,15 +301,6 @@ class DFNModel(nn.Module):
     def adapter_state_dict(self) -> dict[str, torch.Tensor]:
         """The side network's weights (never the base model's)."""
         return {k: v for k, v in self.state_dict().items() if not k.startswith("base_model.")}
-
-    def get_nb_trainable_parameters(self) -> tuple[int, int]:
-        """``(trainable, all)`` parameter counts, as in PEFT."""
-        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
-        return trainable, sum(p.numel() for p in self.parameters())
-
-    def print_trainable_parameters(self) -> None:
-        trainable, total = self.get_nb_trainable_parameters()
-        print(f"trainable params: {trainable:,d} || all params: {total:,d} || trainable%: {100 * trainable / total:.4f}")
 
     def save_pretrained(self, save_directory: str | os.PathLike, model_card: bool = True, **card_kwargs) -> None:
         """Write ``adapter_config.json``, ``adapter_model.safetensors`` (side network only) and a model card."""

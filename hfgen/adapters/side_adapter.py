@@ -306,7 +306,20 @@ class SideAdapterOutput(ModelOutput):
     router_weights: torch.Tensor | None = None
 
 
-class SideAdapterModel(nn.Module):
+class TrainableParametersMixin:
+    """PEFT's parameter accounting for an ``nn.Module`` adapter."""
+
+    def get_nb_trainable_parameters(self) -> tuple[int, int]:
+        """``(trainable, all)`` parameter counts, as in PEFT."""
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        return trainable, sum(p.numel() for p in self.parameters())
+
+    def print_trainable_parameters(self) -> None:
+        trainable, total = self.get_nb_trainable_parameters()
+        print(f"trainable params: {trainable:,d} || all params: {total:,d} || trainable%: {100 * trainable / total:.4f}")
+
+
+class SideAdapterModel(TrainableParametersMixin, nn.Module):
     """Base of hfgen's side adapters: frozen backbones, item table, hidden-state cache, PEFT-style I/O.
 
     Subclasses build their side network in ``__init__`` (after ``super().__init__``) and implement
@@ -551,15 +564,6 @@ class SideAdapterModel(nn.Module):
         """The weights an adapter file holds: everything but frozen backbone weights."""
         trainable = {n for n, p in self.named_parameters() if p.requires_grad}
         return {k: v for k, v in self.state_dict().items() if not k.startswith("backbones.") or k in trainable}
-
-    def get_nb_trainable_parameters(self) -> tuple[int, int]:
-        """``(trainable, all)`` parameter counts, as in PEFT."""
-        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
-        return trainable, sum(p.numel() for p in self.parameters())
-
-    def print_trainable_parameters(self) -> None:
-        trainable, total = self.get_nb_trainable_parameters()
-        print(f"trainable params: {trainable:,d} || all params: {total:,d} || trainable%: {100 * trainable / total:.4f}")
 
     def save_pretrained(self, save_directory: str | os.PathLike, model_card: bool = True, **card_kwargs) -> None:
         """Write ``adapter_config.json`` and ``adapter_model.safetensors`` (no backbone weights) and a model card."""
