@@ -190,7 +190,7 @@ def test_digits_script_runs_end_to_end_with_tiny_settings(tmp_path):
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-    from consistency_bridge_digits import main
+    from bridge_digits import main
 
     rows = main(teacher_steps=2, student_steps=1, size=8, width=8, n_eval=8, out_dir=tmp_path / "run",
                 results_md=tmp_path / "r.md", figure=tmp_path / "f.png", heun_steps=(2,), dbim_steps=(2,), cdbm_steps=(1, 2))

@@ -23,7 +23,7 @@ def test_rec_amazon_script_runs_on_a_tiny_folder_in_the_iisan_layout(tmp_path):
 
     from hfgen.adapters.side_adapter import select_layers  # noqa: F401  (hfgen importable)
 
-    script = load("iisan_amazon")
+    script = load("rec_amazon")
     words = ["guitar", "string", "drum", "piano", "cable", "pedal", "amp", "strap"]
     data = tmp_path / "data"
     data.mkdir()
@@ -43,5 +43,5 @@ def test_rec_amazon_script_runs_on_a_tiny_folder_in_the_iisan_layout(tmp_path):
 
 
 def test_bench_script_runs_tiny():
-    out = load("bench_iisan").main(["--tiny", "--items", "30", "--users", "2", "--steps", "1", "--title-len", "8"])
+    out = load("bench_rec").main(["--tiny", "--items", "30", "--users", "2", "--steps", "1", "--title-len", "8"])
     assert set(out) == {"Full fine-tuning", "LoRA", "IISAN (uncached)", "IISAN (cached)"}

@@ -15,7 +15,7 @@ def load_script(name):
 
 
 def test_benchmark_counts_network_calls_and_splits_time():
-    rows, report = load_script("bench_masked_diffusion").main(steps=20, vocab=64, length=8, hidden=16, layers=1,
+    rows, report = load_script("bench_fhs").main(steps=20, vocab=64, length=8, hidden=16, layers=1,
                                                               dtypes=("float64",))
     fhs, anc = rows["FHS (float64)"], rows["ancestral T=20, cached (float64)"]
     assert fhs["nfe"] == 8 and 1 <= anc["nfe"] <= 8
@@ -23,7 +23,7 @@ def test_benchmark_counts_network_calls_and_splits_time():
 
 
 def test_text_experiment_and_demo_run_end_to_end(tmp_path):
-    rows, report = load_script("masked_diffusion_text").main(
+    rows, report = load_script("mdm_text").main(
         train_steps=2, judge_steps=2, seq_len=16, num_samples=2, steps=(4,), work_dir=tmp_path, figure=tmp_path / "f.png")
     assert rows["FHS, float64"]["nfe"] == 16 and (tmp_path / "f.png").is_file()
     assert all(math.isfinite(r["gen_ppl"]) for r in rows.values()) and "| ancestral T=4, float32 |" in report

@@ -3,7 +3,7 @@
 Trains a tiny DDBM teacher on (edge map, digit) pairs, then a consistency bridge by consistency bridge
 training (CBT, initialised from the teacher), and compares on held-out pairs in the same run: the
 teacher with DBIM / DDBM's Heun sampler at many NFE and at 2 NFE, and CDBM at 1 and 2 NFE. The
-helpers here are also used by ``scripts/consistency_bridge_digits.py``.
+helpers here are also used by ``scripts/bridge_digits.py``.
 """
 
 from __future__ import annotations

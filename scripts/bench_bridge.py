@@ -1,11 +1,11 @@
 """Wall time per translated image: CDBM (2 NFE) vs its DDBM teacher's samplers, in the same run.
 
-Loads the teacher and the CBT student saved by ``scripts/consistency_bridge_digits.py`` (default
+Loads the teacher and the CBT student saved by ``scripts/bridge_digits.py`` (default
 ``/tmp/consistency_bridge_digits/{teacher,cbt}``), times each sampler on the same batch of held-out
 edge maps (median of ``--repeats`` runs after a warm-up), prints the quality of each (digits Fréchet
 distance, MSE) next to its time, and the time ratios against CDBM. Never asserts timings.
 
-    python scripts/bench_consistency_bridge.py --run-dir /tmp/consistency_bridge_digits
+    python scripts/bench_bridge.py --run-dir /tmp/consistency_bridge_digits
 """
 
 from __future__ import annotations

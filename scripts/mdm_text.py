@@ -5,7 +5,7 @@ judge on the pydoc topics, then samples with FHS and with MDLM's ancestral sampl
 each in float64 and float32, and reports generative perplexity under the judge, unigram entropy,
 network calls and wall time (the paper's Fig./Table 2 setting, scaled down to two CPU cores).
 
-    OMP_NUM_THREADS=2 python scripts/masked_diffusion_text.py [--train-steps 1500] [--steps 100 1000 10000]
+    OMP_NUM_THREADS=2 python scripts/mdm_text.py [--train-steps 1500] [--steps 100 1000 10000]
 """
 
 from __future__ import annotations
@@ -99,4 +99,4 @@ if __name__ == "__main__":
     if not cli.no_write:
         from masked_diffusion_results import write_section
 
-        write_section("text", "## Text experiment (`scripts/masked_diffusion_text.py`)\n\n" + text)
+        write_section("text", "## Text experiment (`scripts/mdm_text.py`)\n\n" + text)

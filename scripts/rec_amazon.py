@@ -1,6 +1,6 @@
 """IISAN on real data: Amazon "Musical Instruments" (the IISAN papers' Instrument set), titles only.
 
-    python scripts/iisan_amazon.py --data ../shared/data/amazon-instruments
+    python scripts/rec_amazon.py --data ../shared/data/amazon-instruments
 
 Text backbone: sentence-transformers/all-MiniLM-L6-v2 (6 layers, 384-d; all 7 hidden states kept,
 masked-mean pooling, as the sentence model was trained). Methods, all with the same SASRec
@@ -194,7 +194,7 @@ def write_report(a, results, cost, settings) -> None:
     lines = [
         "## IISAN on Amazon Musical Instruments (titles, MiniLM-L6 text backbone)",
         "",
-        "Produced by `python scripts/iisan_amazon.py --data ../shared/data/amazon-instruments` "
+        "Produced by `python scripts/rec_amazon.py --data ../shared/data/amazon-instruments` "
         f"(settings: `{json.dumps(settings)}`). Leave-one-out, full ranking over all items with the history "
         "masked; test metrics at the epoch of best validation HR@10; mean ± std over seeds "
         f"{a.seeds}; metrics ×100.",

@@ -1,7 +1,7 @@
 """Benchmark: IISAN cached vs uncached vs LoRA vs full fine-tuning, one training step each, in one run.
 
-    python scripts/bench_iisan.py                 # MiniLM-L6 text encoder + a 12-layer ViT (random init)
-    python scripts/bench_iisan.py --text-only     # MiniLM only
+    python scripts/bench_rec.py                 # MiniLM-L6 text encoder + a 12-layer ViT (random init)
+    python scripts/bench_rec.py --text-only     # MiniLM only
 
 All methods train the same SASRec with the same in-batch loss on the same batches; the text encoder
 is the real all-MiniLM-L6-v2 (weights do not change the cost), the image encoder a ViT-small-sized

@@ -5,7 +5,7 @@ L = 128 tokens, a vocabulary of 32,768 (>= 30k, as GPT-2-sized vocabularies), a 
 cost is measured here), batch 1. The ancestral sampler runs MDLM's default T = 1000 with the
 no-change cache. Time is split into the network (forward hooks) and everything else (sampling).
 
-    OMP_NUM_THREADS=2 python scripts/bench_masked_diffusion.py [--steps 1000] [--vocab 32768] [--length 128] [--dtypes float64]
+    OMP_NUM_THREADS=2 python scripts/bench_fhs.py [--steps 1000] [--vocab 32768] [--length 128] [--dtypes float64]
 """
 
 from __future__ import annotations
@@ -89,4 +89,4 @@ if __name__ == "__main__":
     if not cli.no_write:
         from masked_diffusion_results import write_section
 
-        write_section("bench", "## Benchmark: FHS vs ancestral (`scripts/bench_masked_diffusion.py`)\n\n" + text)
+        write_section("bench", "## Benchmark: FHS vs ancestral (`scripts/bench_fhs.py`)\n\n" + text)

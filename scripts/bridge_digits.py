@@ -7,7 +7,7 @@ with DBIM (eta = 0, i.e. the first-order ODE solver of CDBM Eq. 16) at several N
 1, 2, 4 NFE. Metrics: the digits Fréchet distance (a small digit classifier's features; the paper's
 FID analogue) and the per-pair MSE. Writes a markdown table and a PNG.
 
-    python scripts/consistency_bridge_digits.py --teacher-steps 1000 --student-steps 400 --size 8
+    python scripts/bridge_digits.py --teacher-steps 1000 --student-steps 400 --size 8
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def main(teacher_steps=1000, student_steps=400, size=8, width=16, n_eval=256, se
     lines = [
         "# Consistency diffusion bridges (CDBM): edge -> digit translation",
         "",
-        f"Command: `python scripts/consistency_bridge_digits.py --teacher-steps {teacher_steps} --student-steps {student_steps} "
+        f"Command: `python scripts/bridge_digits.py --teacher-steps {teacher_steps} --student-steps {student_steps} "
         f"--size {size} --width {width} --n-eval {n_eval} --seed {seed}`  ",
         f"Data: scikit-learn digits at {size}x{size}, source = Sobel edge map, target = digit; train split for training, "
         f"the first {n_eval} test pairs for evaluation. UNet2DModel widths ({width}, {2 * width}), VP bridge, DDBM "
