@@ -24,7 +24,13 @@ A trajectory student jumps along the teacher's EDM PF-ODE ``dx/dtau = x - D_phi(
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
 
 PRECONDITIONINGS = ("euler", "variance", "analytic")
 
@@ -115,3 +121,118 @@ def estimate_linear_statistic(denoiser, samples, t, num_probes: int = 1, generat
         _, jv = torch.func.jvp(lambda x: denoiser(x, t), (x_t,), (v,))
         total = total + (v * jv).flatten(1).sum(1).mean() / d
     return total / num_probes
+
+
+@dataclass
+class ConsistencyTrajectorySchedulerOutput(BaseOutput):
+    """
+    Args:
+        prev_sample (`torch.Tensor`): the sample at the next time ``t_{i+1}`` (re-noised when ``gamma > 0``).
+        jump_sample (`torch.Tensor`): the student's jump ``G(x_t, t, s)`` before re-noising.
+    """
+
+    prev_sample: torch.Tensor
+    jump_sample: torch.Tensor
+
+
+class ConsistencyTrajectoryScheduler(SchedulerMixin, ConfigMixin):
+    r"""Multi-step sampler of a consistency trajectory model (CTM, arXiv 2310.02279, Alg. "gamma-sampling").
+
+    On the Karras grid ``sigma_max = t_0 > ... > t_N = sigma_min`` each step jumps with the student
+    ``G(x, t_i, s_i) = f(t_i, s_i) x + g(t_i, s_i) D_theta``, ``s_i = sqrt(1 - gamma^2) t_{i+1}``, then
+    re-noises ``x_{t_{i+1}} = G + sqrt(t_{i+1}^2 - s_i^2) z`` (``gamma = 0``: deterministic jumps;
+    ``gamma = 1``: CM-style multistep). The last step jumps to ``sigma_min`` without noise.
+    ``D_theta = c_skip(t) x + c_out(t) F(c_in(t) x, c_noise(t), c_noise(s))`` uses the EDM scalings.
+
+    Args:
+        sigma_min, sigma_max (`float`): time range of the EDM PF-ODE (``x_t = x_0 + t z``).
+        sigma_data (`float`): data std of the EDM scalings.
+        rho (`float`): Karras grid exponent.
+        preconditioning (`str`): ``"euler"`` (CTM), ``"variance"`` or ``"analytic"`` (Analytic-Precond).
+        gamma (`float`): re-noising strength in [0, 1].
+        statistics_log_t, statistics_l, statistics_s (`list[float]`, *optional*): the teacher statistics of
+            ``"analytic"`` (see [`AnalyticTables`]); stored in the config so they ship with the pipeline.
+    """
+
+    order = 1
+
+    @register_to_config
+    def __init__(self, sigma_min: float = 0.002, sigma_max: float = 80.0, sigma_data: float = 0.5, rho: float = 7.0,
+                 preconditioning: str = "euler", gamma: float = 0.0, statistics_log_t: list | None = None,
+                 statistics_l: list | None = None, statistics_s: list | None = None):
+        if preconditioning not in PRECONDITIONINGS:
+            raise ValueError(f"`preconditioning` must be one of {PRECONDITIONINGS}, got {preconditioning!r}.")
+        if not 0 < sigma_min < sigma_max:
+            raise ValueError(f"Need 0 < `sigma_min` < `sigma_max`, got {sigma_min}, {sigma_max}.")
+        if not 0 <= gamma <= 1:
+            raise ValueError(f"`gamma` must be in [0, 1], got {gamma}.")
+        self.tables = None if statistics_log_t is None else AnalyticTables(statistics_log_t, statistics_l, statistics_s)
+        if preconditioning == "analytic" and self.tables is None:
+            raise ValueError("preconditioning='analytic' needs the teacher statistics (`statistics_log_t`, `statistics_l`).")
+        self.init_noise_sigma = sigma_max
+        self.set_timesteps(1)
+
+    def karras_sigmas(self, num_points: int) -> torch.Tensor:
+        """``num_points`` decreasing times from ``sigma_max`` to ``sigma_min`` (EDM Eq. 5), float64."""
+        c = self.config
+        ramp = torch.linspace(0, 1, num_points, dtype=torch.float64)
+        lo, hi = c.sigma_min ** (1 / c.rho), c.sigma_max ** (1 / c.rho)
+        return (hi + ramp * (lo - hi)) ** c.rho
+
+    def set_timesteps(self, num_inference_steps: int, device: str | torch.device | None = None, gamma: float | None = None):
+        """Jump times ``t_i`` (``self.timesteps``) and targets ``s_i`` (``self.targets``) for ``num_inference_steps`` jumps."""
+        if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
+            raise ValueError(f"`num_inference_steps` must be an int >= 1, got {num_inference_steps!r}.")
+        gamma = self.config.gamma if gamma is None else gamma
+        if not 0 <= gamma <= 1:
+            raise ValueError(f"`gamma` must be in [0, 1], got {gamma}.")
+        self.num_inference_steps = num_inference_steps
+        sigmas = self.karras_sigmas(num_inference_steps + 1)
+        targets = ((1 - gamma**2) ** 0.5 * sigmas[1:]).clamp_min(self.config.sigma_min)
+        targets[-1] = self.config.sigma_min
+        self.sigmas, self.targets = sigmas.to(device), targets.to(device)
+        self.timesteps = self.sigmas[:-1]
+        self._step_index = 0
+
+    # ---------------------------------------------------------------------------------- the student
+
+    def _scalar(self, t, like):
+        t = torch.as_tensor(t, dtype=torch.float64)
+        return t.reshape(-1, *([1] * (like.ndim - 1))) if t.ndim else t
+
+    def scale_model_input(self, sample: torch.Tensor, timestep) -> torch.Tensor:
+        """``c_in(t) x = x / sqrt(t^2 + sigma_d^2)``."""
+        t = self._scalar(timestep, sample)
+        return sample / (t**2 + self.config.sigma_data**2).sqrt().to(sample.dtype)
+
+    @staticmethod
+    def c_noise(timestep) -> torch.Tensor:
+        """EDM noise conditioning ``log(t) / 4`` (float32)."""
+        return (torch.as_tensor(timestep, dtype=torch.float64).log() / 4).float()
+
+    def precondition_outputs(self, sample: torch.Tensor, model_output: torch.Tensor, timestep, target) -> torch.Tensor:
+        """``G(x_t, t, s) = f(t, s) x_t + g(t, s) (c_skip(t) x_t + c_out(t) F)``; ``G(x, t, t) = x`` exactly."""
+        t, s = self._scalar(timestep, sample), self._scalar(target, sample)
+        sd = self.config.sigma_data
+        c_skip, c_out = sd**2 / (t**2 + sd**2), t * sd / (t**2 + sd**2).sqrt()
+        denoised = c_skip.to(sample.dtype) * sample + c_out.to(sample.dtype) * model_output
+        f, g = outer_scalings(t, s, self.config.preconditioning, sd, self.config.sigma_min, self.tables)
+        return f.to(sample.dtype) * sample + g.to(sample.dtype) * denoised
+
+    def step(self, model_output: torch.Tensor, timestep, sample: torch.Tensor,
+             generator: torch.Generator | list[torch.Generator] | None = None,
+             return_dict: bool = True) -> ConsistencyTrajectorySchedulerOutput | tuple:
+        """Jump ``x_{t_i} -> G(x_{t_i}, t_i, s_i)`` and re-noise to ``t_{i+1}``; ``model_output`` is ``F``."""
+        i = self._step_index
+        t, s, t_next = self.timesteps[i], self.targets[i], self.sigmas[i + 1]
+        if not torch.isclose(torch.as_tensor(timestep, dtype=torch.float64).cpu(), t.cpu()).all():
+            raise ValueError(f"`timestep` {timestep} is not the scheduler's current time {t.item():.6g}.")
+        jump = self.precondition_outputs(sample, model_output, t, s)
+        prev = jump
+        if i < self.num_inference_steps - 1 and t_next > s:
+            noise = randn_tensor(sample.shape, generator=generator, device=sample.device, dtype=sample.dtype)
+            prev = jump + (t_next**2 - s**2).sqrt().to(sample.dtype) * noise
+        self._step_index += 1
+        if not return_dict:
+            return (prev, jump)
+        return ConsistencyTrajectorySchedulerOutput(prev_sample=prev, jump_sample=jump)

@@ -1,0 +1,76 @@
+"""Config of consistency trajectory distillation (CTM, arXiv 2310.02279) with Analytic-Precond (arXiv 2502.02922)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hfgen.pipelines.consistency_trajectory.scheduling_consistency_trajectory import PRECONDITIONINGS
+from transformers import TrainingArguments
+
+
+@dataclass
+class ConsistencyDistillationConfig(TrainingArguments):
+    r"""Arguments of [`ConsistencyDistillationTrainer`].
+
+    Times ``t > u >= s`` are drawn on the ``num_discretization_steps``-interval Karras grid (``u`` the
+    grid point after ``t``, ``s`` uniform among the later ones); the loss is
+    ``||G_theta(x_t, t, s) - G_sg(Heun_phi(x_t, t -> u), u, s)||^2``. ``preconditioning`` picks the outer
+    scalings ``(f, g)`` of ``G``; ``"analytic"`` estimates the teacher statistic ``l_t`` on a grid first.
+    """
+
+    preconditioning: str = field(
+        default="analytic", metadata={"help": f"Outer scalings of G: one of {PRECONDITIONINGS}."}
+    )
+    sigma_min: float = field(default=0.002, metadata={"help": "Smallest time of the EDM PF-ODE."})
+    sigma_max: float = field(default=80.0, metadata={"help": "Largest time of the EDM PF-ODE."})
+    sigma_data: float = field(default=0.5, metadata={"help": "Data std of the EDM scalings."})
+    rho: float = field(default=7.0, metadata={"help": "Karras grid exponent."})
+    num_discretization_steps: int = field(
+        default=18, metadata={"help": "Intervals N of the training Karras grid (CTM: 18 on CIFAR-10)."}
+    )
+    statistics_grid_size: int = field(
+        default=120, metadata={"help": "Log-spaced times on which l_t is estimated (paper: 120)."}
+    )
+    statistics_samples: int = field(default=1024, metadata={"help": "Data samples per statistics time (paper: 4096)."})
+    statistics_probes: int = field(default=1, metadata={"help": "Hutchinson probes per sample for tr(grad D)."})
+    statistics_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "A saved `teacher_statistics.safetensors` to reuse instead of estimating (checked against the teacher)."
+        },
+    )
+    data_column: str = field(default="sample", metadata={"help": "Data set column of the data x_0."})
+    sampler_gamma: float = field(default=0.0, metadata={"help": "Re-noising gamma of the saved pipeline's scheduler."})
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep the data column (no model signature)."})
+    save_safetensors: bool = field(default=True, metadata={"help": "Always safetensors."})
+
+    def __post_init__(self):
+        if self.preconditioning not in PRECONDITIONINGS:
+            raise ValueError(f"`preconditioning` must be one of {PRECONDITIONINGS}, got {self.preconditioning!r}.")
+        if not 0 < self.sigma_min < self.sigma_max:
+            raise ValueError(f"Need 0 < `sigma_min` < `sigma_max`, got {self.sigma_min}, {self.sigma_max}.")
+        if self.sigma_data <= 0:
+            raise ValueError(f"`sigma_data` must be > 0, got {self.sigma_data}.")
+        if self.num_discretization_steps < 2:
+            raise ValueError(f"`num_discretization_steps` must be >= 2, got {self.num_discretization_steps}.")
+        if self.statistics_grid_size < 2 or self.statistics_samples < 1 or self.statistics_probes < 1:
+            raise ValueError(
+                "Need `statistics_grid_size` >= 2, `statistics_samples` >= 1 and `statistics_probes` >= 1, got "
+                f"{self.statistics_grid_size}, {self.statistics_samples}, {self.statistics_probes}."
+            )
+        if not 0 <= self.sampler_gamma <= 1:
+            raise ValueError(f"`sampler_gamma` must be in [0, 1], got {self.sampler_gamma}.")
+        if self.remove_unused_columns:
+            raise ValueError("`remove_unused_columns` must be False: the trainer reads the data column.")
+        super().__post_init__()
+
+    def scheduler_kwargs(self) -> dict:
+        """Arguments of the matching [`ConsistencyTrajectoryScheduler`] (without statistics)."""
+        return dict(
+            sigma_min=self.sigma_min,
+            sigma_max=self.sigma_max,
+            sigma_data=self.sigma_data,
+            rho=self.rho,
+            preconditioning=self.preconditioning,
+            gamma=self.sampler_gamma,
+        )

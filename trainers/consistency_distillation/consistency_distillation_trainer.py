@@ -1,0 +1,206 @@
+"""Consistency trajectory distillation (CTM, arXiv 2310.02279) with Analytic-Precond (arXiv 2502.02922)."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+
+import torch
+from hfgen.pipelines.consistency_trajectory import (
+    AnalyticTables,
+    ConsistencyTrajectoryPipeline,
+    ConsistencyTrajectoryScheduler,
+    estimate_linear_statistic,
+)
+from hfgen.pipelines.consistency_trajectory.pipeline_consistency_trajectory import trajectory_network
+from safetensors.torch import load_file, save_file
+from transformers import Trainer
+
+from .consistency_distillation_config import ConsistencyDistillationConfig
+
+METHOD_NAME = "analytic_precond"
+STATISTICS_FILE = "teacher_statistics.safetensors"
+
+
+def teacher_fingerprint(teacher: torch.nn.Module) -> str:
+    """SHA-256 of the teacher's parameters and buffers (names, shapes, bytes): ties statistics to one teacher."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(teacher.state_dict().items()):
+        digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def save_teacher_statistics(path: str, tables: AnalyticTables, fingerprint: str):
+    save_file(
+        {"log_t": tables.log_t, "l_t": tables.l, "s_t": tables.s}, path, metadata={"teacher_fingerprint": fingerprint}
+    )
+
+
+def load_teacher_statistics(path: str, teacher: torch.nn.Module | None = None) -> AnalyticTables:
+    """Load saved statistics; with ``teacher``, raise if they were estimated for another teacher."""
+    from safetensors import safe_open
+
+    with safe_open(path, "pt") as f:
+        saved = (f.metadata() or {}).get("teacher_fingerprint")
+    if teacher is not None and saved != teacher_fingerprint(teacher):
+        raise ValueError(f"The statistics in {path} were estimated for another teacher (fingerprint {saved}).")
+    tensors = load_file(path)
+    return AnalyticTables(tensors["log_t"], tensors["l_t"], tensors["s_t"])
+
+
+class ConsistencyDistillationTrainer(Trainer):
+    r"""Distil an EDM teacher denoiser ``D_phi(x, t)`` into a trajectory student (CTM, Sec. 4)::
+
+        G_theta(x_t, t, s) = f(t, s) x_t + g(t, s) D_theta(x_t, t, s)
+        D_theta = c_skip(t) x_t + c_out(t) F_theta(c_in(t) x_t, c_noise(t), c_noise(s))        (EDM scalings)
+
+    Each step draws grid indices ``t = t_i``, ``u = t_{i+1}``, ``s = t_k`` (``k > i``), ``x_t = x_0 + t z``,
+    and minimises ``||G_theta(x_t, t, s) - G_sg(x_u, u, s)||^2`` with ``x_u`` one Heun step of the teacher
+    PF-ODE ``dx/dt = (x - D_phi(x, t)) / t``; ``k = i + 1`` anchors ``G_theta`` to the teacher's step because
+    ``G(x_u, u, u) = x_u``. ``(f, g)`` are CTM's Euler scalings, the variance ones, or Analytic-Precond's,
+    built from ``l_t = E tr(grad D_phi) / d`` estimated on ``statistics_grid_size`` times before training
+    (the trend ``s_t`` is set to 0). CTM's DSM and GAN terms and the LPIPS feature distance are not used.
+
+    Args:
+        model ([`TrajectoryMLP`] or [`UNet2DModel`] with ``class_embed_type="timestep"``): the student ``F_theta``.
+        args ([`ConsistencyDistillationConfig`]).
+        teacher (`torch.nn.Module`): the frozen EDM denoiser, called as ``teacher(x, sigma)`` with ``sigma`` a
+            float or a ``(B,)`` tensor, returning ``D_phi(x, sigma)``.
+        train_dataset: rows with ``args.data_column`` tensors (e.g. a `datasets.Dataset` in torch format).
+
+    The output directory holds a [`ConsistencyTrajectoryPipeline`] (student in safetensors; the scheduler's
+    config carries the statistics), ``teacher_statistics.safetensors`` and an hfgen model card.
+    """
+
+    _tag_names = ["hfgen", "hfgen-analytic-precond", "consistency-trajectory-models"]
+
+    def __init__(
+        self,
+        model,
+        args: ConsistencyDistillationConfig,
+        teacher: torch.nn.Module = None,
+        train_dataset=None,
+        eval_dataset=None,
+        **kwargs,
+    ):
+        if not isinstance(args, ConsistencyDistillationConfig):
+            raise ValueError(f"`args` must be a ConsistencyDistillationConfig, got {type(args).__name__}.")
+        if teacher is None:
+            raise ValueError("`teacher` (an EDM denoiser D(x, sigma)) is required.")
+        super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset, **kwargs)
+        self.teacher = teacher.to(args.device).eval().requires_grad_(False)
+        self.statistics = None
+        if args.preconditioning == "analytic":
+            if args.statistics_path is not None:
+                self.statistics = load_teacher_statistics(args.statistics_path, self.teacher)
+            else:
+                self.statistics = self.estimate_statistics(train_dataset)
+        statistics = {}
+        if self.statistics is not None:  # shipped in the scheduler config so that sampling uses the same (f, g)
+            tables = self.statistics
+            statistics = dict(
+                statistics_log_t=tables.log_t.tolist(), statistics_l=tables.l.tolist(), statistics_s=tables.s.tolist()
+            )
+        self.trajectory_scheduler = ConsistencyTrajectoryScheduler(**args.scheduler_kwargs(), **statistics)
+        self.grid = self.trajectory_scheduler.karras_sigmas(args.num_discretization_steps + 1)
+
+    @torch.no_grad()
+    def estimate_statistics(self, dataset) -> AnalyticTables:
+        """``l_t`` on a log-spaced grid from teacher JVPs at ``x_t = x_0 + t z`` (Hutchinson), ``x_0`` from ``dataset``."""
+        args = self.args
+        data = torch.as_tensor(dataset[: args.statistics_samples][args.data_column]).to(args.device)
+        log_t = torch.linspace(
+            math.log(args.sigma_min), math.log(args.sigma_max), args.statistics_grid_size, dtype=torch.float64
+        )
+        generator = torch.Generator().manual_seed(args.seed)
+        l_t = torch.stack(
+            [
+                estimate_linear_statistic(self.teacher, data, t, args.statistics_probes, generator).double().cpu()
+                for t in log_t.exp().tolist()
+            ]
+        )
+        return AnalyticTables(log_t, l_t)
+
+    # ------------------------------------------------------------------------------------ the method
+
+    def trajectory(self, model, x_t, t, s):
+        """``G_theta(x_t, t, s)`` (``t``, ``s`` float64 ``(B,)``)."""
+        sched = self.trajectory_scheduler
+        output = trajectory_network(model, sched.scale_model_input(x_t, t), sched.c_noise(t), sched.c_noise(s))
+        return sched.precondition_outputs(x_t, output, t, s)
+
+    def teacher_step(self, x_t, t, u):
+        """One Heun step of ``dx/dt = (x - D_phi) / t`` from ``t`` to ``u`` (EDM Alg. 1)."""
+        shape = (-1, *([1] * (x_t.ndim - 1)))
+        t_, u_ = t.to(x_t).reshape(shape), u.to(x_t).reshape(shape)
+        d = (x_t - self.teacher(x_t, t.to(x_t))) / t_
+        x_euler = x_t + (u_ - t_) * d
+        d_next = (x_euler - self.teacher(x_euler, u.to(x_t))) / u_
+        return x_t + (u_ - t_) * (d + d_next) / 2
+
+    def sample_times(self, batch_size: int):
+        """Grid times ``(t, u, s)``: ``t = t_i``, ``u = t_{i+1}``, ``s = t_k`` with ``k`` uniform in ``(i, N]``."""
+        n = len(self.grid) - 1
+        i = torch.randint(0, n, (batch_size,))
+        k = i + 1 + (torch.rand(batch_size) * (n - i)).long().clamp_max(n - i - 1)
+        return self.grid[i], self.grid[i + 1], self.grid[k]
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        x0 = inputs[self.args.data_column]
+        t, u, s = self.sample_times(x0.shape[0])
+        x_t = x0 + t.to(x0).reshape(-1, *([1] * (x0.ndim - 1))) * torch.randn_like(x0)
+        prediction = self.trajectory(model, x_t, t, s)
+        with torch.no_grad():
+            target = self.trajectory(model, self.teacher_step(x_t, t, u), u, s)
+        loss = torch.nn.functional.mse_loss(prediction, target)
+        return (loss, None) if return_outputs else loss
+
+    # ---------------------------------------------------------------------------------------- saving
+
+    def pipeline(self) -> ConsistencyTrajectoryPipeline:
+        """The student as a sampling pipeline (shares the trainer's model and scheduler)."""
+        return ConsistencyTrajectoryPipeline(
+            denoiser=self.accelerator.unwrap_model(self.model), scheduler=self.trajectory_scheduler
+        )
+
+    def _save(self, output_dir: str | None = None, state_dict=None):
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        if not self.args.should_save:
+            return
+        self.pipeline().save_pretrained(output_dir, safe_serialization=True)
+        if self.statistics is not None:
+            save_teacher_statistics(
+                os.path.join(output_dir, STATISTICS_FILE), self.statistics, teacher_fingerprint(self.teacher)
+            )
+        with open(os.path.join(output_dir, "training_config.json"), "w") as f:
+            f.write(self.args.to_json_string())
+        self.create_model_card(output_dir=output_dir)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None):
+        weights = os.path.join(resume_from_checkpoint, "denoiser", "diffusion_pytorch_model.safetensors")
+        (model or self.model).load_state_dict(load_file(weights))
+
+    def create_model_card(self, output_dir: str | None = None, model_name: str | None = None, **kwargs):
+        """Write the hfgen card (``README.md``) of this method into the output directory."""
+        from hfgen.hub import save_model_card
+
+        keys = (
+            "preconditioning",
+            "num_discretization_steps",
+            "statistics_grid_size",
+            "statistics_samples",
+            "sigma_data",
+            "learning_rate",
+            "max_steps",
+            "per_device_train_batch_size",
+        )
+        save_model_card(
+            output_dir or self.args.output_dir,
+            METHOD_NAME,
+            model_name=model_name,
+            training_config={k: getattr(self.args, k) for k in keys},
+            extra_tags=self._tag_names[2:],
+            preconditioning=self.args.preconditioning,
+        )
