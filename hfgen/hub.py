@@ -234,11 +234,16 @@ def load(name_or_path: str | os.PathLike, *, allow_pickle: bool = False, revisio
     - ``config.json`` with a Diffusers ``_class_name``: that model or scheduler class;
     - ``config.json`` with a ``model_type``: ``transformers.AutoModel`` (hfgen models are registered
       with the Auto classes when hfgen is imported), or the architecture named in ``architectures``.
+
+    Every ``.safetensors`` file is checked first: a truncated or corrupted one raises a ``ValueError``
+    naming it.
     """
     from hfgen.registry import find_component
 
     folder = resolve_folder(name_or_path, revision=revision, token=token)
     check_weights_safe(folder, allow_pickle=allow_pickle)
+    for weights in sorted(folder.rglob("*" + SAFE_WEIGHT_SUFFIX)):  # a truncated file is a clear error, not garbage
+        verify_safetensors(weights)
     if (folder / "model_index.json").is_file():
         class_name = _read_json(folder / "model_index.json").get("_class_name")
         found = find_component(class_name) if class_name else None

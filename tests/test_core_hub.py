@@ -144,3 +144,11 @@ def test_truncated_safetensors_is_a_clear_error(tmp_path):
     path.write_bytes(path.read_bytes()[:-100])
     with pytest.raises(ValueError, match="not a valid safetensors file"):
         verify_safetensors(path)
+
+
+def test_load_refuses_a_corrupted_artifact_naming_the_file(tmp_path, toy_method):
+    _save_artifact(tmp_path / "art")
+    weights = tmp_path / "art" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(ValueError, match="diffusion_pytorch_model.safetensors is not a valid safetensors file"):
+        hfgen.load(tmp_path / "art")
