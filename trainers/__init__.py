@@ -11,6 +11,7 @@ _EXPORTS = {
     "GFTTrainer": "gft.gft_trainer",
     "DDOConfig": "ddo.ddo_config",
     "DDOTrainer": "ddo.ddo_trainer",
+    "ddo_self_play": "ddo.self_play",
     "BridgeConfig": "consistency_bridge.bridge_config",
     "BridgeTrainer": "consistency_bridge.bridge_trainer",
     "ConsistencyBridgeConfig": "consistency_bridge.bridge_config",
