@@ -23,7 +23,6 @@ On disk DFN follows PEFT: ``adapter_config.json`` (with ``"hfgen_adapter_type": 
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -40,8 +39,8 @@ from torch import nn
 from transformers.utils import ModelOutput
 
 from hfgen.adapters.side_adapter import (
-    CONFIG_NAME,
     WEIGHTS_NAME,
+    AdapterConfigMixin,
     GatedSideNetwork,
     TrainableParametersMixin,
     select_layers,
@@ -59,7 +58,7 @@ def weights_fingerprint(model: nn.Module) -> str:
 
 
 @dataclass
-class DFNConfig:
+class DFNConfig(AdapterConfigMixin):
     """Configuration of :class:`DFNModel`, saved as PEFT's ``adapter_config.json``.
 
     ``hidden_size``, ``num_hidden_layers``, ``base_au_names``, ``base_model_fingerprint`` and
@@ -103,23 +102,6 @@ class DFNConfig:
             raise ValueError(f"`activation` must be 'relu' or 'gelu', got {self.activation!r}.")
         if self.au_loss_weight < 0 or self.emotion_loss_weight < 0:
             raise ValueError("`au_loss_weight` and `emotion_loss_weight` must be >= 0.")
-
-    def to_dict(self) -> dict:
-        return {**dataclasses.asdict(self), "peft_type": self.peft_type, "hfgen_adapter_type": self.hfgen_adapter_type}
-
-    def save_pretrained(self, save_directory: str | os.PathLike) -> None:
-        Path(save_directory).mkdir(parents=True, exist_ok=True)
-        with open(Path(save_directory) / CONFIG_NAME, "w", encoding="utf-8") as f:
-            json.dump(self.to_dict(), f, indent=2, sort_keys=True)
-
-    @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, **kwargs) -> DFNConfig:
-        with open(Path(path) / CONFIG_NAME, encoding="utf-8") as f:
-            data = json.load(f)
-        if data.get("hfgen_adapter_type") != cls.hfgen_adapter_type:
-            raise ValueError(f"{path} holds a {data.get('hfgen_adapter_type')!r} adapter, not {cls.hfgen_adapter_type!r}.")
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in {**data, **kwargs}.items() if k in names})
 
 
 @dataclass

@@ -219,8 +219,33 @@ def iisan_head(dim: int, embedding_dim: int, kind: str = "iisan") -> nn.Sequenti
 # ------------------------------------------------------------------------------ config & model
 
 
+class AdapterConfigMixin:
+    """PEFT's config I/O for a dataclass config: ``adapter_config.json`` with ``peft_type`` and
+    ``hfgen_adapter_type`` (the adapter class name that ``hfgen.load`` dispatches on)."""
+
+    peft_type: str
+    hfgen_adapter_type: str
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "peft_type": self.peft_type, "hfgen_adapter_type": self.hfgen_adapter_type}
+
+    def save_pretrained(self, save_directory: str | os.PathLike) -> None:
+        Path(save_directory).mkdir(parents=True, exist_ok=True)
+        with open(Path(save_directory) / CONFIG_NAME, "w", encoding="utf-8") as f:
+            json.dump(self.to_dict(), f, indent=2, sort_keys=True)
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, **kwargs):
+        with open(Path(path) / CONFIG_NAME, encoding="utf-8") as f:
+            data = json.load(f)
+        if data.get("hfgen_adapter_type") != cls.hfgen_adapter_type:
+            raise ValueError(f"{path} holds a {data.get('hfgen_adapter_type')!r} adapter, not {cls.hfgen_adapter_type!r}.")
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in {**data, **kwargs}.items() if k in names})
+
+
 @dataclass
-class SideAdapterConfig:
+class SideAdapterConfig(AdapterConfigMixin):
     """Fields shared by every hfgen side adapter; saved as PEFT's ``adapter_config.json``.
 
     Per-modality options (``layers``, ``pooling``) take one value for all encoders or a dict keyed
@@ -273,24 +298,6 @@ class SideAdapterConfig:
         value = getattr(self, name)
         return value[modality] if isinstance(value, dict) else value
 
-    def to_dict(self) -> dict:
-        out = dataclasses.asdict(self)
-        out.update(peft_type=self.peft_type, hfgen_adapter_type=self.hfgen_adapter_type)
-        return out
-
-    def save_pretrained(self, save_directory: str | os.PathLike) -> None:
-        Path(save_directory).mkdir(parents=True, exist_ok=True)
-        with open(Path(save_directory) / CONFIG_NAME, "w", encoding="utf-8") as f:
-            json.dump(self.to_dict(), f, indent=2, sort_keys=True)
-
-    @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, **kwargs):
-        with open(Path(path) / CONFIG_NAME, encoding="utf-8") as f:
-            data = json.load(f)
-        if data.get("hfgen_adapter_type") != cls.hfgen_adapter_type:
-            raise ValueError(f"{path} holds a {data.get('hfgen_adapter_type')!r} adapter, not {cls.hfgen_adapter_type!r}.")
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in {**data, **kwargs}.items() if k in names})
 
 
 @dataclass
