@@ -43,6 +43,7 @@ from hfgen.adapters.side_adapter import (
     AdapterConfigMixin,
     GatedSideNetwork,
     TrainableParametersMixin,
+    load_adapter_weights,
     select_layers,
 )
 from hfgen.data.faces import check_au_names
@@ -303,19 +304,12 @@ class DFNModel(TrainableParametersMixin, nn.Module):
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, base_model=None,
                         is_trainable: bool = False, **config_kwargs) -> DFNModel:
         """Load an adapter folder (or Hub repo id) onto ``base_model``; without it the adapter runs on cached states."""
-        from hfgen.hub import resolve_folder, verify_safetensors
+        from hfgen.hub import resolve_folder
 
         folder = resolve_folder(pretrained_model_name_or_path)
         config = cls.config_class.from_pretrained(folder, inference_mode=not is_trainable, **config_kwargs)
         model = cls(config, base_model)
-        verify_safetensors(folder / WEIGHTS_NAME)
-        with safe_open(str(folder / WEIGHTS_NAME), framework="pt") as f:
-            state = {k: f.get_tensor(k) for k in f.keys()}
-        expected = set(model.adapter_state_dict())
-        if set(state) != expected:
-            raise ValueError(f"{folder} does not fit this adapter: missing {sorted(expected - set(state))[:5]}, "
-                             f"unexpected {sorted(set(state) - expected)[:5]}.")
-        model.load_state_dict(state, strict=False)
+        load_adapter_weights(model, folder)
         model.requires_grad_(is_trainable)
         if base_model is not None:
             base_model.requires_grad_(False)

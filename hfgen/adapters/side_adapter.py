@@ -313,6 +313,20 @@ class SideAdapterOutput(ModelOutput):
     router_weights: torch.Tensor | None = None
 
 
+def load_adapter_weights(model: nn.Module, folder: Path) -> None:
+    """Load ``adapter_model.safetensors`` into ``model``; its keys must be exactly ``model.adapter_state_dict()``'s."""
+    from hfgen.hub import verify_safetensors
+
+    verify_safetensors(folder / WEIGHTS_NAME)
+    with safe_open(str(folder / WEIGHTS_NAME), framework="pt") as f:
+        state = {k: f.get_tensor(k) for k in f.keys()}
+    expected = set(model.adapter_state_dict())
+    if set(state) != expected:
+        raise ValueError(f"{folder} does not fit this adapter: missing {sorted(expected - set(state))[:5]}, "
+                         f"unexpected {sorted(set(state) - expected)[:5]}.")
+    model.load_state_dict(state, strict=False)
+
+
 class TrainableParametersMixin:
     """PEFT's parameter accounting for an ``nn.Module`` adapter."""
 
@@ -592,19 +606,12 @@ class SideAdapterModel(TrainableParametersMixin, nn.Module):
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike,
                         backbones: dict[str, nn.Module] | None = None, is_trainable: bool = False, **config_kwargs):
         """Load an adapter folder (or Hub repo id) onto ``backbones``; without backbones it runs on cached states."""
-        from hfgen.hub import resolve_folder, verify_safetensors
+        from hfgen.hub import resolve_folder
 
         folder = resolve_folder(pretrained_model_name_or_path)
         config = cls.config_class.from_pretrained(folder, inference_mode=not is_trainable, **config_kwargs)
         model = cls(config, backbones)
-        verify_safetensors(folder / WEIGHTS_NAME)
-        with safe_open(str(folder / WEIGHTS_NAME), framework="pt") as f:
-            state = {k: f.get_tensor(k) for k in f.keys()}
-        expected = set(model.adapter_state_dict())
-        if set(state) != expected:
-            raise ValueError(f"{folder} does not fit this adapter: missing {sorted(expected - set(state))[:5]}, "
-                             f"unexpected {sorted(set(state) - expected)[:5]}.")
-        model.load_state_dict(state, strict=False)
+        load_adapter_weights(model, folder)
         if not is_trainable:
             model.eval()
         return model
