@@ -81,7 +81,7 @@ def main(argv=None) -> dict:
         torch.manual_seed(0)
         model = SequentialRecommender(SASRecModel(SASRecConfig()), build(kind))
         results[kind] = measure_training_step(model, batches)
-        print(kind, json.dumps({k: round(v, 4) for k, v in results[kind].items()}), flush=True)
+        print(kind, json.dumps({k: v if v is None else round(v, 4) for k, v in results[kind].items()}), flush=True)
     ref = results["Full fine-tuning"]
     print(f"\n{'method':<18} {'s/step':>8} {'speed-up vs FFT':>16} {'memory MB':>10} {'memory / FFT':>13} "
           f"{'trainable':>11}")

@@ -36,8 +36,12 @@ def _bytes(tensors) -> int:
 
 
 def measure_training_step(model, batches: list[dict], lr: float = 1e-4, warmup: int = 1) -> dict:
-    """Median seconds per optimiser step over ``batches[warmup:]`` and the training-memory breakdown."""
+    """Median seconds per optimiser step over ``batches[warmup:]`` and the training-memory breakdown
+    (plus ``peak_gpu_bytes``, the allocator's peak, on CUDA)."""
     model.train()
+    cuda = next(model.parameters()).is_cuda
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     trainable = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(trainable, lr=lr)
     times, saved = [], {}
@@ -49,11 +53,14 @@ def measure_training_step(model, batches: list[dict], lr: float = 1e-4, warmup: 
     for i, batch in enumerate(batches):
         start = time.perf_counter()
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            users, candidates, inverse, emb = model(batch["item_ids"])
-            loss = in_batch_softmax_loss(users, batch["item_ids"], candidates, inverse, emb)
+            ids = batch["item_ids"].to(next(model.parameters()).device)
+            users, candidates, inverse, emb = model(ids)
+            loss = in_batch_softmax_loss(users, ids, candidates, inverse, emb)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
+        if cuda:
+            torch.cuda.synchronize()
         if i >= warmup:
             times.append(time.perf_counter() - start)
     weights = _bytes(model.parameters())
@@ -61,4 +68,5 @@ def measure_training_step(model, batches: list[dict], lr: float = 1e-4, warmup: 
     activations = sum(saved.values())
     return {"step_seconds": statistics.median(times), "weights_bytes": weights, "grad_optimizer_bytes": train_state,
             "activation_bytes": activations, "memory_bytes": weights + train_state + activations,
-            "trainable_params": sum(p.numel() for p in trainable)}
+            "trainable_params": sum(p.numel() for p in trainable),
+            "peak_gpu_bytes": torch.cuda.max_memory_allocated() if cuda else None}

@@ -12,7 +12,12 @@ def test_crossan_modalities_script_runs_tiny(tmp_path):
     spec = importlib.util.spec_from_file_location("crossan_modalities", SCRIPTS / "crossan_modalities.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    out = script.main(["--users", "24", "--epochs", "1", "--seeds", "0", "--max-modalities", "2",
-                       "--out-md", str(tmp_path / "c.md"), "--out-fig", str(tmp_path / "c.png")])
-    assert [(r["modalities"], r["method"]) for r in out["rows"]][:2] == [(1, "CROSSAN (MoMEF)"), (1, "Late fusion (frozen)")]
-    assert (tmp_path / "c.png").is_file()
+    common = ["--users", "24", "--epochs", "1", "--seeds", "0", "--out-md", str(tmp_path / "c.md"),
+              "--out-fig", str(tmp_path / "c.png")]
+    for n in ("2", "1"):  # parts run separately (as in parallel), then merged into one report
+        script.main([*common, "--modalities", n, "--json-out", str(tmp_path / f"part{n}.json")])
+    out = script.main([*common, "--merge", str(tmp_path / "part2.json"), str(tmp_path / "part1.json")])
+    assert [(r["modalities"], r["method"]) for r in out["rows"]] == [
+        (1, "CROSSAN (MoMEF)"), (1, "Late fusion (frozen)"),
+        (2, "CROSSAN (MoMEF)"), (2, "IISAN-style pairwise"), (2, "Late fusion (frozen)")]
+    assert (tmp_path / "c.png").is_file() and "| 2 (text+image) | IISAN-style pairwise |" in (tmp_path / "c.md").read_text()

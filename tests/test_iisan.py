@@ -221,7 +221,7 @@ def test_adapter_save_load_round_trip_reproduces_scores_exactly(data, tmp_path):
     want = enc(item_ids=ids).item_embeddings
     enc.save_pretrained(tmp_path / "adapter")
     files = sorted(p.name for p in (tmp_path / "adapter").iterdir())
-    assert files == ["README.md", "adapter_config.json", "adapter_model.safetensors"]
+    assert files == ["README.md", "adapter_config.json", "adapter_model.safetensors", "hfgen_checksums.json"]
     cfg = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
     assert cfg["hfgen_adapter_type"] == "IISANModel" and cfg["peft_type"] == "IISAN"
     from safetensors import safe_open
@@ -353,3 +353,21 @@ def test_lora_and_full_baselines_train_only_what_they_should(data):
             assert in_backbone and all("lora_" in n for n in in_backbone)
         else:
             assert len(in_backbone) == sum(1 for n, _ in enc.backbones.named_parameters())
+
+
+def test_optimizer_gives_recommender_adapter_and_backbone_their_own_learning_rates(data, tmp_path):
+    """The official FFT/LoRA baselines tune backbone weights at their own rate (FFT text: 5e-5)."""
+    enc = BackboneItemEncoder(BackboneItemEncoderConfig(tuning="full"), backbones(0))
+    enc.set_item_inputs(data.item_inputs)
+    args = SequentialRecConfig(output_dir=str(tmp_path), learning_rate=1e-3, adapter_learning_rate=2e-4,
+                               backbone_learning_rate=5e-5, report_to="none")
+    trainer = SequentialRecTrainer(SASRecModel(SASRecConfig()), enc, args, data.leave_one_out(10)["train"])
+    trainer.create_optimizer()
+    lr_of = {id(p): g["lr"] for g in trainer.optimizer.param_groups for p in g["params"]}
+    core = trainer.model
+    assert {lr_of[id(p)] for p in core.recommender.parameters()} == {1e-3}
+    assert {lr_of[id(p)] for n, p in enc.named_parameters() if n.startswith("backbones.")} == {5e-5}
+    assert {lr_of[id(p)] for n, p in enc.named_parameters() if not n.startswith("backbones.")} == {2e-4}
+    assert len(lr_of) == sum(1 for p in core.parameters() if p.requires_grad)
+    with pytest.raises(ValueError, match="backbone_learning_rate"):
+        SequentialRecConfig(output_dir=str(tmp_path), backbone_learning_rate=0.0)

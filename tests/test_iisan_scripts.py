@@ -1,6 +1,7 @@
 """Smoke runs of the IISAN reproduction and benchmark scripts with tiny settings."""
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -35,10 +36,18 @@ def test_rec_amazon_script_runs_on_a_tiny_folder_in_the_iisan_layout(tmp_path):
                          intermediate_size=32, max_position_embeddings=16)).save_pretrained(backbone)
     AutoTokenizer.from_pretrained(script.minilm_path()).save_pretrained(backbone)
     out = script.main(["--data", str(data), "--users", "0", "--seeds", "0", "--epochs", "1", "--title-len", "8",
-                       "--timing-steps", "1", "--timing-batch-size", "2", "--backbone", str(backbone),
+                       "--methods", "all", "--timing-steps", "1", "--timing-batch-size", "2", "--backbone",
+                       str(backbone), "--json-out", str(tmp_path / "r.json"),
                        "--out-md", str(tmp_path / "r.md"), "--out-fig", str(tmp_path / "r.png")])
-    assert set(out["cost"]) == {"IISAN (cached)", "IISAN (uncached)", "Frozen features", "LoRA", "Full fine-tuning"}
+    timed = {"IISAN (cached)", "IISAN (uncached)", "Frozen features", "LoRA", "Full fine-tuning"}
+    assert set(out["cost"]) == timed and set(out["quality"]) == timed | {"SASRec (ID)"}
     assert (tmp_path / "r.png").is_file() and "TPME" in (tmp_path / "r.md").read_text()
+    assert json.loads((tmp_path / "r.json").read_text())["quality"] == out["quality"]
+    script.main(["--report-from", str(tmp_path / "r.json"), "--out-md", str(tmp_path / "r2.md"),
+                 "--out-fig", str(tmp_path / "r2.png")])
+    assert (tmp_path / "r2.md").read_text() == (tmp_path / "r.md").read_text()
+    # cached and uncached IISAN are the same model: same seed, same data -> the same test metrics
+    assert out["quality"]["IISAN (cached)"]["hr@10"] == pytest.approx(out["quality"]["IISAN (uncached)"]["hr@10"])
     assert out["cost"]["IISAN (cached)"]["weights_bytes"] < out["cost"]["Full fine-tuning"]["weights_bytes"]
 
 

@@ -72,7 +72,7 @@ def evaluate(pipe, source, target, solver, steps, seed=0, eta=None):
     start = time.perf_counter()
     out = pipe((source + 1) / 2, num_inference_steps=steps, eta=eta, generator=torch.Generator().manual_seed(seed), output_type="pt")
     seconds = time.perf_counter() - start
-    samples = out.images * 2 - 1
+    samples = out.images.cpu() * 2 - 1
     mse = ((samples - target) ** 2).mean().item()
     psnr = 10 * math.log10(4.0 / mse)  # peak-to-peak range 2 in [-1, 1]
     return samples, {"nfe": out.nfe, "mse": mse, "psnr": psnr, "fd": digits_fid(samples), "seconds": seconds}

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from transformers import TrainingArguments
 
 
+
 @dataclass
 class SequentialRecConfig(TrainingArguments):
     """Training arguments for a sequential recommender over side-adapted item embeddings.
@@ -19,6 +20,9 @@ class SequentialRecConfig(TrainingArguments):
     learning_rate: float = field(default=2e-4, metadata={"help": "Learning rate of the recommender (SASRec)."})
     adapter_learning_rate: float | None = field(
         default=1e-4, metadata={"help": "Learning rate of the item encoder (side adapter); None: `learning_rate`."})
+    backbone_learning_rate: float | None = field(
+        default=None, metadata={"help": "Learning rate of trainable backbone weights (full fine-tuning, LoRA); "
+                                        "None: `adapter_learning_rate`. The official FFT baseline uses 5e-5 (text)."})
     per_device_train_batch_size: int = field(default=64, metadata={"help": "Users per training batch."})
     per_device_eval_batch_size: int = field(default=256, metadata={"help": "Users per evaluation batch."})
     max_seq_len: int = field(default=10, metadata={"help": "History length; training sequences hold one item more."})
@@ -35,6 +39,8 @@ class SequentialRecConfig(TrainingArguments):
             raise ValueError(f"`max_seq_len` must be >= 1, got {self.max_seq_len}.")
         if self.adapter_learning_rate is not None and self.adapter_learning_rate <= 0:
             raise ValueError(f"`adapter_learning_rate` must be > 0 or None, got {self.adapter_learning_rate}.")
+        if self.backbone_learning_rate is not None and self.backbone_learning_rate <= 0:
+            raise ValueError(f"`backbone_learning_rate` must be > 0 or None, got {self.backbone_learning_rate}.")
         if not self.eval_top_k or any(int(k) < 1 for k in self.eval_top_k):
             raise ValueError(f"`eval_top_k` must be a non-empty list of positive integers, got {self.eval_top_k}.")
         if self.item_batch_size < 1:

@@ -168,17 +168,23 @@ class SequentialRecTrainer(Trainer):
         return (loss, users) if return_outputs else loss
 
     def create_optimizer(self, model=None):
-        """Two learning rates, as in the official code: recommender and adapter (``adapter_learning_rate``)."""
+        """Separate learning rates, as in the official code: recommender (``learning_rate``), item encoder
+        (``adapter_learning_rate``) and its trainable backbone weights (``backbone_learning_rate``: FFT, LoRA)."""
         core = self.accelerator.unwrap_model(self.model)
-        if self.optimizer is None and self.args.adapter_learning_rate is not None and core.item_encoder is not None:
-            optimizer_cls, kwargs = self.get_optimizer_cls_and_kwargs(self.args, core)
+        a = self.args
+        if self.optimizer is None and core.item_encoder is not None and (
+                a.adapter_learning_rate is not None or a.backbone_learning_rate is not None):
+            optimizer_cls, kwargs = self.get_optimizer_cls_and_kwargs(a, core)
+            adapter_lr = a.adapter_learning_rate or a.learning_rate
+            encoder = [(n, p) for n, p in core.item_encoder.named_parameters() if p.requires_grad]
             groups = [
                 {"params": [p for p in core.recommender.parameters() if p.requires_grad]},
-                {"params": [p for p in core.item_encoder.parameters() if p.requires_grad],
-                 "lr": self.args.adapter_learning_rate},
+                {"params": [p for n, p in encoder if not n.startswith("backbones.")], "lr": adapter_lr},
+                {"params": [p for n, p in encoder if n.startswith("backbones.")],
+                 "lr": a.backbone_learning_rate or adapter_lr},
             ]
             self.optimizer = optimizer_cls([g for g in groups if g["params"]],
-                                           **{**kwargs, "weight_decay": self.args.weight_decay})
+                                           **{**kwargs, "weight_decay": a.weight_decay})
         return super().create_optimizer(model)
 
     # ---------------------------------------------------------------------------------- evaluation
