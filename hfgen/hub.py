@@ -4,7 +4,8 @@
   Hub metadata every hfgen card carries (``library_name: hfgen``, ``hfgen`` and ``hfgen-<method>``
   tags, the paper, base model, data sets, training config, ``model-index`` results).
 - :func:`atomic_save_dir` writes a folder under a temporary name and renames it into place, so an
-  interrupted save never leaves a half-written folder where a good one was.
+  interrupted save never leaves a half-written folder where a good one was; :func:`verify_folder`
+  checks a saved folder's safetensors against the checksums written with it.
 - :func:`push` uploads a saved folder with ``huggingface_hub`` in one commit.
 - :func:`load` loads a local folder or a Hub repo id, dispatching on what the folder holds.
 
@@ -15,6 +16,7 @@ passes ``allow_pickle=True`` (and even then nothing is unpickled by hfgen itself
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -111,27 +113,148 @@ def save_model_card(folder: str | os.PathLike, method: str, **kwargs: Any) -> Pa
 # ---------------------------------------------------------------------------------- safe saving
 
 
+CHECKSUMS_NAME = "hfgen_checksums.json"
+# The files a loader dispatches on; a save moves them out first and in last, so a swap cut short leaves a
+# folder with no marker, which every loader refuses, rather than a mix of old and new weights.
+MARKER_NAMES = ("model_index.json", "config.json", "adapter_config.json", "scheduler_config.json")
+
+
 @contextlib.contextmanager
 def atomic_save_dir(folder: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary sibling folder to write into; on success it replaces ``folder``.
+    """Yield a temporary folder (with ``folder``'s name) to write into; on success it is committed to ``folder``.
 
-    An exception (or a killed process) leaves ``folder`` as it was: the previous save stays whole.
+    On commit, :data:`CHECKSUMS_NAME` records the size and SHA-256 of every safetensors file written, and the
+    new entries replace same-named entries of ``folder`` by renames; entries the save did not write (e.g. a
+    trainer's ``checkpoint-*`` folders) are kept. An exception (or a killed process) before the commit leaves
+    ``folder`` as it was; a kill during the renames leaves it without its marker file (``config.json``, ...),
+    so it fails to load instead of loading a mix. Leftovers live in a hidden ``.NAME.tmp-*`` sibling.
     """
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+    tmp = staging / folder.name
+    tmp.mkdir()
+    old = staging / ".old"
     try:
         yield tmp
-        if folder.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old-", dir=folder.parent))
-            os.replace(folder, old / folder.name)
-            os.replace(tmp, folder)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, folder)
+        write_checksums(tmp)
+        _commit(tmp, folder, old)
+        shutil.rmtree(staging, ignore_errors=True)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if not (old.is_dir() and any(old.iterdir())):  # else the roll-back failed: keep the previous files there
+            shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _commit(tmp: Path, folder: Path, old: Path) -> None:
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+    if not folder.exists():
+        os.replace(tmp, folder)
+        return
+    if not folder.is_dir():
+        raise NotADirectoryError(f"Cannot save into {folder}: it exists and is not a directory.")
+    old.mkdir()
+    entries = sorted(tmp.iterdir(), key=lambda p: (p.name in MARKER_NAMES, p.name))  # markers last
+    moved_out, moved_in = [], []
+    try:
+        for entry in reversed(entries):  # take the old copies out, markers first
+            if os.path.lexists(folder / entry.name):
+                os.replace(folder / entry.name, old / entry.name)
+                moved_out.append(entry.name)
+        for entry in entries:
+            os.replace(entry, folder / entry.name)
+            moved_in.append(entry.name)
+    except BaseException:  # an error (not a kill) mid-way: put the previous save back
+        for name in reversed(moved_in):
+            os.replace(folder / name, tmp / name)
+        for name in reversed(moved_out):
+            os.replace(old / name, folder / name)
+        raise
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _weight_files(folder: Path) -> list[Path]:
+    """Safetensors files under ``folder``, skipping hidden entries (staging folders of other saves, caches)."""
+    return sorted(p for p in folder.rglob("*" + SAFE_WEIGHT_SUFFIX)
+                  if not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
+def write_checksums(folder: str | os.PathLike) -> Path:
+    """Write :data:`CHECKSUMS_NAME`: size and SHA-256 (the Hub's LFS oid) of each safetensors file under ``folder``."""
+    folder = Path(folder)
+    files = {p.relative_to(folder).as_posix(): {"size": p.stat().st_size, "sha256": _sha256(p)}
+             for p in _weight_files(folder)}
+    path = folder / CHECKSUMS_NAME
+    path.write_text(json.dumps({"algorithm": "sha256", "files": files}, indent=2, sort_keys=True), encoding="utf-8")
+    return path
+
+
+def verify_folder(folder: str | os.PathLike) -> None:
+    """Raise a ``ValueError`` naming the file if a saved folder's weights are missing, truncated or corrupted.
+
+    Every :data:`CHECKSUMS_NAME` under ``folder`` is checked (each listed file exists, with its size and
+    SHA-256, which catches a flipped bit anywhere), then every safetensors file's header and tensor bounds.
+    """
+    folder = Path(folder)
+    manifests = [p for p in folder.rglob(CHECKSUMS_NAME)
+                 if not any(part.startswith(".") for part in p.relative_to(folder).parts)]
+    for manifest in sorted(manifests):
+        try:
+            listed = json.loads(manifest.read_text(encoding="utf-8"))["files"]
+        except (ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"{manifest} is not a valid hfgen checksum file (truncated or corrupted?): {err}") from err
+        for rel, expected in sorted(listed.items()):
+            path = manifest.parent / rel
+            if not path.is_file():
+                raise ValueError(f"{path} is missing: {manifest.name} lists it, so this save is incomplete.")
+            size = path.stat().st_size
+            if size != expected["size"]:
+                raise ValueError(f"{path} is {size} bytes but was saved with {expected['size']} (truncated or "
+                                 f"corrupted); delete {manifest.name} only if you rewrote the file on purpose.")
+            if _sha256(path) != expected["sha256"]:
+                raise ValueError(f"{path} does not match the SHA-256 it was saved with (corrupted); delete "
+                                 f"{manifest.name} only if you rewrote the file on purpose.")
+    for weights in _weight_files(folder):
+        verify_safetensors(weights)
+
+
+class SafeSaveMixin:
+    """For a Diffusers/transformers class: ``save_pretrained`` through :func:`atomic_save_dir` (with checksums),
+    and ``from_pretrained`` of a local folder runs :func:`verify_folder` first. Put it first among the bases."""
+
+    # named so that a Diffusers pipeline saving this class as a component still passes them on
+    def save_pretrained(self, save_directory, *args, safe_serialization=None, variant=None, max_shard_size=None,
+                        **kwargs):
+        import inspect
+
+        accepted = inspect.signature(super().save_pretrained).parameters
+        for name, value in (("safe_serialization", safe_serialization), ("variant", variant),
+                            ("max_shard_size", max_shard_size)):
+            if value is not None and name in accepted:
+                kwargs[name] = value
+        if not kwargs.get("is_main_process", True):
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        with atomic_save_dir(save_directory) as tmp:
+            return super().save_pretrained(tmp, *args, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        path = pretrained_model_name_or_path
+        if isinstance(path, (str, os.PathLike)) and Path(path).is_dir():
+            verify_folder(path)
+            folder = Path(path) / (kwargs.get("subfolder") or "")
+            if not any((folder / name).is_file() for name in MARKER_NAMES):  # else transformers builds a default config
+                raise ValueError(f"{folder} has none of {', '.join(MARKER_NAMES)}: it is not a saved model, or its save "
+                                 "was interrupted.")
+        return super().from_pretrained(path, *args, **kwargs)
 
 
 def check_weights_safe(folder: str | os.PathLike, allow_pickle: bool = False) -> None:
@@ -149,10 +272,12 @@ def check_weights_safe(folder: str | os.PathLike, allow_pickle: bool = False) ->
 
 
 def verify_safetensors(path: str | os.PathLike) -> None:
-    """Raise a clear error if a ``.safetensors`` file is truncated or corrupted."""
+    """Raise a clear error if a ``.safetensors`` file is missing, truncated or corrupted."""
     from safetensors import safe_open
 
     path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path} is missing: expected a safetensors weights file there.")
     try:
         with safe_open(str(path), framework="pt") as f:
             for key in f.keys():
@@ -188,7 +313,8 @@ def push(
     api.create_repo(repo_id, private=private, exist_ok=True)
     info = api.upload_folder(
         repo_id=repo_id, folder_path=str(folder), commit_message=commit_message, revision=revision,
-        ignore_patterns=[".cache/*", "*.tmp", "training_args.bin"],  # a pickle of the Trainer arguments
+        ignore_patterns=[".cache/*", "*.tmp", ".*.tmp-*", "*/.*.tmp-*",  # and leftovers of interrupted saves
+                         "training_args.bin"],  # a pickle of the Trainer arguments
     )
     return str(info)
 
@@ -235,15 +361,14 @@ def load(name_or_path: str | os.PathLike, *, allow_pickle: bool = False, revisio
     - ``config.json`` with a ``model_type``: ``transformers.AutoModel`` (hfgen models are registered
       with the Auto classes when hfgen is imported), or the architecture named in ``architectures``.
 
-    Every ``.safetensors`` file is checked first: a truncated or corrupted one raises a ``ValueError``
-    naming it.
+    The weights are checked first (:func:`verify_folder`): a missing, truncated or corrupted safetensors
+    file raises a ``ValueError`` naming it.
     """
     from hfgen.registry import find_component
 
     folder = resolve_folder(name_or_path, revision=revision, token=token)
     check_weights_safe(folder, allow_pickle=allow_pickle)
-    for weights in sorted(folder.rglob("*" + SAFE_WEIGHT_SUFFIX)):  # a truncated file is a clear error, not garbage
-        verify_safetensors(weights)
+    verify_folder(folder)  # a truncated, corrupted or missing weights file is a clear error, not garbage
     if (folder / "model_index.json").is_file():
         class_name = _read_json(folder / "model_index.json").get("_class_name")
         found = find_component(class_name) if class_name else None

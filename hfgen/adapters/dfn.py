@@ -97,7 +97,7 @@ class DFNConfig(AdapterConfigMixin):
             select_layers(10**6, self.layers)  # checks the form; the depth is checked against the base model
         if int(self.bottleneck_size) < 1:
             raise ValueError(f"`bottleneck_size` must be a positive integer, got {self.bottleneck_size!r}.")
-        if self.gate_temperature <= 0:
+        if not self.gate_temperature > 0:  # also refuses NaN
             raise ValueError(f"`gate_temperature` must be > 0, got {self.gate_temperature!r}.")
         if self.activation not in ("relu", "gelu"):
             raise ValueError(f"`activation` must be 'relu' or 'gelu', got {self.activation!r}.")

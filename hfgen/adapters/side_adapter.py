@@ -287,9 +287,10 @@ class SideAdapterConfig(AdapterConfigMixin):
             if not isinstance(spec, (list, tuple)):
                 select_layers(10**6, spec)  # checks the spec's form; depth is checked when backbones are known
         for name in ("embedding_dim", "bottleneck_size"):
-            if int(getattr(self, name)) < 1:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{name}` must be a positive integer, got {getattr(self, name)!r}.")
-        if self.gate_temperature <= 0:
+        if not self.gate_temperature > 0:  # also refuses NaN
             raise ValueError(f"`gate_temperature` must be > 0, got {self.gate_temperature!r}.")
         if self.activation not in ("relu", "gelu"):
             raise ValueError(f"`activation` must be 'relu' or 'gelu', got {self.activation!r}.")
@@ -315,9 +316,10 @@ class SideAdapterOutput(ModelOutput):
 
 def load_adapter_weights(model: nn.Module, folder: Path) -> None:
     """Load ``adapter_model.safetensors`` into ``model``; its keys must be exactly ``model.adapter_state_dict()``'s."""
-    from hfgen.hub import verify_safetensors
+    from hfgen.hub import verify_folder, verify_safetensors
 
-    verify_safetensors(folder / WEIGHTS_NAME)
+    verify_safetensors(folder / WEIGHTS_NAME)  # missing or unreadable
+    verify_folder(folder)  # against the checksums written with it: truncated, a flipped bit
     with safe_open(str(folder / WEIGHTS_NAME), framework="pt") as f:
         state = {k: f.get_tensor(k) for k in f.keys()}
     expected = set(model.adapter_state_dict())

@@ -51,6 +51,7 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from hfgen.data.faces import EMOTIONS, SYNTHETIC_AUS, check_au_names
+from hfgen.hub import SafeSaveMixin
 
 MAX_LOGIT_SCALE = 100.0  # CLIP clips exp(logit_scale) at 100
 
@@ -175,7 +176,7 @@ def local_contrastive_loss(au_embeds, au_text_embeds, logit_scale, au_text_ids=N
 # -------------------------------------------------------------------------------------- model
 
 
-class MF2Model(PreTrainedModel):
+class MF2Model(SafeSaveMixin, PreTrainedModel):
     """MF^2 (see the module docstring): a ViT + BERT dual encoder with global and per-AU alignment.
 
     Example::

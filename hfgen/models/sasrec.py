@@ -20,6 +20,8 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutput
 
+from hfgen.hub import SafeSaveMixin
+
 
 class SASRecConfig(PretrainedConfig):
     """Configuration of :class:`SASRecModel` (official IISAN defaults: d=64, 2 blocks, 2 heads, 10 items).
@@ -84,7 +86,7 @@ class SASRecBlock(nn.Module):
         return self.ln_ffn(x + self.drop(self.ffn(x)))
 
 
-class SASRecPreTrainedModel(PreTrainedModel):
+class SASRecPreTrainedModel(SafeSaveMixin, PreTrainedModel):
     config_class = SASRecConfig
     base_model_prefix = "sasrec"
     main_input_name = "inputs_embeds"

@@ -11,6 +11,8 @@ from diffusers import DiffusionPipeline, UNet2DModel
 from diffusers.image_processor import PipelineImageInput, VaeImageProcessor
 from diffusers.utils import BaseOutput, replace_example_docstring
 
+from hfgen.hub import SafeSaveMixin
+
 from .scheduling_bridge import BridgeScheduler
 
 EXAMPLE_DOC_STRING = """
@@ -46,7 +48,7 @@ class BridgePipelineOutput(BaseOutput):
     nfe: int
 
 
-class ConsistencyBridgePipeline(DiffusionPipeline):
+class ConsistencyBridgePipeline(SafeSaveMixin, DiffusionPipeline):
     r"""Translate a source image ``y`` (edges, depth, a masked image ...) into a paired target image by
     integrating a diffusion bridge from ``x_T = y`` back to ``x_0``.
 
@@ -77,6 +79,8 @@ class ConsistencyBridgePipeline(DiffusionPipeline):
                 f"`unet` must take [x_t, y] concatenated on channels: in_channels ({self.unet.config.in_channels}) "
                 f"must be 2 * out_channels ({channels})."
             )
+        if source.ndim != 4 or source.shape[0] == 0:
+            raise ValueError(f"`image` must be a non-empty batch of images, got shape {tuple(source.shape)}.")
         if source.shape[1] != channels:
             raise ValueError(f"`image` has {source.shape[1]} channels but the model translates {channels}-channel images.")
         expected = (size, size) if isinstance(size, int) else tuple(size)
@@ -117,6 +121,8 @@ class ConsistencyBridgePipeline(DiffusionPipeline):
         """
         if output_type not in ("pil", "np", "pt"):
             raise ValueError(f"`output_type` must be 'pil', 'np' or 'pt', got {output_type!r}.")
+        if (isinstance(image, (list, tuple)) and not image) or (hasattr(image, "size") and getattr(image, "ndim", 0) and 0 in image.shape):
+            raise ValueError("`image` is empty: pass at least one source image.")
         source = self.image_processor.preprocess(image)
         self.check_inputs(source, num_inference_steps, eta, generator)
         device = self._execution_device

@@ -88,8 +88,15 @@ class BridgeScheduler(SchedulerMixin, ConfigMixin):
             raise ValueError(f"`noise_schedule` must be one of {BRIDGE_SCHEDULES}, got {noise_schedule!r}.")
         if solver not in SOLVERS:
             raise ValueError(f"`solver` must be one of {SOLVERS}, got {solver!r}.")
-        if eta < 0 or eta > 1:
+        if not 0 <= eta <= 1:  # also refuses NaN
             raise ValueError(f"`eta` must be in [0, 1], got {eta}.")
+        for name, value in (("beta_min", beta_min), ("beta_d", beta_d), ("sigma_max", sigma_max), ("t_min", t_min),
+                            ("gamma", gamma), ("sigma_data", sigma_data), ("cov_xy", cov_xy),
+                            ("churn_step_ratio", churn_step_ratio), ("rho", rho)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or abs(value) == float("inf"):
+                raise ValueError(f"`{name}` must be a finite number, got {value!r}.")
+        if not sigma_data > 0 or not rho > 0:
+            raise ValueError(f"`sigma_data` and `rho` must be > 0, got {sigma_data}, {rho}.")
         self.schedule = make_bridge_schedule(
             noise_schedule, T=sigma_max if noise_schedule == "ve" else 1.0, beta_min=beta_min, beta_d=beta_d
         )
@@ -215,8 +222,11 @@ class BridgeScheduler(SchedulerMixin, ConfigMixin):
         if self._step_index >= len(self.timesteps):
             raise ValueError("All planned steps have been taken; call `set_timesteps` again.")
         eta = self.config.eta if eta is None else eta
-        if eta < 0 or eta > 1:
+        if not 0 <= eta <= 1:  # also refuses NaN
             raise ValueError(f"`eta` must be in [0, 1], got {eta}.")
+        if model_output.shape != sample.shape or source.shape != sample.shape:
+            raise ValueError(f"`model_output`, `sample` and `source` must have one shape, got {tuple(model_output.shape)}, "
+                             f"{tuple(sample.shape)}, {tuple(source.shape)}.")
         i, t = self._step_index, float(self.timesteps[self._step_index])
         if abs(float(timestep) - t) > 1e-9 * max(1.0, t):
             raise ValueError(f"`timestep` {float(timestep)} is not the planned time {t} of step {i}.")

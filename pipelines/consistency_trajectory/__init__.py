@@ -3,15 +3,18 @@
 from .modeling_trajectory_mlp import TrajectoryMLP, TrajectoryMLPOutput
 from .pipeline_consistency_trajectory import ConsistencyTrajectoryPipeline, ConsistencyTrajectoryPipelineOutput
 from .scheduling_consistency_trajectory import (
+    LONG_JUMPS,
     PRECONDITIONINGS,
     AnalyticTables,
     ConsistencyTrajectoryScheduler,
     ConsistencyTrajectorySchedulerOutput,
     estimate_linear_statistic,
+    estimate_trend_statistic,
     outer_scalings,
 )
 
 __all__ = [
+    "LONG_JUMPS",
     "PRECONDITIONINGS",
     "AnalyticTables",
     "ConsistencyTrajectoryPipeline",
@@ -21,5 +24,6 @@ __all__ = [
     "TrajectoryMLP",
     "TrajectoryMLPOutput",
     "estimate_linear_statistic",
+    "estimate_trend_statistic",
     "outer_scalings",
 ]

@@ -11,6 +11,8 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 from torch import nn
 
+from hfgen.hub import SafeSaveMixin
+
 
 @dataclass
 class TrajectoryMLPOutput(BaseOutput):
@@ -28,7 +30,7 @@ def _fourier(c: torch.Tensor, width: int) -> torch.Tensor:
     return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
 
-class TrajectoryMLP(ModelMixin, ConfigMixin):
+class TrajectoryMLP(SafeSaveMixin, ModelMixin, ConfigMixin):
     r"""Residual SiLU MLP for ``dim``-dimensional data, conditioned on the noise levels of ``t`` and ``s``.
 
     Both conditions are embedded with sinusoidal features and added to every hidden layer (the two-time

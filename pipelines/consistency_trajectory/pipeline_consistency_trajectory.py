@@ -11,6 +11,8 @@ from diffusers import DiffusionPipeline, ModelMixin, UNet2DModel
 from diffusers.utils import BaseOutput, replace_example_docstring
 from diffusers.utils.torch_utils import randn_tensor
 
+from hfgen.hub import SafeSaveMixin
+
 from .modeling_trajectory_mlp import TrajectoryMLP
 from .scheduling_consistency_trajectory import ConsistencyTrajectoryScheduler
 
@@ -54,7 +56,7 @@ def trajectory_network(
     return model(model_input, c_t, c_s).sample
 
 
-class ConsistencyTrajectoryPipeline(DiffusionPipeline):
+class ConsistencyTrajectoryPipeline(SafeSaveMixin, DiffusionPipeline):
     r"""Sample ``x_0`` from noise ``x_T ~ N(0, sigma_max^2 I)`` with a trajectory student ``G(x_t, t, s)``
     in ``num_inference_steps`` jumps (one network call each), optionally re-noising by ``gamma`` (CTM).
 
@@ -115,6 +117,8 @@ class ConsistencyTrajectoryPipeline(DiffusionPipeline):
             output_type == "pil" and not isinstance(self.denoiser, UNet2DModel)
         ):
             raise ValueError(f"`output_type` must be 'pt' or 'np' ('pil' for UNet students), got {output_type!r}.")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
         if isinstance(generator, list) and len(generator) != batch_size:
             raise ValueError(f"Got {len(generator)} generators for `batch_size` {batch_size}.")
         device = self._execution_device

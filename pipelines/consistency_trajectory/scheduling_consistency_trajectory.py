@@ -17,9 +17,18 @@ A trajectory student jumps along the teacher's EDM PF-ODE ``dx/dtau = x - D_phi(
       K(t, s) = exp(Lambda(tau_s) - S(tau_t)) (I(tau_t) - I(tau_s))
       f(t, s) = exp(Lambda(tau_s) - Lambda(tau_t)) - l_t K(t, s),     g(t, s) = K(t, s)
 
-  ``l_t = E tr(grad_x D_phi) / d`` (the i-DODE / DPM-Solver-v3 criterion). With ``l = s = 0`` this is
-  exactly the Euler form; for Gaussian data ``D_phi = l_t x`` and ``f + g l_t`` is the exact ODE jump,
-  so the optimal student equals the teacher (zero consistency gap). Those two facts are the tests.
+  ``l_t = E tr(grad_x D_phi) / d`` (the i-DODE / DPM-Solver-v3 criterion) and the trend
+  ``s_t = E<g_phi, dg_phi/dtau> / E||g_phi||^2`` (least-squares fit of ``dg_phi/dtau = s g_phi`` along the
+  teacher ODE). With ``l = s = 0`` this is exactly the Euler form; for Gaussian data ``D_phi = l_t x`` and
+  ``f + g l_t`` is the exact ODE jump, so the optimal student equals the teacher (zero consistency gap).
+  Those two facts are the tests.
+
+  The forward form is a local (``s ~ t``) approximation: its error bound grows with ``t / s`` and for jumps
+  into the low-noise region (``l ~ 1``) ``g`` exceeds 1 (about 4 for ``80 -> 0.002`` on a 2-D mixture),
+  whereas the paper reports near-CTM coefficients there. Jumps with ``t / s > long_jump_ratio`` therefore
+  use ``long_jump``: ``"forward"`` (no change), ``"euler"`` (CTM's scalings) or ``"implicit"`` (``g_phi``
+  taken at the end point, one backward-Euler step: ``f = A / (1 + K_s l_s)``, ``g = K_s / (1 + K_s l_s)``).
+  The paper's own long-jump rule (its Sec. 3.3) could not be read; these are documented substitutes.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 PRECONDITIONINGS = ("euler", "variance", "analytic")
+LONG_JUMPS = ("forward", "euler", "implicit")
 
 
 class AnalyticTables:
@@ -85,42 +95,93 @@ def _int_exp_linear(values, h):
 
 
 def outer_scalings(t, s, preconditioning: str = "euler", sigma_data: float = 0.5, sigma_min: float = 0.002,
-                   tables: AnalyticTables | None = None):
-    """``(f(t, s), g(t, s))`` of ``G = f x_t + g D_theta`` for each preconditioning (float64)."""
-    t, s = torch.as_tensor(t, dtype=torch.float64), torch.as_tensor(s, dtype=torch.float64)
+                   tables: AnalyticTables | None = None, long_jump: str = "forward", long_jump_ratio: float = 10.0):
+    """``(f(t, s), g(t, s))`` of ``G = f x_t + g D_theta`` for each preconditioning (float64).
+
+    ``long_jump`` / ``long_jump_ratio`` select the analytic coefficients of jumps with ``t / s > long_jump_ratio``
+    (see the module docstring).
+    """
+    t, s = torch.as_tensor(t, dtype=torch.float64).cpu(), torch.as_tensor(s, dtype=torch.float64).cpu()
     if torch.any(s > t):
         raise ValueError("The jump target `s` must not exceed `t` (s <= t).")
+    if torch.any(s <= 0):
+        raise ValueError("The jump target `s` must be > 0.")
     if preconditioning == "euler":
         return s / t, 1 - s / t
     if preconditioning == "variance":
         f = (((s - sigma_min) ** 2 + sigma_data**2) / ((t - sigma_min) ** 2 + sigma_data**2)).sqrt()
         return f, 1 - s / t
-    if preconditioning == "analytic":
-        if tables is None:
-            raise ValueError("preconditioning='analytic' needs the teacher statistics (`tables`).")
-        l_t, lam_t, s_t, i_t = tables(torch.log(t))
-        _, lam_s, _, i_s = tables(torch.log(s))
-        k = torch.exp(lam_s - s_t) * (i_t - i_s)
-        return torch.exp(lam_s - lam_t) - l_t * k, k
-    raise ValueError(f"`preconditioning` must be one of {PRECONDITIONINGS}, got {preconditioning!r}.")
+    if preconditioning != "analytic":
+        raise ValueError(f"`preconditioning` must be one of {PRECONDITIONINGS}, got {preconditioning!r}.")
+    if tables is None:
+        raise ValueError("preconditioning='analytic' needs the teacher statistics (`tables`).")
+    if long_jump not in LONG_JUMPS:
+        raise ValueError(f"`long_jump` must be one of {LONG_JUMPS}, got {long_jump!r}.")
+    if not long_jump_ratio >= 1:
+        raise ValueError(f"`long_jump_ratio` must be >= 1, got {long_jump_ratio}.")
+    l_t, lam_t, big_s_t, i_t = tables(torch.log(t))
+    l_s, lam_s, big_s_s, i_s = tables(torch.log(s))
+    decay = torch.exp(lam_s - lam_t)  # A: the linear part's exact flow
+    k = torch.exp(lam_s - big_s_t) * (i_t - i_s)
+    f, g = decay - l_t * k, k
+    long = t / s > long_jump_ratio
+    if long_jump == "forward" or not torch.any(long):
+        return f, g
+    if long_jump == "euler":
+        f_long, g_long = s / t, 1 - s / t
+    else:  # x_s = A x_t + K_s (D_s - l_s x_s), K_s normalising the trend at s
+        k_s = torch.exp(lam_s - big_s_s) * (i_t - i_s)
+        f_long, g_long = decay / (1 + k_s * l_s), k_s / (1 + k_s * l_s)
+    return torch.where(long, f_long, f), torch.where(long, g_long, g)
 
 
 def estimate_linear_statistic(denoiser, samples, t, num_probes: int = 1, generator=None) -> torch.Tensor:
-    """``l_t = E tr(grad_x D(x_t, t)) / d`` with Hutchinson probes (one JVP each), ``x_t = x_0 + t z``.
+    """``l_t = E tr(grad_x D(x_t, t)) / d`` with Hutchinson probes ``v^T J v`` (one vector-Jacobian product each,
+    reverse mode, so any module works), ``x_t = x_0 + t z``.
 
     Args:
         denoiser: ``D(x, t)`` of the teacher, ``x`` of shape ``(B, ...)``, ``t`` a float.
         samples: data ``x_0`` of shape ``(B, ...)``.
     """
-    noise = torch.randn(samples.shape, generator=generator, dtype=samples.dtype)
+    noise = torch.randn(samples.shape, generator=generator, dtype=samples.dtype).to(samples.device)
     x_t = samples + t * noise
     d = samples[0].numel()
     total = 0.0
-    for _ in range(num_probes):
-        v = torch.randint(0, 2, samples.shape, generator=generator).to(samples.dtype) * 2 - 1  # Rademacher
-        _, jv = torch.func.jvp(lambda x: denoiser(x, t), (x_t,), (v,))
-        total = total + (v * jv).flatten(1).sum(1).mean() / d
+    with torch.enable_grad():
+        x = x_t.detach().requires_grad_(True)
+        denoised = denoiser(x, t)
+        for i in range(num_probes):
+            v = torch.randint(0, 2, samples.shape, generator=generator).to(samples) * 2 - 1  # Rademacher
+            (vjp,) = torch.autograd.grad(denoised, x, v, retain_graph=i < num_probes - 1)
+            total = total + (v * vjp).flatten(1).sum(1).mean().detach() / d
     return total / num_probes
+
+
+def estimate_trend_statistic(denoiser, samples, t: float, l_t: float, dl_dtau: float, generator=None) -> torch.Tensor:
+    """``s_t = E<g, dg/dtau> / E||g||^2`` with ``g = D(x, t) - l_t x`` and ``dg/dtau`` its total derivative along
+    the teacher ODE ``dx/dtau = x - D`` (``tau = log t``)::
+
+        <g, dg/dtau> = <J_x^T g, x - D> + <g, dD/dtau> - dl/dtau <g, x> - l_t <g, x - D>
+
+    (one vector-Jacobian product with cotangent ``g`` in ``(x, tau)``). ``dl_dtau`` is the slope of the
+    (smooth, common-random-numbers) ``l`` table at ``t``; ``x_t = x_0 + t z``. Returns 0 where ``g`` vanishes
+    (e.g. Gaussian data, where the trend is undefined and irrelevant).
+    """
+    noise = torch.randn(samples.shape, generator=generator, dtype=samples.dtype).to(samples.device)
+    x_t = samples + t * noise
+    with torch.enable_grad():
+        x = x_t.detach().requires_grad_(True)
+        tau = torch.tensor(float(t), dtype=x.dtype, device=x.device).log().requires_grad_(True)
+        denoised = denoiser(x, tau.exp())
+        g = (denoised - l_t * x).detach()
+        grad_x, grad_tau = torch.autograd.grad(denoised, (x, tau), g)
+    velocity = (x_t - denoised).detach()
+    g64, x64, v64 = g.double(), x_t.double(), velocity.double()
+    norm = g64.pow(2).sum()
+    if norm <= 1e-12 * x64.pow(2).sum():
+        return torch.zeros((), dtype=torch.float64)
+    inner = (grad_x.double() * v64).sum() + grad_tau.double() - dl_dtau * (g64 * x64).sum() - l_t * (g64 * v64).sum()
+    return (inner / norm).cpu()
 
 
 @dataclass
@@ -152,6 +213,9 @@ class ConsistencyTrajectoryScheduler(SchedulerMixin, ConfigMixin):
         gamma (`float`): re-noising strength in [0, 1].
         statistics_log_t, statistics_l, statistics_s (`list[float]`, *optional*): the teacher statistics of
             ``"analytic"`` (see [`AnalyticTables`]); stored in the config so they ship with the pipeline.
+        long_jump (`str`): analytic coefficients of jumps with ``t / s > long_jump_ratio``: ``"forward"``,
+            ``"euler"`` or ``"implicit"`` (module docstring).
+        long_jump_ratio (`float`): the ``t / s`` above which ``long_jump`` applies.
     """
 
     order = 1
@@ -159,9 +223,14 @@ class ConsistencyTrajectoryScheduler(SchedulerMixin, ConfigMixin):
     @register_to_config
     def __init__(self, sigma_min: float = 0.002, sigma_max: float = 80.0, sigma_data: float = 0.5, rho: float = 7.0,
                  preconditioning: str = "euler", gamma: float = 0.0, statistics_log_t: list | None = None,
-                 statistics_l: list | None = None, statistics_s: list | None = None):
+                 statistics_l: list | None = None, statistics_s: list | None = None, long_jump: str = "forward",
+                 long_jump_ratio: float = 10.0):
         if preconditioning not in PRECONDITIONINGS:
             raise ValueError(f"`preconditioning` must be one of {PRECONDITIONINGS}, got {preconditioning!r}.")
+        if long_jump not in LONG_JUMPS:
+            raise ValueError(f"`long_jump` must be one of {LONG_JUMPS}, got {long_jump!r}.")
+        if not long_jump_ratio >= 1:
+            raise ValueError(f"`long_jump_ratio` must be >= 1, got {long_jump_ratio}.")
         if not 0 < sigma_min < sigma_max:
             raise ValueError(f"Need 0 < `sigma_min` < `sigma_max`, got {sigma_min}, {sigma_max}.")
         if not 0 <= gamma <= 1:
@@ -197,27 +266,40 @@ class ConsistencyTrajectoryScheduler(SchedulerMixin, ConfigMixin):
     # ---------------------------------------------------------------------------------- the student
 
     def _scalar(self, t, like):
-        t = torch.as_tensor(t, dtype=torch.float64)
+        t = torch.as_tensor(t, dtype=torch.float64).cpu()  # coefficients in float64 on the CPU, then cast to `like`
         return t.reshape(-1, *([1] * (like.ndim - 1))) if t.ndim else t
 
     def scale_model_input(self, sample: torch.Tensor, timestep) -> torch.Tensor:
         """``c_in(t) x = x / sqrt(t^2 + sigma_d^2)``."""
         t = self._scalar(timestep, sample)
-        return sample / (t**2 + self.config.sigma_data**2).sqrt().to(sample.dtype)
+        return sample / (t**2 + self.config.sigma_data**2).sqrt().to(sample)
 
     @staticmethod
     def c_noise(timestep) -> torch.Tensor:
         """EDM noise conditioning ``log(t) / 4`` (float32)."""
         return (torch.as_tensor(timestep, dtype=torch.float64).log() / 4).float()
 
-    def precondition_outputs(self, sample: torch.Tensor, model_output: torch.Tensor, timestep, target) -> torch.Tensor:
-        """``G(x_t, t, s) = f(t, s) x_t + g(t, s) (c_skip(t) x_t + c_out(t) F)``; ``G(x, t, t) = x`` exactly."""
+    def outer_scalings(self, timestep, target):
+        """``(f(t, s), g(t, s))`` of this scheduler's preconditioning (float64, CPU)."""
+        c = self.config
+        return outer_scalings(
+            timestep, target, c.preconditioning, c.sigma_data, c.sigma_min, self.tables, c.long_jump, c.long_jump_ratio
+        )
+
+    def precondition_outputs(self, sample: torch.Tensor, model_output: torch.Tensor, timestep, target,
+                             scalings: tuple | None = None) -> torch.Tensor:
+        """``G(x_t, t, s) = f(t, s) x_t + g(t, s) (c_skip(t) x_t + c_out(t) F)``; ``G(x, t, t) = x`` exactly.
+
+        ``scalings``: precomputed ``(f, g)`` of ``(timestep, target)`` (e.g. a trainer's table on its time grid).
+        """
         t, s = self._scalar(timestep, sample), self._scalar(target, sample)
         sd = self.config.sigma_data
         c_skip, c_out = sd**2 / (t**2 + sd**2), t * sd / (t**2 + sd**2).sqrt()
-        denoised = c_skip.to(sample.dtype) * sample + c_out.to(sample.dtype) * model_output
-        f, g = outer_scalings(t, s, self.config.preconditioning, sd, self.config.sigma_min, self.tables)
-        return f.to(sample.dtype) * sample + g.to(sample.dtype) * denoised
+        denoised = c_skip.to(sample) * sample + c_out.to(sample) * model_output
+        f, g = self.outer_scalings(t, s) if scalings is None else scalings
+        shape = (-1, *([1] * (sample.ndim - 1)))
+        f, g = (v.to(sample).reshape(shape) if v.ndim else v.to(sample) for v in (f, g))
+        return f * sample + g * denoised
 
     def step(self, model_output: torch.Tensor, timestep, sample: torch.Tensor,
              generator: torch.Generator | list[torch.Generator] | None = None,
@@ -227,11 +309,13 @@ class ConsistencyTrajectoryScheduler(SchedulerMixin, ConfigMixin):
         t, s, t_next = self.timesteps[i], self.targets[i], self.sigmas[i + 1]
         if not torch.isclose(torch.as_tensor(timestep, dtype=torch.float64).cpu(), t.cpu()).all():
             raise ValueError(f"`timestep` {timestep} is not the scheduler's current time {t.item():.6g}.")
+        if model_output.shape != sample.shape:
+            raise ValueError(f"`model_output` {tuple(model_output.shape)} must have the shape of `sample` {tuple(sample.shape)}.")
         jump = self.precondition_outputs(sample, model_output, t, s)
         prev = jump
         if i < self.num_inference_steps - 1 and t_next > s:
             noise = randn_tensor(sample.shape, generator=generator, device=sample.device, dtype=sample.dtype)
-            prev = jump + (t_next**2 - s**2).sqrt().to(sample.dtype) * noise
+            prev = jump + (t_next**2 - s**2).sqrt().to(sample) * noise
         self._step_index += 1
         if not return_dict:
             return (prev, jump)

@@ -10,6 +10,8 @@ from diffusers.schedulers import KarrasDiffusionSchedulers
 from diffusers.utils import replace_example_docstring
 from diffusers.utils.torch_utils import randn_tensor
 
+from hfgen.hub import SafeSaveMixin
+
 from .modeling_beta_conditioning import beta_embedding, guidance_scale_to_beta, has_beta_input
 
 EXAMPLE_DOC_STRING = """
@@ -34,7 +36,7 @@ GUIDANCE_MODES = ("free", "cfg")
 OUTPUT_TYPES = ("pil", "np", "pt")
 
 
-class GuidanceFreePipeline(DiffusionPipeline):
+class GuidanceFreePipeline(SafeSaveMixin, DiffusionPipeline):
     r"""Sample a GFT-trained UNet at temperature ``beta`` with one forward pass per step, or a CFG-trained
     UNet (or the same GFT UNet at β = 1) with classifier-free guidance, two passes per step, for comparison.
 

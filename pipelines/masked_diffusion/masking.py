@@ -61,6 +61,8 @@ def uniform(shape, generator=None, dtype=torch.float64, device=None) -> torch.Te
 def denoiser_logits(logits, mask_token_id, temperature=1.0, forbidden_tokens=None, dtype=torch.float64):
     """``log mu`` up to a constant, in ``dtype``: no mass on the mask (Eq. 4) nor on ``forbidden_tokens``,
     logits divided by ``temperature``."""
+    if not temperature > 0:
+        raise ValueError(f"`temperature` must be positive, got {temperature!r}.")
     logits = logits.to(dtype) / temperature
     forbidden = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
     forbidden[mask_token_id] = True

@@ -10,6 +10,8 @@ import torch
 from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 from diffusers.utils import BaseOutput, replace_example_docstring
 
+from hfgen.hub import SafeSaveMixin
+
 from .scheduling_ancestral_masked import AncestralMaskedScheduler
 from .scheduling_first_hitting import FirstHittingScheduler
 
@@ -49,7 +51,7 @@ class MaskedDiffusionPipelineOutput(BaseOutput):
     nfe: int
 
 
-class MaskedDiffusionPipeline(DiffusionPipeline):
+class MaskedDiffusionPipeline(SafeSaveMixin, DiffusionPipeline):
     r"""Generate text with a masked diffusion model.
 
     The optimal MDM denoiser is ``p(x^l | visible tokens)`` at every time (Prop. 3.2), which is what

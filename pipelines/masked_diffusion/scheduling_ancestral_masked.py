@@ -51,8 +51,8 @@ class AncestralMaskedScheduler(SchedulerMixin, ConfigMixin):
         ``num_masked`` and ``generator`` are accepted for the pipeline's uniform call and unused.
         """
         num_inference_steps = 1000 if num_inference_steps is None else num_inference_steps
-        if num_inference_steps < 1:
-            raise ValueError(f"`num_inference_steps` must be positive, got {num_inference_steps}.")
+        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps < 1:
+            raise ValueError(f"`num_inference_steps` must be a positive integer or None, got {num_inference_steps!r}.")
         self._grid = torch.linspace(1, 0, num_inference_steps + 1, dtype=torch.float64)
         self.timesteps = self._grid[:-1].to(device)
         self.num_inference_steps = num_inference_steps
@@ -63,6 +63,9 @@ class AncestralMaskedScheduler(SchedulerMixin, ConfigMixin):
         """One reverse step ``t_i -> t_{i+1}`` (Eq. 10); arguments as in ``FirstHittingScheduler.step``."""
         if self._step_index is None:
             raise ValueError("Call `set_timesteps` before `step`.")
+        if tuple(model_output.shape[:2]) != tuple(sample.shape):
+            raise ValueError(f"`model_output` must be [batch, seq_len, vocab] over `sample` {tuple(sample.shape)}, "
+                             f"got {tuple(model_output.shape)}.")
         schedule, eps = self.config.masking_schedule, self.config.schedule_eps
         dtype = SAMPLING_DTYPES[self.config.sampling_dtype]
         t, s = self._grid[self._step_index], self._grid[self._step_index + 1]

@@ -85,12 +85,15 @@ class FirstHittingScheduler(SchedulerMixin, ConfigMixin):
         """
         if num_masked is None:
             raise ValueError("`num_masked` (masked tokens per row) is required by the first-hitting sampler.")
-        n = torch.as_tensor(num_masked, dtype=torch.long).reshape(-1)
+        n = torch.as_tensor(num_masked)
+        if n.dtype.is_floating_point or n.dtype == torch.bool or n.numel() == 0 or bool((n < 0).any()):
+            raise ValueError(f"`num_masked` must be a non-empty integer tensor of counts >= 0, got {num_masked!r}.")
+        n = n.long().reshape(-1)
         n_max = int(n.max())
         if num_inference_steps is None:
             k = self.config.tokens_per_step
-        elif num_inference_steps < 1:
-            raise ValueError(f"`num_inference_steps` must be positive, got {num_inference_steps}.")
+        elif isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps < 1:
+            raise ValueError(f"`num_inference_steps` must be a positive integer or None, got {num_inference_steps!r}.")
         else:
             k = max(1, math.ceil(n_max / num_inference_steps))
         # Lemma C.1 / Eq. 29: 1 - alpha(tau_{m-1}) = (1 - alpha(tau_m)) u_m^{1/m} for m = n, ..., 1,
@@ -126,6 +129,12 @@ class FirstHittingScheduler(SchedulerMixin, ConfigMixin):
         """
         if self._step_index is None:
             raise ValueError("Call `set_timesteps` before `step`.")
+        if sample.ndim != 2 or sample.shape[0] != self.unmask_counts.shape[1]:
+            raise ValueError(f"`sample` must be [batch, seq_len] with the batch of `set_timesteps` "
+                             f"({self.unmask_counts.shape[1]}), got {tuple(sample.shape)}.")
+        if tuple(model_output.shape[:2]) != tuple(sample.shape):
+            raise ValueError(f"`model_output` must be [batch, seq_len, vocab] over `sample` {tuple(sample.shape)}, "
+                             f"got {tuple(model_output.shape)}.")
         counts = self.unmask_counts[self._step_index].to(sample.device)  # [B]
         self._step_index += 1
         k = int(counts.max())

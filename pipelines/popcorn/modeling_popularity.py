@@ -48,6 +48,8 @@ from transformers import (
 )
 from transformers.utils import ModelOutput
 
+from hfgen.hub import SafeSaveMixin
+
 
 class PopularityConfig(PretrainedConfig):
     """Configuration of :class:`PopularityModel`.
@@ -139,7 +141,7 @@ class MMRAStack(nn.Module):
         return v.squeeze(1), t.squeeze(1)
 
 
-class PopularityModel(PreTrainedModel):
+class PopularityModel(SafeSaveMixin, PreTrainedModel):
     """MMRA-style popularity regressor over a title, a cover and video frames (see the module docstring)."""
 
     config_class = PopularityConfig

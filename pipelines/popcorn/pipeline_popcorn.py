@@ -17,6 +17,8 @@ import torch
 from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput, replace_example_docstring
 
+from hfgen.hub import SafeSaveMixin
+
 from .parsing import PopcornPlan, PopcornStageError, parse_plan
 from .prompts import build_messages
 
@@ -81,7 +83,7 @@ class PopcornPipelineOutput(BaseOutput):
     messages: list[list[dict[str, str]]]
 
 
-class PopcornPipeline(DiffusionPipeline):
+class PopcornPipeline(SafeSaveMixin, DiffusionPipeline):
     r"""LLMPopcorn (arXiv 2502.12945): LLM-assisted popular micro-video generation.
 
     ``query -> [retrieval of popular / unpopular references] -> [chain-of-thought prompt] -> LLM -> plan
@@ -250,7 +252,9 @@ class PopcornPipeline(DiffusionPipeline):
         Returns:
             [`PopcornPipelineOutput`] or `tuple` (plans, covers, videos, popularity, raw_llm_outputs, messages).
         """
-        queries = [query] if isinstance(query, str) else list(query or [])
+        if not isinstance(query, (str, list, tuple)):
+            raise PopcornStageError("query", f"`query` must be a string or a list of strings, got {query!r}.")
+        queries = [query] if isinstance(query, str) else list(query)
         self.check_inputs(queries, use_retrieval, num_references, max_retries, output_type, generator)
         plans, raws, all_messages, covers, videos = [], [], [], [], []
         for i, q in enumerate(self.progress_bar(queries)):

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from transformers import TrainingArguments
 
 from hfgen.bridges import BRIDGE_SCHEDULES
+from hfgen.guards import check_numeric_fields
 
 
 @dataclass
@@ -30,6 +31,7 @@ class BridgeConfig(TrainingArguments):
     save_safetensors: bool = field(default=True, metadata={"help": "Always safetensors."})
 
     def __post_init__(self):
+        check_numeric_fields(self, TrainingArguments)  # wrong types and NaN, naming the field
         if self.noise_schedule not in BRIDGE_SCHEDULES:
             raise ValueError(f"`noise_schedule` must be one of {BRIDGE_SCHEDULES}, got {self.noise_schedule!r}.")
         if self.t_min <= 0:
@@ -79,6 +81,7 @@ class ConsistencyBridgeConfig(BridgeConfig):
     )
 
     def __post_init__(self):
+        check_numeric_fields(self, TrainingArguments)  # wrong types and NaN, naming the field
         if self.mode not in ("training", "distillation"):
             raise ValueError(f"`mode` must be 'training' or 'distillation', got {self.mode!r}.")
         if self.time_schedule not in ("constant", "sigmoid"):

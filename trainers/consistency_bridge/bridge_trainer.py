@@ -9,12 +9,14 @@ from diffusers import UNet2DModel
 from hfgen.pipelines.consistency_bridge import BridgeScheduler, ConsistencyBridgePipeline
 from transformers import Trainer
 
+from hfgen.guards import GuardedTrainerMixin
+
 from .bridge_config import BridgeConfig
 
 METHOD_NAME = "consistency_bridge"
 
 
-class BridgeTrainer(Trainer):
+class BridgeTrainer(GuardedTrainerMixin, Trainer):
     r"""Train the denoiser ``D(x_t, t, y) = c_skip x_t + c_out F([c_in x_t, y], c_noise)`` of a diffusion bridge.
 
     Args:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 
 import torch
 from diffusers import UNet2DModel
@@ -11,6 +12,8 @@ from transformers import TrainerCallback
 
 from .bridge_config import ConsistencyBridgeConfig
 from .bridge_trainer import BridgeTrainer
+
+EMA_TARGET_FILE = "ema_target.safetensors"
 
 
 class _EMATargetCallback(TrainerCallback):
@@ -119,3 +122,27 @@ class ConsistencyBridgeTrainer(BridgeTrainer):
         online = self.accelerator.unwrap_model(self.model)
         for p_target, p in zip(self.target_model.parameters(), online.parameters()):
             p_target.lerp_(p.detach(), 1 - decay)
+
+    # ---------------------------------------------------------------------------------- checkpoints
+    # The EMA target is training state, like the optimizer's moments: it goes into each checkpoint with them
+    # (not into the saved model) and comes back on resume_from_checkpoint, so a resumed run equals an unbroken one.
+
+    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
+        super()._save_optimizer_and_scheduler(output_dir)
+        if self.target_model is not None and self.args.should_save:
+            from safetensors.torch import save_file
+
+            state = {k: v.detach().cpu().contiguous() for k, v in self.target_model.state_dict().items()}
+            save_file(state, os.path.join(output_dir, EMA_TARGET_FILE))
+
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is None or self.target_model is None:
+            return
+        path = os.path.join(checkpoint, EMA_TARGET_FILE)
+        if not os.path.isfile(path):
+            raise ValueError(f"`resume_from_checkpoint` {checkpoint!r} has no {EMA_TARGET_FILE}: the EMA target "
+                             "network (target_network='ema') cannot be restored, so the run would not resume exactly.")
+        from safetensors.torch import load_file
+
+        self.target_model.load_state_dict(load_file(path))

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
+from hfgen.guards import check_numeric_fields
+
 
 @dataclass
 class DDOConfig(TrainingArguments):
@@ -65,6 +67,7 @@ class DDOConfig(TrainingArguments):
     logging_steps: float = field(default=10, metadata={"help": "Log every X update steps."})
 
     def __post_init__(self):
+        check_numeric_fields(self, TrainingArguments)  # wrong types and NaN, naming the field
         # Validate DDO's own arguments before TrainingArguments does any (possibly expensive) setup.
         if not self.alpha >= 0:
             raise ValueError(f"`alpha` must be >= 0, got {self.alpha}.")

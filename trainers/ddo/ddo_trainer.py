@@ -27,6 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel, Trainer
 
+from hfgen.guards import GuardedTrainerMixin
+
 from .ddo_config import DDOConfig
 
 TOKEN_KEYS = ("input_ids", "attention_mask", "labels")
@@ -160,7 +162,7 @@ class DDODataCollator:
 # ------------------------------------------------------------------------------------------ the trainer
 
 
-class DDOTrainer(Trainer):
+class DDOTrainer(GuardedTrainerMixin, Trainer):
     r"""
     Trainer for Direct Discriminative Optimization (DDO).
 

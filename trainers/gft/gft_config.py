@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
+from hfgen.guards import check_numeric_fields
+
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 NOISE_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 
@@ -56,6 +58,7 @@ class GFTConfig(TrainingArguments):
     )
 
     def __post_init__(self):
+        check_numeric_fields(self, TrainingArguments)  # wrong types and NaN, naming the field
         if not 0.0 <= self.cond_drop_prob < 1.0:
             raise ValueError(f"`cond_drop_prob` must lie in [0, 1), got {self.cond_drop_prob!r}.")
         if not 0.0 <= self.beta_min <= self.beta_max <= 1.0 or self.beta_max == 0.0:

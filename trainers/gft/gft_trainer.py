@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from hfgen.pipelines.guidance_free.modeling_beta_conditioning import beta_embedding, has_beta_input
 from transformers import PreTrainedModel, Trainer
 
+from hfgen.guards import GuardedTrainerMixin
+
 from .gft_config import GFTConfig
 
 
@@ -31,7 +33,7 @@ def gft_interpolate(sampling_output: torch.Tensor, unconditional_output: torch.T
     return beta * sampling_output + (1.0 - beta) * unconditional_output.detach()
 
 
-class GFTTrainer(Trainer):
+class GFTTrainer(GuardedTrainerMixin, Trainer):
     r"""Guidance-free training of a Diffusers UNet or a transformers causal LM.
 
     Args:

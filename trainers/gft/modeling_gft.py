@@ -15,6 +15,8 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, GenerationMixin, PreTrainedConfig, PreTrainedModel
 from transformers.configuration_utils import SubConfigSpec
 
+from hfgen.hub import SafeSaveMixin
+
 
 class GFTCausalLMConfig(PreTrainedConfig):
     r"""Configuration of [`GFTCausalLM`].
@@ -68,7 +70,7 @@ class BetaEmbedding(nn.Module):
         return self.linear_2(self.act(self.linear_1(freq)))
 
 
-class GFTCausalLM(PreTrainedModel, GenerationMixin):
+class GFTCausalLM(SafeSaveMixin, PreTrainedModel, GenerationMixin):
     r"""A causal LM ``lm`` whose first token (the condition) also receives the β embedding.
 
     ``forward(input_ids, beta=...)`` returns the wrapped LM's output; ``beta`` is a float or a ``(B,)`` tensor

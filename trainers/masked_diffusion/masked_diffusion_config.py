@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
+from hfgen.guards import check_numeric_fields
+
 MASKING_SCHEDULES = ("linear", "cosine", "loglinear")
 
 
@@ -39,6 +41,7 @@ class MaskedDiffusionConfig(TrainingArguments):
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping (App. H.3)."})
 
     def __post_init__(self):
+        check_numeric_fields(self, TrainingArguments)  # wrong types and NaN, naming the field
         if self.masking_schedule not in MASKING_SCHEDULES:
             raise ValueError(f"`masking_schedule` must be one of {MASKING_SCHEDULES}, got {self.masking_schedule!r}.")
         if not 0 < self.schedule_eps < 1:

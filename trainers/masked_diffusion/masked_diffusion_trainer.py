@@ -6,10 +6,12 @@ import torch
 from hfgen.pipelines.masked_diffusion.masking import alpha, elbo_weight
 from transformers import Trainer
 
+from hfgen.guards import GuardedTrainerMixin
+
 from .masked_diffusion_config import MaskedDiffusionConfig
 
 
-class MaskedDiffusionTrainer(Trainer):
+class MaskedDiffusionTrainer(GuardedTrainerMixin, Trainer):
     r"""Train an ``AutoModelForMaskedLM`` as the denoiser of a masked diffusion model.
 
     Each sequence gets a time ``t`` (stratified over the batch), each token is masked with
@@ -65,9 +67,11 @@ class MaskedDiffusionTrainer(Trainer):
         weight = elbo_weight(self.args.masking_schedule, t, self.args.schedule_eps).float()
         per_sequence = weight * (nll * masked).sum(1) / maskable.sum(1)  # NELBO per token, one draw of t
         loss = per_sequence.mean()
-        if model.training:
-            self._metrics["nelbo"].append(loss.detach().item())
-            self._metrics["mask_ratio"].append((masked.sum() / maskable.sum()).item())
+        if model.training:  # averaged over processes, as Trainer does for the logged loss
+            stats = torch.stack([loss.detach(), (masked.sum() / maskable.sum()).to(loss.dtype)])
+            nelbo, mask_ratio = self.accelerator.reduce(stats, reduction="mean").tolist()
+            self._metrics["nelbo"].append(nelbo)
+            self._metrics["mask_ratio"].append(mask_ratio)
         return (loss, outputs) if return_outputs else loss
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
+from hfgen.guards import check_numeric_fields
+
 # The model's own configuration is `hfgen.models.mf2.MF2Config` (a `PreTrainedConfig`); it is
 # re-exported here so that `hfgen.trainers.MF2Config` names that one class too.
 from hfgen.models.mf2 import MF2Config  # noqa: F401
@@ -43,6 +45,7 @@ class MF2TrainingConfig(TrainingArguments):
     report_to: str | list[str] | None = field(default="none", metadata={"help": "Integrations to report to."})
 
     def __post_init__(self):
+        check_numeric_fields(self, TrainingArguments)  # wrong types and NaN, naming the field
         if self.global_loss_weight < 0 or self.local_loss_weight < 0:
             raise ValueError(f"`global_loss_weight` and `local_loss_weight` must be >= 0, got "
                              f"{self.global_loss_weight!r} and {self.local_loss_weight!r}.")

@@ -17,6 +17,7 @@ import torch
 from transformers import Trainer
 
 from hfgen.data.faces import pixel_values_from_images
+from hfgen.guards import GuardedTrainerMixin
 
 from .mf2_config import MF2TrainingConfig
 
@@ -60,7 +61,7 @@ class MF2DataCollator:
         return batch
 
 
-class MF2Trainer(Trainer):
+class MF2Trainer(GuardedTrainerMixin, Trainer):
     """Pretrain :class:`~hfgen.models.mf2.MF2Model` on images with multilevel (global + per-AU) descriptions.
 
     Args:
@@ -124,6 +125,14 @@ class MF2Trainer(Trainer):
         super()._save(output_dir, state_dict=state_dict)
         if self.args.should_save:
             self.create_model_card(output_dir=output_dir or self.args.output_dir)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        # Trainer's own loader reads model.safetensors with a bare load_state_dict, which skips (with a warning
+        # only) every weight that transformers saves under the checkpoint names of its conversion mappings, e.g.
+        # the ViT vision tower; from_pretrained applies the mapping, and strict loading proves nothing is missed.
+        model = self.accelerator.unwrap_model(model if model is not None else self.model)
+        loaded = type(model).from_pretrained(resume_from_checkpoint, dtype=next(model.parameters()).dtype)
+        model.load_state_dict(loaded.state_dict())
 
     def create_model_card(self, model_name: str | None = None, dataset_name: str | None = None,
                           tags: list[str] | None = None, output_dir: str | None = None, **kwargs) -> None:

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
+from hfgen.guards import check_numeric_fields
+
 QUESTION_WEIGHTS = ("none", "one_minus_rq", "grpo")
 RATIO_TYPES = ("token", "sequence")
 # TRL's aggregations of a per-token loss; the other GRPO loss types are different objectives, not aggregations.
@@ -113,6 +115,7 @@ class NFTConfig(GRPOConfig):
     )
 
     def __post_init__(self):
+        check_numeric_fields(self, GRPOConfig)  # wrong types and NaN, naming the field
         # NFT's own fields are checked first, before TrainingArguments does any work.
         if self.neg_weight < 0:
             raise ValueError(f"`neg_weight` must be >= 0 (1.0 = NFT, 0.0 = RFT), got {self.neg_weight}.")

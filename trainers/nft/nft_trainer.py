@@ -33,6 +33,8 @@ import torch
 from trl import GRPOTrainer
 from trl.trainer.utils import get_config_model_id
 
+from hfgen.guards import GuardedTrainerMixin
+
 from .nft_config import NFTConfig
 
 
@@ -86,7 +88,7 @@ def nft_per_token_loss(
     return loss, proxy
 
 
-class NFTTrainer(GRPOTrainer):
+class NFTTrainer(GuardedTrainerMixin, GRPOTrainer):
     """Trainer for Negative-aware Fine-Tuning (NFT); ``NFTConfig(neg_weight=0.0)`` gives RFT.
 
     Takes the arguments of :class:`trl.GRPOTrainer`. ``reward_funcs`` score each answer; an answer is

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
+from hfgen.guards import check_numeric_fields
 
 
 @dataclass
@@ -35,6 +36,7 @@ class SequentialRecConfig(TrainingArguments):
     report_to: str | list[str] = field(default="none", metadata={"help": "Integrations to report to."})
 
     def __post_init__(self):
+        check_numeric_fields(self, TrainingArguments)  # wrong types and NaN, naming the field
         if self.max_seq_len < 1:
             raise ValueError(f"`max_seq_len` must be >= 1, got {self.max_seq_len}.")
         if self.adapter_learning_rate is not None and self.adapter_learning_rate <= 0:

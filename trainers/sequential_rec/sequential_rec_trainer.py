@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 from torch import nn
 from transformers import Trainer
 
+from hfgen.guards import GuardedTrainerMixin
 from hfgen.metrics.ranking import hit_rate_at_k, mask_history, ndcg_at_k, target_ranks
 
 
@@ -121,7 +122,7 @@ class SequentialRecCollator:
         return batch
 
 
-class SequentialRecTrainer(Trainer):
+class SequentialRecTrainer(GuardedTrainerMixin, Trainer):
     """Trainer for sequential recommendation with an (optionally side-adapted) item encoder.
 
     Args:

@@ -1,0 +1,130 @@
+"""Guards shared by every hfgen trainer: stop on a non-finite loss, save atomically, resume only from whole checkpoints.
+
+:class:`GuardedTrainerMixin` goes first among a trainer's bases (``class NFTTrainer(GuardedTrainerMixin,
+GRPOTrainer)``); it wraps three ``transformers.Trainer`` methods and changes nothing else:
+
+- ``training_step``: a NaN or infinite loss raises :class:`NonFiniteLossError` naming the step, *before*
+  the optimizer step, so the model still holds the last good parameters and no checkpoint is written
+  from the bad ones (``transformers`` would otherwise log around it with ``logging_nan_inf_filter`` and
+  step the optimizer on NaN gradients). Under several processes the ranks agree, so all of them stop.
+- ``save_model``: writes through :func:`hfgen.hub.atomic_save_dir` (temporary folder, checksums, rename),
+  so ``trainer.save_model()`` and each ``checkpoint-N`` hold whole weights or no marker file at all.
+- ``train(resume_from_checkpoint=...)``: ``True`` picks the newest *complete* checkpoint (one whose
+  ``trainer_state.json``, written last by ``transformers``, exists); a path to an incomplete or corrupted
+  checkpoint is refused with a ``ValueError`` instead of resuming silently from step 0 or from partial weights.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from pathlib import Path
+
+import torch
+
+from hfgen.hub import atomic_save_dir, verify_folder
+
+TRAINER_STATE_NAME = "trainer_state.json"
+_CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A training loss was NaN or infinite; training stopped before the optimizer step."""
+
+
+def checkpoint_problem(folder: str | os.PathLike) -> str | None:
+    """Why ``folder`` is not a complete Trainer checkpoint, or ``None`` if it is."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return "it is not a directory"
+    state = folder / TRAINER_STATE_NAME
+    if not state.is_file():
+        return f"it has no {TRAINER_STATE_NAME}, which transformers writes last (the save was interrupted)"
+    try:
+        json.loads(state.read_text(encoding="utf-8"))
+        verify_folder(folder)
+    except ValueError as err:
+        return str(err)
+    return None
+
+
+def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
+    """The newest ``checkpoint-N`` under ``output_dir`` that :func:`checkpoint_problem` accepts."""
+    output_dir = Path(output_dir)
+    if not output_dir.is_dir():
+        return None
+    steps = sorted(((int(m.group(1)), p) for p in output_dir.iterdir() if (m := _CHECKPOINT_RE.match(p.name))),
+                   reverse=True)
+    for _, path in steps:
+        if checkpoint_problem(path) is None:
+            return str(path)
+    return None
+
+
+def check_numeric_fields(config, base: type) -> None:
+    """Refuse a non-number (``TypeError``) or a NaN/infinity (``ValueError``) in ``config``'s own numeric fields.
+
+    ``config`` is a dataclass config; the fields it declares beyond ``base``'s (e.g. ``TrainingArguments``)
+    whose annotation is ``int`` or ``float`` (optionally ``| None``) are checked, naming the field. Range
+    checks stay in each config's ``__post_init__``; this runs first so that they see real numbers.
+    """
+    import dataclasses
+
+    inherited = {f.name for f in dataclasses.fields(base)}
+    for f in dataclasses.fields(config):
+        kind = str(f.type).replace(" ", "")
+        if f.name in inherited and f.name not in type(config).__dict__.get("__annotations__", {}):
+            continue
+        if kind.split("|")[0] not in ("int", "float") or (kind.count("|") and set(kind.split("|")[1:]) != {"None"}):
+            continue
+        value = getattr(config, f.name)
+        if value is None and "None" in kind:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int if kind.startswith("int") else (int, float)):
+            raise TypeError(f"`{f.name}` must be a number ({kind}), got {value!r} of type {type(value).__name__}.")
+        if not math.isfinite(value):
+            raise ValueError(f"`{f.name}` must be finite, got {value!r}.")
+
+
+class GuardedTrainerMixin:
+    """Non-finite-loss guard, atomic saves and checked resume for a ``transformers.Trainer`` subclass."""
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        bad = torch.tensor([0.0 if bool(torch.isfinite(loss).all()) else 1.0], device=loss.device)
+        if self.accelerator.num_processes > 1:  # every rank must stop, not only the one that saw it
+            bad = self.accelerator.reduce(bad, reduction="sum")
+        if bad.item() > 0:
+            step = self.state.global_step + 1
+            value = loss.detach().float().mean().item()
+            last = last_complete_checkpoint(self.args.output_dir)
+            raise NonFiniteLossError(
+                f"Non-finite training loss ({value if not math.isfinite(value) else 'on another rank'}) at step {step}"
+                f" of {self.state.max_steps}: training stopped before the optimizer step, so the model holds the "
+                f"parameters after step {step - 1} and nothing was saved from the bad step. Last complete checkpoint: "
+                f"{last or 'none saved yet'}. Lower the learning rate or check the batch, then resume from it."
+            )
+        return loss
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        if not self.args.should_save or getattr(self, "is_deepspeed_enabled", False) or getattr(self, "is_fsdp_enabled", False):
+            return super().save_model(output_dir, _internal_call)  # sharded saves write from every rank
+        with atomic_save_dir(output_dir) as tmp:
+            super().save_model(str(tmp), _internal_call=True)
+        if self.args.push_to_hub and not _internal_call:
+            self.push_to_hub(commit_message="Model save", revision=self.args.hub_revision)
+
+    def train(self, resume_from_checkpoint=None, trial=None, **kwargs):
+        if resume_from_checkpoint is True:
+            resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir)
+            if resume_from_checkpoint is None:
+                raise ValueError(f"`resume_from_checkpoint=True` but {self.args.output_dir} holds no complete checkpoint.")
+        elif resume_from_checkpoint:
+            problem = checkpoint_problem(resume_from_checkpoint)
+            if problem is not None:
+                raise ValueError(f"`resume_from_checkpoint` {str(resume_from_checkpoint)!r} is not a complete "
+                                 f"checkpoint: {problem}.")
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, trial=trial, **kwargs)

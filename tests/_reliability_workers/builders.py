@@ -1,0 +1,207 @@
+"""Tiny, deterministic trainers of every hfgen method, for the multi-process and resume tests.
+
+``build(name, output_dir, **training_args)`` returns a ready trainer; ``extra_state(name, trainer)`` the tensors
+beyond the model that a resumed run must also reproduce (EMA target, reference model, teacher statistics).
+Everything is built from configs (nothing is downloaded); data and weights are seeded.
+"""
+
+from __future__ import annotations
+
+import torch
+
+TRAINERS = ("nft", "masked_diffusion", "gft", "ddo", "bridge", "consistency_bridge", "consistency_distillation",
+            "mf2", "sequential_rec")
+COMMON = dict(use_cpu=True, report_to=[], disable_tqdm=True, seed=0, logging_steps=1, dataloader_num_workers=0,
+              dataloader_pin_memory=False, learning_rate=1e-3)
+
+
+def _args(config_cls, output_dir, **kwargs):
+    return config_cls(output_dir=str(output_dir), **{**COMMON, **kwargs})
+
+
+def even_first_digit_reward(completions, **kwargs) -> list[float]:
+    """A rule verifier that a random tiny model satisfies about half the time: the answer starts with 0, 2, 4, 6 or 8."""
+    texts = [c if isinstance(c, str) else c[-1]["content"] for c in completions]
+    return [float(t.strip()[:1] in set("02468")) if t.strip() else 0.0 for t in texts]
+
+
+def nft(output_dir, reward=None, **kwargs):
+    from hfgen.trainers import NFTConfig, NFTTrainer
+
+    from hfgen.data.arithmetic import arithmetic_dataset, arithmetic_tokenizer, tiny_causal_lm
+
+    tokenizer = arithmetic_tokenizer()
+    # one-digit operands: every prompt "a+b=" has 4 tokens, so no rank's batch pads differently from another's
+    data = arithmetic_dataset(max_operand=10, seed=0)["train"].select(range(8))
+    model = tiny_causal_lm(tokenizer, hidden_size=32, intermediate_size=64, seed=0)
+    defaults = dict(num_generations=4, per_device_train_batch_size=8, max_completion_length=4, bf16=False,
+                    gradient_checkpointing=False, learning_rate=0.05)
+    args = _args(NFTConfig, output_dir, **{**defaults, **kwargs})
+    return NFTTrainer(model=model, reward_funcs=reward or even_first_digit_reward, args=args, train_dataset=data,
+                      processing_class=tokenizer)
+
+
+def masked_diffusion(output_dir, trainer_cls=None, **kwargs):
+    from datasets import Dataset
+    from hfgen.trainers import MaskedDiffusionConfig, MaskedDiffusionTrainer
+    from transformers import BertConfig, BertForMaskedLM
+
+    from hfgen.data.text import char_tokenizer
+
+    tokenizer = char_tokenizer("abcdef")
+    ids = torch.randint(5, len(tokenizer), (16, 12), generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(0)
+    model = BertForMaskedLM(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1,
+                                       num_attention_heads=2, intermediate_size=64, max_position_embeddings=16,
+                                       hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
+    args = _args(MaskedDiffusionConfig, output_dir, **{"per_device_train_batch_size": 4, **kwargs})
+    return (trainer_cls or MaskedDiffusionTrainer)(model=model, args=args, processing_class=tokenizer,
+                                                   train_dataset=Dataset.from_dict({"input_ids": ids.tolist()}))
+
+
+def gft(output_dir, **kwargs):
+    from datasets import Dataset
+    from hfgen.trainers import GFTConfig, GFTTrainer
+    from hfgen.trainers.gft import GFTCausalLM
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    lm = LlamaForCausalLM(LlamaConfig(vocab_size=12, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=16))
+    model = GFTCausalLM.from_causal_lm(lm, null_condition_token_id=11)
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(0, 10, (16, 7), generator=g)
+    ids[:, 0] = torch.randint(0, 3, (16,), generator=g)  # condition tokens
+    args = _args(GFTConfig, output_dir, **{"cond_drop_prob": 0.1, "per_device_train_batch_size": 4, **kwargs})
+    return GFTTrainer(model, args, train_dataset=Dataset.from_dict({"input_ids": ids.tolist()}))
+
+
+def ddo(output_dir, **kwargs):
+    from hfgen.trainers import DDOConfig, DDOTrainer
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    def examples(n, seed):
+        g = torch.Generator().manual_seed(seed)
+        out = []
+        for _ in range(n):
+            ids = torch.randint(1, 16, (int(torch.randint(4, 8, (1,), generator=g)),), generator=g)
+            labels = ids.clone()
+            labels[:2] = -100
+            out.append({"input_ids": ids, "labels": labels})
+        return out
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=16, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=32,
+                                         pad_token_id=0))
+    args = _args(DDOConfig, output_dir, **{"per_device_train_batch_size": 4, **kwargs})
+    return DDOTrainer(model, args=args, train_dataset=examples(16, 1), fake_dataset=examples(16, 2))
+
+
+def _paired_digits():
+    from hfgen.data.paired_digits import paired_digits_dataset
+
+    return paired_digits_dataset(size=8, split="test").select(range(16))
+
+
+def _bridge_unet(seed=0):
+    from diffusers import UNet2DModel
+
+    torch.manual_seed(seed)
+    return UNet2DModel(sample_size=8, in_channels=2, out_channels=1, block_out_channels=(8, 16), layers_per_block=1,
+                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+                       norm_num_groups=4)
+
+
+def bridge(output_dir, **kwargs):
+    from hfgen.trainers import BridgeConfig, BridgeTrainer
+
+    args = _args(BridgeConfig, output_dir, **{"per_device_train_batch_size": 4, **kwargs})
+    return BridgeTrainer(_bridge_unet(), args, train_dataset=_paired_digits())
+
+
+def consistency_bridge(output_dir, **kwargs):
+    from hfgen.trainers import ConsistencyBridgeConfig, ConsistencyBridgeTrainer
+
+    # an EMA target network with a decay far from 1, so a target not restored on resume shows
+    args = _args(ConsistencyBridgeConfig, output_dir, **{"per_device_train_batch_size": 4, "target_network": "ema",
+                                                        "target_ema_decay": 0.5, **kwargs})
+    return ConsistencyBridgeTrainer(_bridge_unet(), args, train_dataset=_paired_digits())
+
+
+def consistency_distillation(output_dir, **kwargs):
+    from datasets import Dataset
+    from hfgen.pipelines.consistency_trajectory import TrajectoryMLP
+    from hfgen.trainers import ConsistencyDistillationConfig, ConsistencyDistillationTrainer
+
+    from hfgen.demos.analytic_precond import ring_teacher
+
+    teacher = ring_teacher()
+    data = Dataset.from_dict({"sample": teacher.sample(64, torch.Generator().manual_seed(0)).tolist()})
+    torch.manual_seed(0)
+    args = _args(ConsistencyDistillationConfig, output_dir, **{
+        "preconditioning": "analytic", "per_device_train_batch_size": 16, "statistics_grid_size": 8,
+        "statistics_samples": 32, **kwargs})
+    if hasattr(args, "estimate_trend"):  # s_t estimated on this coarse 8-point grid gives an infinite loss; use s_t = 0
+        args.estimate_trend = False
+    return ConsistencyDistillationTrainer(TrajectoryMLP(dim=2, hidden_dim=16), args, teacher=teacher,
+                                          train_dataset=data.with_format("torch"))
+
+
+def mf2(output_dir, **kwargs):
+    from hfgen.trainers.mf2 import MF2Trainer, MF2TrainingConfig
+
+    from hfgen.data.faces import build_face_tokenizer, make_synthetic_faces
+    from hfgen.demos.mf2 import tiny_mf2_config
+    from hfgen.models.mf2 import MF2Model
+
+    tokenizer = build_face_tokenizer()
+    faces = make_synthetic_faces(16, image_size=16, seed=0)
+    torch.manual_seed(0)
+    model = MF2Model(tiny_mf2_config(tokenizer, image_size=16, width=16, layers=1))
+    args = MF2TrainingConfig(str(output_dir), **{**COMMON, "per_device_train_batch_size": 4, **kwargs})
+    return MF2Trainer(model=model, args=args, train_dataset=faces, processing_class=tokenizer)
+
+
+def sequential_rec(output_dir, **kwargs):
+    from hfgen.trainers import SequentialRecConfig, SequentialRecTrainer
+    from transformers import AutoModel
+
+    from hfgen.adapters import IISANConfig, IISANModel
+    from hfgen.data.recommendation import make_synthetic_recommendation, synthetic_backbone_configs
+    from hfgen.models import SASRecConfig, SASRecModel
+
+    data = make_synthetic_recommendation(num_users=32, seed=0)
+    torch.manual_seed(0)
+    backbones = {m: AutoModel.from_config(c) for m, c in synthetic_backbone_configs().items()}
+    encoder = IISANModel(IISANConfig(layers="group:3", pooling="mean"), backbones)
+    encoder.set_item_inputs(data.item_inputs)
+    recommender = SASRecModel(SASRecConfig())
+    args = _args(SequentialRecConfig, output_dir, **{"per_device_train_batch_size": 8, "adapter_learning_rate": 1e-3,
+                                                     **kwargs})
+    return SequentialRecTrainer(recommender, encoder, args, data.leave_one_out(10)["train"].select(range(16)))
+
+
+def build(name: str, output_dir, **kwargs):
+    if name not in TRAINERS:
+        raise ValueError(f"`name` must be one of {TRAINERS}, got {name!r}.")
+    return globals()[name](output_dir, **kwargs)
+
+
+def extra_state(name: str, trainer) -> dict[str, torch.Tensor]:
+    """The state beyond ``trainer.model`` that training depends on, flattened to named tensors."""
+    out = {}
+    if name == "consistency_bridge" and trainer.target_model is not None:
+        out.update({f"ema_target.{k}": v for k, v in trainer.target_model.state_dict().items()})
+    if name == "ddo":
+        out.update({f"ref_model.{k}": v for k, v in trainer.ref_model.state_dict().items()})
+    if name == "consistency_distillation" and trainer.statistics is not None:
+        tables = trainer.statistics
+        out.update({"statistics.log_t": tables.log_t, "statistics.l": tables.l, "statistics.s": tables.s})
+    return out
+
+
+def training_logs(trainer) -> dict[int, dict[str, float]]:
+    """The numbers logged at each training step (loss, grad norm, learning rate, the method's metrics; no timings)."""
+    return {log["step"]: {k: v for k, v in log.items() if isinstance(v, int | float) and "time" not in k}
+            for log in trainer.state.log_history if "loss" in log}
