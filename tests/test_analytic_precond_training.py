@@ -7,7 +7,7 @@ import pytest
 import torch
 from datasets import Dataset
 from hfgen.pipelines import ConsistencyTrajectoryPipeline, ConsistencyTrajectoryScheduler
-from hfgen.pipelines.consistency_trajectory import TrajectoryMLP
+from hfgen.pipelines.consistency_trajectory import TrajectoryMLP, outer_scalings
 from hfgen.trainers import ConsistencyDistillationConfig, ConsistencyDistillationTrainer
 from hfgen.trainers.consistency_distillation import load_teacher_statistics
 
@@ -202,24 +202,90 @@ def test_demo_smoke(tmp_path):
     assert all(p.endswith(".png") for p in result.figures)
 
 
-def test_toy_script_smoke(tmp_path):
+def _script():
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location(
-        "precond_toy", Path(__file__).parents[1] / "scripts" / "precond_toy.py"
-    )
+    spec = importlib.util.spec_from_file_location("precond_toy", Path(__file__).parents[1] / "scripts" / "precond_toy.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    runs = script.main(
-        steps=2,
-        seeds=(0,),
-        eval_every=1,
-        num_eval=32,
-        results=str(tmp_path / "r.md"),
-        figure=str(tmp_path / "f.png"),
-        workdir=str(tmp_path / "w"),
+    return script
+
+
+def _tiny_args(tmp_path):
+    return ["--ring-steps", "2", "--ring-eval-every", "1", "--ring-num-eval", "32", "--digits-steps", "1",
+            "--digits-eval-every", "1", "--digits-num-eval", "16", "--teacher-steps", "1", "--teacher-channels", "8",
+            "16", "--batch-size", "8", "--statistics-grid-size", "4", "--statistics-samples", "8", "--bench-rounds", "1",
+            "--bench-iterations", "1", "--seeds", "0", "--out-md", str(tmp_path / "r.md"), "--fig-dir", str(tmp_path),
+            "--workdir", str(tmp_path / "w")]
+
+
+def _rows(text):
+    return sum(line.startswith("| 0 | ") for line in text.splitlines())
+
+
+def test_toy_script_ring_smoke_rewrites_only_its_section(tmp_path):
+    script = _script()
+    md = tmp_path / "r.md"
+    md.write_text("# title\n\n<!-- digits: begin -->\nkept\n<!-- digits: end -->\n")
+    runs = script.main(["--part", "ring", "--variants", "euler", "analytic", *_tiny_args(tmp_path)])
+    script.main(["--part", "ring", "--variants", "euler", "analytic", *_tiny_args(tmp_path)])
+    text = md.read_text()
+    assert len(runs["ring"]) == 2 and _rows(text) == 2 and text.count("<!-- ring: begin -->") == 1 and "kept" in text
+    assert (tmp_path / "analytic_precond_training.png").is_file() and "ratio analytic / euler" in text
+
+
+@pytest.mark.slow
+def test_toy_script_smoke_both_parts_write_their_sections(tmp_path):
+    runs = _script().main(["--part", "all", *_tiny_args(tmp_path)])
+    assert len(runs["ring"]) == 3 and len(runs["digits"]) == 3
+    text = (tmp_path / "r.md").read_text()
+    assert _rows(text) == 6 and "<!-- ring: begin -->" in text and "<!-- digits: begin -->" in text
+    assert (tmp_path / "analytic_precond_digits.png").is_file() and "Teacher reference" in text
+
+
+def test_unet_student_trainer_starts_at_the_teacher_trains_and_saves_a_loadable_pipeline(tmp_path):
+    from diffusers import EDMEulerScheduler
+
+    from hfgen.demos.analytic_precond import EDMTeacher, digits_student, digits_unet, distillation_trainer
+
+    teacher = EDMTeacher(digits_unet((8, 16), seed=0).eval().requires_grad_(False), EDMEulerScheduler())
+    student = digits_student(teacher, seed=1)
+    data = torch.randn(16, 1, 8, 8, generator=torch.Generator().manual_seed(0)).clamp(-1, 1)
+    trainer = distillation_trainer(
+        teacher, "analytic", tmp_path, steps=2, batch_size=8, lr=1e-3, student=student, data=data,
+        statistics_grid_size=4, statistics_samples=8, disable_tqdm=True, logging_steps=1,
     )
-    assert len(runs) == 3 and (tmp_path / "r.md").read_text().count("| 0 |") == 3 and (tmp_path / "f.png").is_file()
+    assert trainer.statistics.l.shape == (4,) and torch.isfinite(trainer.statistics.l).all()
+    i, k = torch.triu_indices(len(trainer.grid), len(trainer.grid))  # the per-step (f, g) lookup table
+    f_grid, g_grid = trainer.trajectory_scheduler.outer_scalings(trainer.grid[i], trainer.grid[k])
+    assert torch.equal(trainer.grid_f[i, k], f_grid) and torch.equal(trainer.grid_g[i, k], g_grid)
+    # CTM init: D_theta(x, t, s) = D_phi(x, t) for every s, so G = f x + g D_phi exactly at step 0.
+    x, t, s = data[:4] + 2.0 * torch.randn(4, 1, 8, 8), torch.full((4,), 2.0, dtype=torch.float64), torch.tensor(
+        [1.0, 0.5, 0.1, 0.002], dtype=torch.float64)
+    f, g = (v.float().reshape(-1, 1, 1, 1) for v in outer_scalings(t, s, "analytic", tables=trainer.statistics))
+    with torch.no_grad():
+        assert torch.allclose(trainer.trajectory(trainer.model, x, t, s), f * x + g * teacher(x, t.float()), atol=1e-5)
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    trainer.train()
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
+    loss = trainer.compute_loss(trainer.model, {"sample": data[:8]})
+    assert torch.isfinite(loss) and loss.requires_grad
+    trainer.save_model(str(tmp_path))
+    pipe = ConsistencyTrajectoryPipeline.from_pretrained(tmp_path)
+    pipe.set_progress_bar_config(disable=True)
+    out = pipe(batch_size=3, num_inference_steps=2, generator=torch.Generator().manual_seed(0))
+    assert out.samples.shape == (3, 1, 8, 8) and torch.isfinite(out.samples).all()
+    assert torch.equal(pipe.scheduler.tables.l, trainer.statistics.l)
+
+
+def test_analytic_trainer_without_data_or_with_bad_long_jump_is_rejected(tmp_path):
+    with pytest.raises(ValueError, match="`long_jump`"):
+        ConsistencyDistillationConfig(output_dir=str(tmp_path), report_to=[], long_jump="backward")
+    with pytest.raises(ValueError, match="`long_jump_ratio`"):
+        ConsistencyDistillationConfig(output_dir=str(tmp_path), report_to=[], long_jump_ratio=0.5)
+    args = ConsistencyDistillationConfig(output_dir=str(tmp_path), report_to=[], use_cpu=True)
+    with pytest.raises(ValueError, match="train_dataset"):
+        ConsistencyDistillationTrainer(TrajectoryMLP(dim=2, hidden_dim=8), args, teacher=ring_teacher())
 
 
 def test_unet_student_gets_the_target_time_as_class_label_and_returns_images():

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hfgen.pipelines.consistency_trajectory.scheduling_consistency_trajectory import PRECONDITIONINGS
+from hfgen.pipelines.consistency_trajectory.scheduling_consistency_trajectory import LONG_JUMPS, PRECONDITIONINGS
 from transformers import TrainingArguments
+
+from hfgen.guards import check_numeric_fields
 
 
 @dataclass
@@ -15,7 +17,8 @@ class ConsistencyDistillationConfig(TrainingArguments):
     Times ``t > u >= s`` are drawn on the ``num_discretization_steps``-interval Karras grid (``u`` the
     grid point after ``t``, ``s`` uniform among the later ones); the loss is
     ``||G_theta(x_t, t, s) - G_sg(Heun_phi(x_t, t -> u), u, s)||^2``. ``preconditioning`` picks the outer
-    scalings ``(f, g)`` of ``G``; ``"analytic"`` estimates the teacher statistic ``l_t`` on a grid first.
+    scalings ``(f, g)`` of ``G``; ``"analytic"`` estimates the teacher statistics ``l_t`` (and the trend ``s_t``)
+    on a grid first.
     """
 
     preconditioning: str = field(
@@ -33,6 +36,18 @@ class ConsistencyDistillationConfig(TrainingArguments):
     )
     statistics_samples: int = field(default=1024, metadata={"help": "Data samples per statistics time (paper: 4096)."})
     statistics_probes: int = field(default=1, metadata={"help": "Hutchinson probes per sample for tr(grad D)."})
+    estimate_trend: bool = field(
+        default=False,
+        metadata={
+            "help": "Also estimate the trend s_t of g_phi = D_phi - l_t x along the teacher ODE (default: s_t = 0; the "
+            "least-squares s_t inflates g(t, s) by orders of magnitude on intermediate jumps, see the results doc)."
+        },
+    )
+    long_jump: str = field(
+        default="forward",
+        metadata={"help": f"Analytic coefficients of jumps with t/s > long_jump_ratio: one of {LONG_JUMPS}."},
+    )
+    long_jump_ratio: float = field(default=10.0, metadata={"help": "The t/s above which `long_jump` applies."})
     statistics_path: str | None = field(
         default=None,
         metadata={
@@ -45,6 +60,7 @@ class ConsistencyDistillationConfig(TrainingArguments):
     save_safetensors: bool = field(default=True, metadata={"help": "Always safetensors."})
 
     def __post_init__(self):
+        check_numeric_fields(self, TrainingArguments)  # wrong types and NaN, naming the field
         if self.preconditioning not in PRECONDITIONINGS:
             raise ValueError(f"`preconditioning` must be one of {PRECONDITIONINGS}, got {self.preconditioning!r}.")
         if not 0 < self.sigma_min < self.sigma_max:
@@ -58,6 +74,10 @@ class ConsistencyDistillationConfig(TrainingArguments):
                 "Need `statistics_grid_size` >= 2, `statistics_samples` >= 1 and `statistics_probes` >= 1, got "
                 f"{self.statistics_grid_size}, {self.statistics_samples}, {self.statistics_probes}."
             )
+        if self.long_jump not in LONG_JUMPS:
+            raise ValueError(f"`long_jump` must be one of {LONG_JUMPS}, got {self.long_jump!r}.")
+        if not self.long_jump_ratio >= 1:
+            raise ValueError(f"`long_jump_ratio` must be >= 1, got {self.long_jump_ratio}.")
         if not 0 <= self.sampler_gamma <= 1:
             raise ValueError(f"`sampler_gamma` must be in [0, 1], got {self.sampler_gamma}.")
         if self.remove_unused_columns:
@@ -73,4 +93,6 @@ class ConsistencyDistillationConfig(TrainingArguments):
             rho=self.rho,
             preconditioning=self.preconditioning,
             gamma=self.sampler_gamma,
+            long_jump=self.long_jump,
+            long_jump_ratio=self.long_jump_ratio,
         )

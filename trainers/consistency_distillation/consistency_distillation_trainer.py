@@ -12,10 +12,13 @@ from hfgen.pipelines.consistency_trajectory import (
     ConsistencyTrajectoryPipeline,
     ConsistencyTrajectoryScheduler,
     estimate_linear_statistic,
+    estimate_trend_statistic,
 )
 from hfgen.pipelines.consistency_trajectory.pipeline_consistency_trajectory import trajectory_network
 from safetensors.torch import load_file, save_file
 from transformers import Trainer
+
+from hfgen.guards import GuardedTrainerMixin
 
 from .consistency_distillation_config import ConsistencyDistillationConfig
 
@@ -50,7 +53,7 @@ def load_teacher_statistics(path: str, teacher: torch.nn.Module | None = None) -
     return AnalyticTables(tensors["log_t"], tensors["l_t"], tensors["s_t"])
 
 
-class ConsistencyDistillationTrainer(Trainer):
+class ConsistencyDistillationTrainer(GuardedTrainerMixin, Trainer):
     r"""Distil an EDM teacher denoiser ``D_phi(x, t)`` into a trajectory student (CTM, Sec. 4)::
 
         G_theta(x_t, t, s) = f(t, s) x_t + g(t, s) D_theta(x_t, t, s)
@@ -60,8 +63,9 @@ class ConsistencyDistillationTrainer(Trainer):
     and minimises ``||G_theta(x_t, t, s) - G_sg(x_u, u, s)||^2`` with ``x_u`` one Heun step of the teacher
     PF-ODE ``dx/dt = (x - D_phi(x, t)) / t``; ``k = i + 1`` anchors ``G_theta`` to the teacher's step because
     ``G(x_u, u, u) = x_u``. ``(f, g)`` are CTM's Euler scalings, the variance ones, or Analytic-Precond's,
-    built from ``l_t = E tr(grad D_phi) / d`` estimated on ``statistics_grid_size`` times before training
-    (the trend ``s_t`` is set to 0). CTM's DSM and GAN terms and the LPIPS feature distance are not used.
+    built from ``l_t = E tr(grad D_phi) / d`` and the trend ``s_t`` of ``g_phi = D_phi - l_t x`` along the
+    teacher ODE, estimated on ``statistics_grid_size`` times before training (``estimate_trend=False``: ``s_t = 0``).
+    CTM's DSM and GAN terms and the LPIPS feature distance are not used.
 
     Args:
         model ([`TrajectoryMLP`] or [`UNet2DModel`] with ``class_embed_type="timestep"``): the student ``F_theta``.
@@ -105,31 +109,57 @@ class ConsistencyDistillationTrainer(Trainer):
             )
         self.trajectory_scheduler = ConsistencyTrajectoryScheduler(**args.scheduler_kwargs(), **statistics)
         self.grid = self.trajectory_scheduler.karras_sigmas(args.num_discretization_steps + 1)
+        # (f, g) of every grid pair t_i >= t_k, computed once: a training step only indexes them, so every
+        # preconditioning costs the same per iteration.
+        n = len(self.grid)
+        i, k = torch.triu_indices(n, n)
+        f, g = self.trajectory_scheduler.outer_scalings(self.grid[i], self.grid[k])
+        self.grid_f = torch.ones(n, n, dtype=torch.float64).index_put_((i, k), f).to(args.device)
+        self.grid_g = torch.zeros(n, n, dtype=torch.float64).index_put_((i, k), g).to(args.device)
 
     @torch.no_grad()
     def estimate_statistics(self, dataset) -> AnalyticTables:
-        """``l_t`` on a log-spaced grid from teacher JVPs at ``x_t = x_0 + t z`` (Hutchinson), ``x_0`` from ``dataset``."""
+        """``l_t`` (Hutchinson JVPs) and, with ``estimate_trend``, ``s_t`` (one JVP along the ODE) on a log-spaced grid.
+
+        Every grid time reuses the same ``x_0``, noise and probes (common random numbers), so the ``l`` table is
+        a smooth function of ``t`` and its slope ``dl/dtau``, which ``s_t`` needs, is not swamped by noise.
+        """
         args = self.args
+        if dataset is None:
+            raise ValueError("preconditioning='analytic' needs a `train_dataset` (or `statistics_path`).")
         data = torch.as_tensor(dataset[: args.statistics_samples][args.data_column]).to(args.device)
         log_t = torch.linspace(
             math.log(args.sigma_min), math.log(args.sigma_max), args.statistics_grid_size, dtype=torch.float64
         )
-        generator = torch.Generator().manual_seed(args.seed)
+        times = log_t.exp().tolist()
         l_t = torch.stack(
             [
-                estimate_linear_statistic(self.teacher, data, t, args.statistics_probes, generator).double().cpu()
-                for t in log_t.exp().tolist()
+                estimate_linear_statistic(
+                    self.teacher, data, t, args.statistics_probes, torch.Generator().manual_seed(args.seed)
+                ).double().cpu()
+                for t in times
             ]
         )
-        return AnalyticTables(log_t, l_t)
+        if not args.estimate_trend:
+            return AnalyticTables(log_t, l_t)
+        dl_dtau = torch.gradient(l_t, spacing=(log_t,))[0]
+        s_t = torch.stack(
+            [
+                estimate_trend_statistic(
+                    self.teacher, data, t, lin.item(), dl.item(), torch.Generator().manual_seed(args.seed)
+                ).cpu()
+                for t, lin, dl in zip(times, l_t, dl_dtau)
+            ]
+        )
+        return AnalyticTables(log_t, l_t, s_t)
 
     # ------------------------------------------------------------------------------------ the method
 
-    def trajectory(self, model, x_t, t, s):
-        """``G_theta(x_t, t, s)`` (``t``, ``s`` float64 ``(B,)``)."""
+    def trajectory(self, model, x_t, t, s, scalings=None):
+        """``G_theta(x_t, t, s)`` (``t``, ``s`` float64 ``(B,)``; ``scalings``: their ``(f, g)`` if precomputed)."""
         sched = self.trajectory_scheduler
         output = trajectory_network(model, sched.scale_model_input(x_t, t), sched.c_noise(t), sched.c_noise(s))
-        return sched.precondition_outputs(x_t, output, t, s)
+        return sched.precondition_outputs(x_t, output, t, s, scalings=scalings)
 
     def teacher_step(self, x_t, t, u):
         """One Heun step of ``dx/dt = (x - D_phi) / t`` from ``t`` to ``u`` (EDM Alg. 1)."""
@@ -140,20 +170,29 @@ class ConsistencyDistillationTrainer(Trainer):
         d_next = (x_euler - self.teacher(x_euler, u.to(x_t))) / u_
         return x_t + (u_ - t_) * (d + d_next) / 2
 
-    def sample_times(self, batch_size: int):
-        """Grid times ``(t, u, s)``: ``t = t_i``, ``u = t_{i+1}``, ``s = t_k`` with ``k`` uniform in ``(i, N]``."""
+    def sample_indices(self, batch_size: int):
+        """Grid indices ``(i, k)`` of ``t = t_i``, ``u = t_{i+1}``, ``s = t_k`` with ``k`` uniform in ``(i, N]``."""
         n = len(self.grid) - 1
         i = torch.randint(0, n, (batch_size,))
         k = i + 1 + (torch.rand(batch_size) * (n - i)).long().clamp_max(n - i - 1)
+        return i, k
+
+    def sample_times(self, batch_size: int):
+        """Grid times ``(t, u, s)``: ``t = t_i``, ``u = t_{i+1}``, ``s = t_k`` with ``k`` uniform in ``(i, N]``."""
+        i, k = self.sample_indices(batch_size)
         return self.grid[i], self.grid[i + 1], self.grid[k]
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         x0 = inputs[self.args.data_column]
-        t, u, s = self.sample_times(x0.shape[0])
+        i, k = self.sample_indices(x0.shape[0])
+        t, u, s = self.grid[i], self.grid[i + 1], self.grid[k]
+        i, k = i.to(self.grid_f.device), k.to(self.grid_f.device)
         x_t = x0 + t.to(x0).reshape(-1, *([1] * (x0.ndim - 1))) * torch.randn_like(x0)
-        prediction = self.trajectory(model, x_t, t, s)
+        prediction = self.trajectory(model, x_t, t, s, scalings=(self.grid_f[i, k], self.grid_g[i, k]))
         with torch.no_grad():
-            target = self.trajectory(model, self.teacher_step(x_t, t, u), u, s)
+            target = self.trajectory(
+                model, self.teacher_step(x_t, t, u), u, s, scalings=(self.grid_f[i + 1, k], self.grid_g[i + 1, k])
+            )
         loss = torch.nn.functional.mse_loss(prediction, target)
         return (loss, None) if return_outputs else loss
 
