@@ -65,9 +65,10 @@ def model_log_prob(model, chain: MarkovChain, states: torch.Tensor, batch_size: 
     from hfgen.trainers.ddo import sequence_log_prob
 
     out = []
+    device = next(model.parameters()).device
     for ex in (chain.examples(states[i:i + batch_size]) for i in range(0, len(states), batch_size)):
-        ids, labels = torch.stack([e["input_ids"] for e in ex]), torch.stack([e["labels"] for e in ex])
-        out.append(sequence_log_prob(model, ids, torch.ones_like(ids), labels).double())
+        ids, labels = torch.stack([e["input_ids"] for e in ex]).to(device), torch.stack([e["labels"] for e in ex]).to(device)
+        out.append(sequence_log_prob(model, ids, torch.ones_like(ids), labels).double().cpu())
     return torch.cat(out)
 
 
@@ -95,7 +96,7 @@ def mle_train(model, chain: MarkovChain, train: torch.Tensor, steps: int, batch_
     best = (metric(model), copy.deepcopy(model.state_dict())) if metric else None
     model.train()
     for step in tqdm(range(1, steps + 1), desc=desc, leave=False):
-        batch = ids[torch.randint(len(ids), (batch_size,), generator=g)]
+        batch = ids[torch.randint(len(ids), (batch_size,), generator=g)].to(next(model.parameters()).device)
         loss = model(input_ids=batch, labels=batch).loss
         optimizer.zero_grad()
         loss.backward()
@@ -115,15 +116,18 @@ def markov_chain_experiment(output_dir: str | Path, seed: int = 0, num_states: i
                             num_train: int = 4096, pretrain_steps: int = 150, ddo_steps: int = 100, rounds: int = 2,
                             num_reference_samples: int = 2048, batch_size: int = 64, alpha: float = 1.0,
                             beta: float = 1.0, ddo_lr: float = 1e-3, mle_lr: float = 3e-3, eval_every: int = 50,
-                            num_eval: int = 2000, hidden_size: int = 32, warmup: float = 0.0) -> dict:
-    """Pretrain by MLE, run DDO self-play rounds and an MLE control; returns KLs per stage (nats per sequence)."""
+                            num_eval: int = 2000, hidden_size: int = 32, warmup: float = 0.0,
+                            device: str = "cpu") -> dict:
+    """Pretrain by MLE, run DDO self-play rounds and an MLE control; returns KLs per stage (nats per sequence).
+
+    ``device`` holds the models (data stays on the CPU and is moved per batch)."""
     from hfgen.trainers.ddo import DDOConfig, ddo_self_play, generate_lm_samples
 
     torch.manual_seed(seed)
     chain = MarkovChain(num_states, seq_len, seed=seed)
     train, valid, test = chain.sample(num_train, seed + 1), chain.sample(num_eval, seed + 2), chain.sample(num_eval, seed + 3)
-    pretrained = mle_train(tiny_lm(num_states + 1, seed, hidden_size), chain, train, pretrain_steps, batch_size, mle_lr,
-                           seed, desc="MLE pretraining")
+    pretrained = mle_train(tiny_lm(num_states + 1, seed, hidden_size).to(device), chain, train, pretrain_steps,
+                           batch_size, mle_lr, seed, desc="MLE pretraining")
     select = lambda m: forward_kl(m, chain, valid)  # noqa: E731  (checkpoint selection: validation split)
 
     def evaluate(model, tag):
@@ -137,8 +141,8 @@ def markov_chain_experiment(output_dir: str | Path, seed: int = 0, num_states: i
                      max_steps=ddo_steps, per_device_train_batch_size=batch_size, warmup_steps=warmup,
                      lr_scheduler_type="constant_with_warmup" if warmup else "constant",
                      weight_decay=0.0, num_rounds=rounds, num_reference_samples=num_reference_samples,
-                     self_play_eval_steps=eval_every, save_strategy="no", logging_steps=ddo_steps, use_cpu=True,
-                     seed=seed, disable_tqdm=False)
+                     self_play_eval_steps=eval_every, save_strategy="no", logging_steps=ddo_steps,
+                     use_cpu=torch.device(device).type == "cpu", seed=seed, disable_tqdm=False, report_to="none")
     out = ddo_self_play(
         pretrained, args, chain.examples(train),
         lambda ref, n, r: generate_lm_samples(ref, torch.tensor([chain.bos]), n, seq_len, seed=seed + 100 * r,
