@@ -33,23 +33,35 @@ def time_sampler(pipe, source, solver, steps, repeats):
     return statistics.median(times[1:]) / len(source)
 
 
-def main(run_dir="/tmp/consistency_bridge_digits", batch=256, repeats=3, plan=(("heun", 34), ("dbim", 20), ("dbim", 2))):
+def main(run_dir="/tmp/consistency_bridge_digits", batch=256, repeats=3,
+         plan=(("heun", 34), ("dbim", 20), ("dbim", 10), ("dbim", 2))):
     run_dir = Path(run_dir)
     teacher = ConsistencyBridgePipeline.from_pretrained(run_dir / "teacher")
-    student = ConsistencyBridgePipeline.from_pretrained(run_dir / "cbt")
+    students = [(f"CDBM ({name.upper()})", ConsistencyBridgePipeline.from_pretrained(run_dir / name))
+                for name in ("cbd", "cbt") if (run_dir / name).is_dir()]
     size = teacher.unet.config.sample_size
     source, target = (x[:batch] for x in load_paired_digits(size=size, split="test"))
     rows = []
-    for name, pipe, solver, steps in [("CDBM (CBT)", student, "consistency", 2)] + [("DDBM teacher", teacher, s, n) for s, n in plan]:
+    runs = [(name, pipe, "consistency", 2) for name, pipe in students] + [("DDBM teacher", teacher, s, n) for s, n in plan]
+    for name, pipe, solver, steps in runs:
         seconds = time_sampler(pipe, source, solver, steps, repeats)
         _, metrics = evaluate(pipe, source, target, solver, steps)
         rows.append((f"{name}, {solver}", metrics["nfe"], seconds, metrics["fd"], metrics["mse"]))
     base = rows[0][2]
     print(f"torch threads: {torch.get_num_threads()}, batch {batch}, median of {repeats}")
-    print("| sampler | NFE | ms / image | time ratio vs CDBM | FD | MSE |")
+    print(f"| sampler | NFE | ms / image | time ratio vs {rows[0][0]} | FD | MSE |")
     print("|---|---|---|---|---|---|")
     for name, nfe, seconds, fd, mse in rows:
         print(f"| {name} | {nfe} | {1000 * seconds:.3f} | {seconds / base:.1f}x | {fd:.3f} | {mse:.4f} |")
+    # equal quality: the cheapest teacher sampler at least as good (FD) as each student
+    for name, _, seconds, fd, _ in rows[:len(students)]:
+        matches = [r for r in rows[len(students):] if r[3] <= fd]
+        if matches:
+            best = min(matches, key=lambda r: r[2])
+            print(f"equal quality: {name} (FD {fd:.3f}) vs the fastest teacher sampler with FD <= it, {best[0]} "
+                  f"{best[1]} NFE (FD {best[3]:.3f}): {best[2] / seconds:.1f}x the time per image")
+        else:
+            print(f"equal quality: {name} (FD {fd:.3f}) is better than every teacher sampler timed")
     return rows
 
 
