@@ -5,8 +5,9 @@ GRPOTrainer)``); it wraps three ``transformers.Trainer`` methods and changes not
 
 - ``training_step``: a NaN or infinite loss raises :class:`NonFiniteLossError` naming the step, *before*
   the optimizer step, so the model still holds the last good parameters and no checkpoint is written
-  from the bad ones (``transformers`` would otherwise log around it with ``logging_nan_inf_filter`` and
-  step the optimizer on NaN gradients). Under several processes the ranks agree, so all of them stop.
+  from the bad ones (``transformers`` would otherwise hide it from the logs with ``logging_nan_inf_filter``
+  and, in fp32/bf16, step the optimizer on NaN gradients; fp16's gradient scaler would skip the step, but a
+  forward pass that overflows to inf is a real fault there too). Under several processes the ranks agree.
 - ``save_model``: writes through :func:`hfgen.hub.atomic_save_dir` (temporary folder, checksums, rename),
   so ``trainer.save_model()`` and each ``checkpoint-N`` hold whole weights or no marker file at all.
 - ``train(resume_from_checkpoint=...)``: ``True`` picks the newest *complete* checkpoint (one whose
@@ -18,13 +19,14 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 import re
 from pathlib import Path
 
 import torch
 
-from hfgen.hub import atomic_save_dir, verify_folder
+from hfgen.hub import CHECKSUMS_NAME, atomic_save_dir, verify_folder, write_checksums
 
 TRAINER_STATE_NAME = "trainer_state.json"
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
@@ -34,8 +36,8 @@ class NonFiniteLossError(FloatingPointError):
     """A training loss was NaN or infinite; training stopped before the optimizer step."""
 
 
-def checkpoint_problem(folder: str | os.PathLike) -> str | None:
-    """Why ``folder`` is not a complete Trainer checkpoint, or ``None`` if it is."""
+def checkpoint_problem(folder: str | os.PathLike, hashes: bool = True) -> str | None:
+    """Why ``folder`` is not a complete Trainer checkpoint, or ``None`` if it is (``hashes=False``: sizes only)."""
     folder = Path(folder)
     if not folder.is_dir():
         return "it is not a directory"
@@ -44,13 +46,13 @@ def checkpoint_problem(folder: str | os.PathLike) -> str | None:
         return f"it has no {TRAINER_STATE_NAME}, which transformers writes last (the save was interrupted)"
     try:
         json.loads(state.read_text(encoding="utf-8"))
-        verify_folder(folder)
+        verify_folder(folder, hashes=hashes)
     except ValueError as err:
         return str(err)
     return None
 
 
-def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
+def last_complete_checkpoint(output_dir: str | os.PathLike, hashes: bool = True) -> str | None:
     """The newest ``checkpoint-N`` under ``output_dir`` that :func:`checkpoint_problem` accepts."""
     output_dir = Path(output_dir)
     if not output_dir.is_dir():
@@ -58,7 +60,7 @@ def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
     steps = sorted(((int(m.group(1)), p) for p in output_dir.iterdir() if (m := _CHECKPOINT_RE.match(p.name))),
                    reverse=True)
     for _, path in steps:
-        if checkpoint_problem(path) is None:
+        if checkpoint_problem(path, hashes) is None:
             return str(path)
     return None
 
@@ -82,7 +84,7 @@ def check_numeric_fields(config, base: type) -> None:
         value = getattr(config, f.name)
         if value is None and "None" in kind:
             continue
-        if isinstance(value, bool) or not isinstance(value, int if kind.startswith("int") else (int, float)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral if kind.startswith("int") else numbers.Real):
             raise TypeError(f"`{f.name}` must be a number ({kind}), got {value!r} of type {type(value).__name__}.")
         if not math.isfinite(value):
             raise ValueError(f"`{f.name}` must be finite, got {value!r}.")
@@ -99,7 +101,7 @@ class GuardedTrainerMixin:
         if bad.item() > 0:
             step = self.state.global_step + 1
             value = loss.detach().float().mean().item()
-            last = last_complete_checkpoint(self.args.output_dir)
+            last = last_complete_checkpoint(self.args.output_dir, hashes=False)
             raise NonFiniteLossError(
                 f"Non-finite training loss ({value if not math.isfinite(value) else 'on another rank'}) at step {step}"
                 f" of {self.state.max_steps}: training stopped before the optimizer step, so the model holds the "
@@ -116,6 +118,17 @@ class GuardedTrainerMixin:
             super().save_model(str(tmp), _internal_call=True)
         if self.args.push_to_hub and not _internal_call:
             self.push_to_hub(commit_message="Model save", revision=self.args.hub_revision)
+
+    def _push_from_checkpoint(self, checkpoint_folder):
+        # transformers copies the checkpoint's weights into output_dir, then uploads it in the background: drop the
+        # checksums of the previous weights first (never push a stale list), and list the new ones
+        manifest = Path(self.args.output_dir) / CHECKSUMS_NAME
+        stale = self.args.should_save and manifest.is_file()
+        if stale:
+            manifest.unlink()
+        super()._push_from_checkpoint(checkpoint_folder)
+        if stale:
+            write_checksums(self.args.output_dir)
 
     def train(self, resume_from_checkpoint=None, trial=None, **kwargs):
         if resume_from_checkpoint is True:

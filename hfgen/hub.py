@@ -16,9 +16,11 @@ passes ``allow_pickle=True`` (and even then nothing is unpickled by hfgen itself
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -114,28 +116,39 @@ def save_model_card(folder: str | os.PathLike, method: str, **kwargs: Any) -> Pa
 
 
 CHECKSUMS_NAME = "hfgen_checksums.json"
+STAGING_PREFIX = ".hfgen-tmp-"
 # The files a loader dispatches on; a save moves them out first and in last, so a swap cut short leaves a
 # folder with no marker, which every loader refuses, rather than a mix of old and new weights.
 MARKER_NAMES = ("model_index.json", "config.json", "adapter_config.json", "scheduler_config.json")
+_CHECKPOINT_DIR = re.compile(r"^checkpoint-\d+$")
+
+
+def _is_weights(name: str) -> bool:
+    """Weights and their index files: a new save replaces all of them, not only the names it writes, so that a
+    save with another shard layout or variant cannot leave old weights behind that a loader would prefer."""
+    return (name == CHECKSUMS_NAME or name.endswith((".safetensors", ".safetensors.index.json", ".bin.index.json"))
+            or (name.endswith(".bin") and name != "training_args.bin"))
 
 
 @contextlib.contextmanager
 def atomic_save_dir(folder: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder (with ``folder``'s name) to write into; on success it is committed to ``folder``.
 
-    On commit, :data:`CHECKSUMS_NAME` records the size and SHA-256 of every safetensors file written, and the
-    new entries replace same-named entries of ``folder`` by renames; entries the save did not write (e.g. a
-    trainer's ``checkpoint-*`` folders) are kept. An exception (or a killed process) before the commit leaves
-    ``folder`` as it was; a kill during the renames leaves it without its marker file (``config.json``, ...),
-    so it fails to load instead of loading a mix. Leftovers live in a hidden ``.NAME.tmp-*`` sibling.
+    On commit, :data:`CHECKSUMS_NAME` records the size and SHA-256 of every safetensors file written; the new
+    entries replace same-named entries of ``folder`` and every old weights file by renames, and other entries
+    (e.g. a trainer's ``checkpoint-*`` folders) are kept. Staging happens inside ``folder`` when it exists (so
+    the renames never cross a file system: mounts and symlinks are fine), else next to it. An exception (or a
+    killed process) before the commit leaves ``folder`` as it was; a kill during the renames leaves it without
+    its marker file (``config.json``, ...), so it fails to load instead of loading a mix; the previous files
+    then sit in a hidden ``.hfgen-tmp-*`` folder.
     """
-    folder = Path(folder)
+    folder = Path(folder).resolve()
     folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
-    tmp = staging / folder.name
-    tmp.mkdir()
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=folder if folder.is_dir() else folder.parent))
     old = staging / ".old"
     try:
+        tmp = staging / folder.name
+        tmp.mkdir()
         yield tmp
         write_checksums(tmp)
         _commit(tmp, folder, old)
@@ -147,21 +160,24 @@ def atomic_save_dir(folder: str | os.PathLike) -> Iterator[Path]:
 
 
 def _commit(tmp: Path, folder: Path, old: Path) -> None:
-    if folder.is_dir() and not any(folder.iterdir()):
-        folder.rmdir()
     if not folder.exists():
-        os.replace(tmp, folder)
-        return
+        try:
+            os.replace(tmp, folder)
+            return
+        except OSError:  # created meanwhile (e.g. another rank writing its RNG state into a checkpoint): merge
+            pass
     if not folder.is_dir():
         raise NotADirectoryError(f"Cannot save into {folder}: it exists and is not a directory.")
     old.mkdir()
+    new_names = {entry.name for entry in tmp.iterdir()}
+    stale = [p.name for p in folder.iterdir() if p.is_file() and _is_weights(p.name) and p.name not in new_names]
     entries = sorted(tmp.iterdir(), key=lambda p: (p.name in MARKER_NAMES, p.name))  # markers last
     moved_out, moved_in = [], []
     try:
-        for entry in reversed(entries):  # take the old copies out, markers first
-            if os.path.lexists(folder / entry.name):
-                os.replace(folder / entry.name, old / entry.name)
-                moved_out.append(entry.name)
+        for name in [e.name for e in reversed(entries)] + stale:  # take the old copies out, markers first
+            if os.path.lexists(folder / name):
+                os.replace(folder / name, old / name)
+                moved_out.append(name)
         for entry in entries:
             os.replace(entry, folder / entry.name)
             moved_in.append(entry.name)
@@ -181,32 +197,38 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _weight_files(folder: Path) -> list[Path]:
-    """Safetensors files under ``folder``, skipping hidden entries (staging folders of other saves, caches)."""
-    return sorted(p for p in folder.rglob("*" + SAFE_WEIGHT_SUFFIX)
-                  if not any(part.startswith(".") for part in p.relative_to(folder).parts))
+def _saved_files(folder: Path, name: str | None = None) -> list[Path]:
+    """Files under ``folder`` (all, or those called ``name``, or safetensors when ``name`` is ``".safetensors"``),
+    skipping hidden entries (staging folders, caches) and trainer ``checkpoint-N`` folders: those are separate saves."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not _CHECKPOINT_DIR.match(d))
+        found += [Path(root) / f for f in sorted(files) if not f.startswith(".")
+                  and (name is None or f == name or (name == SAFE_WEIGHT_SUFFIX and f.endswith(name)))]
+    return found
 
 
 def write_checksums(folder: str | os.PathLike) -> Path:
-    """Write :data:`CHECKSUMS_NAME`: size and SHA-256 (the Hub's LFS oid) of each safetensors file under ``folder``."""
+    """Write :data:`CHECKSUMS_NAME`: size and SHA-256 (the Hub's LFS oid) of each safetensors file under ``folder``
+    that no checksum file of a subfolder (a component saved on its own, e.g. a pipeline's ``unet/``) lists."""
     folder = Path(folder)
+    covered = [m.parent for m in _saved_files(folder, CHECKSUMS_NAME) if m.parent != folder]
     files = {p.relative_to(folder).as_posix(): {"size": p.stat().st_size, "sha256": _sha256(p)}
-             for p in _weight_files(folder)}
+             for p in _saved_files(folder, SAFE_WEIGHT_SUFFIX) if not any(c in p.parents for c in covered)}
     path = folder / CHECKSUMS_NAME
     path.write_text(json.dumps({"algorithm": "sha256", "files": files}, indent=2, sort_keys=True), encoding="utf-8")
     return path
 
 
-def verify_folder(folder: str | os.PathLike) -> None:
+def verify_folder(folder: str | os.PathLike, hashes: bool = True) -> None:
     """Raise a ``ValueError`` naming the file if a saved folder's weights are missing, truncated or corrupted.
 
-    Every :data:`CHECKSUMS_NAME` under ``folder`` is checked (each listed file exists, with its size and
-    SHA-256, which catches a flipped bit anywhere), then every safetensors file's header and tensor bounds.
+    Every :data:`CHECKSUMS_NAME` of the save (its subfolders included, ``checkpoint-*`` folders excluded) is
+    checked: each listed file exists, with its size and (``hashes=True``) its SHA-256, which catches a flipped
+    bit anywhere; then every safetensors file's header and tensor bounds.
     """
     folder = Path(folder)
-    manifests = [p for p in folder.rglob(CHECKSUMS_NAME)
-                 if not any(part.startswith(".") for part in p.relative_to(folder).parts)]
-    for manifest in sorted(manifests):
+    for manifest in _saved_files(folder, CHECKSUMS_NAME):
         try:
             listed = json.loads(manifest.read_text(encoding="utf-8"))["files"]
         except (ValueError, KeyError, TypeError) as err:
@@ -219,11 +241,31 @@ def verify_folder(folder: str | os.PathLike) -> None:
             if size != expected["size"]:
                 raise ValueError(f"{path} is {size} bytes but was saved with {expected['size']} (truncated or "
                                  f"corrupted); delete {manifest.name} only if you rewrote the file on purpose.")
-            if _sha256(path) != expected["sha256"]:
+            if hashes and _sha256(path) != expected["sha256"]:
                 raise ValueError(f"{path} does not match the SHA-256 it was saved with (corrupted); delete "
                                  f"{manifest.name} only if you rewrote the file on purpose.")
-    for weights in _weight_files(folder):
+    for weights in _saved_files(folder, SAFE_WEIGHT_SUFFIX):
         verify_safetensors(weights)
+
+
+_VERIFIED: contextvars.ContextVar[tuple[Path, ...]] = contextvars.ContextVar("hfgen_verified", default=())
+
+
+@contextlib.contextmanager
+def _verified(folder: Path) -> Iterator[None]:
+    """Within this block, loads from ``folder`` (e.g. a pipeline's components) are not verified again."""
+    token = _VERIFIED.set((*_VERIFIED.get(), folder.resolve()))
+    try:
+        yield
+    finally:
+        _VERIFIED.reset(token)
+
+
+def verify_once(folder: str | os.PathLike) -> None:
+    """:func:`verify_folder`, unless ``folder`` is inside a folder already verified by the load in progress."""
+    resolved = Path(folder).resolve()
+    if not any(root == resolved or root in resolved.parents for root in _VERIFIED.get()):
+        verify_folder(folder)
 
 
 class SafeSaveMixin:
@@ -232,12 +274,13 @@ class SafeSaveMixin:
 
     # named so that a Diffusers pipeline saving this class as a component still passes them on
     def save_pretrained(self, save_directory, *args, safe_serialization=None, variant=None, max_shard_size=None,
-                        **kwargs):
+                        use_flashpack=None, save_peft_format=None, **kwargs):
         import inspect
 
         accepted = inspect.signature(super().save_pretrained).parameters
         for name, value in (("safe_serialization", safe_serialization), ("variant", variant),
-                            ("max_shard_size", max_shard_size)):
+                            ("max_shard_size", max_shard_size), ("use_flashpack", use_flashpack),
+                            ("save_peft_format", save_peft_format)):
             if value is not None and name in accepted:
                 kwargs[name] = value
         if not kwargs.get("is_main_process", True):
@@ -248,13 +291,16 @@ class SafeSaveMixin:
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
         path = pretrained_model_name_or_path
-        if isinstance(path, (str, os.PathLike)) and Path(path).is_dir():
-            verify_folder(path)
-            folder = Path(path) / (kwargs.get("subfolder") or "")
-            if not any((folder / name).is_file() for name in MARKER_NAMES):  # else transformers builds a default config
-                raise ValueError(f"{folder} has none of {', '.join(MARKER_NAMES)}: it is not a saved model, or its save "
-                                 "was interrupted.")
-        return super().from_pretrained(path, *args, **kwargs)
+        if not (isinstance(path, (str, os.PathLike)) and Path(path).is_dir()):
+            return super().from_pretrained(path, *args, **kwargs)
+        folder = Path(path) / (kwargs.get("subfolder") or "")
+        verify_once(folder)
+        if kwargs.get("config") is None and not any((folder / name).is_file() for name in MARKER_NAMES):
+            # else transformers builds a default config and loads the weights into it
+            raise ValueError(f"{folder} has none of {', '.join(MARKER_NAMES)}: it is not a saved model, or its save "
+                             "was interrupted.")
+        with _verified(folder):
+            return super().from_pretrained(path, *args, **kwargs)
 
 
 def check_weights_safe(folder: str | os.PathLike, allow_pickle: bool = False) -> None:
@@ -313,7 +359,7 @@ def push(
     api.create_repo(repo_id, private=private, exist_ok=True)
     info = api.upload_folder(
         repo_id=repo_id, folder_path=str(folder), commit_message=commit_message, revision=revision,
-        ignore_patterns=[".cache/*", "*.tmp", ".*.tmp-*", "*/.*.tmp-*",  # and leftovers of interrupted saves
+        ignore_patterns=[".cache/*", "*.tmp", f"{STAGING_PREFIX}*", f"*/{STAGING_PREFIX}*",  # interrupted saves
                          "training_args.bin"],  # a pickle of the Trainer arguments
     )
     return str(info)
@@ -369,6 +415,13 @@ def load(name_or_path: str | os.PathLike, *, allow_pickle: bool = False, revisio
     folder = resolve_folder(name_or_path, revision=revision, token=token)
     check_weights_safe(folder, allow_pickle=allow_pickle)
     verify_folder(folder)  # a truncated, corrupted or missing weights file is a clear error, not garbage
+    with _verified(folder):  # the class's own from_pretrained need not hash the same files again
+        return _load_verified(folder, **kwargs)
+
+
+def _load_verified(folder: Path, **kwargs: Any):
+    from hfgen.registry import find_component
+
     if (folder / "model_index.json").is_file():
         class_name = _read_json(folder / "model_index.json").get("_class_name")
         found = find_component(class_name) if class_name else None

@@ -9,6 +9,7 @@ at random moments, and truncation / one flipped bit / deletion of each weights f
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -23,6 +24,7 @@ import torch
 import hfgen
 import hfgen.hub
 from hfgen.guards import checkpoint_problem, last_complete_checkpoint
+from hfgen.hub import STAGING_PREFIX
 
 # ------------------------------------------------------------------------------------ artifacts
 
@@ -107,7 +109,8 @@ def patch_save_file(monkeypatch, fake):
 
 
 def no_debris(parent):
-    return [p.name for p in parent.iterdir() if ".tmp-" in p.name] == []
+    """No staging folder left in ``parent`` or in the folders saved into it."""
+    return [p for p in parent.rglob(f"{STAGING_PREFIX}*")] == []
 
 
 # --------------------------------------------------------------------- exception in the middle of a write
@@ -304,6 +307,68 @@ def test_trainer_save_model_is_atomic_and_keeps_the_checkpoints(tmp_path, monkey
     assert all(torch.equal(got[k], want[k]) for k in want)
     assert (out / "checkpoint-1").is_dir() and (out / "checkpoint-2").is_dir() and no_debris(out)
     assert (out / "README.md").is_file()
+
+
+def test_a_save_with_another_shard_layout_replaces_every_old_weights_file(tmp_path):
+    from hfgen.models import SASRecModel
+
+    for first, second in (({}, {"max_shard_size": "4KB"}), ({"max_shard_size": "4KB"}, {})):
+        folder = tmp_path / f"m{len(first)}"
+        sasrec(0).save_pretrained(folder, **first)
+        new = sasrec(1)
+        new.save_pretrained(folder, **second)
+        assert same(weights_of(SASRecModel.from_pretrained(folder)), weights_of(new))
+        assert same(weights_of(hfgen.load(folder)), weights_of(new))
+        sharded = bool(second)
+        assert (folder / "model.safetensors").is_file() != sharded
+        assert (folder / "model.safetensors.index.json").is_file() == sharded and no_debris(folder)
+
+
+def test_saving_into_the_current_folder_a_symlink_or_an_existing_empty_folder_works(tmp_path, monkeypatch):
+    from hfgen.models import SASRecModel
+
+    real = tmp_path / "real"
+    real.mkdir()  # an existing empty folder, e.g. a mount point that cannot be removed
+    (tmp_path / "link").symlink_to(real, target_is_directory=True)
+    monkeypatch.chdir(real)
+    for seed, target in enumerate((".", tmp_path / "link", real)):
+        model = sasrec(seed)
+        model.save_pretrained(target)
+        assert same(weights_of(SASRecModel.from_pretrained(real)), weights_of(model)) and no_debris(tmp_path)
+    assert (tmp_path / "link").is_symlink()
+
+
+def test_a_damaged_checkpoint_inside_the_output_folder_does_not_block_loading_the_final_model(tmp_path):
+    trainer = tiny_trainer(tmp_path, max_steps=2, save_steps=1, logging_steps=1)
+    trainer.train()
+    trainer.save_model()
+    out = tmp_path / "out"
+    truncate(out / "checkpoint-1" / "model.safetensors")
+    assert "checkpoint-1" not in json.loads((out / hfgen.hub.CHECKSUMS_NAME).read_text())["files"]
+    hfgen.load(out)  # the checkpoint is a separate save
+    assert "truncated" in checkpoint_problem(out / "checkpoint-1")
+
+
+def test_a_folder_created_while_saving_is_merged_not_lost(tmp_path):
+    """Another rank writes its RNG state into ``checkpoint-N`` while rank 0 is saving the weights there."""
+    folder = tmp_path / "checkpoint-3"
+    with hfgen.hub.atomic_save_dir(folder) as tmp:
+        safetensors.torch.save_file({"w": torch.ones(2)}, str(tmp / "model.safetensors"))
+        (tmp / "config.json").write_text("{}")
+        folder.mkdir()
+        (folder / "rng_state_1.pth").write_bytes(b"rank 1")
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "config.json", hfgen.hub.CHECKSUMS_NAME, "model.safetensors", "rng_state_1.pth"]
+    hfgen.hub.verify_folder(folder)
+    assert no_debris(tmp_path)
+
+
+def test_configs_accept_numpy_numbers():
+    import numpy as np
+    from hfgen.trainers import SequentialRecConfig
+
+    args = SequentialRecConfig(output_dir="unused", max_seq_len=np.int64(8), adapter_learning_rate=np.float32(1e-4))
+    assert args.max_seq_len == 8
 
 
 def test_resume_skips_an_interrupted_checkpoint_and_refuses_a_damaged_one(tmp_path):

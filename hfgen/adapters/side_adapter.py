@@ -316,10 +316,10 @@ class SideAdapterOutput(ModelOutput):
 
 def load_adapter_weights(model: nn.Module, folder: Path) -> None:
     """Load ``adapter_model.safetensors`` into ``model``; its keys must be exactly ``model.adapter_state_dict()``'s."""
-    from hfgen.hub import verify_folder, verify_safetensors
+    from hfgen.hub import verify_once, verify_safetensors
 
     verify_safetensors(folder / WEIGHTS_NAME)  # missing or unreadable
-    verify_folder(folder)  # against the checksums written with it: truncated, a flipped bit
+    verify_once(folder)  # against the checksums written with it: truncated, a flipped bit
     with safe_open(str(folder / WEIGHTS_NAME), framework="pt") as f:
         state = {k: f.get_tensor(k) for k in f.keys()}
     expected = set(model.adapter_state_dict())

@@ -131,6 +131,8 @@ class MF2Trainer(GuardedTrainerMixin, Trainer):
         # only) every weight that transformers saves under the checkpoint names of its conversion mappings, e.g.
         # the ViT vision tower; from_pretrained applies the mapping, and strict loading proves nothing is missed.
         model = self.accelerator.unwrap_model(model if model is not None else self.model)
+        if hasattr(model, "peft_config"):  # PEFT checkpoints hold adapter weights only: Trainer's loader handles them
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
         loaded = type(model).from_pretrained(resume_from_checkpoint, dtype=next(model.parameters()).dtype)
         model.load_state_dict(loaded.state_dict())
 
