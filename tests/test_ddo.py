@@ -320,3 +320,212 @@ def test_ddo_self_play_logs_each_round_and_never_returns_worse_than_its_referenc
     assert [r["best_metric"] for r in saved] == [r.best_metric for r in out.rounds]
     assert (tmp_path / "round_2" / "best" / "model.safetensors").is_file()
     assert metric(out.model) == pytest.approx(out.rounds[1].best_metric, rel=1e-5)
+
+
+# ------------------------------------------------------------------------------ CFG-compatible condition dropout
+
+
+def class_conditional_trainer(tmp_path, **kwargs):
+    """Class-conditional UNet2DModel: classes 0-2 and the null label 3 (the last class embedding)."""
+    from diffusers import UNet2DModel
+
+    torch.manual_seed(0)
+    unet = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16), layers_per_block=1,
+                       norm_num_groups=4, down_block_types=("DownBlock2D", "DownBlock2D"),
+                       up_block_types=("UpBlock2D", "UpBlock2D"), num_class_embeds=4)
+    real = [{**ex, "class_labels": torch.tensor(i % 3)} for i, ex in enumerate(image_examples(8, 1))]
+    fake = [{**ex, "class_labels": torch.tensor((i + 1) % 3)} for i, ex in enumerate(image_examples(8, 2))]
+    args = make_args(tmp_path, **{"alpha": 2.0, "beta": 0.05, "cond_drop_prob": 0.5, **kwargs})
+    trainer = DDOTrainer(unet, args=args, train_dataset=real, fake_dataset=fake, noise_scheduler=scheduler("edm"))
+    g = torch.Generator().manual_seed(3)
+    level, noise = torch.rand(4, generator=g) * 2 + 0.1, torch.randn((4, 1, 8, 8), generator=g)
+    trainer.sample_noise = lambda x0: (level, noise)
+    return trainer, level, noise
+
+
+def perturb(model, scale=0.05, seed=7):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=g))
+
+
+def loss_and_grads(trainer, drop):
+    trainer.sample_condition_dropout = lambda batch_size, device: drop
+    trainer.model.zero_grad()
+    loss = trainer.compute_loss(trainer.model, first_batch(trainer))
+    loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in trainer.model.named_parameters()}
+
+
+def test_ddo_condition_dropout_weights_alpha_per_row(tmp_path):
+    """α only on conditional reference samples (NVlabs/DDO issue #3); dropped rows use the null label in both the θ
+    and the reference pass: −mean_i log σ(β r_real,i) − mean_i α (1 − m_i) log σ(−β r_fake,i)."""
+    trainer, level, noise = class_conditional_trainer(tmp_path)
+    perturb(trainer.model)  # θ ≠ θ_ref, so r ≠ 0 and every term has a gradient
+    drop = torch.tensor([True, False, False, True, False, True, True, False])  # real rows, then fake rows
+    loss, _ = loss_and_grads(trainer, drop)
+    batch, args, null = first_batch(trainer), trainer.args, 3
+
+    def log_ratio(half, mask):
+        labels = torch.where(mask, torch.full_like(half["class_labels"], null), half["class_labels"])
+        ll = [denoising_log_likelihood(m, trainer.noise_scheduler, half["pixel_values"], noise, level,
+                                       class_labels=labels) for m in (trainer.model, trainer.ref_model)]
+        return ll[0] - ll[1]
+
+    r_real, r_fake = log_ratio(batch["real"], drop[:4]), log_ratio(batch["fake"], drop[4:])
+    fake_weight = args.alpha * (~drop[4:]).float()
+    expected = (-torch.nn.functional.logsigmoid(args.beta * r_real).mean()
+                - (fake_weight * torch.nn.functional.logsigmoid(-args.beta * r_fake)).mean())
+    torch.testing.assert_close(loss, expected.detach(), rtol=1e-6, atol=0)
+    # the null label matters: the dropped real rows' ratio differs from the one with their own labels
+    assert not torch.allclose(r_real[drop[:4]], log_ratio(batch["real"], torch.zeros(4, dtype=torch.bool))[drop[:4]])
+
+
+def test_ddo_condition_dropout_none_dropped_is_plain_ddo_all_dropped_has_no_fake_gradient(tmp_path):
+    trainer, _, _ = class_conditional_trainer(tmp_path)
+    perturb(trainer.model)
+    none, every = torch.zeros(8, dtype=torch.bool), torch.ones(8, dtype=torch.bool)
+    loss_none, grads_none = loss_and_grads(trainer, none)
+    trainer.args.cond_drop_prob = 0.0  # the unconditional-alpha loss of the same model, batch and noise
+    loss_plain, grads_plain = loss_and_grads(trainer, none)
+    torch.testing.assert_close(loss_none, loss_plain, rtol=1e-6, atol=0)
+    for name in grads_plain:
+        torch.testing.assert_close(grads_none[name], grads_plain[name], rtol=1e-5, atol=1e-8, msg=name)
+
+    # All rows dropped: the gradient is bitwise the α = 0 one (the fake term contributes exactly zero) ...
+    trainer.args.cond_drop_prob = 0.5
+    _, grads_all = loss_and_grads(trainer, every)
+    trainer.args.alpha = 0.0
+    _, grads_all_alpha0 = loss_and_grads(trainer, every)
+    assert all(torch.equal(grads_all[n], grads_all_alpha0[n]) for n in grads_all)
+    # ... while with α > 0 and no row dropped the fake term does move the gradient.
+    assert any(not torch.equal(grads_none[n], loss_and_grads(trainer, none)[1][n]) for n in grads_none)
+
+
+def test_ddo_condition_dropout_at_reference_causal_lm_keeps_r_zero(tmp_path):
+    """At θ = θ_ref the null token reaches θ and the reference alike (r ≡ 0), so the loss is
+    (1 + α · fraction of conditional reference samples) · log 2."""
+    trainer = lm_trainer(tmp_path, alpha=3.0, cond_drop_prob=0.5, null_condition_token_id=0)
+    drop = torch.tensor([True, False, True, True, False, True, True, True])
+    trainer.sample_condition_dropout = lambda batch_size, device: drop
+    seen = []
+    forward = trainer.model.forward
+    trainer.model.forward = lambda input_ids=None, **kw: seen.append(input_ids[:, 0].clone()) or forward(
+        input_ids=input_ids, **kw)
+    loss = trainer.compute_loss(trainer.model, first_batch(trainer))
+    assert loss.item() == pytest.approx((1 + 3.0 * 1 / 4) * math.log(2), rel=1e-6)
+    assert (seen[0][drop] == 0).all() and (seen[0][~drop] != 0).all()  # data tokens are 1..15; 0 is the null
+
+
+def test_ddo_condition_dropout_rejects_missing_null_condition(tmp_path):
+    with pytest.raises(ValueError, match="`null_condition_token_id`"):
+        lm_trainer(tmp_path, cond_drop_prob=0.1)
+    with pytest.raises(ValueError, match="`cond_drop_prob` > 0 needs a conditional model"):
+        unet_trainer(tmp_path, cond_drop_prob=0.1)
+    with pytest.raises(ValueError, match="`null_encoder_hidden_states`"):
+        unet_trainer(tmp_path, conditional=True, cond_drop_prob=0.1)
+    with pytest.raises(ValueError, match="`null_class_label`"):
+        class_conditional_trainer(tmp_path, null_class_label=4)
+    for field, value in (("cond_drop_prob", 1.0), ("cond_drop_prob", -0.1), ("ema_decay", 1.5), ("ema_decay", -0.1)):
+        with pytest.raises(ValueError, match=f"`{field}`"):
+            DDOConfig(output_dir=str(tmp_path), **{field: value})
+
+
+def test_ddo_condition_dropout_trains_text_conditional_unet_with_null_states(tmp_path):
+    null = torch.zeros(3, 8)
+    trainer = DDOTrainer(tiny_unet(conditional=True), args=make_args(tmp_path, cond_drop_prob=0.5, max_steps=2),
+                         train_dataset=image_examples(8, 1, True), fake_dataset=image_examples(8, 2, True),
+                         noise_scheduler=scheduler("edm"), null_encoder_hidden_states=null)
+    drop = torch.tensor([True, False, False, True, True, False, False, False])
+    dropped = trainer.drop_conditions(first_batch(trainer), drop)
+    assert torch.equal(dropped["real"]["encoder_hidden_states"][0], null)
+    assert torch.equal(dropped["real"]["encoder_hidden_states"][1], first_batch(trainer)["real"]["encoder_hidden_states"][1])
+    trainer.train()
+    assert math.isfinite(trainer.state.log_history[-1]["train_loss"])
+
+
+# ------------------------------------------------------------------------------ EMA of θ
+
+
+def ema_run(tmp_path, decay, steps=4, **kwargs):
+    from transformers import TrainerCallback
+
+    trajectory = []
+
+    class Record(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kw):
+            trajectory.append({n: p.detach().double().clone() for n, p in model.named_parameters()})
+
+        def on_step_end(self, args, state, control, model=None, **kw):
+            trajectory.append({n: p.detach().double().clone() for n, p in model.named_parameters()})
+
+    trainer = DDOTrainer(tiny_llama(), args=make_args(tmp_path, ema_decay=decay, max_steps=steps, learning_rate=1e-2,
+                                                      **kwargs),
+                         train_dataset=token_examples(16, 1), fake_dataset=token_examples(16, 2), callbacks=[Record()])
+    trainer.train()
+    return trainer, trajectory
+
+
+def test_ddo_ema_decay_0_is_theta_and_decay_1_stays_the_reference(tmp_path):
+    trainer, _ = ema_run(tmp_path / "d0", 0.0)
+    assert all(torch.equal(e, p) for e, p in zip(trainer.ema_model.parameters(), trainer.model.parameters()))
+    trainer, trajectory = ema_run(tmp_path / "d1", 1.0)
+    ref = dict(trainer.ref_model.named_parameters())
+    assert all(torch.equal(e, ref[n]) for n, e in trainer.ema_model.named_parameters())
+    assert any(not torch.equal(p, ref[n]) for n, p in trainer.model.named_parameters())  # θ did move
+    assert not any(p.requires_grad for p in trainer.ema_model.parameters())
+    optimized = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
+    assert not optimized & {id(p) for p in trainer.ema_model.parameters()}
+
+
+def test_ddo_ema_equals_closed_form_of_the_parameter_trajectory(tmp_path):
+    """θ_ema,k = d^k θ_0 + (1 − d) Σ_{i=1..k} d^(k−i) θ_i over the recorded θ_0..θ_k (one update per optimizer step,
+    also under gradient accumulation)."""
+    decay = 0.7
+    trainer, trajectory = ema_run(tmp_path, decay, steps=4, gradient_accumulation_steps=2)
+    k = len(trajectory) - 1
+    assert k == 4
+    for name, ema in trainer.ema_model.named_parameters():
+        expected = decay**k * trajectory[0][name] + sum((1 - decay) * decay ** (k - i) * trajectory[i][name]
+                                                        for i in range(1, k + 1))
+        torch.testing.assert_close(ema.double(), expected, rtol=1e-5, atol=1e-7, msg=name)
+    theta = dict(trainer.model.named_parameters())
+    assert any(not torch.allclose(ema, theta[n]) for n, ema in trainer.ema_model.named_parameters())
+
+
+def test_ddo_ema_is_checkpointed_and_resume_is_exact(tmp_path):
+    unbroken, _ = ema_run(tmp_path / "a", 0.5, steps=4, save_strategy="steps", save_steps=2)
+    resumed = DDOTrainer(tiny_llama(), args=make_args(tmp_path / "b", ema_decay=0.5, max_steps=4, learning_rate=1e-2),
+                         train_dataset=token_examples(16, 1), fake_dataset=token_examples(16, 2))
+    resumed.train(resume_from_checkpoint=str(tmp_path / "a" / "checkpoint-2"))
+    for (n, a), b in zip(unbroken.ema_model.state_dict().items(), resumed.ema_model.state_dict().values()):
+        assert torch.equal(a, b), n
+    for (n, a), b in zip(unbroken.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), n
+    (tmp_path / "a" / "checkpoint-2" / "ddo_ema.safetensors").unlink()
+    again = DDOTrainer(tiny_llama(), args=make_args(tmp_path / "c", ema_decay=0.5, max_steps=4),
+                       train_dataset=token_examples(16, 1), fake_dataset=token_examples(16, 2))
+    with pytest.raises(ValueError, match="ddo_ema.safetensors"):
+        again.train(resume_from_checkpoint=str(tmp_path / "a" / "checkpoint-2"))
+
+
+def test_ddo_self_play_evaluates_and_keeps_the_ema(tmp_path):
+    """With ema_decay = 1 the EMA never leaves the reference: every evaluation sees the reference, so the round keeps
+    step 0 and the next reference is bitwise the pretrained model, although θ itself was trained."""
+    model = tiny_llama()
+    evaluated = []
+
+    def metric(m):
+        evaluated.append(m)
+        return sum(p.double().sum().item() for p in m.parameters())
+
+    args = make_args(tmp_path, num_rounds=1, num_reference_samples=8, self_play_eval_steps=1, max_steps=2,
+                     learning_rate=1e-2, ema_decay=1.0)
+    out = ddo_self_play(model, args, token_examples(8, 1, prompt_len=1),
+                        lambda ref, n, r: generate_lm_samples(ref, torch.tensor([3]), n, 3, seed=r), metric)
+    (round_1,) = out.rounds
+    assert [s for s, _ in round_1.history] == [0, 1, 2] and len({v for _, v in round_1.history}) == 1
+    assert round_1.best_step == 0
+    assert all(torch.equal(a, b) for a, b in zip(out.model.state_dict().values(), model.state_dict().values()))
+    assert all(m is evaluated[0] for m in evaluated)  # always the trainer's EMA module, never θ

@@ -33,6 +33,15 @@ class DDOConfig(TrainingArguments):
         snr_gamma: min-SNR-γ weighting for DDPM-style schedulers (use it iff the model was pretrained with it).
         num_rounds, num_reference_samples, self_play_eval_steps: self-play (see
             [`~hfgen.trainers.ddo.ddo_self_play`]).
+        cond_drop_prob, null_class_label, null_condition_token_id: classifier-free-guidance-compatible fine-tuning
+            of a conditional model. The paper keeps random label dropout during DDO and sets α = 0 for the
+            unconditional part (NVlabs/DDO issue #3): a row whose condition is dropped is evaluated with the null
+            condition by θ and by the reference alike; a dropped real row keeps the data term, a dropped reference
+            sample gets weight 0 (only the conditional part receives the push-down on reference samples).
+        ema_decay: keep an exponential moving average ``θ_ema ← d·θ_ema + (1 − d)·θ`` of the weights, updated after
+            every optimizer step (as in the Diffusers training examples); ``None`` (default) keeps none. Self-play
+            then evaluates and keeps the EMA, which becomes the next reference. From an EDM-style half-life ``H``
+            in images and a total batch size ``B``: ``d = 0.5 ** (B / H)``.
     """
 
     alpha: float = field(default=1.0, metadata={"help": "Weight α ≥ 0 of the term on reference samples (Eq. 13)."})
@@ -61,6 +70,26 @@ class DDOConfig(TrainingArguments):
     self_play_eval_steps: int = field(
         default=50, metadata={"help": "Evaluate the user metric every this many steps of a self-play round."}
     )
+    cond_drop_prob: float = field(
+        default=0.0,
+        metadata={"help": "Probability of replacing a row's condition by the null condition (CFG-compatible "
+                          "fine-tuning); reference samples whose condition is dropped get α = 0. 0 disables it."},
+    )
+    null_class_label: int | None = field(
+        default=None,
+        metadata={"help": "Null label of a class-conditional denoiser; None means the last class embedding "
+                          "(`num_class_embeds − 1`)."},
+    )
+    null_condition_token_id: int | None = field(
+        default=None,
+        metadata={"help": "Causal LMs: the token that replaces the condition (class) token at position 0 of a "
+                          "dropped row; None uses `model.config.null_condition_token_id`."},
+    )
+    ema_decay: float | None = field(
+        default=None,
+        metadata={"help": "Decay in [0, 1] of an EMA of the weights, updated after each optimizer step, saved in "
+                          "checkpoints and used by self-play as the evaluated/next-reference model. None: no EMA."},
+    )
     remove_unused_columns: bool = field(
         default=False, metadata={"help": "Keep all columns: DDO batches are {'real': ..., 'fake': ...} pairs."}
     )
@@ -83,6 +112,10 @@ class DDOConfig(TrainingArguments):
             raise ValueError(f"`num_reference_samples` must be >= 1, got {self.num_reference_samples}.")
         if self.self_play_eval_steps < 1:
             raise ValueError(f"`self_play_eval_steps` must be >= 1, got {self.self_play_eval_steps}.")
+        if not 0.0 <= self.cond_drop_prob < 1.0:
+            raise ValueError(f"`cond_drop_prob` must lie in [0, 1), got {self.cond_drop_prob}.")
+        if self.ema_decay is not None and not 0.0 <= self.ema_decay <= 1.0:
+            raise ValueError(f"`ema_decay` must lie in [0, 1] or be None, got {self.ema_decay}.")
         if self.remove_unused_columns:
             raise ValueError("`remove_unused_columns` must be False: DDO batches hold nested 'real' and 'fake' examples.")
         super().__post_init__()

@@ -12,6 +12,10 @@ pulled up, samples of the reference are pushed down (Eq. 13)::
   forward passes (real and fake, through θ and through the reference under ``no_grad``), and ``w`` the model's
   pretraining weighting: EDM's ``λ(σ)`` for an EDM scheduler, 1 (or min-SNR-γ) for DDPM-style schedulers.
 
+Conditional models (``cond_drop_prob > 0``): the paper keeps random label dropout during DDO so the model stays
+usable with classifier-free guidance, and sets α = 0 for the unconditional part (NVlabs/DDO issue #3). A dropped
+row is scored with the null condition by θ and by the reference; dropped reference samples get weight 0.
+
 Self-play rounds live in :mod:`hfgen.trainers.ddo.self_play`.
 """
 
@@ -25,7 +29,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedModel, Trainer
+from transformers import PreTrainedModel, Trainer, TrainerCallback
 
 from hfgen.guards import GuardedTrainerMixin
 
@@ -33,14 +37,23 @@ from .ddo_config import DDOConfig
 
 TOKEN_KEYS = ("input_ids", "attention_mask", "labels")
 DIFFUSION_COND_KEYS = ("class_labels", "encoder_hidden_states", "encoder_attention_mask")
+EMA_FILE = "ddo_ema.safetensors"
 
 
 # ------------------------------------------------------------------------------------------ the math
 
 
-def ddo_loss(log_ratio_real: torch.Tensor, log_ratio_fake: torch.Tensor, alpha: float, beta: float) -> torch.Tensor:
-    """Eq. 13: ``−mean log σ(β r_real) − α · mean log σ(−β r_fake)``; ``log σ`` is ``logsigmoid`` (stable)."""
-    return -F.logsigmoid(beta * log_ratio_real).mean() - alpha * F.logsigmoid(-beta * log_ratio_fake).mean()
+def ddo_loss(log_ratio_real: torch.Tensor, log_ratio_fake: torch.Tensor, alpha: float | torch.Tensor,
+             beta: float) -> torch.Tensor:
+    """Eq. 13: ``−mean log σ(β r_real) − α · mean log σ(−β r_fake)``; ``log σ`` is ``logsigmoid`` (stable).
+
+    ``alpha`` may be a per-row weight of shape (B,) (e.g. 0 on reference samples whose condition was dropped);
+    the fake term is then ``−mean_i α_i log σ(−β r_fake_i)``, the mean still over all B rows.
+    """
+    real_term = -F.logsigmoid(beta * log_ratio_real).mean()
+    if torch.is_tensor(alpha):
+        return real_term - (alpha * F.logsigmoid(-beta * log_ratio_fake)).mean()
+    return real_term - alpha * F.logsigmoid(-beta * log_ratio_fake).mean()
 
 
 def sequence_log_prob(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
@@ -162,6 +175,16 @@ class DDODataCollator:
 # ------------------------------------------------------------------------------------------ the trainer
 
 
+class _EMACallback(TrainerCallback):
+    """Updates the trainer's EMA after every optimizer step (``on_step_end``), before checkpoints and evaluations."""
+
+    def __init__(self, trainer: DDOTrainer):
+        self.trainer = trainer
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.trainer.update_ema()
+
+
 class DDOTrainer(GuardedTrainerMixin, Trainer):
     r"""
     Trainer for Direct Discriminative Optimization (DDO).
@@ -182,6 +205,12 @@ class DDOTrainer(GuardedTrainerMixin, Trainer):
             with ``p_mean``/``p_std``, EDM preconditioning and weighting) or a DDPM-style one (uniform timesteps,
             ``prediction_type`` target). ``None`` means ``model`` is a causal LM.
         processing_class: a tokenizer; its ``pad_token_id`` is used for padding.
+        null_encoder_hidden_states: ``(L, D)`` null text condition (e.g. the embedding of ""), needed with
+            ``cond_drop_prob > 0`` when batches carry ``encoder_hidden_states``.
+
+    With ``args.ema_decay`` set, ``trainer.ema_model`` holds the EMA of θ (a separate frozen module, initialised
+    to θ, updated after each optimizer step, saved in each checkpoint and restored on resume); export it with
+    ``trainer.ema_model.save_pretrained(...)``.
 
     Logged: ``ddo/log_ratio_real``, ``ddo/log_ratio_fake`` (means of r on each half), ``ddo/margin`` (their
     difference) and ``ddo/accuracy`` (how often the implicit discriminator classifies a sample right, ties 1/2).
@@ -191,7 +220,8 @@ class DDOTrainer(GuardedTrainerMixin, Trainer):
 
     def __init__(self, model: nn.Module, ref_model: nn.Module | None = None, args: DDOConfig | None = None,
                  train_dataset=None, fake_dataset=None, noise_scheduler=None, data_collator=None,
-                 processing_class=None, callbacks=None, optimizers=(None, None), **kwargs):
+                 processing_class=None, callbacks=None, optimizers=(None, None),
+                 null_encoder_hidden_states: torch.Tensor | None = None, **kwargs):
         if args is None:
             args = DDOConfig(output_dir="ddo-model")
         if not isinstance(args, DDOConfig):
@@ -211,6 +241,12 @@ class DDOTrainer(GuardedTrainerMixin, Trainer):
                     if isinstance(m, nn.Dropout):
                         m.p = 0.0
         self.noise_scheduler = noise_scheduler
+        if args.cond_drop_prob > 0:
+            self._init_condition_dropout(model, args, train_dataset[0], null_encoder_hidden_states)
+        self.ema_model = None
+        if args.ema_decay is not None:
+            self.ema_model = copy.deepcopy(model).eval().requires_grad_(False)
+            callbacks = [_EMACallback(self), *(callbacks or [])]  # before user callbacks that read the EMA
         if data_collator is None:
             pad_token_id = getattr(processing_class, "pad_token_id", None)
             data_collator = DDODataCollator(pad_token_id=pad_token_id if pad_token_id is not None else 0)
@@ -218,6 +254,8 @@ class DDOTrainer(GuardedTrainerMixin, Trainer):
                          train_dataset=RealFakePairs(train_dataset, fake_dataset), processing_class=processing_class,
                          callbacks=callbacks, optimizers=optimizers, **kwargs)
         self.ref_model = ref_model.eval().requires_grad_(False).to(self.args.device)
+        if self.ema_model is not None:
+            self.ema_model.to(self.args.device)
         self._metrics: dict[str, list[float]] = defaultdict(list)
 
     # -------------------------------------------------------------------------------- validation
@@ -248,7 +286,71 @@ class DDOTrainer(GuardedTrainerMixin, Trainer):
                 raise ValueError("`train_dataset` and `fake_dataset` must carry the same conditioning keys "
                                  f"(any of {DIFFUSION_COND_KEYS}).")
 
+    def _init_condition_dropout(self, model: nn.Module, args: DDOConfig, example: dict,
+                                null_encoder_hidden_states: torch.Tensor | None) -> None:
+        config = getattr(model, "config", None)
+        get = (lambda k: config.get(k)) if isinstance(config, dict) else (lambda k: getattr(config, k, None))
+        if not self.is_diffusion:
+            null = args.null_condition_token_id if args.null_condition_token_id is not None else get(
+                "null_condition_token_id")
+            if null is None:
+                raise ValueError("`cond_drop_prob` > 0 on a causal LM needs `null_condition_token_id` (in DDOConfig "
+                                 "or the model config): the token that replaces the condition token at position 0.")
+            vocab_size = get("vocab_size")
+            if not 0 <= null < (vocab_size or null + 1):
+                raise ValueError(f"`null_condition_token_id` must lie in [0, {vocab_size}), got {null}.")
+            self.null_condition_token_id = null
+            return
+        conditions = [k for k in ("class_labels", "encoder_hidden_states") if k in example]
+        if not conditions:
+            raise ValueError("`cond_drop_prob` > 0 needs a conditional model: `train_dataset` examples must carry "
+                             "'class_labels' or 'encoder_hidden_states'.")
+        if "class_labels" in example:
+            num_class_embeds = get("num_class_embeds")
+            null = args.null_class_label
+            if null is None:
+                if num_class_embeds is None:
+                    raise ValueError("Set `null_class_label`: the model config has no `num_class_embeds`.")
+                null = num_class_embeds - 1
+            if not 0 <= null < (num_class_embeds or null + 1):
+                raise ValueError(f"`null_class_label` must lie in [0, {num_class_embeds}), got {null}.")
+            self.null_class_label = null
+        if "encoder_hidden_states" in example:
+            shape = tuple(torch.as_tensor(example["encoder_hidden_states"]).shape)
+            if null_encoder_hidden_states is None or tuple(null_encoder_hidden_states.shape) != shape:
+                got = None if null_encoder_hidden_states is None else tuple(null_encoder_hidden_states.shape)
+                raise ValueError(f"`null_encoder_hidden_states` of shape {shape} (the null text condition) is needed "
+                                 f"with `cond_drop_prob` > 0 on text-conditional data; got {got}.")
+        self.null_encoder_hidden_states = null_encoder_hidden_states
+
     # -------------------------------------------------------------------------------- the loss
+
+    def sample_condition_dropout(self, batch_size: int, device: torch.device) -> torch.Tensor:
+        """Which rows lose their condition: a (2B,) bool mask, real rows first, each dropped independently with
+        probability ``cond_drop_prob``. One mask serves the θ and the reference passes."""
+        return torch.rand(2 * batch_size, device=device) < self.args.cond_drop_prob
+
+    def drop_conditions(self, inputs: dict[str, dict[str, torch.Tensor]], drop: torch.Tensor):
+        """``inputs`` with the condition of the rows in ``drop`` (2B,) replaced by the null condition."""
+        out = {}
+        for side, mask in zip(("real", "fake"), drop.chunk(2)):
+            half = dict(inputs[side])
+            if not self.is_diffusion:
+                ids = half["input_ids"].clone()
+                ids[:, 0] = torch.where(mask, torch.full_like(ids[:, 0], self.null_condition_token_id), ids[:, 0])
+                half["input_ids"] = ids
+            if "class_labels" in half:
+                labels = half["class_labels"]
+                half["class_labels"] = torch.where(mask, torch.full_like(labels, self.null_class_label), labels)
+            if "encoder_hidden_states" in half:
+                states = half["encoder_hidden_states"]
+                null = self.null_encoder_hidden_states.to(states).expand_as(states)
+                half["encoder_hidden_states"] = torch.where(mask.view(-1, 1, 1), null, states)
+                if "encoder_attention_mask" in half:  # the null condition attends to all its tokens
+                    attn = half["encoder_attention_mask"]
+                    half["encoder_attention_mask"] = torch.where(mask.view(-1, 1), torch.ones_like(attn), attn)
+            out[side] = half
+        return out
 
     def sample_noise(self, x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(noise_level, noise)`` for a batch ``x0``: one level per sample, ``σ = exp(N(p_mean, p_std²))`` (EDM)
@@ -282,8 +384,15 @@ class DDOTrainer(GuardedTrainerMixin, Trainer):
         return (ll - ref_ll).chunk(2)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        alpha = self.args.alpha
+        if self.args.cond_drop_prob > 0:
+            key = "pixel_values" if self.is_diffusion else "input_ids"
+            drop = self.sample_condition_dropout(len(inputs["real"][key]), inputs["real"][key].device)
+            inputs = self.drop_conditions(inputs, drop)
+            # α only on conditional reference samples: the unconditional part gets no push-down (issue #3)
+            alpha = alpha * (~drop.chunk(2)[1]).float()
         r_real, r_fake = self.compute_log_ratio(model, inputs)
-        loss = ddo_loss(r_real, r_fake, self.args.alpha, self.args.beta)
+        loss = ddo_loss(r_real, r_fake, alpha, self.args.beta)
         if self.args.normalize_by_max_alpha:
             loss = loss / max(self.args.alpha, 1.0)
         with torch.no_grad():
@@ -299,6 +408,40 @@ class DDOTrainer(GuardedTrainerMixin, Trainer):
         logs = {**logs, **{k: sum(v) / len(v) for k, v in self._metrics.items() if v}}
         self._metrics.clear()
         super().log(logs, start_time)
+
+    # -------------------------------------------------------------------------------- EMA
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        """``θ_ema ← d·θ_ema + (1 − d)·θ`` for every parameter (``d = ema_decay``); buffers are copied."""
+        decay = self.args.ema_decay
+        online = self.accelerator.unwrap_model(self.model)
+        for p_ema, p in zip(self.ema_model.parameters(), online.parameters()):
+            p_ema.lerp_(p.detach(), 1.0 - decay)
+        for b_ema, b in zip(self.ema_model.buffers(), online.buffers()):
+            b_ema.copy_(b)
+
+    # The EMA is training state, like the optimizer's moments: it goes into each checkpoint with them and comes
+    # back on resume_from_checkpoint, so a resumed run equals an unbroken one.
+
+    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
+        super()._save_optimizer_and_scheduler(output_dir)
+        if self.ema_model is not None and self.args.should_save:
+            from safetensors.torch import save_model
+
+            save_model(self.ema_model, os.path.join(output_dir, EMA_FILE))
+
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is None or self.ema_model is None:
+            return
+        path = os.path.join(checkpoint, EMA_FILE)
+        if not os.path.isfile(path):
+            raise ValueError(f"`resume_from_checkpoint` {checkpoint!r} has no {EMA_FILE}: the EMA (`ema_decay` set) "
+                             "cannot be restored, so the run would not resume exactly.")
+        from safetensors.torch import load_model
+
+        load_model(self.ema_model, path, device=str(self.args.device))
 
     # -------------------------------------------------------------------------------- saving
 
@@ -328,6 +471,8 @@ class DDOTrainer(GuardedTrainerMixin, Trainer):
             training_config={"alpha": self.args.alpha, "beta": self.args.beta, "learning_rate": self.args.learning_rate,
                              "max_steps": self.args.max_steps, "per_device_train_batch_size":
                              self.args.per_device_train_batch_size, "model_family":
-                             "diffusion" if self.is_diffusion else "causal LM"},
+                             "diffusion" if self.is_diffusion else "causal LM",
+                             **({"cond_drop_prob": self.args.cond_drop_prob} if self.args.cond_drop_prob else {}),
+                             **({"ema_decay": self.args.ema_decay} if self.args.ema_decay is not None else {})},
             extra_tags=tags or (), is_diffusion=self.is_diffusion,
         )

@@ -112,14 +112,19 @@ class SelfPlayOutput:
 
 
 class _KeepBestCallback(TrainerCallback):
-    """Evaluates ``metric_fn(model)`` at step 0 and every ``every`` steps; keeps a CPU copy of the best weights."""
+    """Evaluates ``metric_fn(model)`` at step 0 and every ``every`` steps; keeps a CPU copy of the best weights.
+
+    ``evaluated_model`` (the trainer's EMA when ``ema_decay`` is set) replaces the trained model when given.
+    """
 
     def __init__(self, metric_fn: Callable[[nn.Module], float], every: int, greater_is_better: bool):
         self.metric_fn, self.every, self.greater_is_better = metric_fn, every, greater_is_better
         self.history: list[tuple[int, float]] = []
         self.best: tuple[int, float, dict[str, torch.Tensor]] | None = None
+        self.evaluated_model: nn.Module | None = None
 
     def _evaluate(self, model: nn.Module, step: int) -> None:
+        model = self.evaluated_model if self.evaluated_model is not None else model
         was_training = model.training
         model.eval()
         with torch.no_grad():
@@ -159,6 +164,9 @@ def ddo_self_play(model: nn.Module, args: DDOConfig, train_dataset,
             draws from the global RNG gives the same samples in a resumed run.
         metric_fn: ``metric_fn(model) -> float``; evaluated on the reference at step 0 and every
             ``args.self_play_eval_steps``. Make it deterministic (fixed seeds) so checkpoints are comparable.
+            With ``args.ema_decay`` set it is evaluated on the round's EMA of θ (reset to the reference at the
+            round's start), and the best EMA becomes the next reference (the paper's EDM runs keep an EMA; App. C as
+            transcribed by a third party, not verified).
         greater_is_better: direction of the metric (False for FID-like metrics).
         round_callback: ``round_callback(round, best_model)`` after each round run by this call (e.g. a test-set
             evaluation); rounds restored by ``resume_from_checkpoint`` are not replayed.
@@ -199,6 +207,7 @@ def ddo_self_play(model: nn.Module, args: DDOConfig, train_dataset,
         trainer = DDOTrainer(policy, ref_model=reference, args=round_args, train_dataset=train_dataset,
                              fake_dataset=fake_dataset, noise_scheduler=noise_scheduler,
                              callbacks=[keep_best, *extra_callbacks], **trainer_kwargs)
+        keep_best.evaluated_model = trainer.ema_model  # None without `ema_decay`: θ itself is evaluated and kept
         trainer.train()
         best_step, best_metric, best_state = keep_best.best
         policy.load_state_dict(best_state)
@@ -226,7 +235,8 @@ WEIGHTS_NAME = "model.safetensors"
 CHECKPOINT_PREFIX = "self_play_checkpoint-"
 # The settings a resumed run must share with the run that wrote the checkpoint (others, e.g. logging, may change).
 RESUME_FIELDS = ("num_rounds", "num_reference_samples", "self_play_eval_steps", "alpha", "beta",
-                 "normalize_by_max_alpha", "disable_dropout", "p_mean", "p_std", "snr_gamma", "seed", "data_seed",
+                 "normalize_by_max_alpha", "disable_dropout", "p_mean", "p_std", "snr_gamma", "cond_drop_prob",
+                 "null_class_label", "null_condition_token_id", "ema_decay", "seed", "data_seed",
                  "full_determinism", "max_steps", "num_train_epochs", "per_device_train_batch_size",
                  "gradient_accumulation_steps", "learning_rate", "lr_scheduler_type", "lr_scheduler_kwargs",
                  "warmup_steps", "weight_decay", "optim", "optim_args", "adam_beta1", "adam_beta2", "adam_epsilon",
