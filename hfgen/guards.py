@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from hfgen.hub import CHECKSUMS_NAME, atomic_save_dir, verify_folder, write_checksums
+from hfgen.hub import CHECKSUMS_NAME, SAFE_WEIGHT_SUFFIX, atomic_save_dir, verify_folder, write_checksums
 
 TRAINER_STATE_NAME = "trainer_state.json"
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
@@ -44,6 +44,8 @@ def checkpoint_problem(folder: str | os.PathLike, hashes: bool = True) -> str | 
     state = folder / TRAINER_STATE_NAME
     if not state.is_file():
         return f"it has no {TRAINER_STATE_NAME}, which transformers writes last (the save was interrupted)"
+    if not any(folder.rglob("*" + SAFE_WEIGHT_SUFFIX)):
+        return "it holds no weights (*.safetensors)"
     try:
         json.loads(state.read_text(encoding="utf-8"))
         verify_folder(folder, hashes=hashes)
@@ -131,7 +133,9 @@ class GuardedTrainerMixin:
             write_checksums(self.args.output_dir)
 
     def train(self, resume_from_checkpoint=None, trial=None, **kwargs):
-        if resume_from_checkpoint is True:
+        if getattr(self, "is_deepspeed_enabled", False) or getattr(self, "is_fsdp_enabled", False):
+            pass  # sharded checkpoints (no safetensors of the whole model): transformers checks them itself
+        elif resume_from_checkpoint is True:
             resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir)
             if resume_from_checkpoint is None:
                 raise ValueError(f"`resume_from_checkpoint=True` but {self.args.output_dir} holds no complete checkpoint.")

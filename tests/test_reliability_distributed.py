@@ -5,8 +5,16 @@ shipped in ``examples/accelerate``, read by accelerate's own loader and launcher
 The workers are in ``tests/_reliability_workers``. Tolerances: the two ranks hold bitwise-equal parameters; the
 one-process run differs only by float summation order (gradients all-reduced over two half batches), so its
 parameters match to ``atol=1e-5, rtol=1e-4`` (measured: below 1e-6) and its logged numbers to ``rel=1e-5``.
+
+Every other hfgen trainer (GFT, DDO with an EMA, bridge, consistency bridge with an EMA target, consistency
+distillation, MF², sequential rec) runs under the same ``torchrun --nproc_per_node 2`` (one launch for all of
+them) with checkpoints on, and is resumed from one under 2 processes. For these, equality with a single-process
+run is *not* required (their noise draws depend on the number of processes); what is checked is that the ranks
+stay bitwise equal, that checkpoints written by 2 ranks are complete and written by rank 0 alone, and that the
+resumed run equals the unbroken one bitwise.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -48,8 +56,6 @@ def _run_both(name, out, global_batch):
 @pytest.mark.slow  # two interpreters with torch + transformers (+ trl) each: ~40-60 s on 2 shared cores
 @pytest.mark.parametrize("name,global_batch", [("nft", 16), ("masked_diffusion", 8)])
 def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, name, global_batch):
-    import json
-
     two, one = _run_both(name, tmp_path, global_batch)
     info = [json.loads((two / f"rank{r}.json").read_text()) for r in (0, 1)]
     single = json.loads((one / "rank0.json").read_text())
@@ -75,6 +81,68 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, na
         assert logged.keys() == logs_two[step].keys()
         for key, value in logged.items():  # loss, grad norm and the method's metrics, averaged over processes
             assert logs_two[step][key] == pytest.approx(value, rel=1e-5, abs=1e-6), (step, key)
+
+
+# ---------------------------------------------------------------------------------- every other trainer
+
+OTHERS = ("gft", "ddo", "bridge", "consistency_bridge", "consistency_distillation", "mf2", "sequential_rec")
+EXTRA = {"ddo": ("ref_model.", "ema_model."), "consistency_bridge": ("ema_target.",),
+         "consistency_distillation": ("statistics.",)}  # the state beyond the model that the ranks must share
+MOVING = ("ema_model.", "ema_target.")  # EMAs follow the weights (a reference or teacher statistics stay fixed)
+MAX_STEPS, SAVE_STEPS, RESUME_FROM = 4, 2, 2
+
+
+@pytest.fixture(scope="module")
+def two_process_runs(tmp_path_factory):
+    """One ``torchrun`` job that trains, checkpoints and resumes every trainer of ``OTHERS`` in turn."""
+    out = tmp_path_factory.mktemp("two_process_runs")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(WORKERS / "dist_checkpoint_worker.py"), str(out), *OTHERS, "--max-steps", str(MAX_STEPS),
+           "--save-steps", str(SAVE_STEPS), "--resume-from", str(RESUME_FROM)]
+    proc = subprocess.run(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    return out
+
+
+@pytest.mark.slow  # one torchrun job for the 7 trainers: ~40 s on 2 shared cores
+@pytest.mark.parametrize("name", OTHERS)
+def test_every_trainer_trains_checkpoints_and_resumes_under_two_processes(two_process_runs, name):
+    from hfgen.guards import checkpoint_problem
+    from hfgen.hub import CHECKSUMS_NAME
+
+    out = two_process_runs / name
+    info = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
+    for rank_info in info:
+        assert rank_info["world_size"] == 2 and rank_info["backend"] == "gloo"
+        assert rank_info["distributed_type"].endswith("MULTI_CPU")
+        assert len(rank_info["batches"]) == MAX_STEPS
+        # the resumed run skips the batches of the steps before its checkpoint and sees the same ones after
+        assert rank_info["resumed_batches"] == rank_info["batches"][RESUME_FROM:]
+    assert all(a != b for a, b in zip(info[0]["batches"], info[1]["batches"])), "the ranks trained on the same data"
+
+    run = [load_file(out / f"rank{r}_run.safetensors") for r in (0, 1)]
+    resumed = [load_file(out / f"rank{r}_resumed.safetensors") for r in (0, 1)]
+    initial = load_file(out / "rank0_initial.safetensors")
+    for prefix in EXTRA.get(name, ()):
+        assert any(k.startswith(prefix) for k in initial), f"no {prefix}* state"
+    for tensors in (run[1], *resumed):
+        assert tensors.keys() == run[0].keys()
+        assert all(torch.equal(tensors[k], run[0][k]) for k in run[0]), "the ranks (or the resumed run) differ"
+    for prefix in ("model.", *(p for p in EXTRA.get(name, ()) if p in MOVING)):
+        moved = max((run[0][k].double() - initial[k].double()).abs().max().item() for k in run[0]
+                    if k.startswith(prefix))
+        assert moved > 1e-4, f"{prefix}* did not train"
+    assert info[0]["resumed_logs"] == info[0]["logs"]  # steps 1-2 from the checkpoint, 3-4 recomputed: bitwise
+
+    checkpoints = [f"run/checkpoint-{s}" for s in range(SAVE_STEPS, MAX_STEPS + 1, SAVE_STEPS)]
+    checkpoints.append(f"resumed/checkpoint-{MAX_STEPS}")
+    for checkpoint in checkpoints:
+        folder = out / checkpoint
+        assert checkpoint_problem(folder) is None, checkpoint
+        assert {"rng_state_0.pth", "rng_state_1.pth"} <= {p.name for p in folder.iterdir()}, checkpoint
+        assert json.loads((folder / CHECKSUMS_NAME).read_text())["files"], f"{checkpoint} holds no weights"
+    assert info[0]["atomic_saves"] == checkpoints and info[1]["atomic_saves"] == [], "only rank 0 writes weights"
 
 
 # ---------------------------------------------------------------------------------- accelerate configs

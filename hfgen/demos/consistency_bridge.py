@@ -96,7 +96,7 @@ def save_grid(rows: dict, path, n: int = 10):
     plt.close(fig)
 
 
-def run(output_dir, seed: int = 0, teacher_steps: int = 300, student_steps: int = 100, n_eval: int = 128, size: int = 8,
+def run(output_dir, seed: int = 0, teacher_steps: int = 300, student_steps: int = 300, n_eval: int = 128, size: int = 8,
         width: int = 16):
     """Edge -> digit: DDBM teacher (DBIM 20 NFE, 2 NFE) vs CDBM-CBT (1, 2 NFE); PSNR, Fréchet distance, NFE."""
     from transformers import set_seed

@@ -1,7 +1,7 @@
 """Tiny, deterministic trainers of every hfgen method, for the multi-process and resume tests.
 
 ``build(name, output_dir, **training_args)`` returns a ready trainer; ``extra_state(name, trainer)`` the tensors
-beyond the model that a resumed run must also reproduce (EMA target, reference model, teacher statistics).
+beyond the model that a resumed run must also reproduce (EMA targets, reference model, teacher statistics).
 Everything is built from configs (nothing is downloaded); data and weights are seeded.
 """
 
@@ -195,6 +195,8 @@ def extra_state(name: str, trainer) -> dict[str, torch.Tensor]:
         out.update({f"ema_target.{k}": v for k, v in trainer.target_model.state_dict().items()})
     if name == "ddo":
         out.update({f"ref_model.{k}": v for k, v in trainer.ref_model.state_dict().items()})
+        if trainer.ema_model is not None:
+            out.update({f"ema_model.{k}": v for k, v in trainer.ema_model.state_dict().items()})
     if name == "consistency_distillation" and trainer.statistics is not None:
         tables = trainer.statistics
         out.update({"statistics.log_t": tables.log_t, "statistics.l": tables.l, "statistics.s": tables.s})

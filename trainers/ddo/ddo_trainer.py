@@ -441,7 +441,8 @@ class DDOTrainer(GuardedTrainerMixin, Trainer):
                              "cannot be restored, so the run would not resume exactly.")
         from safetensors.torch import load_model
 
-        load_model(self.ema_model, path, device=str(self.args.device))
+        # where the EMA lives: args.device is "cpu:0" under CPU DDP, which safetensors refuses
+        load_model(self.ema_model, path, device=str(next(self.ema_model.parameters()).device))
 
     # -------------------------------------------------------------------------------- saving
 

@@ -216,6 +216,8 @@ class GFTTrainer(GuardedTrainerMixin, Trainer):
         super().log(logs, start_time)
 
     def _save(self, output_dir: str | None = None, state_dict=None):
+        if not self.args.should_save:  # one writer: other ranks' saves raced it and could drop the weights
+            return
         output_dir = output_dir if output_dir is not None else self.args.output_dir
         os.makedirs(output_dir, exist_ok=True)
         # save_pretrained of the model itself (safetensors; the Diffusers layout for UNets, so pipelines and
