@@ -1,7 +1,7 @@
 """Guards shared by every hfgen trainer: stop on a non-finite loss, save atomically, resume only from whole checkpoints.
 
 :class:`GuardedTrainerMixin` goes first among a trainer's bases (``class NFTTrainer(GuardedTrainerMixin,
-GRPOTrainer)``); it wraps three ``transformers.Trainer`` methods and changes nothing else:
+GRPOTrainer)``); it wraps these ``transformers.Trainer`` methods and changes nothing else:
 
 - ``training_step``: a NaN or infinite loss raises :class:`NonFiniteLossError` naming the step, *before*
   the optimizer step, so the model still holds the last good parameters and no checkpoint is written
@@ -13,6 +13,8 @@ GRPOTrainer)``); it wraps three ``transformers.Trainer`` methods and changes not
 - ``train(resume_from_checkpoint=...)``: ``True`` picks the newest *complete* checkpoint (one whose
   ``trainer_state.json``, written last by ``transformers``, exists); a path to an incomplete or corrupted
   checkpoint is refused with a ``ValueError`` instead of resuming silently from step 0 or from partial weights.
+- ``checkpointed_modules()``: extra training state a trainer declares (an EMA, a target network) is saved
+  with every checkpoint and restored on resume, or the resume is refused.
 """
 
 from __future__ import annotations
@@ -120,6 +122,34 @@ class GuardedTrainerMixin:
             super().save_model(str(tmp), _internal_call=True)
         if self.args.push_to_hub and not _internal_call:
             self.push_to_hub(commit_message="Model save", revision=self.args.hub_revision)
+
+    def checkpointed_modules(self) -> dict[str, torch.nn.Module]:
+        """Training state beyond the model and optimizer that an exact resume needs (e.g. an EMA), by file stem:
+        each is saved as ``<name>.safetensors`` with the optimizer state of every checkpoint and restored on
+        ``resume_from_checkpoint``. Override in a trainer; none by default."""
+        return {}
+
+    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
+        super()._save_optimizer_and_scheduler(output_dir)
+        if self.args.should_save:
+            from safetensors.torch import save_model
+
+            for name, module in self.checkpointed_modules().items():
+                save_model(module, os.path.join(output_dir, f"{name}{SAFE_WEIGHT_SUFFIX}"))
+
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is None:
+            return
+        from safetensors.torch import load_model
+
+        for name, module in self.checkpointed_modules().items():
+            path = os.path.join(checkpoint, f"{name}{SAFE_WEIGHT_SUFFIX}")
+            if not os.path.isfile(path):
+                raise ValueError(f"`resume_from_checkpoint` {checkpoint!r} has no {name}{SAFE_WEIGHT_SUFFIX}: the "
+                                 f"trainer's {name} cannot be restored, so the run would not resume exactly.")
+            # onto the module's own device: args.device is "cpu:0" under CPU DDP, which safetensors refuses
+            load_model(module, path, device=str(next(module.parameters()).device))
 
     def _push_from_checkpoint(self, checkpoint_folder):
         # transformers copies the checkpoint's weights into output_dir, then uploads it in the background: drop the

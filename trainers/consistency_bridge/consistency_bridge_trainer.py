@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 
 import torch
 from diffusers import UNet2DModel
@@ -12,8 +11,6 @@ from transformers import TrainerCallback
 
 from .bridge_config import ConsistencyBridgeConfig
 from .bridge_trainer import BridgeTrainer
-
-EMA_TARGET_FILE = "ema_target.safetensors"
 
 
 class _EMATargetCallback(TrainerCallback):
@@ -124,25 +121,8 @@ class ConsistencyBridgeTrainer(BridgeTrainer):
             p_target.lerp_(p.detach(), 1 - decay)
 
     # ---------------------------------------------------------------------------------- checkpoints
-    # The EMA target is training state, like the optimizer's moments: it goes into each checkpoint with them
-    # (not into the saved model) and comes back on resume_from_checkpoint, so a resumed run equals an unbroken one.
 
-    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
-        super()._save_optimizer_and_scheduler(output_dir)
-        if self.target_model is not None and self.args.should_save:
-            from safetensors.torch import save_file
-
-            state = {k: v.detach().cpu().contiguous() for k, v in self.target_model.state_dict().items()}
-            save_file(state, os.path.join(output_dir, EMA_TARGET_FILE))
-
-    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
-        super()._load_optimizer_and_scheduler(checkpoint)
-        if checkpoint is None or self.target_model is None:
-            return
-        path = os.path.join(checkpoint, EMA_TARGET_FILE)
-        if not os.path.isfile(path):
-            raise ValueError(f"`resume_from_checkpoint` {checkpoint!r} has no {EMA_TARGET_FILE}: the EMA target "
-                             "network (target_network='ema') cannot be restored, so the run would not resume exactly.")
-        from safetensors.torch import load_file
-
-        self.target_model.load_state_dict(load_file(path))
+    def checkpointed_modules(self) -> dict[str, torch.nn.Module]:
+        """The EMA target is training state, like the optimizer's moments: saved with each checkpoint (not in the
+        saved model) as ``ema_target.safetensors`` and restored on resume, so a resumed run equals an unbroken one."""
+        return {} if self.target_model is None else {"ema_target": self.target_model}

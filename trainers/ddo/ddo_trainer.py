@@ -37,7 +37,6 @@ from .ddo_config import DDOConfig
 
 TOKEN_KEYS = ("input_ids", "attention_mask", "labels")
 DIFFUSION_COND_KEYS = ("class_labels", "encoder_hidden_states", "encoder_attention_mask")
-EMA_FILE = "ddo_ema.safetensors"
 
 
 # ------------------------------------------------------------------------------------------ the math
@@ -421,28 +420,10 @@ class DDOTrainer(GuardedTrainerMixin, Trainer):
         for b_ema, b in zip(self.ema_model.buffers(), online.buffers()):
             b_ema.copy_(b)
 
-    # The EMA is training state, like the optimizer's moments: it goes into each checkpoint with them and comes
-    # back on resume_from_checkpoint, so a resumed run equals an unbroken one.
-
-    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
-        super()._save_optimizer_and_scheduler(output_dir)
-        if self.ema_model is not None and self.args.should_save:
-            from safetensors.torch import save_model
-
-            save_model(self.ema_model, os.path.join(output_dir, EMA_FILE))
-
-    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
-        super()._load_optimizer_and_scheduler(checkpoint)
-        if checkpoint is None or self.ema_model is None:
-            return
-        path = os.path.join(checkpoint, EMA_FILE)
-        if not os.path.isfile(path):
-            raise ValueError(f"`resume_from_checkpoint` {checkpoint!r} has no {EMA_FILE}: the EMA (`ema_decay` set) "
-                             "cannot be restored, so the run would not resume exactly.")
-        from safetensors.torch import load_model
-
-        # where the EMA lives: args.device is "cpu:0" under CPU DDP, which safetensors refuses
-        load_model(self.ema_model, path, device=str(next(self.ema_model.parameters()).device))
+    def checkpointed_modules(self) -> dict[str, nn.Module]:
+        """The EMA is training state, like the optimizer's moments: saved with each checkpoint as
+        ``ddo_ema.safetensors`` and restored on resume, so a resumed run equals an unbroken one."""
+        return {} if self.ema_model is None else {"ddo_ema": self.ema_model}
 
     # -------------------------------------------------------------------------------- saving
 
