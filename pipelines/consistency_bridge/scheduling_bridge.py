@@ -121,8 +121,9 @@ class BridgeScheduler(SchedulerMixin, ConfigMixin):
         consistency = self.config.solver == "consistency" if consistency is None else consistency
         c = self.config
         _, _, c_in = self.schedule.ddbm_scalings(t, c.sigma_data, c.cov_xy)
-        t_out = torch.as_tensor(t, dtype=torch.float64) - c.t_min if consistency else t
-        c_skip, c_out, _ = self.schedule.ddbm_scalings(torch.as_tensor(t_out).clamp_min(0.0), c.sigma_data, c.cov_xy)
+        t = torch.as_tensor(t, dtype=torch.float64)  # a Python float would become float32 below
+        t_out = t - c.t_min if consistency else t
+        c_skip, c_out, _ = self.schedule.ddbm_scalings(t_out.clamp_min(0.0), c.sigma_data, c.cov_xy)
         return c_skip, c_out, c_in
 
     def c_noise(self, t) -> torch.Tensor:
@@ -255,6 +256,8 @@ class BridgeScheduler(SchedulerMixin, ConfigMixin):
             x_t = a_t y + b_t x0 + sqrt(c_t^2 - omega^2) z_hat + omega eps,   z_hat = (x_s - a_s y - b_s x0) / c_s
 
         The booting step from ``s = T`` (where ``c_T = 0``) draws ``z_hat`` fresh: ``x_t ~ q(x_t | x0, y)``.
+        On the last step the fresh noise ``omega eps`` is dropped but ``z_hat`` keeps the weight
+        ``sqrt(c_t^2 - omega^2)``, as the official ``sample_dbim`` does (thu-ml/DiffusionBridge).
         """
         schedule = self.schedule
         a_t, b_t, c_t = (v.item() for v in schedule.abc(t))
@@ -263,16 +266,14 @@ class BridgeScheduler(SchedulerMixin, ConfigMixin):
         else:
             a_s, b_s, c_s = (v.item() for v in schedule.abc(s))
             z_hat = (x_s.double() - a_s * y.double() - b_s * x0.double()) / c_s
-            if last:
-                omega = 0.0
-            elif self.config.solver == "dbim":
+            if self.config.solver == "dbim":
                 _, _, rho_s, _ = schedule.alpha_rho(s)
                 alpha_t, _, rho_t, _ = schedule.alpha_rho(t)
                 omega = eta * (alpha_t * rho_t * (1 - rho_t**2 / rho_s**2).clamp_min(0).sqrt()).item()
             else:
                 omega = eta * c_t
         x_t = a_t * y.double() + b_t * x0.double() + max(c_t**2 - omega**2, 0.0) ** 0.5 * z_hat
-        if omega > 0:
+        if omega > 0 and not last:
             x_t = x_t + omega * self._noise(x0, generator).double()
         return x_t.to(x0.dtype)
 

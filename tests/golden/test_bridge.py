@@ -1,0 +1,192 @@
+"""Golden tests: hfgen's diffusion bridges against the official DBIM/DDBM code (thu-ml/DiffusionBridge).
+
+A transcription of the official functions (``_official_ddbm.py``) and hfgen's public path
+(``hfgen.bridges``, ``BridgeScheduler`` driven by the loop of ``ConsistencyBridgePipeline``, and
+``BridgeTrainer.compute_loss``) get the same network, the same times and the same Gaussian draws, in float64.
+The network embeds its time input in float32 on both sides, as the official UNet and a diffusers UNet do.
+
+The time grids: ``karras_sample`` builds them with a float32 ``torch.linspace``; hfgen uses float64. The
+tests pass the float64 grid to the official samplers (the float32 rounding of the grid, ~1e-8 relative,
+is the only difference left out).
+
+Broken-variant checks (run once, then restored):
+- DBIM, gap 3 of issue 19: the code before this test set ``omega = 0`` on the last step, so the last
+  update used ``c_t / c_s`` instead of ``sqrt(c_t^2 - omega^2) / c_s``: ``test_dbim_matches_sample_dbim``
+  failed for every eta > 0 case (max abs diff, 1 / 4 steps: VP eta 0.5 1.6e-3 / 6.3e-4, eta 1 1.2e-2 /
+  6.4e-3; VE eta 0.5 5.0e-5 / 3.8e-5, eta 1 3.7e-4 / 2.8e-4) and passed for eta = 0.
+- The same test also found a precision bug, fixed with it: ``BridgeScheduler.scalings`` turned a Python
+  float time into a float32 tensor, so ``step`` computed ``c_skip, c_out`` at a float32-rounded time
+  (c_skip off by 3e-4 relative at t = T - 1e-3 on VE); every DBIM and Heun case failed, max abs diff
+  2.5e-8 (VP) and 8.9e-9 (VE) at eta = 0.
+- Heun: the reverse-SDE score weight 1 replaced by 1/2 in the SDE stage of ``BridgeScheduler._heun_step``:
+  both churn > 0 cases fail, max abs diff 0.42 (VP) and 2.0 (VE).
+- preconditioning: ``c_out`` without its ``a_t^2 (...)`` term in ``BridgeSchedule.ddbm_scalings``: all 6
+  cases fail, max rel diff of c_out 1.0.
+- training loss: target ``(x_0 - c_skip x_t) / c_in`` instead of ``/ c_out`` in ``BridgeTrainer.compute_loss``:
+  both cases fail.
+"""
+
+import numpy as np
+import pytest
+import torch
+from diffusers import UNet2DModel
+from hfgen.bridges import make_bridge_schedule
+from hfgen.pipelines.consistency_bridge import BridgeScheduler
+
+from . import _official_ddbm as ddbm
+
+SCHEDULES = {"vp": dict(T=1.0), "ve": dict(T=80.0)}
+SHAPE = (3, 2, 4, 4)
+
+
+def official_schedule(name):
+    return ddbm.VPNoiseSchedule(beta_d=2.0, beta_min=0.1) if name == "vp" else ddbm.VENoiseSchedule(sigma_max=80.0)
+
+
+def grid(name, n=257):
+    T = SCHEDULES[name]["T"]
+    return torch.cat([torch.linspace(1e-4, T - 1e-3, n, dtype=torch.float64), torch.tensor([T - 1e-6])])
+
+
+def rel(a, b):
+    return ((a - b).abs() / b.abs().clamp_min(1e-300)).max().item()
+
+
+@pytest.mark.parametrize("name", ["vp", "ve"])
+def test_schedules_match(name):
+    ours, theirs, t = make_bridge_schedule(name), official_schedule(name), grid(name)
+    for a, b in zip(ours.alpha_rho(t), theirs.get_alpha_rho(t)):
+        torch.testing.assert_close(a, b.to(torch.float64), rtol=1e-10, atol=0)
+    for a, b in zip(ours.abc(t), theirs.get_abc(t)):
+        torch.testing.assert_close(a, b.to(torch.float64), rtol=1e-10, atol=1e-300)
+    for a, b in zip(ours.f_g2(t), theirs.get_f_g2(t)):
+        torch.testing.assert_close(a, b, rtol=1e-14, atol=0)
+
+
+@pytest.mark.parametrize("name", ["vp", "ve"])
+@pytest.mark.parametrize("sigma_data,cov_xy", [(0.5, 0.0), (0.5, 0.125), (0.3, -0.05)])
+def test_preconditioning_matches_ddbm_precond(name, sigma_data, cov_xy):
+    sched = BridgeScheduler(noise_schedule=name, sigma_data=sigma_data, cov_xy=cov_xy)
+    precond, t = ddbm.DDBMPreCond(official_schedule(name), sigma_data=sigma_data, cov_xy=cov_xy), grid(name)
+    c_skip, c_in, c_out, c_noise, weight = precond._get_scalings_and_weightings(t)
+    ours = sched.scalings(t, consistency=False)
+    for a, b in zip(ours, (c_skip, c_out, c_in)):
+        assert rel(a, b) < 1e-9  # the official rho_bar^2 = rho_T^2 - (e^x - 1) cancels near T (hfgen: expm1)
+    assert rel(sched.schedule.c_noise(t), c_noise) < 1e-14
+    torch.testing.assert_close(sched.c_noise(t), c_noise.float(), rtol=0, atol=0)
+    assert rel(1 / ours[1] ** 2, weight) < 1e-9
+
+
+class ToyNet(torch.nn.Module):
+    """``F(c_in x, c_noise, y)``: smooth, nonlinear, time-dependent; its time input is embedded in float32."""
+
+    def __init__(self, seed=0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.a, self.b, self.c = (torch.randn(SHAPE[1:], generator=g, dtype=torch.float64) for _ in range(3))
+
+    def forward(self, x_in, c_noise, xT):
+        emb = torch.sin(c_noise.float().double() / 250).reshape(-1, 1, 1, 1)
+        return torch.tanh(self.a * x_in + self.b * xT + self.c * emb) * 1.5
+
+
+def data(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(SHAPE, generator=g, dtype=torch.float64) * 2 - 1 for _ in range(2))
+
+
+def hfgen_sample(sched, net, y, num_steps, eta, noises):
+    """``ConsistencyBridgePipeline.__call__``'s loop; the scheduler's Gaussian draws come from ``noises``."""
+    sched._noise = lambda like, generator: noises[sched._step_index].to(like.dtype)
+    sched.set_timesteps(num_steps)
+    sample = y
+    for t in sched.timesteps:
+        model_input = sched.scale_model_input(sample, t)  # the pipeline concatenates [this, y] for its UNet
+        model_output = net(model_input, sched.c_noise(t).expand(y.shape[0]), y)
+        sample = sched.step(model_output, t, sample, y, eta=eta).prev_sample
+    return sample
+
+
+def recording_randn(seed):
+    g, draws = torch.Generator().manual_seed(seed), []
+
+    def randn_like(x):
+        draws.append(torch.randn(x.shape, generator=g, dtype=x.dtype))
+        return draws[-1]
+
+    return randn_like, draws
+
+
+@pytest.mark.parametrize("name", ["vp", "ve"])
+@pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
+@pytest.mark.parametrize("steps", [1, 4])
+def test_dbim_matches_sample_dbim(name, eta, steps):
+    """``sample_dbim`` with ``steps`` (NFE ``steps + 1``) against ``BridgeScheduler(solver="dbim")`` with
+    ``num_inference_steps = steps + 1`` (a boot evaluation at ``T``, then ``linspace(T - 1e-3, t_min, steps + 1)``)."""
+    net, (y, _) = ToyNet(), data()
+    T = SCHEDULES[name]["T"]
+    diffusion = ddbm.KarrasDenoiser(official_schedule(name), ddbm.DDBMPreCond(official_schedule(name), 0.5, 0.0),
+                                    t_max=T, t_min=1e-4)
+    ts = ddbm.get_sigmas_uniform(steps, 1e-4, T - 1e-3, dtype=torch.float64)
+    randn_like, draws = recording_randn(1)
+    official, nfe = ddbm.sample_dbim(ddbm.make_denoiser(diffusion, net, xT=y), diffusion, y, ts, eta=eta,
+                                     randn_like=randn_like)
+    sched = BridgeScheduler(noise_schedule=name, sigma_max=80.0, solver="dbim", eta=eta)
+    ours = hfgen_sample(sched, net, y, steps + 1, eta, draws)
+    assert sched.nfe == nfe == steps + 1
+    torch.testing.assert_close(ours, official, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", ["vp", "ve"])
+@pytest.mark.parametrize("churn", [0.0, 0.33])
+def test_heun_matches_sample_heun(name, churn):
+    net, (y, _) = ToyNet(), data()
+    T, steps = SCHEDULES[name]["T"], 5
+    diffusion = ddbm.KarrasDenoiser(official_schedule(name), ddbm.DDBMPreCond(official_schedule(name), 0.5, 0.0),
+                                    t_max=T, t_min=1e-4)
+    ts = ddbm.get_sigmas_karras(steps, 1e-4, T - 1e-4, 7.0, dtype=torch.float64)
+    randn_like, draws = recording_randn(2)
+    official, nfe = ddbm.sample_heun(ddbm.make_denoiser(diffusion, net, xT=y), diffusion, y, ts,
+                                     churn_step_ratio=churn, randn_like=randn_like)
+    sched = BridgeScheduler(noise_schedule=name, sigma_max=80.0, solver="heun", churn_step_ratio=churn)
+    # official draws per step: SDE, ODE, Heun (the last two multiplied by 0); hfgen's step index has the same layout
+    noises = draws if churn > 0 else None
+    ours = hfgen_sample(sched, net, y, steps, 0.0, noises)
+    assert sched.nfe == nfe
+    torch.testing.assert_close(ours, official, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", ["vp", "ve"])
+def test_training_loss_and_gradient_match(name, tmp_path):
+    """``BridgeTrainer.compute_loss`` against ``training_bridge_losses`` (``RealUniformSampler`` times, weights 1,
+    mean over the batch as ``TrainLoop.forward_backward``), same ``t`` and noise: loss and gradient."""
+    from trainers.consistency_bridge import BridgeConfig, BridgeTrainer
+
+    torch.manual_seed(0)
+    unet = UNet2DModel(sample_size=4, in_channels=4, out_channels=2, block_out_channels=(8,),
+                       down_block_types=("DownBlock2D",), up_block_types=("UpBlock2D",), layers_per_block=1,
+                       norm_num_groups=4).double()
+    args = BridgeConfig(output_dir=str(tmp_path), noise_schedule=name, sigma_max=80.0, report_to=[], save_strategy="no",
+                        use_cpu=True)
+    trainer = BridgeTrainer(unet, args)
+    y, x0 = data(3)
+    T = trainer.bridge_scheduler.T
+    torch.manual_seed(5)
+    t = 1e-4 + (T - 1e-4) * torch.rand(x0.shape[0], dtype=torch.float64)  # the draws of compute_loss, in order
+    noise = torch.randn_like(x0)
+
+    def model(x_in, c_noise, xT):
+        return unet(torch.cat([x_in, xT], dim=1), c_noise.float()).sample
+
+    diffusion = ddbm.KarrasDenoiser(official_schedule(name), ddbm.DDBMPreCond(official_schedule(name), 0.5, 0.0),
+                                    t_max=T, t_min=1e-4)
+    official = diffusion.training_bridge_losses(model, x0, t, model_kwargs={"xT": y}, noise=noise)["loss"].mean()
+    official_grad = torch.autograd.grad(official, list(unet.parameters()))
+
+    torch.manual_seed(5)
+    ours = trainer.compute_loss(unet, {"source": y, "target": x0})
+    ours_grad = torch.autograd.grad(ours, list(unet.parameters()))
+    assert abs(ours.item() - official.item()) <= 1e-9 * abs(official.item())
+    flat = torch.cat([g.flatten() for g in ours_grad]), torch.cat([g.flatten() for g in official_grad])
+    assert ((flat[0] - flat[1]).norm() / flat[1].norm()).item() < 1e-9
+    assert np.isfinite(ours.item())
