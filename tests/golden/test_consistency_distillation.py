@@ -1,0 +1,96 @@
+"""Golden tests: hfgen's consistency trajectory student against the official CTM code (sony/ctm).
+
+A transcription of CTM's scalings and of ``get_denoised_and_G`` (``_official_ctm.py``) and hfgen's public
+path (``outer_scalings``, ``ConsistencyTrajectoryScheduler`` and ``ConsistencyDistillationTrainer.trajectory``)
+get the same student network and the same ``(x_t, t, s)``, in float64, for ``preconditioning="euler"``
+(CTM's default ``outer_parametrization``) and ``"variance"``. The network embeds its time inputs in
+float32 on both sides (hfgen hands it float32 ``c_noise``; CTM hands float64 ``log(t) / 4``, which the
+test network rounds the same way).
+
+Broken-variant checks (run once, then restored):
+- ``"variance"`` outer ``c_skip`` without the ``- sigma_min`` shift (``(s^2 + sd^2) / (t^2 + sd^2)``) in
+  ``outer_scalings``: both variance cases fail, max rel diff of ``f`` 1.9e-3, max abs diff of the student
+  output 4.6e-3.
+- EDM inner ``c_out = t sd / (t^2 + sd^2)`` (no square root) in ``ConsistencyTrajectoryScheduler.precondition_outputs``:
+  both student-output cases fail, max abs diff 0.91.
+"""
+
+import pytest
+import torch
+from hfgen.pipelines.consistency_trajectory import ConsistencyTrajectoryScheduler
+from hfgen.pipelines.consistency_trajectory.scheduling_consistency_trajectory import outer_scalings
+from transformers.utils import ModelOutput
+
+from . import _official_ctm as ctm
+
+SIGMA_MIN, SIGMA_MAX, SIGMA_DATA = 0.002, 80.0, 0.5
+
+
+def time_pairs(n=400, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    log_t = torch.rand(n, generator=g, dtype=torch.float64) * (torch.log(torch.tensor(SIGMA_MAX / SIGMA_MIN))) + torch.log(
+        torch.tensor(SIGMA_MIN, dtype=torch.float64))
+    t = log_t.exp()
+    s = SIGMA_MIN + (t - SIGMA_MIN) * torch.rand(n, generator=g, dtype=torch.float64)  # sigma_min <= s <= t
+    s[:5] = t[:5]  # the boundary s = t
+    s[5:10] = SIGMA_MIN
+    return t, s
+
+
+def rel(a, b):
+    return ((a - b).abs() / b.abs().clamp_min(1e-300)).max().item()
+
+
+@pytest.mark.parametrize("preconditioning", ["euler", "variance"])
+def test_scalings_match_ctm(preconditioning):
+    args = ctm.CTMArgs(SIGMA_DATA, SIGMA_MIN, outer_parametrization=preconditioning)
+    t, s = time_pairs()
+    f, g = outer_scalings(t, s, preconditioning, SIGMA_DATA, SIGMA_MIN)
+    c_skip, c_out = ctm.get_outer_scalings(args, t, s, preconditioning)
+    assert rel(f, c_skip) < 1e-14
+    assert (g - c_out).abs().max().item() < 1e-15
+    sched = ConsistencyTrajectoryScheduler(preconditioning=preconditioning)
+    ones = torch.ones(len(t), 3, dtype=torch.float64)
+    assert rel(sched.scale_model_input(ones, t)[:, 0], ctm.get_c_in(args, t)) < 1e-14
+    # the network's time input: CTM's rescaling round trip, log(exp(250 log t / 250) - 1e-44) / 4
+    official_c_noise = ctm.unrescaling_t(ctm.rescaling_t(t)).log() / 4
+    assert (sched.c_noise(t).double() - official_c_noise).abs().max().item() < 1e-6  # hfgen's is float32
+    torch.testing.assert_close(sched.c_noise(t), official_c_noise.float(), rtol=0, atol=0)
+
+
+class ToyStudent(torch.nn.Module):
+    """``F(c_in x, c_noise(t), c_noise(s))``; time inputs rounded to float32 as an embedding layer would."""
+
+    def __init__(self, dim=3, seed=0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.A = torch.nn.Parameter(torch.randn(dim, dim, generator=g, dtype=torch.float64))
+        self.b, self.c = (torch.nn.Parameter(torch.randn(dim, generator=g, dtype=torch.float64)) for _ in range(2))
+
+    def net(self, x, c_t, c_s):
+        c_t, c_s = c_t.float().double()[:, None], c_s.float().double()[:, None]
+        return torch.tanh(x @ self.A + self.b * c_t + self.c * torch.sin(3 * c_s)) * 2
+
+    def forward(self, x, c_t, c_s):  # hfgen's TrajectoryMLP interface
+        return ModelOutput(sample=self.net(x, c_t, c_s))
+
+
+@pytest.mark.parametrize("preconditioning", ["euler", "variance"])
+def test_student_output_matches_get_denoised_and_G(preconditioning, tmp_path):
+    from trainers.consistency_distillation import ConsistencyDistillationConfig, ConsistencyDistillationTrainer
+
+    student = ToyStudent()
+    args = ConsistencyDistillationConfig(output_dir=str(tmp_path), preconditioning=preconditioning, sigma_min=SIGMA_MIN,
+                                         sigma_max=SIGMA_MAX, sigma_data=SIGMA_DATA, report_to=[], use_cpu=True,
+                                         num_discretization_steps=4)
+    trainer = ConsistencyDistillationTrainer(student, args, teacher=torch.nn.Identity())
+    t, s = time_pairs()
+    x_t = t[:, None] * torch.randn(len(t), 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    ours = trainer.trajectory(student, x_t, t, s)
+
+    def official_model(rescaled_x, rescaled_t, s=None):
+        return ctm.edm_precond_ctm_student(student.net, rescaled_x, rescaled_t, s, dtype=torch.float64)
+
+    official = ctm.get_denoised_and_G(ctm.CTMArgs(SIGMA_DATA, SIGMA_MIN, preconditioning), official_model, x_t, t, s)
+    torch.testing.assert_close(ours, official, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(ours[:5], x_t[:5], rtol=0, atol=1e-12)  # G(x, t, t) = x
