@@ -142,3 +142,125 @@ def test_trained_denoiser_samples_and_round_trips(tmp_path):
     pipe.scheduler = AncestralMaskedScheduler.from_config(pipe.scheduler.config)
     anc = pipe(seq_len=16, num_samples=2, num_inference_steps=50, generator=torch.Generator().manual_seed(0))
     assert (anc.sequences != tokenizer.mask_token_id).all() and anc.nfe <= 32
+
+
+# --------------------------------------------------------------------- MDLM compatibility (issue 19, gap 6)
+
+
+def gpt2_style_tokenizer(chars="abcdef"):
+    """GPT-2's special-token layout (``<|endoftext|>`` is BOS, EOS and UNK; no CLS/SEP) plus MDLM's appended mask."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {c: i for i, c in enumerate(chars)}
+    vocab["<|endoftext|>"] = len(vocab)
+    vocab["[MASK]"] = len(vocab)
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<|endoftext|>"))
+    backend.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    backend.decoder = decoders.Fuse()
+    return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
+                                   unk_token="<|endoftext|>", mask_token="[MASK]")
+
+
+class EOSLovingDenoiser(torch.nn.Module):
+    """Puts almost all mass on one token (the EOS of the test); records the ``timesteps`` it receives."""
+
+    def __init__(self, vocab_size, favourite, timed=False):
+        super().__init__()
+        self.bias = torch.nn.Parameter(torch.zeros(vocab_size))
+        self.bias.data[favourite] = 20.0
+        self.seen = []
+        self.timed = timed
+
+    @property
+    def dtype(self):
+        return self.bias.dtype
+
+    @property
+    def device(self):
+        return self.bias.device
+
+    def forward(self, input_ids, attention_mask=None):
+        from transformers.modeling_outputs import MaskedLMOutput
+
+        return MaskedLMOutput(logits=self.bias.expand(*input_ids.shape, -1).clone())
+
+
+class TimedEOSLovingDenoiser(EOSLovingDenoiser):
+    def forward(self, input_ids, attention_mask=None, timesteps=None):
+        self.seen.append(timesteps.detach().clone())
+        return super().forward(input_ids)
+
+
+def test_gpt2_style_eos_is_generated_and_only_the_mask_is_banned():
+    """Old behaviour: every special id was banned, so GPT-2's <|endoftext|> (MDLM's document separator) never appeared."""
+    tok = gpt2_style_tokenizer()
+    pipe = MaskedDiffusionPipeline(denoiser=EOSLovingDenoiser(len(tok), tok.eos_token_id), tokenizer=tok,
+                                   scheduler=FirstHittingScheduler())
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe.eos_is_a_token()
+    banned = pipe.forbidden_tokens(len(tok) + 3, "cpu")
+    assert banned.nonzero().flatten().tolist() == [len(tok), len(tok) + 1, len(tok) + 2]  # only padded rows; the
+    # mask itself is banned by the scheduler
+    out = pipe(seq_len=6, output_type="pt", generator=torch.Generator().manual_seed(0))
+    assert (out.sequences == tok.eos_token_id).all()
+    tok.pad_token = "a"  # a padding token distinct from EOS is banned
+    assert pipe.forbidden_tokens(len(tok), "cpu").nonzero().flatten().tolist() == [tok.pad_token_id]
+
+
+def test_masked_lm_tokenizer_still_bans_every_special_token():
+    tok = char_tokenizer("abcdef")
+    pipe = MaskedDiffusionPipeline(denoiser=EOSLovingDenoiser(len(tok), tok.sep_token_id), tokenizer=tok,
+                                   scheduler=FirstHittingScheduler())
+    pipe.set_progress_bar_config(disable=True)
+    assert not pipe.eos_is_a_token()
+    out = pipe(seq_len=6, output_type="pt", generator=torch.Generator().manual_seed(0))
+    assert not torch.isin(out.sequences, torch.tensor(tok.all_special_ids)).any()
+
+
+@pytest.mark.parametrize("scheduler_cls", [FirstHittingScheduler, AncestralMaskedScheduler])
+def test_time_conditioned_denoiser_receives_sigma(scheduler_cls):
+    """``time_input="sigma"``: MDLM's ``noise(t)[0] = -log(1 - (1 - eps) t)`` at the scheduler's times."""
+    tok = gpt2_style_tokenizer()
+    model = TimedEOSLovingDenoiser(len(tok), 0).double()
+    scheduler = scheduler_cls(masking_schedule="loglinear", schedule_eps=1e-3)
+    pipe = MaskedDiffusionPipeline(denoiser=model, tokenizer=tok, scheduler=scheduler)
+    pipe.set_progress_bar_config(disable=True)
+    pipe(seq_len=4, num_samples=2, output_type="pt", time_input="sigma", num_inference_steps=4,
+         generator=torch.Generator().manual_seed(0))
+    times = pipe.scheduler.timesteps
+    times = times if times.ndim == 2 else times[:, None].expand(-1, 2)
+    expected = -torch.log1p(-(1 - 1e-3) * times[: len(model.seen)])
+    torch.testing.assert_close(torch.stack(model.seen), expected, rtol=1e-12, atol=0)
+    model.seen.clear()
+    pipe(seq_len=4, output_type="pt", num_inference_steps=4, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(model.seen[0].flatten(), pipe.scheduler.timesteps[0].flatten()[:1])  # default: t itself
+    with pytest.raises(ValueError, match="time_input"):
+        pipe(seq_len=4, output_type="pt", time_input="alpha")
+    pipe.scheduler = scheduler_cls(masking_schedule="linear")
+    if scheduler_cls is AncestralMaskedScheduler:  # its first call is at t = 1, where sigma is infinite
+        with pytest.raises(ValueError, match="loglinear"):
+            pipe(seq_len=4, output_type="pt", time_input="sigma", num_inference_steps=4)
+
+
+@pytest.mark.parametrize("time_conditioning", ["t", "sigma"])
+def test_time_conditioned_training_passes_the_time_and_keeps_the_loss(tmp_path, time_conditioning):
+    tok = gpt2_style_tokenizer()
+    model = TimedEOSLovingDenoiser(len(tok), 0)
+    args = config(tmp_path, masking_schedule="loglinear", time_conditioning=time_conditioning)
+    trainer = MaskedDiffusionTrainer(model=model, args=args, processing_class=tok)
+    x0 = torch.tensor([tok("abcdef", add_special_tokens=False)["input_ids"]] * 8)
+    torch.manual_seed(0)
+    loss = trainer.compute_loss(model, {"input_ids": x0})
+    torch.manual_seed(0)
+    t = trainer.sample_times(8, "cpu")
+    expected = -torch.log1p(-(1 - 1e-3) * t) if time_conditioning == "sigma" else t
+    torch.testing.assert_close(model.seen[0], expected.float())
+    agnostic = MaskedDiffusionTrainer(model=EOSLovingDenoiser(len(tok), 0), args=config(tmp_path / "a", masking_schedule="loglinear"),
+                                      processing_class=tok)
+    torch.manual_seed(0)
+    assert torch.equal(agnostic.compute_loss(agnostic.model, {"input_ids": x0}), loss)  # same draws, same loss
+    with pytest.raises(ValueError, match="timesteps"):
+        MaskedDiffusionTrainer(model=tiny_bert(len(tok)), args=args, processing_class=tok)
+    with pytest.raises(ValueError, match="`time_conditioning`"):
+        config(tmp_path, time_conditioning="sigma(t)")

@@ -42,6 +42,17 @@ def alpha_inverse(schedule: str, a: torch.Tensor, eps: float = 1e-3) -> torch.Te
     raise ValueError(f"`masking_schedule` must be one of {MASKING_SCHEDULES}, got {schedule!r}.")
 
 
+def total_noise(schedule: str, t: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """``sigma(t) = -log alpha(t)``, the time input of MDLM's time-conditioned backbone (MDLM's
+    ``noise(t)[0]``; for the loglinear schedule ``-log(1 - (1 - eps) t)``, finite at ``t = 1``)."""
+    if schedule == "loglinear":
+        return -torch.log1p(-(1 - eps) * t)
+    return -torch.log(alpha(schedule, t, eps))
+
+
+TIME_INPUTS = ("t", "sigma")
+
+
 def elbo_weight(schedule: str, t: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
     """The NELBO weight ``-alpha'(t) / (1 - alpha(t))`` of Eq. 6 (``1/t`` for the linear schedule)."""
     if schedule in ("linear", "loglinear"):  # 1 - alpha(t) = (1 - eps) t and -alpha'(t) = 1 - eps

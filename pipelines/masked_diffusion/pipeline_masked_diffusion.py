@@ -12,6 +12,7 @@ from diffusers.utils import BaseOutput, replace_example_docstring
 
 from hfgen.hub import SafeSaveMixin
 
+from .masking import TIME_INPUTS, total_noise
 from .scheduling_ancestral_masked import AncestralMaskedScheduler
 from .scheduling_first_hitting import FirstHittingScheduler
 
@@ -56,8 +57,17 @@ class MaskedDiffusionPipeline(SafeSaveMixin, DiffusionPipeline):
 
     The optimal MDM denoiser is ``p(x^l | visible tokens)`` at every time (Prop. 3.2), which is what
     a masked language model estimates, so any ``transformers`` ``AutoModelForMaskedLM`` is a
-    denoiser. A denoiser whose ``forward`` takes ``timesteps`` is called with the current time
-    (one per row) and is never cached.
+    denoiser. A denoiser whose ``forward`` takes ``timesteps`` is time-conditioned: it is called with
+    ``timesteps`` of shape ``(batch,)`` (never cached), holding the time ``t`` or, with
+    ``time_input="sigma"``, MDLM's noise level ``sigma(t) = -log alpha(t)`` (what MDLM's backbone
+    receives; use the ``"loglinear"`` schedule, for which ``sigma(1)`` is finite). To feed a denoiser
+    anything else, override :meth:`denoiser_time` (the time it receives) or :meth:`denoise` (the call).
+
+    Tokens never sampled: the mask, and the rows beyond ``len(tokenizer)``. With a masked-LM tokenizer
+    (one that has a ``[CLS]``/``[SEP]`` pair or no EOS) every special token is banned too, because
+    those frame the text. With a causal-LM tokenizer whose EOS is a real token (GPT-2, as in MDLM's
+    OpenWebText models, where ``<|endoftext|>`` separates documents) only the mask and a padding token
+    distinct from EOS are banned, so EOS can be generated.
 
     Args:
         denoiser ([`~transformers.PreTrainedModel`]): a masked LM, ``denoiser(input_ids=x).logits``
@@ -122,19 +132,43 @@ class MaskedDiffusionPipeline(SafeSaveMixin, DiffusionPipeline):
             input_ids = torch.tensor(rows, dtype=torch.long)
         return input_ids.reshape(-1, input_ids.shape[-1]).repeat_interleave(num_samples, dim=0).to(device)
 
+    def eos_is_a_token(self) -> bool:
+        """Whether the tokenizer's EOS is text (a causal-LM tokenizer such as GPT-2's) rather than framing."""
+        tok = self.tokenizer
+        return tok is not None and tok.eos_token_id is not None and tok.sep_token_id is None and tok.cls_token_id is None
+
     def forbidden_tokens(self, vocab_size, device):
-        """Tokens never sampled besides the mask: the tokenizer's special tokens and padded rows beyond it."""
+        """Tokens never sampled besides the mask: padded rows beyond the tokenizer, and its special tokens
+        (all of them for a masked-LM tokenizer; only a padding token distinct from EOS when EOS is a token)."""
         forbidden = torch.zeros(vocab_size, dtype=torch.bool, device=device)
         if self.tokenizer is not None:
-            forbidden[[i for i in self.tokenizer.all_special_ids if i < vocab_size]] = True
-            forbidden[len(self.tokenizer):] = True
+            tok = self.tokenizer
+            if self.eos_is_a_token():
+                banned = [tok.pad_token_id] if tok.pad_token_id not in (None, tok.eos_token_id) else []
+            else:
+                banned = tok.all_special_ids
+            forbidden[[i for i in banned if i < vocab_size]] = True
+            forbidden[len(tok):] = True
         return forbidden
 
-    def denoise(self, sample, timestep, time_conditioned):
-        """One network call: the denoiser's logits at ``sample`` (and at ``timestep`` if it takes one)."""
+    def denoiser_time(self, timestep, time_input: str = "t"):
+        """What a time-conditioned denoiser receives as ``timesteps``: ``t``, or ``sigma(t) = -log alpha(t)``
+        of the scheduler's masking schedule (``time_input="sigma"``, MDLM's convention)."""
+        if time_input == "t":
+            return timestep
+        config = self.scheduler.config
+        sigma = total_noise(config.masking_schedule, torch.as_tensor(timestep, dtype=torch.float64), config.schedule_eps)
+        if not torch.isfinite(sigma).all():
+            raise ValueError(f"sigma(t) is infinite at t = 1 for the {config.masking_schedule!r} schedule; use "
+                             "masking_schedule='loglinear' (MDLM) with `time_input='sigma'`.")
+        return sigma
+
+    def denoise(self, sample, timestep, time_conditioned, time_input="t"):
+        """One network call: the denoiser's logits at ``sample`` (and at :meth:`denoiser_time` if it takes one)."""
         kwargs = {}
         if time_conditioned:
-            kwargs["timesteps"] = timestep.expand(sample.shape[0]).to(self.denoiser.dtype)
+            time = self.denoiser_time(timestep, time_input)
+            kwargs["timesteps"] = time.expand(sample.shape[0]).to(self.denoiser.dtype)
         return self.denoiser(input_ids=sample, **kwargs).logits
 
     @torch.no_grad()
@@ -149,6 +183,7 @@ class MaskedDiffusionPipeline(SafeSaveMixin, DiffusionPipeline):
         temperature: float = 1.0,
         mask_token_id: int | None = None,
         use_cache: bool = True,
+        time_input: str = "t",
         generator: torch.Generator | list[torch.Generator] | None = None,
         output_type: str = "text",
         return_dict: bool = True,
@@ -169,6 +204,9 @@ class MaskedDiffusionPipeline(SafeSaveMixin, DiffusionPipeline):
             mask_token_id (`int`, *optional*): defaults to ``tokenizer.mask_token_id``.
             use_cache (`bool`, defaults to `True`): reuse the last network output when no token
                 changed since it was computed (MDLM's ``ddpm_cache``; only time-agnostic denoisers).
+            time_input (`str`, defaults to `"t"`): what a time-conditioned denoiser (one whose
+                ``forward`` takes ``timesteps``) receives: ``"t"`` or ``"sigma"`` (``-log alpha(t)``,
+                MDLM's backbone input). Ignored for time-agnostic denoisers.
             generator (`torch.Generator` or a list of one per sequence, *optional*): the randomness.
             output_type (`str`, defaults to `"text"`): ``"text"`` (token ids and decoded text),
                 ``"pt"`` or ``"np"`` (token ids).
@@ -183,6 +221,8 @@ class MaskedDiffusionPipeline(SafeSaveMixin, DiffusionPipeline):
             seq_len = 128
         self.check_inputs(prompt, input_ids, seq_len, num_samples, num_inference_steps, temperature,
                           mask_token_id, output_type)
+        if time_input not in TIME_INPUTS:
+            raise ValueError(f"`time_input` must be one of {TIME_INPUTS}, got {time_input!r}.")
         device = self._execution_device
         sample = self.prepare_sequences(prompt, input_ids, seq_len, num_samples, mask_token_id, device)
         if isinstance(generator, list) and len(generator) != sample.shape[0]:
@@ -197,7 +237,7 @@ class MaskedDiffusionPipeline(SafeSaveMixin, DiffusionPipeline):
             if not (sample == mask_token_id).any():
                 break
             if logits is None or time_conditioned or not use_cache or not torch.equal(sample, seen):
-                logits = self.denoise(sample, t, time_conditioned)
+                logits = self.denoise(sample, t, time_conditioned, time_input)
                 seen, nfe = sample, nfe + 1
             forbidden = self.forbidden_tokens(logits.shape[-1], device) if forbidden is None else forbidden
             sample = self.scheduler.step(logits, t, sample, mask_token_id, temperature=temperature,

@@ -34,6 +34,12 @@ class MaskedDiffusionConfig(TrainingArguments):
         default=True,
         metadata={"help": "Stratify t over the batch, t_i = (u_i + i) / B (App. G.2); lowers the loss variance."},
     )
+    time_conditioning: str | None = field(
+        default=None,
+        metadata={"help": "None: a time-agnostic denoiser (any masked LM; the optimum does not depend on t, Prop. 3.2). "
+                  "'t' or 'sigma': the model's forward takes `timesteps` and receives t or sigma(t) = -log alpha(t) "
+                  "(MDLM's time-conditioned backbone); sample with the same `time_input` in MaskedDiffusionPipeline."},
+    )
     mask_token_id: int | None = field(
         default=None, metadata={"help": "The mask token; defaults to the processing_class's mask_token_id."}
     )
@@ -48,6 +54,8 @@ class MaskedDiffusionConfig(TrainingArguments):
             raise ValueError(f"`schedule_eps` must lie in (0, 1), got {self.schedule_eps!r}.")
         if not 0 < self.time_epsilon < 1:
             raise ValueError(f"`time_epsilon` must lie in (0, 1), got {self.time_epsilon!r}.")
+        if self.time_conditioning not in (None, "t", "sigma"):
+            raise ValueError(f"`time_conditioning` must be None, 't' or 'sigma', got {self.time_conditioning!r}.")
         if self.mask_token_id is not None and self.mask_token_id < 0:
             raise ValueError(f"`mask_token_id` must be a non-negative token id, got {self.mask_token_id!r}.")
         super().__post_init__()

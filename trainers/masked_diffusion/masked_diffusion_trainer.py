@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
+
 import torch
-from hfgen.pipelines.masked_diffusion.masking import alpha, elbo_weight
+from hfgen.pipelines.masked_diffusion.masking import alpha, elbo_weight, total_noise
 from transformers import Trainer
 
 from hfgen.guards import GuardedTrainerMixin
@@ -26,6 +28,10 @@ class MaskedDiffusionTrainer(GuardedTrainerMixin, Trainer):
 
     The data are ``input_ids`` (fixed-length blocks; an ``attention_mask`` marks padding, which is
     never masked nor scored). Subclasses can override :meth:`sample_times` or :meth:`corrupt`.
+
+    With ``args.time_conditioning`` ``"t"`` or ``"sigma"`` the model is time-conditioned, as MDLM's
+    backbone can be: its ``forward`` takes ``timesteps`` (shape ``(batch,)``) and receives each row's ``t``
+    or ``sigma(t) = -log alpha(t)`` (:meth:`model_time`). The loss is unchanged.
     """
 
     def __init__(self, model=None, args: MaskedDiffusionConfig | None = None, *pargs, **kwargs):
@@ -40,6 +46,11 @@ class MaskedDiffusionTrainer(GuardedTrainerMixin, Trainer):
         if mask_id is None:
             raise ValueError("No mask token: pass `mask_token_id` in the config or a `processing_class` that has one.")
         self.mask_token_id = int(mask_id)
+        if args.time_conditioning is not None:
+            forward = self.accelerator.unwrap_model(self.model).forward
+            if "timesteps" not in inspect.signature(forward).parameters:
+                raise ValueError(f"`time_conditioning={args.time_conditioning!r}` needs a model whose forward takes "
+                                 f"`timesteps`; {type(self.model).__name__}.forward does not.")
         self._metrics = {"nelbo": [], "mask_ratio": []}
 
     def sample_times(self, batch_size: int, device) -> torch.Tensor:
@@ -48,6 +59,12 @@ class MaskedDiffusionTrainer(GuardedTrainerMixin, Trainer):
         if self.args.low_discrepancy_sampling:
             u = (u + torch.arange(batch_size, device=device)) / batch_size
         return self.args.time_epsilon + (1 - self.args.time_epsilon) * u
+
+    def model_time(self, t: torch.Tensor) -> torch.Tensor:
+        """The ``timesteps`` a time-conditioned model receives: ``t`` or ``sigma(t) = -log alpha(t)``."""
+        if self.args.time_conditioning == "sigma":
+            return total_noise(self.args.masking_schedule, t, self.args.schedule_eps)
+        return t
 
     def corrupt(self, input_ids, t, maskable):
         """The forward process (Eq. 1): mask each token independently with probability ``1 - alpha(t)``."""
@@ -60,7 +77,10 @@ class MaskedDiffusionTrainer(GuardedTrainerMixin, Trainer):
         maskable = inputs.get("attention_mask", torch.ones_like(x_0)).bool()
         t = self.sample_times(x_0.shape[0], x_0.device)
         x_t, masked = self.corrupt(x_0, t, maskable)
-        outputs = model(input_ids=x_t, attention_mask=maskable.long())
+        kwargs = {}
+        if self.args.time_conditioning is not None:
+            kwargs["timesteps"] = self.model_time(t).to(next(model.parameters()).dtype)
+        outputs = model(input_ids=x_t, attention_mask=maskable.long(), **kwargs)
         mask_class = torch.tensor([self.mask_token_id], device=x_0.device)
         logits = outputs.logits.float().index_fill(-1, mask_class, -torch.inf)  # SUBS: no mass on the mask (Eq. 4)
         nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), x_0, reduction="none")  # [B, L]
@@ -92,7 +112,7 @@ class MaskedDiffusionTrainer(GuardedTrainerMixin, Trainer):
         from hfgen.hub import save_model_card
 
         config = self.model.config
-        keys = ("masking_schedule", "time_epsilon", "low_discrepancy_sampling", "learning_rate",
+        keys = ("masking_schedule", "time_epsilon", "low_discrepancy_sampling", "time_conditioning", "learning_rate",
                 "per_device_train_batch_size", "max_steps", "num_train_epochs", "seed")
         save_model_card(
             output_dir or self.args.output_dir, "masked_diffusion",
