@@ -19,6 +19,9 @@ from .masking import (
 )
 
 
+PARALLEL_SOLVERS = ("first_order", "extrapolation")
+
+
 class FirstHittingScheduler(SchedulerMixin, ConfigMixin):
     r"""Exact simulation of the continuous-time reverse process of a masked diffusion model.
 
@@ -36,11 +39,33 @@ class FirstHittingScheduler(SchedulerMixin, ConfigMixin):
     Because the hitting times do not depend on the tokens, :meth:`set_timesteps` draws them all up
     front: ``timesteps[j, b]`` is the time at which row ``b`` calls the network at step ``j``.
 
+    ``parallel_solver`` chooses how the ``m``-th token of a group (hit time ``tau_m``, after the group's
+    first hit ``tau_j`` where the network was called) is drawn:
+
+    - ``"first_order"`` (Alg. 2): from the output at ``tau_j`` for every token of the group;
+    - ``"extrapolation"`` (Alg. 3, second order): from the linear (two-point Lagrange) extrapolation along
+      the time axis of the last two network outputs, ``log mu_j + (tau_m - tau_j) / (tau_j - tau_{j-1})
+      (log mu_j - log mu_{j-1})`` (normalised log-probabilities at the group's positions; the first call
+      and the first token of every group use ``log mu_j`` itself). With one token per call every token is
+      its group's first, so the sampler is exact FHS, draw for draw.
+
+    The paper (Sec. 4.3, App. G.1) describes Algorithms 3 and 4 only in words; their pseudo-code boxes
+    could not be read. The extrapolation above is our reconstruction of that description ("Lagrange
+    interpolation of previous network outputs along the time axis", "only the two most recent
+    predictions"); whether the paper extrapolates probabilities or logits, and along ``t`` or the masked
+    ratio, is not known. The predictor-corrector variant (Alg. 4, "refines the first-order decoding result
+    of the last step with the current network prediction ... no extra NFE") is not implemented: under the
+    carry-over (SUBS) parameterisation the current network call sees the last step's tokens as visible,
+    so its output at those positions carries no prediction to refine them with, and we could not
+    reconstruct the algorithm without the pseudo-code.
+
     Args:
         masking_schedule (`str`, defaults to `"linear"`): ``alpha(t)``; one of ``"linear"``,
             ``"cosine"``, ``"loglinear"`` (MDLM's ``1 - (1 - eps) t``). Only the times depend on it;
             with a time-agnostic denoiser (any masked LM) the samples do not.
         tokens_per_step (`int`, defaults to 1): tokens unmasked per network call (1 is exact FHS).
+        parallel_solver (`str`, defaults to `"first_order"`): ``"first_order"`` or ``"extrapolation"``
+            (second order, see above; the paper uses it for N <= 128 steps).
         sampling_dtype (`str`, defaults to `"float64"`): precision of the categorical draw;
             ``"float32"`` reproduces the truncated sampling of earlier code bases.
         schedule_eps (`float`, defaults to 1e-3): ``eps`` of the loglinear schedule.
@@ -56,7 +81,10 @@ class FirstHittingScheduler(SchedulerMixin, ConfigMixin):
         tokens_per_step: int = 1,
         sampling_dtype: str = "float64",
         schedule_eps: float = 1e-3,
+        parallel_solver: str = "first_order",
     ):
+        if parallel_solver not in PARALLEL_SOLVERS:
+            raise ValueError(f"`parallel_solver` must be one of {PARALLEL_SOLVERS}, got {parallel_solver!r}.")
         if masking_schedule not in MASKING_SCHEDULES:
             raise ValueError(f"`masking_schedule` must be one of {MASKING_SCHEDULES}, got {masking_schedule!r}.")
         if not isinstance(tokens_per_step, int) or tokens_per_step < 1:
@@ -109,6 +137,8 @@ class FirstHittingScheduler(SchedulerMixin, ConfigMixin):
         start = k * torch.arange(len(self.timesteps))[:, None]
         self.unmask_counts = (n[None] - start).clamp(0, k).to(device)  # [steps, B]
         self.num_inference_steps = len(self.timesteps)
+        self._group_size = k
+        self._previous_log_mu = None
         self._step_index = 0
 
     def step(self, model_output, timestep, sample, mask_token_id, temperature=1.0, forbidden_tokens=None,
@@ -135,18 +165,34 @@ class FirstHittingScheduler(SchedulerMixin, ConfigMixin):
         if tuple(model_output.shape[:2]) != tuple(sample.shape):
             raise ValueError(f"`model_output` must be [batch, seq_len, vocab] over `sample` {tuple(sample.shape)}, "
                              f"got {tuple(model_output.shape)}.")
-        counts = self.unmask_counts[self._step_index].to(sample.device)  # [B]
+        j = self._step_index
+        counts = self.unmask_counts[j].to(sample.device)  # [B]
         self._step_index += 1
         k = int(counts.max())
+        extrapolate = self.config.parallel_solver == "extrapolation"
+        if extrapolate:  # the previous call's normalised log-probabilities, kept for the next step
+            previous = self._previous_log_mu
+            self._previous_log_mu = torch.log_softmax(
+                denoiser_logits(model_output, mask_token_id, temperature, forbidden_tokens, torch.float64), dim=-1)
         if k == 0:
             return SchedulerOutput(prev_sample=sample) if return_dict else (sample,)
         is_masked = sample == mask_token_id
         keys = uniform(sample.shape, generator, torch.float64, sample.device).masked_fill(~is_masked, -1.0)
-        positions = keys.topk(k, dim=1).indices  # [B, k] a uniform random subset of the masked positions
+        positions = keys.topk(k, dim=1).indices  # [B, k] a uniform random subset, in a uniform random order
         chosen = torch.arange(k, device=sample.device) < counts[:, None]
         dtype = SAMPLING_DTYPES[self.config.sampling_dtype]
-        logits = model_output.gather(1, positions[..., None].expand(-1, -1, model_output.shape[-1]))  # [B, k, V]
-        tokens = sample_categorical(denoiser_logits(logits, mask_token_id, temperature, forbidden_tokens, dtype),
-                                    generator, dtype)
+        index = positions[..., None].expand(-1, -1, model_output.shape[-1])
+        if extrapolate and previous is not None and k > 1:
+            log_mu = self._previous_log_mu.gather(1, index)  # [B, k, V]
+            # column m of the group is its m-th hit: Lagrange extrapolation from (tau_{j-1}, tau_j) to tau_m
+            start = j * self._group_size
+            tau_m = self.hit_times[:, start:start + k].to(log_mu)
+            tau_j, tau_prev = self.timesteps[j].to(log_mu), self.timesteps[j - 1].to(log_mu)
+            weight = ((tau_m - tau_j[:, None]) / (tau_j - tau_prev)[:, None]).nan_to_num(0.0)  # >= 0, 0 for m = 1
+            slope = torch.where(torch.isfinite(log_mu), log_mu - previous.gather(1, index), 0.0).nan_to_num(0.0)
+            logits = (log_mu + weight[..., None] * slope).to(dtype)
+        else:
+            logits = denoiser_logits(model_output.gather(1, index), mask_token_id, temperature, forbidden_tokens, dtype)
+        tokens = sample_categorical(logits, generator, dtype)
         prev_sample = sample.scatter(1, positions, torch.where(chosen, tokens, sample.gather(1, positions)))
         return SchedulerOutput(prev_sample=prev_sample) if return_dict else (prev_sample,)
