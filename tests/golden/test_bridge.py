@@ -26,7 +26,6 @@ Broken-variant checks (run once, then restored):
   both cases fail.
 """
 
-import numpy as np
 import pytest
 import torch
 from diffusers import UNet2DModel
@@ -117,12 +116,8 @@ def recording_randn(seed):
     return randn_like, draws
 
 
-@pytest.mark.parametrize("name", ["vp", "ve"])
-@pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
-@pytest.mark.parametrize("steps", [1, 4])
-def test_dbim_matches_sample_dbim(name, eta, steps):
-    """``sample_dbim`` with ``steps`` (NFE ``steps + 1``) against ``BridgeScheduler(solver="dbim")`` with
-    ``num_inference_steps = steps + 1`` (a boot evaluation at ``T``, then ``linspace(T - 1e-3, t_min, steps + 1)``)."""
+def dbim_pair(name, eta, steps):
+    """``(hfgen, official, hfgen NFE, official NFE)`` of one DBIM run on the same network and noise."""
     net, (y, _) = ToyNet(), data()
     T = SCHEDULES[name]["T"]
     diffusion = ddbm.KarrasDenoiser(official_schedule(name), ddbm.DDBMPreCond(official_schedule(name), 0.5, 0.0),
@@ -133,15 +128,12 @@ def test_dbim_matches_sample_dbim(name, eta, steps):
                                      randn_like=randn_like)
     sched = BridgeScheduler(noise_schedule=name, sigma_max=80.0, solver="dbim", eta=eta)
     ours = hfgen_sample(sched, net, y, steps + 1, eta, draws)
-    assert sched.nfe == nfe == steps + 1
-    torch.testing.assert_close(ours, official, rtol=1e-10, atol=1e-10)
+    return ours, official, sched.nfe, nfe
 
 
-@pytest.mark.parametrize("name", ["vp", "ve"])
-@pytest.mark.parametrize("churn", [0.0, 0.33])
-def test_heun_matches_sample_heun(name, churn):
+def heun_pair(name, churn, steps=5):
     net, (y, _) = ToyNet(), data()
-    T, steps = SCHEDULES[name]["T"], 5
+    T = SCHEDULES[name]["T"]
     diffusion = ddbm.KarrasDenoiser(official_schedule(name), ddbm.DDBMPreCond(official_schedule(name), 0.5, 0.0),
                                     t_max=T, t_min=1e-4)
     ts = ddbm.get_sigmas_karras(steps, 1e-4, T - 1e-4, 7.0, dtype=torch.float64)
@@ -150,24 +142,39 @@ def test_heun_matches_sample_heun(name, churn):
                                      churn_step_ratio=churn, randn_like=randn_like)
     sched = BridgeScheduler(noise_schedule=name, sigma_max=80.0, solver="heun", churn_step_ratio=churn)
     # official draws per step: SDE, ODE, Heun (the last two multiplied by 0); hfgen's step index has the same layout
-    noises = draws if churn > 0 else None
-    ours = hfgen_sample(sched, net, y, steps, 0.0, noises)
-    assert sched.nfe == nfe
+    ours = hfgen_sample(sched, net, y, steps, 0.0, draws if churn > 0 else None)
+    return ours, official, sched.nfe, nfe
+
+
+@pytest.mark.parametrize("name", ["vp", "ve"])
+@pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
+@pytest.mark.parametrize("steps", [1, 4])
+def test_dbim_matches_sample_dbim(name, eta, steps):
+    """``sample_dbim`` with ``steps`` (NFE ``steps + 1``) against ``BridgeScheduler(solver="dbim")`` with
+    ``num_inference_steps = steps + 1`` (a boot evaluation at ``T``, then ``linspace(T - 1e-3, t_min, steps + 1)``)."""
+    ours, official, our_nfe, nfe = dbim_pair(name, eta, steps)
+    assert our_nfe == nfe == steps + 1
     torch.testing.assert_close(ours, official, rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize("name", ["vp", "ve"])
-def test_training_loss_and_gradient_match(name, tmp_path):
-    """``BridgeTrainer.compute_loss`` against ``training_bridge_losses`` (``RealUniformSampler`` times, weights 1,
-    mean over the batch as ``TrainLoop.forward_backward``), same ``t`` and noise: loss and gradient."""
+@pytest.mark.parametrize("churn", [0.0, 0.33])
+def test_heun_matches_sample_heun(name, churn):
+    ours, official, our_nfe, nfe = heun_pair(name, churn)
+    assert our_nfe == nfe
+    torch.testing.assert_close(ours, official, rtol=1e-10, atol=1e-10)
+
+
+def loss_pair(name, output_dir):
+    """``(hfgen loss, official loss, hfgen gradient, official gradient)`` with the same ``t`` and noise."""
     from trainers.consistency_bridge import BridgeConfig, BridgeTrainer
 
     torch.manual_seed(0)
     unet = UNet2DModel(sample_size=4, in_channels=4, out_channels=2, block_out_channels=(8,),
                        down_block_types=("DownBlock2D",), up_block_types=("UpBlock2D",), layers_per_block=1,
                        norm_num_groups=4).double()
-    args = BridgeConfig(output_dir=str(tmp_path), noise_schedule=name, sigma_max=80.0, report_to=[], save_strategy="no",
-                        use_cpu=True)
+    args = BridgeConfig(output_dir=str(output_dir), noise_schedule=name, sigma_max=80.0, report_to=[],
+                        save_strategy="no", use_cpu=True)
     trainer = BridgeTrainer(unet, args)
     y, x0 = data(3)
     T = trainer.bridge_scheduler.T
@@ -182,11 +189,17 @@ def test_training_loss_and_gradient_match(name, tmp_path):
                                     t_max=T, t_min=1e-4)
     official = diffusion.training_bridge_losses(model, x0, t, model_kwargs={"xT": y}, noise=noise)["loss"].mean()
     official_grad = torch.autograd.grad(official, list(unet.parameters()))
-
     torch.manual_seed(5)
     ours = trainer.compute_loss(unet, {"source": y, "target": x0})
     ours_grad = torch.autograd.grad(ours, list(unet.parameters()))
+    flat = (torch.cat([g.flatten() for g in grads]) for grads in (ours_grad, official_grad))
+    return ours.detach(), official.detach(), *flat
+
+
+@pytest.mark.parametrize("name", ["vp", "ve"])
+def test_training_loss_and_gradient_match(name, tmp_path):
+    """``BridgeTrainer.compute_loss`` against ``training_bridge_losses`` (``RealUniformSampler`` times, weights 1,
+    mean over the batch as ``TrainLoop.forward_backward``), same ``t`` and noise: loss and gradient."""
+    ours, official, ours_grad, official_grad = loss_pair(name, tmp_path)
     assert abs(ours.item() - official.item()) <= 1e-9 * abs(official.item())
-    flat = torch.cat([g.flatten() for g in ours_grad]), torch.cat([g.flatten() for g in official_grad])
-    assert ((flat[0] - flat[1]).norm() / flat[1].norm()).item() < 1e-9
-    assert np.isfinite(ours.item())
+    assert ((ours_grad - official_grad).norm() / official_grad.norm()).item() < 1e-9

@@ -75,12 +75,12 @@ class ToyStudent(torch.nn.Module):
         return ModelOutput(sample=self.net(x, c_t, c_s))
 
 
-@pytest.mark.parametrize("preconditioning", ["euler", "variance"])
-def test_student_output_matches_get_denoised_and_G(preconditioning, tmp_path):
+def student_pair(preconditioning, output_dir):
+    """``(hfgen G, CTM G, x_t)`` on the same student, ``x_t``, ``t`` and ``s``."""
     from trainers.consistency_distillation import ConsistencyDistillationConfig, ConsistencyDistillationTrainer
 
     student = ToyStudent()
-    args = ConsistencyDistillationConfig(output_dir=str(tmp_path), preconditioning=preconditioning, sigma_min=SIGMA_MIN,
+    args = ConsistencyDistillationConfig(output_dir=str(output_dir), preconditioning=preconditioning, sigma_min=SIGMA_MIN,
                                          sigma_max=SIGMA_MAX, sigma_data=SIGMA_DATA, report_to=[], use_cpu=True,
                                          num_discretization_steps=4)
     trainer = ConsistencyDistillationTrainer(student, args, teacher=torch.nn.Identity())
@@ -92,5 +92,11 @@ def test_student_output_matches_get_denoised_and_G(preconditioning, tmp_path):
         return ctm.edm_precond_ctm_student(student.net, rescaled_x, rescaled_t, s, dtype=torch.float64)
 
     official = ctm.get_denoised_and_G(ctm.CTMArgs(SIGMA_DATA, SIGMA_MIN, preconditioning), official_model, x_t, t, s)
+    return ours, official, x_t
+
+
+@pytest.mark.parametrize("preconditioning", ["euler", "variance"])
+def test_student_output_matches_get_denoised_and_G(preconditioning, tmp_path):
+    ours, official, x_t = student_pair(preconditioning, tmp_path)
     torch.testing.assert_close(ours, official, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(ours[:5], x_t[:5], rtol=0, atol=1e-12)  # G(x, t, t) = x

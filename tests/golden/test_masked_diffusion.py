@@ -26,6 +26,8 @@ Broken-variant checks (run once, then restored):
   all 8 cases fail, the hitting times differ by up to 0.059 (linear) and 0.081 (loglinear).
 """
 
+import contextlib
+
 import numpy as np
 import pytest
 import torch
@@ -91,15 +93,24 @@ class UniformQueue:
         return expected.clone()
 
 
-@pytest.fixture
-def queue(monkeypatch):
+@contextlib.contextmanager
+def shared_uniforms():
+    """Route hfgen's ``masking.uniform`` (and the first-hitting scheduler's import of it) to a queue."""
     import hfgen.pipelines.masked_diffusion.masking as masking
     import hfgen.pipelines.masked_diffusion.scheduling_first_hitting as fhs
 
-    q = UniformQueue()
-    monkeypatch.setattr(masking, "uniform", q)
-    monkeypatch.setattr(fhs, "uniform", q)
-    return q
+    q, originals = UniformQueue(), (masking.uniform, fhs.uniform)
+    masking.uniform = fhs.uniform = q
+    try:
+        yield q
+    finally:
+        masking.uniform, fhs.uniform = originals
+
+
+@pytest.fixture
+def queue():
+    with shared_uniforms() as q:
+        yield q
 
 
 def pipeline(model, scheduler):
@@ -108,9 +119,8 @@ def pipeline(model, scheduler):
     return pipe
 
 
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("num_steps", [5, 40])
-def test_ancestral_step_matches_mdlm_ddpm_update(queue, dtype, num_steps):
+def ancestral_pair(queue, dtype, num_steps):
+    """``(hfgen tokens, MDLM tokens)`` of one ancestral run from the same uniforms (``queue`` feeds hfgen)."""
     torch_dtype = getattr(torch, dtype)
     model = AgnosticDenoiser()
     noise, rows = mdlm.LogLinearNoise(eps=1e-3), 8
@@ -143,15 +153,19 @@ def test_ancestral_step_matches_mdlm_ddpm_update(queue, dtype, num_steps):
     out = pipeline(model, scheduler)(input_ids=torch.full((L,), MASK), num_samples=rows, mask_token_id=MASK,
                                      num_inference_steps=num_steps, use_cache=False, output_type="pt")
     assert not queue.items
-    assert (official != MASK).all()
-    assert torch.equal(out.sequences, official), f"{(out.sequences != official).sum()} of {official.numel()} tokens differ"
+    return out.sequences, official
 
 
-@pytest.mark.parametrize("schedule", ["linear", "loglinear"])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("seed", [0, 1])
-def test_first_hitting_matches_bd3lm(queue, schedule, dtype, seed):
-    """BD3-LM's FHS (batch 1, one block): same hitting times, same positions, same tokens.
+@pytest.mark.parametrize("num_steps", [5, 40])
+def test_ancestral_step_matches_mdlm_ddpm_update(queue, dtype, num_steps):
+    ours, official = ancestral_pair(queue, dtype, num_steps)
+    assert (official != MASK).all()
+    assert torch.equal(ours, official), f"{(ours != official).sum()} of {official.numel()} tokens differ"
+
+
+def first_hitting_pair(queue, schedule, dtype, seed):
+    """``(hfgen tokens, BD3-LM tokens, hfgen times, BD3-LM times)``: BD3-LM's FHS (batch 1, one block): same hitting times, same positions, same tokens.
 
     BD3-LM's ``t`` is the masking probability ``1 - alpha`` of its loglinear schedule, ``t = (1 - eps) t_hfgen``;
     both recursions start at ``1 - alpha(1)``, so ``t_bd3lm = (1 - alpha(t_hfgen))`` at every hit. The
@@ -193,9 +207,16 @@ def test_first_hitting_matches_bd3lm(queue, schedule, dtype, seed):
     scheduler = FirstHittingScheduler(masking_schedule=schedule, schedule_eps=eps, sampling_dtype=dtype)
     out = pipeline(model, scheduler)(input_ids=torch.full((L,), MASK), mask_token_id=MASK, output_type="pt")
     assert not queue.items
-    hfgen_times = (scale * scheduler.hit_times[0]).numpy()
-    np.testing.assert_allclose(hfgen_times, np.array(times), rtol=1e-13, atol=0)
-    assert torch.equal(out.sequences, official), f"{(out.sequences != official).sum()} of {L} tokens differ"
+    return out.sequences, official, (scale * scheduler.hit_times[0]).numpy(), np.array(times)
+
+
+@pytest.mark.parametrize("schedule", ["linear", "loglinear"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_first_hitting_matches_bd3lm(queue, schedule, dtype, seed):
+    ours, official, our_times, official_times = first_hitting_pair(queue, schedule, dtype, seed)
+    np.testing.assert_allclose(our_times, official_times, rtol=1e-13, atol=0)
+    assert torch.equal(ours, official), f"{(ours != official).sum()} of {L} tokens differ"
 
 
 def test_sample_categorical_equals_mdlm_race(monkeypatch):

@@ -1,0 +1,102 @@
+"""Measure how closely hfgen agrees with the official code on the golden tests' inputs (docs/results/fidelity.md).
+
+Runs the comparisons of ``tests/golden/`` (masked diffusion, bridges, consistency distillation) and prints
+one Markdown row per comparison: the largest absolute and relative difference, or the number of differing
+tokens for samplers of discrete tokens. Float64 unless the row says otherwise; all seeds are fixed.
+
+    python scripts/fidelity_agreement.py
+"""
+
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.golden import _official_ctm as ctm  # noqa: E402
+from tests.golden import _official_ddbm as ddbm  # noqa: E402
+from tests.golden import test_bridge as gb  # noqa: E402
+from tests.golden import test_consistency_distillation as gc  # noqa: E402
+from tests.golden import test_masked_diffusion as gm  # noqa: E402
+
+
+def diffs(ours, official):
+    ours, official = torch.as_tensor(ours, dtype=torch.float64), torch.as_tensor(official, dtype=torch.float64)
+    abs_diff = (ours - official).abs()
+    rel = abs_diff / official.abs().clamp_min(1e-12)
+    return f"{abs_diff.max().item():.1e}", f"{rel.max().item():.1e}"
+
+
+def row(method, what, ours, official, note=""):
+    a, r = diffs(ours, official)
+    print(f"| {method} | {what} | {a} | {r} | {note} |", flush=True)
+
+
+def tokens_row(method, what, pairs, note=""):
+    differ = sum(int((o != p).sum()) for o, p in pairs)
+    total = sum(p.numel() for _, p in pairs)
+    print(f"| {method} | {what} | {differ} of {total} tokens differ | | {note} |", flush=True)
+
+
+def main():
+    torch.set_num_threads(1)
+    print("| method | comparison | max abs diff | max rel diff | note |")
+    print("|---|---|---|---|---|")
+    for dtype in ("float64", "float32"):
+        pairs = []
+        for steps in (5, 40):
+            with gm.shared_uniforms() as q:
+                pairs.append(gm.ancestral_pair(q, dtype, steps))
+        tokens_row("masked diffusion", f"ancestral step vs MDLM `_ddpm_update` ({dtype})", pairs, "T = 5 and 40, 8 rows")
+    for dtype in ("float64", "float32"):
+        pairs, times = [], []
+        for schedule in ("linear", "loglinear"):
+            for seed in (0, 1):
+                with gm.shared_uniforms() as q:
+                    ours, official, t_ours, t_official = gm.first_hitting_pair(q, schedule, dtype, seed)
+                pairs.append((ours, official))
+                times.append((t_ours, t_official))
+        tokens_row("masked diffusion", f"first-hitting tokens vs BD3-LM ({dtype})", pairs, "linear + loglinear, 2 seeds")
+        if dtype == "float64":
+            row("masked diffusion", "first-hitting times vs BD3-LM `t *= u**(1/n)`",
+                np.concatenate([a for a, _ in times]), np.concatenate([b for _, b in times]))
+
+    for name in ("vp", "ve"):
+        ours, theirs, t = gb.make_bridge_schedule(name), gb.official_schedule(name), gb.grid(name)
+        row("bridges", f"{name.upper()} schedule a_t, b_t, c_t", torch.stack(ours.abc(t)), torch.stack(theirs.get_abc(t)),
+            "257 times in [1e-4, T - 1e-6]")
+        sched = gb.BridgeScheduler(noise_schedule=name, sigma_data=0.5, cov_xy=0.125)
+        precond = ddbm.DDBMPreCond(gb.official_schedule(name), sigma_data=0.5, cov_xy=0.125)
+        c_skip, c_in, c_out, _, _ = precond._get_scalings_and_weightings(t)
+        row("bridges", f"{name.upper()} DDBM preconditioning c_skip, c_out, c_in", torch.stack(sched.scalings(t, consistency=False)),
+            torch.stack([c_skip, c_out, c_in]), "sigma_data 0.5, cov_xy 0.125")
+        with tempfile.TemporaryDirectory() as tmp:
+            loss, official_loss, grad, official_grad = gb.loss_pair(name, tmp)
+        row("bridges", f"{name.upper()} training loss", loss, official_loss)
+        rel = ((grad - official_grad).norm() / official_grad.norm()).item()
+        print(f"| bridges | {name.upper()} training-loss gradient | {(grad - official_grad).abs().max().item():.1e} | "
+              f"{rel:.1e} (norm) | tiny UNet2DModel |", flush=True)
+        for eta in (0.0, 0.5, 1.0):
+            ours, official, _, _ = gb.dbim_pair(name, eta, 4)
+            row("bridges", f"{name.upper()} `sample_dbim`, eta = {eta}", ours, official, "5 NFE")
+        for churn in (0.0, 0.33):
+            ours, official, _, _ = gb.heun_pair(name, churn)
+            row("bridges", f"{name.upper()} `sample_heun`, churn = {churn}", ours, official, "5 steps")
+
+    for preconditioning in ("euler", "variance"):
+        t, s = gc.time_pairs()
+        f, g = gc.outer_scalings(t, s, preconditioning, gc.SIGMA_DATA, gc.SIGMA_MIN)
+        c_skip, c_out = ctm.get_outer_scalings(ctm.CTMArgs(gc.SIGMA_DATA, gc.SIGMA_MIN), t, s, preconditioning)
+        row("consistency distillation", f"outer scalings f, g ({preconditioning})", torch.stack([f, g]),
+            torch.stack([c_skip, c_out]), "400 (t, s) pairs")
+        with tempfile.TemporaryDirectory() as tmp:
+            ours, official, _ = gc.student_pair(preconditioning, tmp)
+        row("consistency distillation", f"student output G(x_t, t, s) ({preconditioning})", ours, official)
+
+
+if __name__ == "__main__":
+    main()
