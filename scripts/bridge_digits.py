@@ -76,7 +76,7 @@ def main(teacher_steps=1000, student_steps=400, size=8, width=16, n_eval=256, se
     lines += [row.format(r["method"], **r) for r in rows if not r["boot_only"]]
     boot_only = [r for r in rows if r["boot_only"]]
     if boot_only:  # one evaluation at t = T and no consistency step: not CDBM's sampler, kept apart
-        lines += ["", "Not part of CDBM: the students evaluated once at ``t = T`` (the booting evaluation alone).", "",
+        lines += ["", "Not part of CDBM: the students evaluated once at `t = T` (the booting evaluation alone).", "",
                   "| student, boot-only evaluation | NFE | FD | MSE | PSNR (dB) | seconds |", "|---|---|---|---|---|---|"]
         lines += [row.format(r["method"].replace("CDBM (", "").replace(")", " student"), **r) for r in boot_only]
     Path(results_md).parent.mkdir(parents=True, exist_ok=True)
