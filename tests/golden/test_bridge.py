@@ -29,8 +29,9 @@ Broken-variant checks (run once, then restored):
 import pytest
 import torch
 from diffusers import UNet2DModel
-from hfgen.bridges import make_bridge_schedule
 from hfgen.pipelines.consistency_bridge import BridgeScheduler
+
+from hfgen.bridges import make_bridge_schedule
 
 from . import _official_ddbm as ddbm
 

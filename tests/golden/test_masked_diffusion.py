@@ -135,7 +135,7 @@ def ancestral_pair(queue, dtype, num_steps):
         for i in range(num_steps):
             draws = []
 
-            def rand_like(probs):
+            def rand_like(probs, draws=draws):
                 u = torch.rand(probs.shape, generator=g, dtype=probs.dtype)
                 draws.append(u)
                 return u
@@ -196,8 +196,8 @@ def first_hitting_pair(queue, schedule, dtype, seed):
             j = int(rng.integers(0, n))
             u = torch.rand((1, L, V), generator=g, dtype=torch_dtype)
             position = int((x[0] == MASK).nonzero()[j, 0])
-            x = bd3lm.first_hitting_update(x, p_x0.to(torch_dtype), MASK, rand_like=lambda p: u,
-                                           randint=lambda lo, hi, size: torch.tensor([j]))
+            x = bd3lm.first_hitting_update(x, p_x0.to(torch_dtype), MASK, rand_like=lambda p, u=u: u,
+                                           randint=lambda lo, hi, size, j=j: torch.tensor([j]))
             keys = torch.full((1, L), 0.5, dtype=torch.float64)
             keys[0, position] = 1.0
             keys_and_tokens += [keys, u[:, position:position + 1]]
@@ -228,6 +228,6 @@ def test_sample_categorical_equals_mdlm_race(monkeypatch):
         probs = torch.softmax(3 * torch.randn(64, 50, generator=g, dtype=torch.float64), -1).to(dtype)
         probs[:, 7] = 0  # an impossible class
         u = torch.rand(probs.shape, generator=g, dtype=dtype)
-        official = mdlm._sample_categorical(probs, rand_like=lambda p: u)
-        monkeypatch.setattr(masking, "uniform", lambda shape, generator=None, dtype=None, device=None: u.clone())
+        official = mdlm._sample_categorical(probs, rand_like=lambda p, u=u: u)
+        monkeypatch.setattr(masking, "uniform", lambda shape, generator=None, dtype=None, device=None, u=u: u.clone())
         assert torch.equal(masking.sample_categorical(probs.log(), dtype=dtype), official)
