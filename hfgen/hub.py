@@ -39,13 +39,24 @@ class UnsafeWeightsError(ValueError):
 # ----------------------------------------------------------------------------------------- cards
 
 
-def _template_text(method: str) -> str:
+def _template_target(method: str) -> str:
     from hfgen.registry import get_method
 
-    info = get_method(method)
-    target = info.card_template or "hfgen.model_cards:_base.md"
-    package, _, filename = target.partition(":")
-    return resources.files(package).joinpath(filename).read_text(encoding="utf-8")
+    return get_method(method).card_template or "hfgen.model_cards:_base.md"
+
+
+def _card_template(target: str):
+    """The Jinja template ``"package:file.md"``. Every built-in card ``{% extends "_base.md" %}``: the skeleton
+    (``hfgen.model_cards:_base.md``) holds the front matter, facts, pipeline-loading, training, evaluation and
+    citation blocks once, and a method's file fills the blocks ``intro``, ``facts``, ``method_sections``,
+    ``training_note`` and ``evaluation_note``. A plugin's template may extend it the same way."""
+    import jinja2
+
+    def source(name: str) -> str:
+        package, _, filename = (name if ":" in name else f"hfgen.model_cards:{name}").partition(":")
+        return resources.files(package).joinpath(filename).read_text(encoding="utf-8")
+
+    return jinja2.Environment(loader=jinja2.FunctionLoader(source), keep_trailing_newline=True).get_template(target)
 
 
 def render_model_card(
@@ -64,6 +75,9 @@ def render_model_card(
 
     ``eval_results`` is a list of dicts with keys ``task_type``, ``dataset_type``, ``dataset_name``,
     ``metric_type``, ``metric_value`` (and optionally ``metric_name``); they become ``model-index``.
+    ``pipeline_class`` (the name of an hfgen pipeline class) adds the skeleton's "Loading this pipeline" block
+    and keeps the ``diffusers`` tag off the card: ``DiffusionPipeline.from_pretrained`` cannot load a pipeline
+    class Diffusers does not define, so the Hub must not list the repo as a Diffusers one.
     Returns a ``huggingface_hub.ModelCard``.
     """
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
@@ -80,7 +94,8 @@ def render_model_card(
         library_name="hfgen",
         license=license,
         pipeline_tag=info.pipeline_tag,
-        tags=list(dict.fromkeys([*info.hub_tags, *extra_tags])),
+        tags=[t for t in dict.fromkeys([*info.hub_tags, *extra_tags])
+              if not (template_vars.get("pipeline_class") and t == "diffusers")],
         base_model=base_model,
         datasets=datasets,
         model_name=model_name,
@@ -88,9 +103,8 @@ def render_model_card(
         hfgen_method=info.name,
         arxiv=info.paper.arxiv_id,
     )
-    return ModelCard.from_template(
-        card_data,
-        template_str=_template_text(method),
+    return ModelCard(_card_template(_template_target(method)).render(
+        card_data=card_data.to_yaml(),
         method=info,
         paper=info.paper,
         model_name=model_name or f"{info.name} model",
@@ -99,7 +113,7 @@ def render_model_card(
         training_config=training_config or {},
         eval_results=eval_results or [],
         **template_vars,
-    )
+    ))
 
 
 def save_model_card(folder: str | os.PathLike, method: str, **kwargs: Any) -> Path:
