@@ -317,6 +317,79 @@ class SafeSaveMixin:
             return super().from_pretrained(path, *args, **kwargs)
 
 
+class HfgenPipelineMixin(SafeSaveMixin):
+    """For hfgen's Diffusers pipelines (put it first among the bases): what Diffusers' own calls do, plus
+
+    - ``from_pretrained("namespace/name")`` downloads the repo's snapshot first and loads that folder, as
+      :func:`load` does (Diffusers' own download step cannot resolve components whose library is not Diffusers);
+    - ``save_pretrained`` writes the hfgen model card (``README.md``; :meth:`model_card_kwargs` adds the
+      pipeline's own facts), and ``save_pretrained(..., push_to_hub=True)`` / ``push_to_hub`` upload that card
+      instead of Diffusers' generic one (``library_name: diffusers``, which would advertise a
+      ``DiffusionPipeline.from_pretrained`` call that cannot load this class);
+    - weights only as safetensors (a repo holding only pickle weights is refused, as by :func:`load`).
+    """
+
+    def model_card_kwargs(self) -> dict[str, Any]:
+        """Extra :func:`render_model_card` arguments of this pipeline (base model, training config, template vars)."""
+        return {}
+
+    @classmethod
+    def hfgen_component(cls) -> tuple[Any, str] | None:
+        """``(MethodInfo, class name)`` of the registered hfgen class this pipeline is (or subclasses)."""
+        from hfgen.registry import list_methods
+
+        for klass in cls.__mro__:
+            for info in list_methods():
+                target = info.components.get(klass.__name__)
+                if target is not None and target == f"{klass.__module__}:{klass.__qualname__}":
+                    return info, klass.__name__
+        return None
+
+    def save_model_card(self, save_directory: str | os.PathLike, repo_id: str | None = None) -> Path | None:
+        found = self.hfgen_component()
+        if found is None:
+            return None
+        info, name = found
+        kwargs = {"model_name": f"{name} ({info.name})", **self.model_card_kwargs()}
+        return save_model_card(save_directory, info.name, pipeline_class=name, repo_id=repo_id, **kwargs)
+
+    def save_pretrained(self, save_directory, *args, push_to_hub: bool = False, **kwargs):
+        hub = {k: kwargs.pop(k) for k in ("repo_id", "commit_message", "private", "create_pr", "token") if k in kwargs}
+        super().save_pretrained(save_directory, *args, **kwargs)
+        self.save_model_card(save_directory, repo_id=hub.get("repo_id"))
+        if push_to_hub:
+            return self._push_folder(save_directory, hub.pop("repo_id", None) or Path(save_directory).name, **hub)
+
+    def push_to_hub(self, repo_id: str, commit_message: str | None = None, private: bool | None = None,
+                    token: str | None = None, create_pr: bool = False, safe_serialization: bool = True,
+                    variant: str | None = None, subfolder: str | None = None) -> str:
+        """Diffusers' ``push_to_hub`` (same arguments), uploading the hfgen card with the safetensors weights."""
+        with tempfile.TemporaryDirectory() as tmp:
+            self.save_pretrained(tmp, safe_serialization=safe_serialization, variant=variant, repo_id=repo_id)
+            return self._push_folder(tmp, repo_id, commit_message=commit_message, private=private, token=token,
+                                     create_pr=create_pr, subfolder=subfolder)
+
+    def _push_folder(self, folder, repo_id: str, commit_message=None, private=None, token=None, create_pr=False,
+                     subfolder=None) -> str:
+        from huggingface_hub import create_repo
+
+        check_weights_safe(folder)
+        repo_id = create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
+        return self._upload_folder(str(folder), repo_id, token=token, commit_message=commit_message,
+                                   create_pr=create_pr, subfolder=subfolder)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, allow_pickle: bool = False, **kwargs):
+        path = pretrained_model_name_or_path
+        if isinstance(path, (str, os.PathLike)) and not Path(path).is_dir():
+            download = {k: kwargs.pop(k) for k in ("revision", "token", "cache_dir", "force_download",
+                                                   "local_files_only") if k in kwargs}
+            path = resolve_folder(path, **download)
+        if isinstance(path, (str, os.PathLike)):
+            check_weights_safe(path, allow_pickle=allow_pickle)
+        return super().from_pretrained(path, *args, **kwargs)
+
+
 def check_weights_safe(folder: str | os.PathLike, allow_pickle: bool = False) -> None:
     """Refuse a folder (recursively) that holds pickle weights but no safetensors weights."""
     folder = Path(folder)
@@ -382,8 +455,10 @@ def push(
 # ----------------------------------------------------------------------------------------- load
 
 
-def resolve_folder(name_or_path: str | os.PathLike, *, revision: str | None = None, token: str | None = None) -> Path:
-    """A local folder for ``name_or_path``: an existing folder, ``local-dir:PATH`` or a Hub repo id."""
+def resolve_folder(name_or_path: str | os.PathLike, *, revision: str | None = None, token: str | None = None,
+                   **download_kwargs: Any) -> Path:
+    """A local folder for ``name_or_path``: an existing folder, ``local-dir:PATH`` or a Hub repo id (its snapshot,
+    downloaded with ``huggingface_hub.snapshot_download(**download_kwargs)``, e.g. ``cache_dir``)."""
     text = str(name_or_path)
     if text.startswith("local-dir:"):
         path = Path(text[len("local-dir:"):])
@@ -400,7 +475,8 @@ def resolve_folder(name_or_path: str | os.PathLike, *, revision: str | None = No
 
     from hfgen import __version__
 
-    return Path(snapshot_download(text, revision=revision, token=token, library_name="hfgen", library_version=__version__))
+    return Path(snapshot_download(text, revision=revision, token=token, library_name="hfgen", library_version=__version__,
+                                  **download_kwargs))
 
 
 def _read_json(path: Path) -> dict:
@@ -424,7 +500,6 @@ def load(name_or_path: str | os.PathLike, *, allow_pickle: bool = False, revisio
     The weights are checked first (:func:`verify_folder`): a missing, truncated or corrupted safetensors
     file raises a ``ValueError`` naming it.
     """
-    from hfgen.registry import find_component
 
     folder = resolve_folder(name_or_path, revision=revision, token=token)
     check_weights_safe(folder, allow_pickle=allow_pickle)
