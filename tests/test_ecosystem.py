@@ -205,9 +205,8 @@ def test_from_pretrained_by_repo_id_and_push_to_hub_card(spec, tmp_path, fake_hu
     # the generic loader cannot build a class Diffusers does not define (and hfgen ships no remote code)
     from diffusers import DiffusionPipeline
 
-    with pytest.raises(Exception) as err:
+    with pytest.raises(Exception):  # (from a local folder it is an AttributeError naming the class: see below)
         DiffusionPipeline.from_pretrained(repo_id, **spec.load_kwargs(pipe))
-    assert spec.name in str(err.value) or "hfgen" in str(err.value) or "module" in str(err.value).lower()
 
 
 def test_save_pretrained_and_push_from_save_pretrained_carry_the_card(spec, tmp_path, fake_hub):
@@ -217,6 +216,10 @@ def test_save_pretrained_and_push_from_save_pretrained_carry_the_card(spec, tmp_
     pipe.save_pretrained(tmp_path / "saved")
     card = ModelCard.load(tmp_path / "saved" / "README.md")
     assert card.data.library_name == "hfgen" and spec.name in card.text
+    from diffusers import DiffusionPipeline
+
+    with pytest.raises(AttributeError, match=f"module diffusers has no attribute {spec.name}"):
+        DiffusionPipeline.from_pretrained(tmp_path / "saved", **spec.load_kwargs(pipe))
     repo_id = f"hfgen-ci/eco-save-push-{spec.name.lower()}"
     pipe.save_pretrained(tmp_path / "pushed", push_to_hub=True, repo_id=repo_id)
     assert ModelCard.load(repo_id).data.library_name == "hfgen"
@@ -271,7 +274,8 @@ class TestPipelineCommon:
         pipe.set_progress_bar_config(disable=True)
         reference = spec.output(pipe(**spec.inputs(0), return_dict=False))
         pipe.to(torch.bfloat16)
-        dtypes = {name: c.dtype for name, c in pipe.components.items() if isinstance(c, torch.nn.Module)}
+        dtypes = {name: c.dtype for name, c in pipe.components.items()
+                  if isinstance(c, torch.nn.Module) or hasattr(c, "components")}  # PopcornPipeline: sub-pipelines
         assert dtypes and set(dtypes.values()) == {torch.bfloat16}, dtypes
         out = spec.output(pipe(**spec.inputs(0), return_dict=False))
         assert np.isfinite(_np(out)).all() and _np(out).shape == _np(reference).shape
@@ -333,7 +337,8 @@ class TestPipelineCommon:
         pipe = spec.build()
         pipe.set_progress_bar_config(disable=True)
         pipe(**spec.inputs(0))
-        assert "it/s" not in capsys.readouterr().err and "s/it" not in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert "it/s" not in err and "s/it" not in err
 
 
 def test_scheduler_compatibles_resolve_hfgen_schedulers():

@@ -124,6 +124,23 @@ class PopcornPipeline(HfgenPipelineMixin, DiffusionPipeline):
                               popularity_model=popularity_model, popularity_tokenizer=popularity_tokenizer,
                               retriever=retriever)
 
+    # the step-end callback is passed on to the cover / video generators, which hold the tensors
+    _callback_tensor_inputs: list[str] = []
+
+    def to(self, *args, **kwargs):
+        """Diffusers' ``to`` (device / dtype), also applied to the generator pipelines, which are components."""
+        super().to(*args, **kwargs)
+        for pipe in (self.text_to_image, self.text_to_video):
+            if pipe is not None:
+                pipe.to(*args, **kwargs)
+        return self
+
+    def set_progress_bar_config(self, **kwargs):
+        super().set_progress_bar_config(**kwargs)
+        for pipe in (self.text_to_image, self.text_to_video):
+            if pipe is not None:
+                pipe.set_progress_bar_config(**kwargs)
+
     # save_pretrained (HfgenPipelineMixin) saves the generators, the popularity model and its tokenizer (Diffusers
     # layout) and the model card. The LLM backend and the retriever hold no weights of their own and are not
     # saved: pass them again to ``from_pretrained(path, llm=..., retriever=...)``.
