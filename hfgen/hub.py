@@ -300,7 +300,12 @@ class SafeSaveMixin:
         if not kwargs.get("is_main_process", True):
             return super().save_pretrained(save_directory, *args, **kwargs)
         with atomic_save_dir(save_directory) as tmp:
-            return super().save_pretrained(tmp, *args, **kwargs)
+            out = super().save_pretrained(tmp, *args, **kwargs)
+            self.save_extra_files(tmp)  # committed together with the weights
+            return out
+
+    def save_extra_files(self, folder: Path) -> None:
+        """Hook: files written into the staging folder before the commit (e.g. a model card)."""
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
@@ -315,6 +320,9 @@ class SafeSaveMixin:
                              "was interrupted.")
         with _verified(folder):
             return super().from_pretrained(path, *args, **kwargs)
+
+
+_CARD_REPO_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("hfgen_card_repo_id", default=None)
 
 
 class HfgenPipelineMixin(SafeSaveMixin):
@@ -345,6 +353,10 @@ class HfgenPipelineMixin(SafeSaveMixin):
                     return info, klass.__name__
         return None
 
+    def save_extra_files(self, folder: Path) -> None:
+        super().save_extra_files(folder)
+        self.save_model_card(folder, repo_id=_CARD_REPO_ID.get())
+
     def save_model_card(self, save_directory: str | os.PathLike, repo_id: str | None = None) -> Path | None:
         found = self.hfgen_component()
         if found is None:
@@ -355,8 +367,11 @@ class HfgenPipelineMixin(SafeSaveMixin):
 
     def save_pretrained(self, save_directory, *args, push_to_hub: bool = False, **kwargs):
         hub = {k: kwargs.pop(k) for k in ("repo_id", "commit_message", "private", "create_pr", "token") if k in kwargs}
-        super().save_pretrained(save_directory, *args, **kwargs)
-        self.save_model_card(save_directory, repo_id=hub.get("repo_id"))
+        token = _CARD_REPO_ID.set(hub.get("repo_id"))
+        try:
+            super().save_pretrained(save_directory, *args, **kwargs)  # the card is written by save_extra_files
+        finally:
+            _CARD_REPO_ID.reset(token)
         if push_to_hub:
             return self._push_folder(save_directory, hub.pop("repo_id", None) or Path(save_directory).name, **hub)
 
@@ -536,9 +551,7 @@ def _load_verified(folder: Path, **kwargs: Any):
 
             return getattr(diffusers, class_name).from_pretrained(folder, **kwargs)
         if "model_type" in config:
-            import transformers
-
-            import hfgen.models  # noqa: F401  (registers hfgen's Auto classes)
+            import transformers  # hfgen's model types resolve through its Auto classes (hfgen._auto)
 
             for arch in config.get("architectures") or []:
                 cls = getattr(transformers, arch, None)
