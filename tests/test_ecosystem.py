@@ -489,3 +489,33 @@ def test_every_training_config_parses_with_hfargumentparser_and_trlparser(tmp_pa
         (args,) = TrlParser(cls).parse_args_and_config()
         assert isinstance(args, cls), cls.__name__
         assert args.learning_rate == 0.5 and args.seed == 7, cls.__name__
+
+
+# ---------------------------------------------------------------------------------- one card skeleton (#21.4)
+
+
+def test_every_card_is_the_skeleton_plus_its_method_section():
+    """Front matter, facts, pipeline loading, training, evaluation and citation live once, in ``_base.md``; a method's
+    template only fills blocks, and no card points readers to material they cannot see (putting back the CROSSAN
+    card's old "see hfgen's research notes" fails here: ``('crossan', 'research notes')``)."""
+    from importlib import resources
+
+    import hfgen
+    from huggingface_hub import ModelCard
+
+    from hfgen.hub import render_model_card
+
+    skeleton_only = ("## Citation", "## Training procedure", "## Evaluation", "{{ card_data }}", "## Loading this pipeline")
+    for info in hfgen.list_methods():
+        package, _, filename = info.card_template.partition(":")
+        source = resources.files(package).joinpath(filename).read_text()
+        assert source.startswith('{% extends "_base.md" %}'), info.name
+        assert not any(s in source for s in skeleton_only), info.name
+        result = dict(task_type="t", dataset_type="d", dataset_name="d", metric_type="m", metric_value=1.0)
+        text = str(render_model_card(info.name, model_name="m", training_config={"lr": 1}, eval_results=[result],
+                                     pipeline_class="XPipeline"))
+        for heading in ("## Citation", "## Training procedure", "## Evaluation", "## Loading this pipeline"):
+            assert text.count(heading) == 1, (info.name, heading)
+        assert ModelCard(text).data.library_name == "hfgen"
+        for unseen in ("research notes", "shared/research", "docs/results", "scripts/"):
+            assert unseen not in text, (info.name, unseen)
