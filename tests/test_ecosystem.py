@@ -500,9 +500,9 @@ def test_every_card_is_the_skeleton_plus_its_method_section():
     card's old "see hfgen's research notes" fails here: ``('crossan', 'research notes')``)."""
     from importlib import resources
 
-    import hfgen
     from huggingface_hub import ModelCard
 
+    import hfgen
     from hfgen.hub import render_model_card
 
     skeleton_only = ("## Citation", "## Training procedure", "## Evaluation", "{{ card_data }}", "## Loading this pipeline")
