@@ -6,7 +6,9 @@
 - :func:`atomic_save_dir` writes a folder under a temporary name and renames it into place, so an
   interrupted save never leaves a half-written folder where a good one was; :func:`verify_folder`
   checks a saved folder's safetensors against the checksums written with it.
-- :func:`push` uploads a saved folder with ``huggingface_hub`` in one commit.
+- :func:`push` uploads a saved folder with ``huggingface_hub`` in one commit; :class:`HfgenPipelineMixin` gives
+  hfgen's Diffusers pipelines ``from_pretrained`` of a Hub repo id and ``save_pretrained`` / ``push_to_hub`` that
+  carry the hfgen card.
 - :func:`load` loads a local folder or a Hub repo id, dispatching on what the folder holds.
 
 Weights are safetensors only: a folder that holds only pickle weights is refused unless the caller
@@ -386,12 +388,17 @@ class HfgenPipelineMixin(SafeSaveMixin):
 
     def _push_folder(self, folder, repo_id: str, commit_message=None, private=None, token=None, create_pr=False,
                      subfolder=None) -> str:
-        from huggingface_hub import create_repo
+        from huggingface_hub import HfApi
+
+        from hfgen import __version__
 
         check_weights_safe(folder)
-        repo_id = create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
-        return self._upload_folder(str(folder), repo_id, token=token, commit_message=commit_message,
-                                   create_pr=create_pr, subfolder=subfolder)
+        api = HfApi(token=token, library_name="hfgen", library_version=__version__)
+        repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+        info = api.upload_folder(repo_id=repo_id, folder_path=str(folder), path_in_repo=subfolder, create_pr=create_pr,
+                                 commit_message=commit_message or "Upload pipeline with hfgen",
+                                 ignore_patterns=PUSH_IGNORE_PATTERNS)
+        return str(info)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, allow_pickle: bool = False, **kwargs):
@@ -437,6 +444,10 @@ def verify_safetensors(path: str | os.PathLike) -> None:
 # ----------------------------------------------------------------------------------------- push
 
 
+# never uploaded: caches, interrupted saves, and the Trainer arguments' pickle
+PUSH_IGNORE_PATTERNS = [".cache/*", "*.tmp", f"{STAGING_PREFIX}*", f"*/{STAGING_PREFIX}*", "training_args.bin"]
+
+
 def push(
     folder: str | os.PathLike,
     repo_id: str,
@@ -461,8 +472,7 @@ def push(
     api.create_repo(repo_id, private=private, exist_ok=True)
     info = api.upload_folder(
         repo_id=repo_id, folder_path=str(folder), commit_message=commit_message, revision=revision,
-        ignore_patterns=[".cache/*", "*.tmp", f"{STAGING_PREFIX}*", f"*/{STAGING_PREFIX}*",  # interrupted saves
-                         "training_args.bin"],  # a pickle of the Trainer arguments
+        ignore_patterns=PUSH_IGNORE_PATTERNS,
     )
     return str(info)
 
