@@ -284,6 +284,36 @@ def verify_once(folder: str | os.PathLike) -> None:
         verify_folder(folder)
 
 
+def registered_component(cls: type) -> tuple[Any, str] | None:
+    """``(MethodInfo, class name)`` of the registered hfgen component ``cls`` is or subclasses (same module path)."""
+    from hfgen.registry import list_methods
+
+    for klass in cls.__mro__:
+        for info in list_methods():
+            target = info.components.get(klass.__name__)
+            if target is not None and target == f"{klass.__module__}:{klass.__qualname__}":
+                return info, klass.__name__
+    return None
+
+
+def upload_folder(folder, repo_id: str, *, commit_message: str | None = None, private: bool | None = None,
+                  token: str | None = None, create_pr: bool = False, revision: str | None = None,
+                  path_in_repo: str | None = None) -> str:
+    """Create ``repo_id`` if needed and upload ``folder`` in one commit (safetensors only; never caches, interrupted
+    saves or ``training_args.bin``); returns the commit URL."""
+    from huggingface_hub import HfApi
+
+    from hfgen import __version__
+
+    check_weights_safe(folder)
+    api = HfApi(token=token, library_name="hfgen", library_version=__version__)
+    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+    info = api.upload_folder(repo_id=repo_id, folder_path=str(folder), path_in_repo=path_in_repo, revision=revision,
+                             create_pr=create_pr, commit_message=commit_message or "Upload with hfgen",
+                             ignore_patterns=PUSH_IGNORE_PATTERNS)
+    return str(info)
+
+
 class SafeSaveMixin:
     """For a Diffusers/transformers class: ``save_pretrained`` through :func:`atomic_save_dir` (with checksums),
     and ``from_pretrained`` of a local folder runs :func:`verify_folder` first. Put it first among the bases."""
@@ -308,6 +338,26 @@ class SafeSaveMixin:
 
     def save_extra_files(self, folder: Path) -> None:
         """Hook: files written into the staging folder before the commit (e.g. a model card)."""
+
+    def push_to_hub(self, repo_id: str, commit_message: str | None = None, private: bool | None = None,
+                    token: str | None = None, create_pr: bool = False, revision: str | None = None,
+                    safe_serialization: bool = True, variant: str | None = None, max_shard_size=None,
+                    **ignored_hub_kwargs) -> str:
+        """transformers' / Diffusers' ``push_to_hub`` (their common arguments): ``save_pretrained`` into a temporary
+        folder, the hfgen model card added when the class is a registered hfgen component and its save wrote none
+        (their own ``push_to_hub`` would write a generic card), then one upload with :data:`PUSH_IGNORE_PATTERNS`.
+        ``use_temp_dir``, ``commit_description`` and ``tags`` are accepted for compatibility and ignored."""
+        unknown = set(ignored_hub_kwargs) - {"use_temp_dir", "commit_description", "tags", "subfolder"}
+        if unknown:
+            raise TypeError(f"push_to_hub() got unexpected keyword arguments {sorted(unknown)}.")
+        save_kwargs = {"safe_serialization": safe_serialization, "variant": variant, "max_shard_size": max_shard_size}
+        with tempfile.TemporaryDirectory() as tmp:
+            self.save_pretrained(tmp, **{k: v for k, v in save_kwargs.items() if v is not None})
+            found = registered_component(type(self))
+            if found is not None and not (Path(tmp) / "README.md").exists():
+                save_model_card(tmp, found[0].name, model_name=f"{found[1]} ({found[0].name})", repo_id=repo_id)
+            return upload_folder(tmp, repo_id, commit_message=commit_message, private=private, token=token,
+                                 create_pr=create_pr, revision=revision)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
@@ -346,14 +396,7 @@ class HfgenPipelineMixin(SafeSaveMixin):
     @classmethod
     def hfgen_component(cls) -> tuple[Any, str] | None:
         """``(MethodInfo, class name)`` of the registered hfgen class this pipeline is (or subclasses)."""
-        from hfgen.registry import list_methods
-
-        for klass in cls.__mro__:
-            for info in list_methods():
-                target = info.components.get(klass.__name__)
-                if target is not None and target == f"{klass.__module__}:{klass.__qualname__}":
-                    return info, klass.__name__
-        return None
+        return registered_component(cls)
 
     def save_extra_files(self, folder: Path) -> None:
         super().save_extra_files(folder)
@@ -388,17 +431,8 @@ class HfgenPipelineMixin(SafeSaveMixin):
 
     def _push_folder(self, folder, repo_id: str, commit_message=None, private=None, token=None, create_pr=False,
                      subfolder=None) -> str:
-        from huggingface_hub import HfApi
-
-        from hfgen import __version__
-
-        check_weights_safe(folder)
-        api = HfApi(token=token, library_name="hfgen", library_version=__version__)
-        repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
-        info = api.upload_folder(repo_id=repo_id, folder_path=str(folder), path_in_repo=subfolder, create_pr=create_pr,
-                                 commit_message=commit_message or "Upload pipeline with hfgen",
-                                 ignore_patterns=PUSH_IGNORE_PATTERNS)
-        return str(info)
+        return upload_folder(folder, repo_id, commit_message=commit_message, private=private, token=token,
+                             create_pr=create_pr, path_in_repo=subfolder)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, allow_pickle: bool = False, **kwargs):

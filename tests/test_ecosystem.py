@@ -368,8 +368,8 @@ def test_scheduler_compatibles_resolve_hfgen_schedulers():
 # ------------------------------------------------------------------------------------ Auto classes (item 6)
 
 
-def _save_models(root: Path) -> dict[str, str]:
-    """One tiny saved folder per hfgen model class; returns folder -> the transformers Auto class that loads it."""
+def _tiny_models() -> dict[str, Any]:
+    """One tiny instance of every hfgen model class (transformers models and the Diffusers ``TrajectoryMLP``)."""
     from hfgen.pipelines.consistency_trajectory import TrajectoryMLP
     from hfgen.pipelines.popcorn.modeling_popularity import PopularityModel
     from hfgen.pipelines.popcorn.tiny import tiny_popularity_config
@@ -379,20 +379,43 @@ def _save_models(root: Path) -> dict[str, str]:
     from hfgen.models import MF2Config, MF2Model, SASRecConfig, SASRecModel
 
     torch.manual_seed(0)
-    SASRecModel(SASRecConfig(num_items=10, hidden_size=8, num_hidden_layers=1, num_attention_heads=2)
-                ).save_pretrained(root / "sasrec")
-    PopularityModel(tiny_popularity_config(50, image_size=16, num_frames=2)).save_pretrained(root / "popularity")
     llama = LlamaForCausalLM(LlamaConfig(vocab_size=16, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
                                          num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=16,
                                          tie_word_embeddings=False))
-    GFTCausalLM.from_causal_lm(llama, null_condition_token_id=15).save_pretrained(root / "gft")
     vision = dict(image_size=16, patch_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                   intermediate_size=32)
     text = dict(vocab_size=32, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
                 max_position_embeddings=64)
-    MF2Model(MF2Config(vision_config=vision, text_config=text, projection_dim=8)).save_pretrained(root / "mf2")
-    TrajectoryMLP(dim=2, hidden_dim=8, num_layers=1).save_pretrained(root / "trajectory")
+    return {
+        "sasrec": SASRecModel(SASRecConfig(num_items=10, hidden_size=8, num_hidden_layers=1, num_attention_heads=2)),
+        "popularity": PopularityModel(tiny_popularity_config(50, image_size=16, num_frames=2)),
+        "gft": GFTCausalLM.from_causal_lm(llama, null_condition_token_id=15),
+        "mf2": MF2Model(MF2Config(vision_config=vision, text_config=text, projection_dim=8)),
+        "trajectory": TrajectoryMLP(dim=2, hidden_dim=8, num_layers=1),
+    }
+
+
+def _save_models(root: Path) -> dict[str, str]:
+    """Save every tiny model under ``root``; returns folder -> the transformers Auto class that loads it."""
+    for name, model in _tiny_models().items():
+        model.save_pretrained(root / name)
     return {"sasrec": "AutoModel", "popularity": "AutoModel", "gft": "AutoModelForCausalLM", "mf2": "AutoModel"}
+
+
+def test_every_model_push_to_hub_carries_the_hfgen_card(fake_hub):
+    """``model.push_to_hub`` (transformers' and Diffusers' own method name and arguments) uploads the hfgen card,
+    not the library's generic one, and the model loads back from the repo id with its own class (without
+    ``SafeSaveMixin.push_to_hub`` the SASRec card reads ``library_name: transformers``)."""
+    from huggingface_hub import ModelCard
+
+    for name, model in _tiny_models().items():
+        repo_id = f"hfgen-ci/eco-model-{name}"
+        model.push_to_hub(repo_id, commit_message=f"tiny {name}")
+        card = ModelCard.load(repo_id)
+        assert card.data.library_name == "hfgen" and card.data.hfgen_method, name
+        loaded = type(model).from_pretrained(repo_id)
+        for (k, v), w in zip(model.state_dict().items(), loaded.state_dict().values()):
+            assert torch.equal(v, w), (name, k)
 
 
 def test_auto_classes_after_plain_import_hfgen_in_a_fresh_process(tmp_path):
