@@ -3,7 +3,7 @@
 ``import hfgen`` must stay cheap (``hfgen list`` imports no torch), yet ``AutoConfig`` / ``AutoModel``
 ``.from_pretrained(folder)`` of a saved hfgen model must work after a plain ``import hfgen``. So ``import hfgen``
 only makes transformers' ``CONFIG_MAPPING`` aware of hfgen's ``model_type`` names: the first time one of them is
-looked up (which every Auto class does first), the module below is imported and registers itself (each ends
+looked up (which every Auto class does first), its module below is imported and registers itself (each ends
 with ``AutoConfig.register`` / ``AutoModel*.register``). If transformers' Auto module is not imported yet, a
 one-shot import hook does this right after it is. Nothing is imported while transformers itself is importing
 (its Auto modules import each other), only at a lookup.
@@ -31,18 +31,17 @@ AUTO_MODULES = {
 TRIGGER = "transformers.models.auto.configuration_auto"
 
 _lock = threading.Lock()
-_registered = False
+_registered: set[str] = set()
 
 
-def register_auto_classes() -> None:
-    """Import every module of :data:`AUTO_MODULES` (each registers its classes); idempotent."""
-    global _registered
-    with _lock:
-        if _registered:
-            return
-        _registered = True
-    for module in AUTO_MODULES.values():
-        importlib.import_module(module)
+def register_auto_classes(model_type: str | None = None) -> None:
+    """Import the module of ``model_type`` (all of :data:`AUTO_MODULES` when ``None``); each registers its classes."""
+    for key in [model_type] if model_type is not None else list(AUTO_MODULES):
+        with _lock:
+            if key in _registered:
+                continue
+            _registered.add(key)
+        importlib.import_module(AUTO_MODULES[key])
 
 
 def _make_aware(config_mapping) -> None:
@@ -56,12 +55,12 @@ def _make_aware(config_mapping) -> None:
 
         def __getitem__(self, key):
             if key in AUTO_MODULES:
-                register_auto_classes()
+                register_auto_classes(key)
             return super().__getitem__(key)
 
         def __contains__(self, key):
             if key in AUTO_MODULES:
-                register_auto_classes()
+                register_auto_classes(key)
             return super().__contains__(key)
 
     config_mapping.__class__ = HfgenAwareConfigMapping
