@@ -22,4 +22,8 @@ def push(folder, repo_id, **kwargs):
     return _push(folder, repo_id, **kwargs)
 
 
+from hfgen import _auto  # noqa: E402
+
+_auto.install()  # hfgen's transformers models join AutoConfig / AutoModel when transformers' Auto module loads
+
 __all__ = ["BrokenMethod", "MethodInfo", "Paper", "__version__", "get_method", "list_methods", "load", "push", "register"]

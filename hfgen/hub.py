@@ -6,7 +6,9 @@
 - :func:`atomic_save_dir` writes a folder under a temporary name and renames it into place, so an
   interrupted save never leaves a half-written folder where a good one was; :func:`verify_folder`
   checks a saved folder's safetensors against the checksums written with it.
-- :func:`push` uploads a saved folder with ``huggingface_hub`` in one commit.
+- :func:`push` uploads a saved folder with ``huggingface_hub`` in one commit; :class:`HfgenPipelineMixin` gives
+  hfgen's Diffusers pipelines ``from_pretrained`` of a Hub repo id and ``save_pretrained`` / ``push_to_hub`` that
+  carry the hfgen card.
 - :func:`load` loads a local folder or a Hub repo id, dispatching on what the folder holds.
 
 Weights are safetensors only: a folder that holds only pickle weights is refused unless the caller
@@ -39,13 +41,24 @@ class UnsafeWeightsError(ValueError):
 # ----------------------------------------------------------------------------------------- cards
 
 
-def _template_text(method: str) -> str:
+def _template_target(method: str) -> str:
     from hfgen.registry import get_method
 
-    info = get_method(method)
-    target = info.card_template or "hfgen.model_cards:_base.md"
-    package, _, filename = target.partition(":")
-    return resources.files(package).joinpath(filename).read_text(encoding="utf-8")
+    return get_method(method).card_template or "hfgen.model_cards:_base.md"
+
+
+def _card_template(target: str):
+    """The Jinja template ``"package:file.md"``. Every built-in card ``{% extends "_base.md" %}``: the skeleton
+    (``hfgen.model_cards:_base.md``) holds the front matter, facts, pipeline-loading, training, evaluation and
+    citation blocks once, and a method's file fills the blocks ``intro``, ``facts``, ``method_sections``,
+    ``training_note`` and ``evaluation_note``. A plugin's template may extend it the same way."""
+    import jinja2
+
+    def source(name: str) -> str:
+        package, _, filename = (name if ":" in name else f"hfgen.model_cards:{name}").partition(":")
+        return resources.files(package).joinpath(filename).read_text(encoding="utf-8")
+
+    return jinja2.Environment(loader=jinja2.FunctionLoader(source), keep_trailing_newline=True).get_template(target)
 
 
 def render_model_card(
@@ -64,6 +77,9 @@ def render_model_card(
 
     ``eval_results`` is a list of dicts with keys ``task_type``, ``dataset_type``, ``dataset_name``,
     ``metric_type``, ``metric_value`` (and optionally ``metric_name``); they become ``model-index``.
+    ``pipeline_class`` (the name of an hfgen pipeline class) adds the skeleton's "Loading this pipeline" block
+    and keeps the ``diffusers`` tag off the card: ``DiffusionPipeline.from_pretrained`` cannot load a pipeline
+    class Diffusers does not define, so the Hub must not list the repo as a Diffusers one.
     Returns a ``huggingface_hub.ModelCard``.
     """
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
@@ -80,7 +96,8 @@ def render_model_card(
         library_name="hfgen",
         license=license,
         pipeline_tag=info.pipeline_tag,
-        tags=list(dict.fromkeys([*info.hub_tags, *extra_tags])),
+        tags=[t for t in dict.fromkeys([*info.hub_tags, *extra_tags])
+              if not (template_vars.get("pipeline_class") and t == "diffusers")],
         base_model=base_model,
         datasets=datasets,
         model_name=model_name,
@@ -88,9 +105,8 @@ def render_model_card(
         hfgen_method=info.name,
         arxiv=info.paper.arxiv_id,
     )
-    return ModelCard.from_template(
-        card_data,
-        template_str=_template_text(method),
+    return ModelCard(_card_template(_template_target(method)).render(
+        card_data=card_data.to_yaml(),
         method=info,
         paper=info.paper,
         model_name=model_name or f"{info.name} model",
@@ -99,7 +115,7 @@ def render_model_card(
         training_config=training_config or {},
         eval_results=eval_results or [],
         **template_vars,
-    )
+    ))
 
 
 def save_model_card(folder: str | os.PathLike, method: str, **kwargs: Any) -> Path:
@@ -268,6 +284,36 @@ def verify_once(folder: str | os.PathLike) -> None:
         verify_folder(folder)
 
 
+def registered_component(cls: type) -> tuple[Any, str] | None:
+    """``(MethodInfo, class name)`` of the registered hfgen component ``cls`` is or subclasses (same module path)."""
+    from hfgen.registry import list_methods
+
+    for klass in cls.__mro__:
+        for info in list_methods():
+            target = info.components.get(klass.__name__)
+            if target is not None and target == f"{klass.__module__}:{klass.__qualname__}":
+                return info, klass.__name__
+    return None
+
+
+def upload_folder(folder, repo_id: str, *, commit_message: str | None = None, private: bool | None = None,
+                  token: str | None = None, create_pr: bool = False, revision: str | None = None,
+                  path_in_repo: str | None = None) -> str:
+    """Create ``repo_id`` if needed and upload ``folder`` in one commit (safetensors only; never caches, interrupted
+    saves or ``training_args.bin``); returns the commit URL."""
+    from huggingface_hub import HfApi
+
+    from hfgen import __version__
+
+    check_weights_safe(folder)
+    api = HfApi(token=token, library_name="hfgen", library_version=__version__)
+    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+    info = api.upload_folder(repo_id=repo_id, folder_path=str(folder), path_in_repo=path_in_repo, revision=revision,
+                             create_pr=create_pr, commit_message=commit_message or "Upload with hfgen",
+                             ignore_patterns=PUSH_IGNORE_PATTERNS)
+    return str(info)
+
+
 class SafeSaveMixin:
     """For a Diffusers/transformers class: ``save_pretrained`` through :func:`atomic_save_dir` (with checksums),
     and ``from_pretrained`` of a local folder runs :func:`verify_folder` first. Put it first among the bases."""
@@ -286,7 +332,32 @@ class SafeSaveMixin:
         if not kwargs.get("is_main_process", True):
             return super().save_pretrained(save_directory, *args, **kwargs)
         with atomic_save_dir(save_directory) as tmp:
-            return super().save_pretrained(tmp, *args, **kwargs)
+            out = super().save_pretrained(tmp, *args, **kwargs)
+            self.save_extra_files(tmp)  # committed together with the weights
+            return out
+
+    def save_extra_files(self, folder: Path) -> None:
+        """Hook: files written into the staging folder before the commit (e.g. a model card)."""
+
+    def push_to_hub(self, repo_id: str, commit_message: str | None = None, private: bool | None = None,
+                    token: str | None = None, create_pr: bool = False, revision: str | None = None,
+                    safe_serialization: bool = True, variant: str | None = None, max_shard_size=None,
+                    **ignored_hub_kwargs) -> str:
+        """transformers' / Diffusers' ``push_to_hub`` (their common arguments): ``save_pretrained`` into a temporary
+        folder, the hfgen model card added when the class is a registered hfgen component and its save wrote none
+        (their own ``push_to_hub`` would write a generic card), then one upload with :data:`PUSH_IGNORE_PATTERNS`.
+        ``use_temp_dir``, ``commit_description`` and ``tags`` are accepted for compatibility and ignored."""
+        unknown = set(ignored_hub_kwargs) - {"use_temp_dir", "commit_description", "tags", "subfolder"}
+        if unknown:
+            raise TypeError(f"push_to_hub() got unexpected keyword arguments {sorted(unknown)}.")
+        save_kwargs = {"safe_serialization": safe_serialization, "variant": variant, "max_shard_size": max_shard_size}
+        with tempfile.TemporaryDirectory() as tmp:
+            self.save_pretrained(tmp, **{k: v for k, v in save_kwargs.items() if v is not None})
+            found = registered_component(type(self))
+            if found is not None and not (Path(tmp) / "README.md").exists():
+                save_model_card(tmp, found[0].name, model_name=f"{found[1]} ({found[0].name})", repo_id=repo_id)
+            return upload_folder(tmp, repo_id, commit_message=commit_message, private=private, token=token,
+                                 create_pr=create_pr, revision=revision)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
@@ -301,6 +372,78 @@ class SafeSaveMixin:
                              "was interrupted.")
         with _verified(folder):
             return super().from_pretrained(path, *args, **kwargs)
+
+
+_CARD_REPO_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("hfgen_card_repo_id", default=None)
+
+
+class HfgenPipelineMixin(SafeSaveMixin):
+    """For hfgen's Diffusers pipelines (put it first among the bases): what Diffusers' own calls do, plus
+
+    - ``from_pretrained("namespace/name")`` downloads the repo's snapshot first and loads that folder, as
+      :func:`load` does (Diffusers' own download step cannot resolve components whose library is not Diffusers);
+    - ``save_pretrained`` writes the hfgen model card (``README.md``; :meth:`model_card_kwargs` adds the
+      pipeline's own facts), and ``save_pretrained(..., push_to_hub=True)`` / ``push_to_hub`` upload that card
+      instead of Diffusers' generic one (``library_name: diffusers``, which would advertise a
+      ``DiffusionPipeline.from_pretrained`` call that cannot load this class);
+    - weights only as safetensors (a repo holding only pickle weights is refused, as by :func:`load`).
+    """
+
+    def model_card_kwargs(self) -> dict[str, Any]:
+        """Extra :func:`render_model_card` arguments of this pipeline (base model, training config, template vars)."""
+        return {}
+
+    @classmethod
+    def hfgen_component(cls) -> tuple[Any, str] | None:
+        """``(MethodInfo, class name)`` of the registered hfgen class this pipeline is (or subclasses)."""
+        return registered_component(cls)
+
+    def save_extra_files(self, folder: Path) -> None:
+        super().save_extra_files(folder)
+        self.save_model_card(folder, repo_id=_CARD_REPO_ID.get())
+
+    def save_model_card(self, save_directory: str | os.PathLike, repo_id: str | None = None) -> Path | None:
+        found = self.hfgen_component()
+        if found is None:
+            return None
+        info, name = found
+        kwargs = {"model_name": f"{name} ({info.name})", **self.model_card_kwargs()}
+        return save_model_card(save_directory, info.name, pipeline_class=name, repo_id=repo_id, **kwargs)
+
+    def save_pretrained(self, save_directory, *args, push_to_hub: bool = False, **kwargs):
+        hub = {k: kwargs.pop(k) for k in ("repo_id", "commit_message", "private", "create_pr", "token") if k in kwargs}
+        token = _CARD_REPO_ID.set(hub.get("repo_id"))
+        try:
+            super().save_pretrained(save_directory, *args, **kwargs)  # the card is written by save_extra_files
+        finally:
+            _CARD_REPO_ID.reset(token)
+        if push_to_hub:
+            return self._push_folder(save_directory, hub.pop("repo_id", None) or Path(save_directory).name, **hub)
+
+    def push_to_hub(self, repo_id: str, commit_message: str | None = None, private: bool | None = None,
+                    token: str | None = None, create_pr: bool = False, safe_serialization: bool = True,
+                    variant: str | None = None, subfolder: str | None = None) -> str:
+        """Diffusers' ``push_to_hub`` (same arguments), uploading the hfgen card with the safetensors weights."""
+        with tempfile.TemporaryDirectory() as tmp:
+            self.save_pretrained(tmp, safe_serialization=safe_serialization, variant=variant, repo_id=repo_id)
+            return self._push_folder(tmp, repo_id, commit_message=commit_message, private=private, token=token,
+                                     create_pr=create_pr, subfolder=subfolder)
+
+    def _push_folder(self, folder, repo_id: str, commit_message=None, private=None, token=None, create_pr=False,
+                     subfolder=None) -> str:
+        return upload_folder(folder, repo_id, commit_message=commit_message, private=private, token=token,
+                             create_pr=create_pr, path_in_repo=subfolder)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, allow_pickle: bool = False, **kwargs):
+        path = pretrained_model_name_or_path
+        if isinstance(path, (str, os.PathLike)) and not Path(path).is_dir():
+            download = {k: kwargs.pop(k) for k in ("revision", "token", "cache_dir", "force_download",
+                                                   "local_files_only") if k in kwargs}
+            path = resolve_folder(path, **download)
+        if isinstance(path, (str, os.PathLike)):
+            check_weights_safe(path, allow_pickle=allow_pickle)
+        return super().from_pretrained(path, *args, **kwargs)
 
 
 def check_weights_safe(folder: str | os.PathLike, allow_pickle: bool = False) -> None:
@@ -335,6 +478,10 @@ def verify_safetensors(path: str | os.PathLike) -> None:
 # ----------------------------------------------------------------------------------------- push
 
 
+# never uploaded: caches, interrupted saves, and the Trainer arguments' pickle
+PUSH_IGNORE_PATTERNS = [".cache/*", "*.tmp", f"{STAGING_PREFIX}*", f"*/{STAGING_PREFIX}*", "training_args.bin"]
+
+
 def push(
     folder: str | os.PathLike,
     repo_id: str,
@@ -359,8 +506,7 @@ def push(
     api.create_repo(repo_id, private=private, exist_ok=True)
     info = api.upload_folder(
         repo_id=repo_id, folder_path=str(folder), commit_message=commit_message, revision=revision,
-        ignore_patterns=[".cache/*", "*.tmp", f"{STAGING_PREFIX}*", f"*/{STAGING_PREFIX}*",  # interrupted saves
-                         "training_args.bin"],  # a pickle of the Trainer arguments
+        ignore_patterns=PUSH_IGNORE_PATTERNS,
     )
     return str(info)
 
@@ -368,8 +514,10 @@ def push(
 # ----------------------------------------------------------------------------------------- load
 
 
-def resolve_folder(name_or_path: str | os.PathLike, *, revision: str | None = None, token: str | None = None) -> Path:
-    """A local folder for ``name_or_path``: an existing folder, ``local-dir:PATH`` or a Hub repo id."""
+def resolve_folder(name_or_path: str | os.PathLike, *, revision: str | None = None, token: str | None = None,
+                   **download_kwargs: Any) -> Path:
+    """A local folder for ``name_or_path``: an existing folder, ``local-dir:PATH`` or a Hub repo id (its snapshot,
+    downloaded with ``huggingface_hub.snapshot_download(**download_kwargs)``, e.g. ``cache_dir``)."""
     text = str(name_or_path)
     if text.startswith("local-dir:"):
         path = Path(text[len("local-dir:"):])
@@ -386,7 +534,8 @@ def resolve_folder(name_or_path: str | os.PathLike, *, revision: str | None = No
 
     from hfgen import __version__
 
-    return Path(snapshot_download(text, revision=revision, token=token, library_name="hfgen", library_version=__version__))
+    return Path(snapshot_download(text, revision=revision, token=token, library_name="hfgen", library_version=__version__,
+                                  **download_kwargs))
 
 
 def _read_json(path: Path) -> dict:
@@ -410,7 +559,6 @@ def load(name_or_path: str | os.PathLike, *, allow_pickle: bool = False, revisio
     The weights are checked first (:func:`verify_folder`): a missing, truncated or corrupted safetensors
     file raises a ``ValueError`` naming it.
     """
-    from hfgen.registry import find_component
 
     folder = resolve_folder(name_or_path, revision=revision, token=token)
     check_weights_safe(folder, allow_pickle=allow_pickle)
@@ -447,9 +595,7 @@ def _load_verified(folder: Path, **kwargs: Any):
 
             return getattr(diffusers, class_name).from_pretrained(folder, **kwargs)
         if "model_type" in config:
-            import transformers
-
-            import hfgen.models  # noqa: F401  (registers hfgen's Auto classes)
+            import transformers  # hfgen's model types resolve through its Auto classes (hfgen._auto)
 
             for arch in config.get("architectures") or []:
                 cls = getattr(transformers, arch, None)

@@ -1,4 +1,6 @@
-"""hfgen's transformers models; importing this package registers them with AutoConfig / AutoModel."""
+"""hfgen's transformers models. They register with ``AutoConfig`` / ``AutoModel`` when imported; a plain
+``import hfgen`` is enough for the Auto classes to find them (and every other hfgen model type: see
+:mod:`hfgen._auto`), without importing them until a saved one is loaded."""
 
 from hfgen.models.mf2 import MF2Config, MF2Model
 from hfgen.models.sasrec import SASRecConfig, SASRecModel

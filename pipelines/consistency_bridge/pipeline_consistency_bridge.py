@@ -11,8 +11,9 @@ from diffusers import DiffusionPipeline, UNet2DModel
 from diffusers.image_processor import PipelineImageInput, VaeImageProcessor
 from diffusers.utils import BaseOutput, replace_example_docstring
 
-from hfgen.hub import SafeSaveMixin
+from hfgen.hub import HfgenPipelineMixin
 
+from ..utils import check_callback_inputs, run_callback
 from .scheduling_bridge import BridgeScheduler
 
 EXAMPLE_DOC_STRING = """
@@ -48,7 +49,7 @@ class BridgePipelineOutput(BaseOutput):
     nfe: int
 
 
-class ConsistencyBridgePipeline(SafeSaveMixin, DiffusionPipeline):
+class ConsistencyBridgePipeline(HfgenPipelineMixin, DiffusionPipeline):
     r"""Translate a source image ``y`` (edges, depth, a masked image ...) into a paired target image by
     integrating a diffusion bridge from ``x_T = y`` back to ``x_0``.
 
@@ -63,6 +64,7 @@ class ConsistencyBridgePipeline(SafeSaveMixin, DiffusionPipeline):
     """
 
     model_cpu_offload_seq = "unet"
+    _callback_tensor_inputs = ["latents", "source"]
 
     def __init__(self, unet: UNet2DModel, scheduler: BridgeScheduler):
         super().__init__()
@@ -71,6 +73,10 @@ class ConsistencyBridgePipeline(SafeSaveMixin, DiffusionPipeline):
         self.image_processor = VaeImageProcessor(
             vae_scale_factor=1, do_resize=False, do_normalize=True, do_convert_rgb=not gray, do_convert_grayscale=gray
         )
+
+    def model_card_kwargs(self):
+        """The card names the scheduler's solver."""
+        return {"solver": self.scheduler.config.solver}
 
     def check_inputs(self, source: torch.Tensor, num_inference_steps, eta, generator):
         channels, size = self.unet.config.out_channels, self.unet.config.sample_size
@@ -100,9 +106,12 @@ class ConsistencyBridgePipeline(SafeSaveMixin, DiffusionPipeline):
         image: PipelineImageInput,
         num_inference_steps: int = 2,
         eta: float | None = None,
+        num_images_per_prompt: int = 1,
         generator: torch.Generator | list[torch.Generator] | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
+        callback_on_step_end=None,
+        callback_on_step_end_tensor_inputs: list[str] = ["latents"],  # noqa: B006 (Diffusers' signature)
     ) -> BridgePipelineOutput | tuple:
         r"""
         Args:
@@ -110,9 +119,16 @@ class ConsistencyBridgePipeline(SafeSaveMixin, DiffusionPipeline):
             num_inference_steps (`int`, defaults to 2): solver steps (NFE for `"dbim"`/`"consistency"`,
                 ``3N - 1`` for `"heun"`).
             eta (`float`, *optional*): stochasticity; defaults to the scheduler's (see [`BridgeScheduler`]).
+            num_images_per_prompt (`int`, defaults to 1): translations per source image (they differ when the
+                sampler is stochastic, ``eta > 0``), in Diffusers' order: all of the first source, then the next.
             generator (`torch.Generator` or `list[torch.Generator]`, *optional*): one, or one per image.
             output_type (`str`, defaults to `"pil"`): `"pil"`, `"np"` or `"pt"`.
             return_dict (`bool`, defaults to `True`): return a [`BridgePipelineOutput`] instead of a tuple.
+            callback_on_step_end (`Callable`, [`~diffusers.callbacks.PipelineCallback`], *optional*): called at the
+                end of every step as ``callback_on_step_end(self, step, timestep, callback_kwargs)``; may return
+                ``{"latents": ...}`` to replace the current sample ``x_t``.
+            callback_on_step_end_tensor_inputs (`list[str]`, defaults to `["latents"]`): what ``callback_kwargs``
+                holds, among ``"latents"`` (the current ``x_t``) and ``"source"`` (``y``, read-only).
 
         Examples:
 
@@ -123,18 +139,24 @@ class ConsistencyBridgePipeline(SafeSaveMixin, DiffusionPipeline):
             raise ValueError(f"`output_type` must be 'pil', 'np' or 'pt', got {output_type!r}.")
         if (isinstance(image, (list, tuple)) and not image) or (hasattr(image, "size") and getattr(image, "ndim", 0) and 0 in image.shape):
             raise ValueError("`image` is empty: pass at least one source image.")
-        source = self.image_processor.preprocess(image)
+        if isinstance(num_images_per_prompt, bool) or not isinstance(num_images_per_prompt, int) or num_images_per_prompt < 1:
+            raise ValueError(f"`num_images_per_prompt` must be a positive integer, got {num_images_per_prompt!r}.")
+        callback_inputs = check_callback_inputs(self, callback_on_step_end, callback_on_step_end_tensor_inputs)
+        source = self.image_processor.preprocess(image).repeat_interleave(num_images_per_prompt, dim=0)
         self.check_inputs(source, num_inference_steps, eta, generator)
         device = self._execution_device
         source = source.to(device=device, dtype=self.unet.dtype)
 
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         sample = source
-        for t in self.progress_bar(self.scheduler.timesteps):
+        for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
             model_input = torch.cat([self.scheduler.scale_model_input(sample, t), source], dim=1)
             c_noise = self.scheduler.c_noise(t).to(device).expand(source.shape[0])
             model_output = self.unet(model_input, c_noise).sample
             sample = self.scheduler.step(model_output, t, sample, source, generator=generator, eta=eta).prev_sample
+            if callback_on_step_end is not None:
+                sample = run_callback(self, callback_on_step_end, i, t, callback_inputs,
+                                      {"latents": sample, "source": source})["latents"]
 
         images = self.image_processor.postprocess(sample.clamp(-1, 1), output_type=output_type)
         self.maybe_free_model_hooks()

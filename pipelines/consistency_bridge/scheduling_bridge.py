@@ -29,6 +29,8 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from hfgen.bridges import BRIDGE_SCHEDULES, _bcast, make_bridge_schedule
 
+from ..utils import HfgenSchedulerMixin
+
 SOLVERS = ("heun", "dbim", "consistency")
 
 
@@ -44,7 +46,7 @@ class BridgeSchedulerOutput(BaseOutput):
     pred_original_sample: torch.Tensor
 
 
-class BridgeScheduler(SchedulerMixin, ConfigMixin):
+class BridgeScheduler(HfgenSchedulerMixin, SchedulerMixin, ConfigMixin):
     """Scheduler for denoising diffusion bridge models (DDBM) and consistency bridge models (CDBM).
 
     Args:

@@ -63,7 +63,8 @@ class TrajectoryMLP(SafeSaveMixin, ModelMixin, ConfigMixin):
         c_t = torch.as_tensor(timestep, device=sample.device).float().expand(batch)
         c_s = torch.as_tensor(target_timestep, device=sample.device).float().expand(batch)
         width = self.config.time_embed_dim
-        emb = self.time(torch.cat([_fourier(c_t, width), _fourier(c_s, width)], dim=-1))
+        # the features are computed in float32, then cast to the weights' dtype (bf16/fp16 pipelines)
+        emb = self.time(torch.cat([_fourier(c_t, width), _fourier(c_s, width)], dim=-1).to(self.input.weight.dtype))
         h = self.input(sample)
         for block in self.blocks:
             h = h + block(h + emb)

@@ -11,8 +11,9 @@ from diffusers import DiffusionPipeline, ModelMixin, UNet2DModel
 from diffusers.utils import BaseOutput, replace_example_docstring
 from diffusers.utils.torch_utils import randn_tensor
 
-from hfgen.hub import SafeSaveMixin
+from hfgen.hub import HfgenPipelineMixin
 
+from ..utils import check_callback_inputs, run_callback
 from .modeling_trajectory_mlp import TrajectoryMLP
 from .scheduling_consistency_trajectory import ConsistencyTrajectoryScheduler
 
@@ -56,7 +57,7 @@ def trajectory_network(
     return model(model_input, c_t, c_s).sample
 
 
-class ConsistencyTrajectoryPipeline(SafeSaveMixin, DiffusionPipeline):
+class ConsistencyTrajectoryPipeline(HfgenPipelineMixin, DiffusionPipeline):
     r"""Sample ``x_0`` from noise ``x_T ~ N(0, sigma_max^2 I)`` with a trajectory student ``G(x_t, t, s)``
     in ``num_inference_steps`` jumps (one network call each), optionally re-noising by ``gamma`` (CTM).
 
@@ -66,17 +67,15 @@ class ConsistencyTrajectoryPipeline(SafeSaveMixin, DiffusionPipeline):
     """
 
     model_cpu_offload_seq = "denoiser"
+    _callback_tensor_inputs = ["latents"]
 
     def __init__(self, denoiser: TrajectoryMLP | UNet2DModel, scheduler: ConsistencyTrajectoryScheduler):
         super().__init__()
         self.register_modules(denoiser=denoiser, scheduler=scheduler)
 
-    def save_pretrained(self, save_directory, **kwargs):
-        """Diffusers' folder layout (safetensors) plus the hfgen model card ``README.md``."""
-        from hfgen.hub import save_model_card
-
-        super().save_pretrained(save_directory, **kwargs)
-        save_model_card(save_directory, "analytic_precond", preconditioning=self.scheduler.config.preconditioning)
+    def model_card_kwargs(self):
+        """The card names the scheduler's preconditioning."""
+        return {"preconditioning": self.scheduler.config.preconditioning}
 
     def sample_shape(self, batch_size: int) -> tuple:
         config = self.denoiser.config
@@ -97,6 +96,8 @@ class ConsistencyTrajectoryPipeline(SafeSaveMixin, DiffusionPipeline):
         latents: torch.Tensor | None = None,
         output_type: str = "pt",
         return_dict: bool = True,
+        callback_on_step_end=None,
+        callback_on_step_end_tensor_inputs: list[str] = ["latents"],  # noqa: B006 (Diffusers' signature)
     ) -> ConsistencyTrajectoryPipelineOutput | tuple:
         r"""
         Args:
@@ -107,6 +108,10 @@ class ConsistencyTrajectoryPipeline(SafeSaveMixin, DiffusionPipeline):
             latents (`torch.Tensor`, *optional*): the initial noise ``x_T`` (else drawn, ``sigma_max`` times N(0, I)).
             output_type (`str`, defaults to `"pt"`): `"pt"`, `"np"`, or (UNet students) `"pil"`.
             return_dict (`bool`, defaults to `True`): return a [`ConsistencyTrajectoryPipelineOutput`].
+            callback_on_step_end (`Callable`, [`~diffusers.callbacks.PipelineCallback`], *optional*): called after
+                every jump as ``callback_on_step_end(self, step, timestep, callback_kwargs)``; may return
+                ``{"latents": ...}`` to replace the current sample.
+            callback_on_step_end_tensor_inputs (`list[str]`, defaults to `["latents"]`): what ``callback_kwargs`` holds.
 
         Examples:
 
@@ -121,6 +126,7 @@ class ConsistencyTrajectoryPipeline(SafeSaveMixin, DiffusionPipeline):
             raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
         if isinstance(generator, list) and len(generator) != batch_size:
             raise ValueError(f"Got {len(generator)} generators for `batch_size` {batch_size}.")
+        callback_inputs = check_callback_inputs(self, callback_on_step_end, callback_on_step_end_tensor_inputs)
         device = self._execution_device
         shape = self.sample_shape(batch_size)
         if latents is not None and tuple(latents.shape) != shape:
@@ -133,12 +139,14 @@ class ConsistencyTrajectoryPipeline(SafeSaveMixin, DiffusionPipeline):
         )
         sample = noise.to(device=device, dtype=self.denoiser.dtype) * self.scheduler.init_noise_sigma
 
-        for t, s in self.progress_bar(list(zip(self.scheduler.timesteps, self.scheduler.targets))):
+        for i, (t, s) in enumerate(self.progress_bar(list(zip(self.scheduler.timesteps, self.scheduler.targets)))):
             model_input = self.scheduler.scale_model_input(sample, t)
             model_output = trajectory_network(
                 self.denoiser, model_input, self.scheduler.c_noise(t), self.scheduler.c_noise(s)
             )
             sample = self.scheduler.step(model_output, t, sample, generator=generator).prev_sample
+            if callback_on_step_end is not None:
+                sample = run_callback(self, callback_on_step_end, i, t, callback_inputs, {"latents": sample})["latents"]
 
         if output_type == "pt":
             samples = sample

@@ -41,6 +41,8 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
+from ..utils import HfgenSchedulerMixin
+
 PRECONDITIONINGS = ("euler", "variance", "analytic")
 LONG_JUMPS = ("forward", "euler", "implicit")
 
@@ -196,7 +198,7 @@ class ConsistencyTrajectorySchedulerOutput(BaseOutput):
     jump_sample: torch.Tensor
 
 
-class ConsistencyTrajectoryScheduler(SchedulerMixin, ConfigMixin):
+class ConsistencyTrajectoryScheduler(HfgenSchedulerMixin, SchedulerMixin, ConfigMixin):
     r"""Multi-step sampler of a consistency trajectory model (CTM, arXiv 2310.02279, Alg. "gamma-sampling").
 
     On the Karras grid ``sigma_max = t_0 > ... > t_N = sigma_min`` each step jumps with the student

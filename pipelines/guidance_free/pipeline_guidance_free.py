@@ -10,8 +10,9 @@ from diffusers.schedulers import KarrasDiffusionSchedulers
 from diffusers.utils import replace_example_docstring
 from diffusers.utils.torch_utils import randn_tensor
 
-from hfgen.hub import SafeSaveMixin
+from hfgen.hub import HfgenPipelineMixin
 
+from ..utils import check_callback_inputs, run_callback
 from .modeling_beta_conditioning import beta_embedding, guidance_scale_to_beta, has_beta_input
 
 EXAMPLE_DOC_STRING = """
@@ -36,7 +37,7 @@ GUIDANCE_MODES = ("free", "cfg")
 OUTPUT_TYPES = ("pil", "np", "pt")
 
 
-class GuidanceFreePipeline(SafeSaveMixin, DiffusionPipeline):
+class GuidanceFreePipeline(HfgenPipelineMixin, DiffusionPipeline):
     r"""Sample a GFT-trained UNet at temperature ``beta`` with one forward pass per step, or a CFG-trained
     UNet (or the same GFT UNet at β = 1) with classifier-free guidance, two passes per step, for comparison.
 
@@ -53,6 +54,7 @@ class GuidanceFreePipeline(SafeSaveMixin, DiffusionPipeline):
     """
 
     model_cpu_offload_seq = "unet"
+    _callback_tensor_inputs = ["latents"]
 
     def __init__(self, unet: UNet2DConditionModel, scheduler: KarrasDiffusionSchedulers):
         super().__init__()
@@ -155,10 +157,13 @@ class GuidanceFreePipeline(SafeSaveMixin, DiffusionPipeline):
         guidance_scale: float | None = None,
         guidance: str = "free",
         num_inference_steps: int = 50,
+        num_images_per_prompt: int = 1,
         generator: torch.Generator | list[torch.Generator] | None = None,
         latents: torch.Tensor | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
+        callback_on_step_end=None,
+        callback_on_step_end_tensor_inputs: list[str] = ["latents"],  # noqa: B006 (Diffusers' signature)
     ) -> ImagePipelineOutput | tuple:
         r"""
         Args:
@@ -170,14 +175,29 @@ class GuidanceFreePipeline(SafeSaveMixin, DiffusionPipeline):
             guidance (`str`, defaults to `"free"`): ``"free"``: one call per step at β (needs a GFT unet);
                 ``"cfg"``: classifier-free guidance at scale ``1/beta`` with two network evaluations per step.
             num_inference_steps (`int`, defaults to 50): denoising steps.
+            num_images_per_prompt (`int`, defaults to 1): images per class label (or per row of ``prompt_embeds``).
             generator (`torch.Generator` or a list of them, *optional*): one generator, or one per image.
             latents (`torch.Tensor`, *optional*): the initial noise, ``(B, C, H, W)``.
             output_type (`str`, defaults to `"pil"`): ``"pil"``, ``"np"`` (``(B, H, W, C)`` in [0, 1]) or ``"pt"``
                 (``(B, C, H, W)`` in [0, 1]).
             return_dict (`bool`, defaults to `True`): return an [`ImagePipelineOutput`] instead of a tuple.
+            callback_on_step_end (`Callable`, [`~diffusers.callbacks.PipelineCallback`], *optional*): called at the
+                end of every step as ``callback_on_step_end(self, step, timestep, callback_kwargs)``; may return
+                ``{"latents": ...}`` to replace the latents.
+            callback_on_step_end_tensor_inputs (`list[str]`, defaults to `["latents"]`): what ``callback_kwargs`` holds.
 
         Examples:
         """
+        if isinstance(num_images_per_prompt, bool) or not isinstance(num_images_per_prompt, int) or num_images_per_prompt < 1:
+            raise ValueError(f"`num_images_per_prompt` must be a positive integer, got {num_images_per_prompt!r}.")
+        callback_inputs = check_callback_inputs(self, callback_on_step_end, callback_on_step_end_tensor_inputs)
+        if num_images_per_prompt > 1:  # Diffusers' order: all images of the first prompt, then the next
+            if class_labels is not None:
+                class_labels = torch.as_tensor(class_labels).reshape(-1).repeat_interleave(num_images_per_prompt)
+            if prompt_embeds is not None:
+                prompt_embeds = prompt_embeds.repeat_interleave(num_images_per_prompt, dim=0)
+            if negative_prompt_embeds is not None and negative_prompt_embeds.shape[0] > 1:
+                negative_prompt_embeds = negative_prompt_embeds.repeat_interleave(num_images_per_prompt, dim=0)
         batch_size = self.check_inputs(class_labels, prompt_embeds, negative_prompt_embeds, beta, guidance_scale,
                                        guidance, num_inference_steps, generator, output_type)
         beta = 1.0 if beta is None and guidance_scale is None else beta
@@ -192,13 +212,15 @@ class GuidanceFreePipeline(SafeSaveMixin, DiffusionPipeline):
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         step_kwargs = {"generator": generator} if "generator" in inspect.signature(self.scheduler.step).parameters else {}
 
-        for t in self.progress_bar(self.scheduler.timesteps):
+        for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
             model_input = self.scheduler.scale_model_input(latents, t)
             if guidance == "conditional":  # CFG at scale 1 is the plain conditional model: one call
                 model_output = self._unet(model_input, t, None, condition)
             else:
                 model_output = self.predict(model_input, t, beta, guidance_scale, guidance, condition, null_condition)
             latents = self.scheduler.step(model_output, t, latents, **step_kwargs).prev_sample
+            if callback_on_step_end is not None:
+                latents = run_callback(self, callback_on_step_end, i, t, callback_inputs, {"latents": latents})["latents"]
 
         self.maybe_free_model_hooks()
         image = (latents / 2 + 0.5).clamp(0, 1)

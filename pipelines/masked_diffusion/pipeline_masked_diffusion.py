@@ -10,9 +10,10 @@ import torch
 from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 from diffusers.utils import BaseOutput, replace_example_docstring
 
-from hfgen.hub import SafeSaveMixin
+from hfgen.hub import HfgenPipelineMixin
 
 from .masking import TIME_INPUTS, total_noise
+from ..utils import check_callback_inputs, run_callback
 from .scheduling_ancestral_masked import AncestralMaskedScheduler
 from .scheduling_first_hitting import FirstHittingScheduler
 
@@ -52,7 +53,7 @@ class MaskedDiffusionPipelineOutput(BaseOutput):
     nfe: int
 
 
-class MaskedDiffusionPipeline(SafeSaveMixin, DiffusionPipeline):
+class MaskedDiffusionPipeline(HfgenPipelineMixin, DiffusionPipeline):
     r"""Generate text with a masked diffusion model.
 
     The optimal MDM denoiser is ``p(x^l | visible tokens)`` at every time (Prop. 3.2), which is what
@@ -79,6 +80,7 @@ class MaskedDiffusionPipeline(SafeSaveMixin, DiffusionPipeline):
     """
 
     model_cpu_offload_seq = "denoiser"
+    _callback_tensor_inputs = ["sequences", "logits"]
 
     def __init__(self, denoiser, tokenizer, scheduler: FirstHittingScheduler | AncestralMaskedScheduler):
         super().__init__()
@@ -187,6 +189,8 @@ class MaskedDiffusionPipeline(SafeSaveMixin, DiffusionPipeline):
         generator: torch.Generator | list[torch.Generator] | None = None,
         output_type: str = "text",
         return_dict: bool = True,
+        callback_on_step_end=None,
+        callback_on_step_end_tensor_inputs: list[str] = ["sequences"],  # noqa: B006 (Diffusers' signature)
     ):
         r"""
         Args:
@@ -212,6 +216,11 @@ class MaskedDiffusionPipeline(SafeSaveMixin, DiffusionPipeline):
                 ``"pt"`` or ``"np"`` (token ids).
             return_dict (`bool`, defaults to `True`): return a
                 [`MaskedDiffusionPipelineOutput`] instead of the tuple ``(sequences, texts)``.
+            callback_on_step_end (`Callable`, [`~diffusers.callbacks.PipelineCallback`], *optional*): called at the
+                end of every step as ``callback_on_step_end(self, step, timestep, callback_kwargs)``; may return
+                ``{"sequences": ...}`` to replace the current sequences.
+            callback_on_step_end_tensor_inputs (`list[str]`, defaults to `["sequences"]`): what ``callback_kwargs``
+                holds, among ``"sequences"`` (current token ids) and ``"logits"`` (last denoiser output).
 
         Examples:
         """
@@ -223,6 +232,7 @@ class MaskedDiffusionPipeline(SafeSaveMixin, DiffusionPipeline):
                           mask_token_id, output_type)
         if time_input not in TIME_INPUTS:
             raise ValueError(f"`time_input` must be one of {TIME_INPUTS}, got {time_input!r}.")
+        callback_inputs = check_callback_inputs(self, callback_on_step_end, callback_on_step_end_tensor_inputs)
         device = self._execution_device
         sample = self.prepare_sequences(prompt, input_ids, seq_len, num_samples, mask_token_id, device)
         if isinstance(generator, list) and len(generator) != sample.shape[0]:
@@ -233,7 +243,7 @@ class MaskedDiffusionPipeline(SafeSaveMixin, DiffusionPipeline):
         time_conditioned = "timesteps" in inspect.signature(self.denoiser.forward).parameters
         forbidden = None
         logits, seen, nfe = None, None, 0
-        for t in self.progress_bar(self.scheduler.timesteps):
+        for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
             if not (sample == mask_token_id).any():
                 break
             if logits is None or time_conditioned or not use_cache or not torch.equal(sample, seen):
@@ -242,6 +252,9 @@ class MaskedDiffusionPipeline(SafeSaveMixin, DiffusionPipeline):
             forbidden = self.forbidden_tokens(logits.shape[-1], device) if forbidden is None else forbidden
             sample = self.scheduler.step(logits, t, sample, mask_token_id, temperature=temperature,
                                          forbidden_tokens=forbidden, generator=generator).prev_sample
+            if callback_on_step_end is not None:
+                sample = run_callback(self, callback_on_step_end, i, t, callback_inputs,
+                                      {"sequences": sample, "logits": logits})["sequences"]
 
         texts = self.tokenizer.batch_decode(sample, skip_special_tokens=True) if output_type == "text" else None
         sequences = sample.cpu().numpy() if output_type == "np" else sample
@@ -250,15 +263,11 @@ class MaskedDiffusionPipeline(SafeSaveMixin, DiffusionPipeline):
             return (sequences, texts)
         return MaskedDiffusionPipelineOutput(sequences=sequences, texts=texts, nfe=nfe)
 
-    def save_pretrained(self, save_directory, *args, **kwargs):
-        """Diffusers' ``save_pretrained`` (safetensors) plus the hfgen model card as ``README.md``."""
-        from hfgen.hub import save_model_card
-
-        super().save_pretrained(save_directory, *args, **kwargs)
+    def model_card_kwargs(self):
+        """The card's model name, base model (the denoiser's ``_name_or_path``) and sampler settings."""
         config = getattr(self.denoiser, "config", None)
-        save_model_card(
-            save_directory, "masked_diffusion",
-            model_name=f"{type(self.denoiser).__name__} masked diffusion model",
-            base_model=getattr(config, "_name_or_path", None) or None,
-            training_config={"scheduler": type(self.scheduler).__name__, **dict(self.scheduler.config)},
-        )
+        return {
+            "model_name": f"{type(self.denoiser).__name__} masked diffusion model",
+            "base_model": getattr(config, "_name_or_path", None) or None,
+            "training_config": {"scheduler": type(self.scheduler).__name__, **dict(self.scheduler.config)},
+        }

@@ -6,10 +6,11 @@ import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerMixin, SchedulerOutput
 
+from ..utils import HfgenSchedulerMixin
 from .masking import MASKING_SCHEDULES, SAMPLING_DTYPES, alpha, denoiser_logits, sample_categorical
 
 
-class AncestralMaskedScheduler(SchedulerMixin, ConfigMixin):
+class AncestralMaskedScheduler(HfgenSchedulerMixin, SchedulerMixin, ConfigMixin):
     r"""MDLM's reverse process on a uniform grid ``1 = t_0 > t_1 > ... > t_T = 0``.
 
     At step ``t -> s`` every masked position draws from the ``(V + 1)``-way categorical (Eq. 10)

@@ -8,6 +8,7 @@ import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerMixin, SchedulerOutput
 
+from ..utils import HfgenSchedulerMixin
 from .masking import (
     MASKING_SCHEDULES,
     SAMPLING_DTYPES,
@@ -22,7 +23,7 @@ from .masking import (
 PARALLEL_SOLVERS = ("first_order", "extrapolation")
 
 
-class FirstHittingScheduler(SchedulerMixin, ConfigMixin):
+class FirstHittingScheduler(HfgenSchedulerMixin, SchedulerMixin, ConfigMixin):
     r"""Exact simulation of the continuous-time reverse process of a masked diffusion model.
 
     Every masked token carries an independent unmasking clock, so with ``n`` tokens still masked at

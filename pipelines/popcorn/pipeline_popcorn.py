@@ -17,7 +17,7 @@ import torch
 from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput, replace_example_docstring
 
-from hfgen.hub import SafeSaveMixin
+from hfgen.hub import HfgenPipelineMixin
 
 from .parsing import PopcornPlan, PopcornStageError, parse_plan
 from .prompts import build_messages
@@ -83,7 +83,7 @@ class PopcornPipelineOutput(BaseOutput):
     messages: list[list[dict[str, str]]]
 
 
-class PopcornPipeline(SafeSaveMixin, DiffusionPipeline):
+class PopcornPipeline(HfgenPipelineMixin, DiffusionPipeline):
     r"""LLMPopcorn (arXiv 2502.12945): LLM-assisted popular micro-video generation.
 
     ``query -> [retrieval of popular / unpopular references] -> [chain-of-thought prompt] -> LLM -> plan
@@ -124,14 +124,26 @@ class PopcornPipeline(SafeSaveMixin, DiffusionPipeline):
                               popularity_model=popularity_model, popularity_tokenizer=popularity_tokenizer,
                               retriever=retriever)
 
-    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs):
-        """Save the generators, the popularity model and its tokenizer (Diffusers layout) and the model card.
-        The LLM backend and the retriever hold no weights of their own and are not saved: pass them again to
-        ``from_pretrained(path, llm=..., retriever=...)``."""
-        from hfgen.hub import save_model_card
+    # the step-end callback is passed on to the cover / video generators, which hold the tensors
+    _callback_tensor_inputs: list[str] = []
 
-        super().save_pretrained(save_directory, **kwargs)
-        save_model_card(save_directory, "popcorn", model_name=Path(save_directory).name)
+    def to(self, *args, **kwargs):
+        """Diffusers' ``to`` (device / dtype), also applied to the generator pipelines, which are components."""
+        super().to(*args, **kwargs)
+        for pipe in (self.text_to_image, self.text_to_video):
+            if pipe is not None:
+                pipe.to(*args, **kwargs)
+        return self
+
+    def set_progress_bar_config(self, **kwargs):
+        super().set_progress_bar_config(**kwargs)
+        for pipe in (self.text_to_image, self.text_to_video):
+            if pipe is not None:
+                pipe.set_progress_bar_config(**kwargs)
+
+    # save_pretrained (HfgenPipelineMixin) saves the generators, the popularity model and its tokenizer (Diffusers
+    # layout) and the model card. The LLM backend and the retriever hold no weights of their own and are not
+    # saved: pass them again to ``from_pretrained(path, llm=..., retriever=...)``.
 
     def check_inputs(self, queries, use_retrieval, num_references, max_retries, output_type, generator):
         if not queries or any(not isinstance(q, str) or not q.strip() for q in queries):
@@ -230,6 +242,8 @@ class PopcornPipeline(SafeSaveMixin, DiffusionPipeline):
         video_kwargs: dict[str, Any] | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
+        callback_on_step_end=None,
+        callback_on_step_end_tensor_inputs: list[str] | None = None,
     ) -> PopcornPipelineOutput | tuple:
         r"""
         Plan, generate and score a micro-video for each query.
@@ -246,6 +260,9 @@ class PopcornPipeline(SafeSaveMixin, DiffusionPipeline):
             llm_kwargs, cover_kwargs, video_kwargs (`dict`): extra arguments of each stage.
             output_type (`str`): `"pil"` or `"np"` covers and frames.
             return_dict (`bool`): return a [`PopcornPipelineOutput`] instead of a tuple.
+            callback_on_step_end, callback_on_step_end_tensor_inputs: Diffusers' step-end callback, passed to the
+                cover and video generators (the callback receives the generator pipeline and its tensors, e.g.
+                ``latents``); the planning and scoring stages have no denoising steps.
 
         Examples:
 
@@ -265,7 +282,9 @@ class PopcornPipeline(SafeSaveMixin, DiffusionPipeline):
             raws.append(raw)
             all_messages.append(messages)
             common = dict(height=height, width=width, num_inference_steps=num_inference_steps,
-                          guidance_scale=guidance_scale, negative_prompt=negative_prompt, generator=g)
+                          guidance_scale=guidance_scale, negative_prompt=negative_prompt, generator=g,
+                          callback_on_step_end=callback_on_step_end,
+                          callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs)
             if self.text_to_image is not None:
                 out = self._call(self.text_to_image, "cover", prompt=plan.cover_prompt, output_type="pil",
                                  **{**common, "negative_prompt": None}, **(cover_kwargs or {}))

@@ -42,7 +42,7 @@ class MF2TrainingConfig(TrainingArguments):
     logging_steps: float = field(default=10, metadata={"help": "Log every X update steps."})
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep the description columns for the "
                                                                          "collator."})
-    report_to: str | list[str] | None = field(default="none", metadata={"help": "Integrations to report to."})
+    report_to: None | str | list[str] = field(default="none", metadata={"help": "Integrations to report to."})
 
     def __post_init__(self):
         check_numeric_fields(self, TrainingArguments)  # wrong types and NaN, naming the field

@@ -13,8 +13,8 @@ The practical loss, per token, with ``R_t = pi_theta / pi_old`` (Eq. 10)::
 At strict on-policy (``R_t = 1``) and ``eps <= 1`` its gradient is GRPO's with
 ``omega = sqrt((1 - r_q) / r_q)`` and Dr. GRPO's with ``omega = 1 - r_q`` (Prop. 4.2).
 
-Equation and proposition numbers follow arXiv v3 as transcribed in the research notes (the notes could not
-check them against the paper body); the formulas themselves match the official code (NVlabs/NFT).
+Equation and proposition numbers refer to arXiv v3 and were not re-checked against the paper body; the
+formulas themselves match the official code (NVlabs/NFT).
 
 Only the scoring and the loss change; generation (transformers, vLLM), reward functions, logging
 and distributed training are ``GRPOTrainer``'s. The hooks, for subclasses:
