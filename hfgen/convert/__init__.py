@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 
-from hfgen.convert._common import ConversionError
+from hfgen.convert.errors import ConversionError
 
 CONVERTERS = {
     "mdlm": ("hfgen.convert.mdlm:convert_mdlm", {"kind": "mdlm"},

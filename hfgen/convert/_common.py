@@ -18,12 +18,10 @@ from typing import Any
 
 import torch
 
+from hfgen.convert.errors import ConversionError
+
 SAFETENSORS_SUFFIX = ".safetensors"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
-
-
-class ConversionError(ValueError):
-    """A source checkpoint that cannot be converted faithfully (unknown, missing or misshaped tensors)."""
 
 
 def _load_pickle(path: Path) -> Any:

@@ -199,9 +199,6 @@ class MDLMDiTForMaskedLM(MDLMDiTPreTrainedModel):
         self.lm_head = nn.Linear(d, config.vocab_size)
         for module in [self.final_ada_ln, self.lm_head, *(layer.ada_ln for layer in self.layers)]:
             module._zero_init = True
-        head_dim = d // config.num_attention_heads
-        inv_freq = 1.0 / (config.rope_theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
-        self.register_buffer("inv_freq", inv_freq, persistent=False)
         self.post_init()
 
     def get_input_embeddings(self):
@@ -256,7 +253,11 @@ class MDLMDiTForMaskedLM(MDLMDiTPreTrainedModel):
 
         x = self.embed_tokens(input_ids)
         c = self.sigma_embedding(sigma)
-        freqs = torch.outer(torch.arange(L, device=device, dtype=torch.float32), self.inv_freq.float())
+        # rotary tables, computed here rather than kept as a buffer (a non-persistent buffer is not restored by
+        # transformers' meta-device loading)
+        head_dim = self.config.hidden_size // self.config.num_attention_heads
+        inv_freq = 1.0 / (self.config.rope_theta ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim))
+        freqs = torch.outer(torch.arange(L, device=device, dtype=torch.float32), inv_freq)
         emb = torch.cat((freqs, freqs), dim=-1)
         cos, sin = emb.cos().to(x.dtype), emb.sin().to(x.dtype)
         for layer in self.layers:

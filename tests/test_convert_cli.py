@@ -1,0 +1,56 @@
+"""``hfgen convert KIND SOURCE OUTPUT``: a converted folder that loads, and one-line errors for bad input."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from hfgen.cli import main
+from hfgen.models.mdlm_dit import MDLMDiTForMaskedLM
+from tests.test_convert_mdlm import inputs, official_model
+
+
+@pytest.fixture
+def source(tmp_path):
+    model = official_model()
+    path = tmp_path / "mdlm.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    return model, path
+
+
+def test_convert_writes_a_loadable_folder(source, tmp_path, capsys):
+    official, path = source
+    out = tmp_path / "converted"
+    assert main(["convert", "sedd-absorb", str(path), str(out), "-o", "use_ema=False"]) == 0
+    assert capsys.readouterr().out.strip() == str(out.resolve())
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "hfgen_checksums.json", "model.safetensors"]
+    assert json.loads((out / "config.json").read_text())["model_type"] == "hfgen_mdlm_dit"
+    assert str(path) in (out / "README.md").read_text()
+    model = MDLMDiTForMaskedLM.from_pretrained(out).eval()
+    ids, sigma = inputs()
+    with torch.no_grad():
+        assert (model(input_ids=ids, sigma=sigma).logits - official(ids, sigma)).abs().max() < 1e-5
+    # an existing output is not replaced silently
+    assert main(["convert", "mdlm", str(path), str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["convert", "mdlm", str(path), str(out), "--overwrite"]) == 0
+    assert json.loads((out / "config.json").read_text())["time_conditioning"] is False
+
+
+def test_bad_input_is_one_line_naming_it(source, tmp_path, capsys):
+    official, path = source
+    with pytest.raises(SystemExit):
+        main(["convert", "no-such-kind", str(path), str(tmp_path / "o")])
+    assert "invalid choice" in capsys.readouterr().err
+    assert main(["convert", "mdlm", str(path), str(tmp_path / "o"), "-o", "bogus=1"]) == 2
+    assert "bogus=1" in capsys.readouterr().err
+    assert main(["convert", "mdlm", str(tmp_path / "absent.safetensors"), str(tmp_path / "o")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    state = {k: v.contiguous() for k, v in official.state_dict().items()}
+    state["output_layer.extra_head.weight"] = torch.zeros(3)
+    save_file(state, str(tmp_path / "extra.safetensors"))
+    assert main(["convert", "mdlm", str(tmp_path / "extra.safetensors"), str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "output_layer.extra_head.weight" in err
+    assert not (tmp_path / "o").exists()
