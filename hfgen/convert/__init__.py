@@ -17,6 +17,8 @@ CONVERTERS = {
              "MDLM DiT (kuleshov-group/mdlm) -> MDLMDiTForMaskedLM (AutoModelForMaskedLM)"),
     "sedd-absorb": ("hfgen.convert.mdlm:convert_mdlm", {"kind": "sedd-absorb"},
                     "SEDD-absorb DiT (kuleshov-group/mdlm) -> MDLMDiTForMaskedLM, time-conditioned"),
+    "gft-sd15": ("hfgen.convert.gft_sd15:convert_gft_sd15", {},
+                 "GFT Stable Diffusion 1.5 UNet (thu-ml/GFT) -> checked UNet2DConditionModel for GuidanceFreePipeline"),
 }
 
 
