@@ -19,6 +19,8 @@ CONVERTERS = {
                     "SEDD-absorb DiT (kuleshov-group/mdlm) -> MDLMDiTForMaskedLM, time-conditioned"),
     "gft-sd15": ("hfgen.convert.gft_sd15:convert_gft_sd15", {},
                  "GFT Stable Diffusion 1.5 UNet (thu-ml/GFT) -> checked UNet2DConditionModel for GuidanceFreePipeline"),
+    "ddbm": ("hfgen.convert.ddbm:convert_ddbm", {},
+             "DDBM teacher (alexzhou907/DDBM ADM UNet; -o preset='e2h' or 'diode') -> UNet2DModel for ConsistencyBridgePipeline"),
 }
 
 

@@ -45,7 +45,7 @@ def convert_gft_sd15(source: str | os.PathLike, output: str | os.PathLike | None
     state = {key: mapper.take(key, tuple(value.shape)) for key, value in unet.state_dict().items()}
     mapper.finish()
     load_converted(unet, state)
-    unet = unet.to(torch_dtype).eval()
+    unet = (unet if torch_dtype == torch.float32 else unet.to(torch_dtype)).eval()
     if output is not None:
         usage = f"""
 import torch
