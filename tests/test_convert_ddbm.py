@@ -85,3 +85,31 @@ def test_presets_match_the_released_training_arguments():
     diode = unet_config(**PRESETS["diode"])
     assert diode["sample_size"] == 256 and diode["down_block_types"][-3:] == ("AttnDownBlock2D",) * 3
     assert diode["down_block_types"][:3] == ("ResnetDownsampleBlock2D",) * 3
+
+
+def test_converted_teacher_distils_with_the_cbd_trainer(tmp_path):
+    """CDBM's distillation (CBD) starts from the converted teacher: student initialised from it, teacher frozen."""
+    import copy
+
+    import numpy as np
+    from hfgen.trainers import ConsistencyBridgeConfig, ConsistencyBridgeTrainer
+
+    from hfgen.data.paired_digits import paired_digits_dataset
+
+    torch.manual_seed(0)
+    gray = UNetModel(image_size=8, in_channels=1, model_channels=32, out_channels=1, num_res_blocks=1,
+                     attention_resolutions=[2], channel_mult=(1, 2), num_head_channels=32, use_scale_shift_norm=True,
+                     resblock_updown=True, condition_mode="concat")
+    torch.save(gray.state_dict(), tmp_path / "gray.pt")
+    teacher = convert("ddbm", tmp_path / "gray.pt", image_size=8, num_channels=32, num_res_blocks=1, channel_mult=(1, 2),
+                      attention_resolutions="4", num_head_channels=32, in_channels=1)
+    student = copy.deepcopy(teacher).train()
+    args = ConsistencyBridgeConfig(output_dir=str(tmp_path / "out"), max_steps=2, per_device_train_batch_size=4, report_to=[],
+                                   save_strategy="no", logging_steps=1, disable_tqdm=True, seed=0, dataloader_num_workers=0,
+                                   mode="distillation", learning_rate=1e-3)
+    data = paired_digits_dataset(size=8, split="test").select(range(8))
+    before = [p.clone() for p in teacher.parameters()]
+    trainer = ConsistencyBridgeTrainer(student, args, teacher=teacher, train_dataset=data)
+    trainer.train()
+    assert np.isfinite(trainer.state.log_history[-1]["train_loss"])
+    assert all(torch.equal(a, b) for a, b in zip(before, teacher.parameters()))
