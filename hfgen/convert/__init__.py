@@ -21,6 +21,8 @@ CONVERTERS = {
                  "GFT Stable Diffusion 1.5 UNet (thu-ml/GFT) -> checked UNet2DConditionModel for GuidanceFreePipeline"),
     "ddbm": ("hfgen.convert.ddbm:convert_ddbm", {},
              "DDBM teacher (alexzhou907/DDBM ADM UNet; -o preset='e2h' or 'diode') -> UNet2DModel for ConsistencyBridgePipeline"),
+    "gft-dit": ("hfgen.convert.gft_dit:convert_gft_dit", {},
+                "GFT DiT-B/2 / DiT-XL/2 (thu-ml/GFT, linear beta embedder) -> GFTDiTTransformer2DModel (Diffusers DiT + beta)"),
 }
 
 
