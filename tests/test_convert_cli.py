@@ -54,3 +54,18 @@ def test_bad_input_is_one_line_naming_it(source, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "output_layer.extra_head.weight" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_hfgen_load_dispatches_converted_folders(source, tmp_path):
+    """``hfgen.load`` finds the converted classes through the method registry."""
+    import hfgen
+    from hfgen.convert import convert
+    from hfgen.models.gft_dit import GFTDiTTransformer2DModel
+    from tests.test_convert_gft_dit import official as official_dit
+
+    _, path = source
+    convert("mdlm", path, tmp_path / "mdlm")
+    assert type(hfgen.load(tmp_path / "mdlm")) is MDLMDiTForMaskedLM
+    torch.save(official_dit().state_dict(), tmp_path / "dit.pt")
+    convert("gft-dit", tmp_path / "dit.pt", tmp_path / "dit", num_heads=2)
+    assert type(hfgen.load(tmp_path / "dit")) is GFTDiTTransformer2DModel
