@@ -166,3 +166,17 @@ def test_native_config_validation():
         model(input_ids=torch.zeros(1, 4, dtype=torch.long))
     # adaLN-Zero: the freshly initialised model ignores sigma and predicts the zero bias
     assert math.isclose(float(model(input_ids=torch.zeros(1, 4, dtype=torch.long), sigma=1.0).logits.abs().max()), 0.0)
+
+
+def test_checkpoint_without_rotary_buffer_needs_the_head_count(official_file, tmp_path):
+    official, _ = official_file
+    state = {k: v.contiguous() for k, v in official.state_dict().items() if k != "rotary_emb.inv_freq"}
+    save_file({f"backbone.{k}": v for k, v in state.items()}, str(tmp_path / "model.safetensors"))
+    with pytest.raises(ConversionError, match="num_attention_heads"):
+        convert("mdlm", tmp_path / "model.safetensors")
+    (tmp_path / "config.json").write_text('{"n_heads": 4, "time_conditioning": true}')  # a Hub-style folder
+    native = convert("mdlm", tmp_path)
+    assert native.config.time_conditioning and native.config.num_attention_heads == HEADS
+    ids, sigma = inputs()
+    with torch.no_grad():
+        assert (native(input_ids=ids, sigma=sigma).logits - official(ids, sigma)).abs().max() < 1e-5

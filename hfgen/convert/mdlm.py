@@ -90,15 +90,23 @@ def config_from_state(state: dict[str, torch.Tensor], **overrides):
 
     vocab_size, hidden = need("vocab_embed.embedding").shape
     cond_dim, frequency = need("sigma_map.mlp.0.weight").shape
-    inv_freq = need("rotary_emb.inv_freq").float()
-    head_dim = 2 * inv_freq.numel()
-    if hidden % head_dim:
-        raise ConversionError(f"rotary_emb.inv_freq has {inv_freq.numel()} entries, which does not divide the width {hidden}.")
-    theta = float(inv_freq[1] ** (-head_dim / 2)) if inv_freq.numel() > 1 else 10000.0
-    theta = round(theta) if abs(theta - round(theta)) < 1e-2 * theta else theta
-    expected = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
-    if not torch.allclose(inv_freq, expected, rtol=1e-5):
-        raise ConversionError("rotary_emb.inv_freq is not a standard rotary frequency table 1/theta^(2i/d).")
+    heads = overrides.pop("num_attention_heads", None)
+    if "rotary_emb.inv_freq" in state:  # a persistent buffer of the official Rotary: it gives the head size
+        inv_freq = state["rotary_emb.inv_freq"].float()
+        head_dim = 2 * inv_freq.numel()
+        if hidden % head_dim or (heads is not None and hidden // heads != head_dim):
+            raise ConversionError(f"rotary_emb.inv_freq has {inv_freq.numel()} entries, which does not fit the width "
+                                  f"{hidden}{'' if heads is None else f' with {heads} heads'}.")
+        theta = float(inv_freq[1] ** (-head_dim / 2)) if inv_freq.numel() > 1 else 10000.0
+        theta = round(theta) if abs(theta - round(theta)) < 1e-2 * theta else theta
+        expected = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+        if not torch.allclose(inv_freq, expected, rtol=1e-5):
+            raise ConversionError("rotary_emb.inv_freq is not a standard rotary frequency table 1/theta^(2i/d).")
+    elif heads is None:
+        raise ConversionError("the checkpoint has no rotary_emb.inv_freq, so the head count is unknown: pass "
+                              "`num_attention_heads` (12 for MDLM/SEDD small), or convert a folder whose config.json has `n_heads`.")
+    else:
+        head_dim, theta = hidden // heads, 10000.0
     blocks = sorted({int(m.group(1)) for k in state if (m := re.match(r"blocks\.(\d+)\.", k))})
     if blocks != list(range(len(blocks))) or not blocks:
         raise ConversionError(f"the MDLM checkpoint's blocks are not numbered 0..n-1: {blocks}.")
@@ -120,14 +128,15 @@ def convert_state_dict(state: dict[str, torch.Tensor], num_layers: int) -> dict[
         for src, dst in _BLOCK.items():
             out[f"layers.{i}.{dst}"] = mapper.take(f"blocks.{i}.{src}")
     for buffer in _BUFFERS:  # recomputed by the model from `rope_theta` (checked in `config_from_state`)
-        mapper.take(buffer)
+        if buffer in mapper:
+            mapper.take(buffer)
     mapper.finish()
     return out
 
 
 def convert_mdlm(source: str | os.PathLike, output: str | os.PathLike | None = None, *, kind: str = "mdlm",
                  use_ema: bool = True, time_conditioning: bool | None = None, mask_token_id: int | None = None,
-                 torch_dtype: torch.dtype = torch.float32):
+                 num_attention_heads: int | None = None, torch_dtype: torch.dtype = torch.float32):
     r"""Convert an MDLM (``kind="mdlm"``) or SEDD-absorb (``kind="sedd-absorb"``) DiT checkpoint.
 
     Args:
@@ -140,6 +149,8 @@ def convert_mdlm(source: str | os.PathLike, output: str | os.PathLike | None = N
         time_conditioning (`bool`, *optional*): override the kind's default (the FHS paper, App. H.4, also runs MDLM
             with the time condition).
         mask_token_id (`int`, *optional*): defaults to the last id (MDLM appends the mask to GPT-2's vocabulary).
+        num_attention_heads (`int`, *optional*): needed only when the checkpoint lacks ``rotary_emb.inv_freq`` and
+            its folder's ``config.json`` has no ``n_heads``.
         torch_dtype (`torch.dtype`, defaults to `torch.float32`): dtype of the saved weights.
 
     Returns:
@@ -156,7 +167,8 @@ def convert_mdlm(source: str | os.PathLike, output: str | os.PathLike | None = N
         defaults["time_conditioning"] = bool(folder_config["time_conditioning"])
     if time_conditioning is not None:
         defaults["time_conditioning"] = time_conditioning
-    config = config_from_state(state, mask_token_id=mask_token_id, **defaults)
+    heads = num_attention_heads or folder_config.get("n_heads") or folder_config.get("num_attention_heads")
+    config = config_from_state(state, mask_token_id=mask_token_id, num_attention_heads=heads, **defaults)
     converted = convert_state_dict(state, config.num_hidden_layers)
     model = MDLMDiTForMaskedLM(config)
     load_converted(model, converted)
