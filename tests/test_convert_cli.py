@@ -69,3 +69,17 @@ def test_hfgen_load_dispatches_converted_folders(source, tmp_path):
     torch.save(official_dit().state_dict(), tmp_path / "dit.pt")
     convert("gft-dit", tmp_path / "dit.pt", tmp_path / "dit", num_heads=2)
     assert type(hfgen.load(tmp_path / "dit")) is GFTDiTTransformer2DModel
+
+
+def test_cli_converts_a_ddbm_teacher_with_options(tmp_path, capsys):
+    from diffusers import UNet2DModel
+
+    from tests.test_convert_ddbm import official as official_ddbm
+
+    torch.save(official_ddbm().state_dict(), tmp_path / "ema.pt")
+    args = ["convert", "ddbm", str(tmp_path / "ema.pt"), str(tmp_path / "teacher"), "-o", "image_size=16", "-o", "num_channels=32",
+            "-o", "num_res_blocks=1", "-o", "channel_mult=1,2", "-o", "attention_resolutions=8", "-o", "num_head_channels=32"]
+    assert main(args) == 0, capsys.readouterr().err
+    assert UNet2DModel.from_pretrained(tmp_path / "teacher").config.in_channels == 6
+    assert main(["convert", "ddbm", str(tmp_path / "ema.pt"), str(tmp_path / "t2"), "-o", "preset=e2h"]) == 2
+    assert "does not match the expected architecture" in capsys.readouterr().err  # tiny checkpoint, e2h architecture

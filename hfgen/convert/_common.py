@@ -126,11 +126,14 @@ class KeyMapper:
 
     def finish(self) -> None:
         unmapped = sorted(set(self.state) - self.used)
+        def names(keys, limit=20):
+            return ", ".join(keys[:limit]) + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+
         problems = []
         if self.missing:
-            problems.append(f"missing tensors: {', '.join(self.missing)}")
+            problems.append(f"missing tensors: {names(list(dict.fromkeys(self.missing)))}")
         if unmapped:
-            problems.append(f"unmapped tensors (not part of the architecture this converter knows): {', '.join(unmapped)}")
+            problems.append(f"unmapped tensors (not part of the architecture this converter knows): {names(unmapped)}")
         if problems:
             raise ConversionError(f"{self.what} does not match the expected architecture; " + "; ".join(problems) + ".")
 

@@ -34,6 +34,8 @@ def unet_config(image_size: int, num_channels: int, num_res_blocks: int, channel
     channel_mult = tuple(int(m) for m in (channel_mult.split(",") if isinstance(channel_mult, str) else channel_mult))
     if isinstance(attention_resolutions, str):
         attention_resolutions = [int(r) for r in attention_resolutions.split(",")]
+    elif isinstance(attention_resolutions, int):
+        attention_resolutions = [attention_resolutions]
     attention_ds = {image_size // int(r) for r in attention_resolutions}
     if num_head_channels < 1:
         raise ValueError("`num_head_channels` must be positive (the released DDBM models use 64).")
