@@ -12,9 +12,9 @@ mapping is refused before any output (``norm1.weight`` has shape (64,), the mode
 
 import pytest
 import torch
+from hfgen.pipelines import BridgeScheduler, ConsistencyBridgePipeline
 
 from hfgen.convert import ConversionError, convert
-from hfgen.pipelines import BridgeScheduler, ConsistencyBridgePipeline
 from tests.golden._official_ddbm_unet import UNetModel
 
 TINY = dict(image_size=16, num_channels=32, num_res_blocks=1, channel_mult=(1, 2), attention_resolutions="8",

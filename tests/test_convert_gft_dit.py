@@ -72,3 +72,21 @@ def test_refusals(checkpoint, tmp_path):
         convert("gft-dit", tmp_path / "missing.pt", num_heads=2)
     with pytest.raises(ConversionError, match="num_heads"):
         convert("gft-dit", tmp_path / "missing.pt")  # width 32 is no DiT family member
+
+
+def test_card_sampling_loop_makes_one_call_per_step(checkpoint, tmp_path):
+    """The converted card's loop: guidance-free DDIM with one network call per step, learned-sigma channels dropped."""
+    from diffusers import DDIMScheduler
+
+    _, _, path = checkpoint
+    model = convert("gft-dit", path, num_heads=2)
+    calls = []
+    model.register_forward_hook(lambda *a: calls.append(1))
+    scheduler = DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear", clip_sample=False)
+    scheduler.set_timesteps(4)
+    latents = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for t in scheduler.timesteps:
+            out = model(latents, t.expand(2), class_labels=torch.tensor([3, 4]), beta=1 / 1.5).sample
+            latents = scheduler.step(out[:, :4], t, latents).prev_sample
+    assert len(calls) == 4 and torch.isfinite(latents).all()

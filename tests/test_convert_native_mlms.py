@@ -9,9 +9,8 @@ fails it (BERT: a class off by 0.12).
 
 import pytest
 import torch
-from transformers import AutoModelForMaskedLM, BertConfig, BertTokenizer, ModernBertConfig
-
 from hfgen.pipelines import AncestralMaskedScheduler, FirstHittingScheduler, MaskedDiffusionPipeline
+from transformers import AutoModelForMaskedLM, BertConfig, BertTokenizer, ModernBertConfig
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *[f"w{i}" for i in range(40)]]
 

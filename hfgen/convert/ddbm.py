@@ -19,7 +19,14 @@ import os
 
 import torch
 
-from hfgen.convert._common import ConversionError, KeyMapper, conversion_card, load_converted, read_checkpoint, save_converted
+from hfgen.convert._common import (
+    ConversionError,
+    KeyMapper,
+    conversion_card,
+    load_converted,
+    read_checkpoint,
+    save_converted,
+)
 
 # ``train_ddbm.sh`` / ``args.sh`` (DDBM @ 1a928343): e2h: 64 px, 192 channels, 3 res blocks; diode: 256 px, 256, 2
 PRESETS = {

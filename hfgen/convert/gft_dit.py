@@ -15,7 +15,14 @@ import re
 
 import torch
 
-from hfgen.convert._common import ConversionError, KeyMapper, conversion_card, load_converted, read_checkpoint, save_converted
+from hfgen.convert._common import (
+    ConversionError,
+    KeyMapper,
+    conversion_card,
+    load_converted,
+    read_checkpoint,
+    save_converted,
+)
 
 DIT_HEADS = {384: 6, 768: 12, 1024: 16, 1152: 16}
 

@@ -14,7 +14,14 @@ import os
 
 import torch
 
-from hfgen.convert._common import ConversionError, KeyMapper, conversion_card, load_converted, read_checkpoint, save_converted
+from hfgen.convert._common import (
+    ConversionError,
+    KeyMapper,
+    conversion_card,
+    load_converted,
+    read_checkpoint,
+    save_converted,
+)
 
 
 def convert_gft_sd15(source: str | os.PathLike, output: str | os.PathLike | None = None, *,

@@ -22,8 +22,16 @@ import re
 
 import torch
 
-from hfgen.convert._common import (ConversionError, KeyMapper, conversion_card, load_converted, read_checkpoint,
-                                   save_converted, strip_prefix, tensors_only)
+from hfgen.convert._common import (
+    ConversionError,
+    KeyMapper,
+    conversion_card,
+    load_converted,
+    read_checkpoint,
+    save_converted,
+    strip_prefix,
+    tensors_only,
+)
 
 # the official ``DDiTBlock`` names -> hfgen's ``MDLMDiTBlock`` names
 _BLOCK = {
