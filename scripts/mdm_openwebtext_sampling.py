@@ -83,9 +83,11 @@ def sample(pipe, scheduler, num_samples, batch_size, seq_len, mask_token_id, ste
     start = time.perf_counter()
     for b, first in enumerate(range(0, num_samples, batch_size)):
         n = min(batch_size, num_samples - first)
-        generator = torch.Generator(device).manual_seed(seed + b)
+        # the global RNG, not a `generator`: the schedulers draw FHS hit times on the CPU and token choices on the
+        # model's device, and one torch.Generator cannot serve both devices
+        torch.manual_seed(seed + b)
         out = pipe(input_ids=torch.full((seq_len,), mask_token_id, device=device), num_samples=n, mask_token_id=mask_token_id,
-                   num_inference_steps=steps, generator=generator, output_type="pt")
+                   num_inference_steps=steps, generator=None, output_type="pt")
         rows.append(out.sequences.cpu())
         nfe += out.nfe
     if device.type == "cuda":
