@@ -120,7 +120,10 @@ def _cmd_convert(args) -> int:
     if "torch_dtype" in options:
         import torch
 
-        options["torch_dtype"] = getattr(torch, str(options["torch_dtype"]))
+        dtype = getattr(torch, str(options["torch_dtype"]), None)
+        if not isinstance(dtype, torch.dtype):
+            raise UserError(f"--option torch_dtype={options['torch_dtype']}: not a torch dtype (e.g. float32, bfloat16).")
+        options["torch_dtype"] = dtype
     if Path(args.output).exists() and not args.overwrite:
         raise UserError(f"OUTPUT {args.output!r} exists; pass --overwrite to replace its weights.")
     try:

@@ -45,6 +45,8 @@ def test_bad_input_is_one_line_naming_it(source, tmp_path, capsys):
     assert "invalid choice" in capsys.readouterr().err
     assert main(["convert", "mdlm", str(path), str(tmp_path / "o"), "-o", "bogus=1"]) == 2
     assert "bogus=1" in capsys.readouterr().err
+    assert main(["convert", "mdlm", str(path), str(tmp_path / "o"), "-o", "torch_dtype=float99"]) == 2
+    assert "torch_dtype=float99" in capsys.readouterr().err
     assert main(["convert", "mdlm", str(tmp_path / "absent.safetensors"), str(tmp_path / "o")]) == 2
     assert "does not exist" in capsys.readouterr().err
     state = {k: v.contiguous() for k, v in official.state_dict().items()}
