@@ -1,4 +1,5 @@
-"""The ``hfgen`` command: ``list``, ``info NAME``, ``demo NAME|--all``, ``push FOLDER --repo-id ID``.
+"""The ``hfgen`` command: ``list``, ``info NAME``, ``demo NAME|--all``, ``push FOLDER --repo-id ID``,
+``convert KIND SOURCE OUTPUT``.
 
 A user mistake (an unknown method, a missing folder) is one clear line on stderr and exit code 2;
 never a traceback.
@@ -98,6 +99,41 @@ def _cmd_push(args) -> int:
     return 0
 
 
+def _cmd_convert(args) -> int:
+    import ast
+    import inspect
+
+    from hfgen.convert import ConversionError, get_converter
+
+    fn, fixed = get_converter(args.kind)
+    accepted = set(inspect.signature(fn).parameters) - {"source", "output", *fixed}
+    options = {}
+    for item in args.option:
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in accepted:
+            raise UserError(f"--option {item!r}: expected KEY=VALUE with KEY one of {', '.join(sorted(accepted))}.")
+        try:
+            options[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            options[key] = value
+    if "torch_dtype" in options:
+        import torch
+
+        dtype = getattr(torch, str(options["torch_dtype"]), None)
+        if not isinstance(dtype, torch.dtype):
+            raise UserError(f"--option torch_dtype={options['torch_dtype']}: not a torch dtype (e.g. float32, bfloat16).")
+        options["torch_dtype"] = dtype
+    if Path(args.output).exists() and not args.overwrite:
+        raise UserError(f"OUTPUT {args.output!r} exists; pass --overwrite to replace its weights.")
+    try:
+        fn(args.source, args.output, **fixed, **options)
+    except ConversionError as err:
+        raise UserError(str(err)) from None
+    print(Path(args.output).resolve())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hfgen", description="hfgen: a model zoo of recent generative methods on Hugging Face.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -122,6 +158,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--private", action="store_true", help="create the repository as private")
     p.add_argument("--commit-message", default="Upload with hfgen", help="commit message")
     p.set_defaults(func=_cmd_push)
+
+    from hfgen.convert import CONVERTERS
+
+    kinds = "\n".join(f"  {kind:<14} {description}" for kind, (_, _, description) in sorted(CONVERTERS.items()))
+    p = sub.add_parser("convert", help="convert a checkpoint released with a paper into an hfgen / transformers / Diffusers folder",
+                       description=f"Converters:\n{kinds}\n\nSources are read as safetensors or with "
+                       "torch.load(weights_only=True) only; every source tensor must be mapped.",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("kind", choices=sorted(CONVERTERS), metavar="KIND", help=f"one of: {', '.join(sorted(CONVERTERS))}")
+    p.add_argument("source", help="the released checkpoint: a .safetensors / torch file, or a folder holding one")
+    p.add_argument("output", help="the folder to write (safetensors weights, config, README.md)")
+    p.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a converter option, e.g. use_ema=False, time_conditioning=True, torch_dtype=bfloat16")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT folder's weights")
+    p.set_defaults(func=_cmd_convert)
 
     _add_method_commands(sub)
     return parser

@@ -15,6 +15,7 @@ arithmetic below assumes ``WORLD_SIZE`` = 32 (per device 4 answers x 4 accumulat
 
     accelerate launch --num_machines 4 --num_processes 32 scripts/nft_dapo_math_7b.py --output-dir Qwen2.5-Math-7B-NFT
     accelerate launch ... scripts/nft_dapo_math_7b.py --neg-weight 0.0 --output-dir Qwen2.5-Math-7B-RFT
+    accelerate launch ... scripts/nft_dapo_math_7b.py --model <any causal LM id or path> [--lora-r 64]
 
 The reward needs ``pip install math-verify`` (TRL's ``accuracy_reward``); without it the script falls
 back to exact string match of the last ``Answer:`` line or ``\\boxed{}``.
@@ -104,11 +105,18 @@ def load_dapo_math():
                     remove_columns=[c for c in data.column_names if c != "prompt"])
 
 
-def main(output_dir: str, neg_weight: float, world_size: int):
+def main(output_dir: str, neg_weight: float, world_size: int, model: str = MODEL, lora_r: int = 0):
+    """``model``: any ``AutoModelForCausalLM`` Hub id or local path (tested offline with a tiny Qwen2 in
+    ``tests/test_convert_nft_hub_model.py``); ``lora_r > 0`` trains a LoRA adapter (PEFT) instead of all weights."""
     from hfgen.trainers import NFTTrainer
 
-    trainer = NFTTrainer(model=MODEL, reward_funcs=dapo_math_reward, train_dataset=load_dapo_math(),
-                         args=build_config(output_dir, neg_weight, world_size))
+    peft_config = None
+    if lora_r > 0:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=lora_r, lora_alpha=2 * lora_r, target_modules="all-linear", task_type="CAUSAL_LM")
+    trainer = NFTTrainer(model=model, reward_funcs=dapo_math_reward, train_dataset=load_dapo_math(),
+                         args=build_config(output_dir, neg_weight, world_size), peft_config=peft_config)
     trainer.train()
     trainer.save_model()  # safetensors + the hfgen NFT model card
 
@@ -118,5 +126,7 @@ if __name__ == "__main__":
     parser.add_argument("--output-dir", default="Qwen2.5-Math-7B-NFT")
     parser.add_argument("--neg-weight", type=float, default=1.0, help="1.0 = NFT, 0.0 = RFT")
     parser.add_argument("--world-size", type=int, default=32)
+    parser.add_argument("--model", default=MODEL, help=f"a causal LM Hub id or local path (default {MODEL})")
+    parser.add_argument("--lora-r", type=int, default=0, help="LoRA rank; 0 (default) trains all weights, as the paper")
     a = parser.parse_args()
-    main(a.output_dir, a.neg_weight, a.world_size)
+    main(a.output_dir, a.neg_weight, a.world_size, model=a.model, lora_r=a.lora_r)

@@ -28,6 +28,7 @@ METHOD = MethodInfo(
         "GFTCausalLM": "hfgen.trainers.gft.modeling_gft:GFTCausalLM",
         "GFTCausalLMConfig": "hfgen.trainers.gft.modeling_gft:GFTCausalLMConfig",
         "GuidanceFreePipeline": "hfgen.pipelines.guidance_free.pipeline_guidance_free:GuidanceFreePipeline",
+        "GFTDiTTransformer2DModel": "hfgen.models.gft_dit:GFTDiTTransformer2DModel",
     },
     card_template="hfgen.model_cards:gft.md",
     demo="hfgen.demos.gft:run",
