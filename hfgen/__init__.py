@@ -6,9 +6,6 @@ Importing hfgen is cheap: components are imported when first used.
 __version__ = "0.1.0"
 
 from hfgen.registry import BrokenMethod, MethodInfo, Paper, get_method, list_methods, register  # noqa: E402
-from hfgen._auto_register import install as _install_auto_register  # noqa: E402
-
-_install_auto_register()  # register hfgen models with the Auto classes once transformers loads them
 
 
 def load(name_or_path, **kwargs):

@@ -27,6 +27,7 @@ AUTO_MODULES = {
     "hfgen_sasrec": "hfgen.models.sasrec",  # AutoConfig + AutoModel
     "hfgen_popularity": "hfgen.pipelines.popcorn.modeling_popularity",  # AutoConfig + AutoModel
     "hfgen_gft_causal_lm": "hfgen.trainers.gft.modeling_gft",  # AutoConfig + AutoModelForCausalLM
+    "hfgen_mdlm_dit": "hfgen.models.mdlm_dit",  # AutoConfig + AutoModelForMaskedLM
 }
 TRIGGER = "transformers.models.auto.configuration_auto"
 
