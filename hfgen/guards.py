@@ -20,6 +20,7 @@ GRPOTrainer)``); it wraps these ``transformers.Trainer`` methods and changes not
 from __future__ import annotations
 
 import json
+import logging
 import math
 import numbers
 import os
@@ -31,6 +32,7 @@ import torch
 from hfgen.hub import CHECKSUMS_NAME, SAFE_WEIGHT_SUFFIX, atomic_save_dir, verify_folder, write_checksums
 
 TRAINER_STATE_NAME = "trainer_state.json"
+logger = logging.getLogger(__name__)
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 
 
@@ -49,23 +51,29 @@ def checkpoint_problem(folder: str | os.PathLike, hashes: bool = True) -> str | 
     if not any(folder.rglob("*" + SAFE_WEIGHT_SUFFIX)):
         return "it holds no weights (*.safetensors)"
     try:
-        json.loads(state.read_text(encoding="utf-8"))
-        verify_folder(folder, hashes=hashes)
-    except ValueError as err:
+        verify_folder(folder, hashes=hashes)  # weights, configs, optimizer.pt, scheduler.pt, rng_state*.pth, state
+        step = json.loads(state.read_text(encoding="utf-8")).get("global_step")
+    except (ValueError, AttributeError, OSError) as err:
         return str(err)
+    match = _CHECKPOINT_RE.match(folder.name)
+    if match and step != int(match.group(1)):
+        return f"{state} says global_step={step!r}, but the folder is {folder.name} (edited or mixed up)"
     return None
 
 
 def last_complete_checkpoint(output_dir: str | os.PathLike, hashes: bool = True) -> str | None:
-    """The newest ``checkpoint-N`` under ``output_dir`` that :func:`checkpoint_problem` accepts."""
+    """The newest ``checkpoint-N`` under ``output_dir`` that :func:`checkpoint_problem` accepts; each newer one that
+    it skips is logged as a warning naming the problem (the damaged file)."""
     output_dir = Path(output_dir)
     if not output_dir.is_dir():
         return None
     steps = sorted(((int(m.group(1)), p) for p in output_dir.iterdir() if (m := _CHECKPOINT_RE.match(p.name))),
                    reverse=True)
     for _, path in steps:
-        if checkpoint_problem(path, hashes) is None:
+        problem = checkpoint_problem(path, hashes)
+        if problem is None:
             return str(path)
+        logger.warning("Skipping %s: it is not a complete checkpoint: %s", path, problem)
     return None
 
 
@@ -151,6 +159,17 @@ class GuardedTrainerMixin:
             # onto the module's own device: args.device is "cpu:0" under CPU DDP, which safetensors refuses
             load_model(module, path, device=str(next(module.parameters()).device))
 
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        if getattr(self, "is_deepspeed_enabled", False) or getattr(self, "is_fsdp_enabled", False):
+            return
+        if self.accelerator.num_processes > 1:  # every rank has written its rng_state_<k>.pth
+            self.accelerator.wait_for_everyone()
+        folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
+        if self.args.should_save and os.path.isdir(folder):
+            # list the optimizer, scheduler, RNG and trainer states too, so a damaged one is caught before resuming
+            write_checksums(folder)
+
     def _push_from_checkpoint(self, checkpoint_folder):
         # transformers copies the checkpoint's weights into output_dir, then uploads it in the background: drop the
         # checksums of the previous weights first (never push a stale list), and list the new ones
@@ -165,7 +184,7 @@ class GuardedTrainerMixin:
     def train(self, resume_from_checkpoint=None, trial=None, **kwargs):
         if getattr(self, "is_deepspeed_enabled", False) or getattr(self, "is_fsdp_enabled", False):
             pass  # sharded checkpoints (no safetensors of the whole model): transformers checks them itself
-        elif resume_from_checkpoint is True:
+        elif resume_from_checkpoint is True:  # the newest intact checkpoint; damaged newer ones are named in warnings
             resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir)
             if resume_from_checkpoint is None:
                 raise ValueError(f"`resume_from_checkpoint=True` but {self.args.output_dir} holds no complete checkpoint.")
