@@ -17,9 +17,11 @@ class UserError(Exception):
 
 
 def _cmd_list(args) -> int:
-    from hfgen.registry import list_methods
+    from hfgen.registry import list_methods, registry_problems
 
     methods = list_methods(include_broken=True)
+    for problem in registry_problems():
+        print(f"hfgen list: warning: {problem}", file=sys.stderr)
     if not methods:
         print("No hfgen methods are installed.")
         return 0
@@ -135,7 +137,7 @@ def _add_method_commands(sub) -> None:
         if info.cli:
             try:
                 _import_object(info.cli)(sub)
-            except Exception as err:  # a broken plugin command must not break the others
+            except (Exception, SystemExit) as err:  # a broken plugin command must not break the others
                 print(f"hfgen: warning: the command of method {info.name!r} failed to load: {err}", file=sys.stderr)
 
 
