@@ -51,7 +51,7 @@ def checkpoint_problem(folder: str | os.PathLike, hashes: bool = True) -> str | 
     if not any(folder.rglob("*" + SAFE_WEIGHT_SUFFIX)):
         return "it holds no weights (*.safetensors)"
     try:
-        verify_folder(folder, hashes=hashes)  # weights, configs, optimizer.pt, scheduler.pt, rng_state*.pth, state
+        verify_folder(folder, hashes=hashes, pickles_required=True)  # weights, configs, optimizer.pt, scheduler.pt, rng_state*.pth, state
         step = json.loads(state.read_text(encoding="utf-8")).get("global_step")
     except (ValueError, AttributeError, OSError) as err:
         return str(err)

@@ -320,12 +320,14 @@ def write_checksums(folder: str | os.PathLike, replace: bool = True) -> Path:
     return path
 
 
-def verify_folder(folder: str | os.PathLike, hashes: bool = True) -> None:
+def verify_folder(folder: str | os.PathLike, hashes: bool = True, pickles_required: bool = False) -> None:
     """Raise a ``ValueError`` naming the file if a saved folder's files are missing, truncated, corrupted or edited.
 
     Every :data:`CHECKSUMS_NAME` of the save (its subfolders included, ``checkpoint-*`` folders excluded) is
     checked: each listed file (weights, configs, tokenizer files, ...) exists, with its size and (``hashes=True``)
     its SHA-256, which catches a flipped bit anywhere; then every safetensors file's header and tensor bounds.
+    A listed pickle (``training_args.bin``, a checkpoint's ``optimizer.pt``) may be missing unless
+    ``pickles_required`` (for resuming): :func:`push` never uploads pickles and no hfgen load reads them.
     """
     folder = Path(folder)
     for manifest in _saved_files(folder, CHECKSUMS_NAME):
@@ -336,6 +338,8 @@ def verify_folder(folder: str | os.PathLike, hashes: bool = True) -> None:
         for rel, expected in sorted(listed.items()):
             path = manifest.parent / rel
             if not path.is_file():
+                if not pickles_required and path.name.endswith(PICKLE_SUFFIXES) and not os.path.lexists(path):
+                    continue
                 raise ValueError(f"{path} is missing: {manifest.name} lists it, so this save is incomplete.")
             size = path.stat().st_size
             if size != expected["size"]:
@@ -517,12 +521,70 @@ def push(
     check_weights_safe(folder)
     api = HfApi(token=token, library_name="hfgen", library_version=__version__)
     api.create_repo(repo_id, private=private, exist_ok=True)
-    info = api.upload_folder(
-        repo_id=repo_id, folder_path=str(folder), commit_message=commit_message, revision=revision,
-        ignore_patterns=[".cache/*", "*.tmp", f"{STAGING_PREFIX}*", f"*/{STAGING_PREFIX}*",  # interrupted saves
-                         "training_args.bin"],  # a pickle of the Trainer arguments
+    from huggingface_hub import CommitOperationAdd
+
+    files, skipped = upload_plan(folder)
+    for path, why in skipped:
+        logger.warning("hfgen push: not uploading %s: %s", path, why)
+    info = api.create_commit(
+        repo_id=repo_id, commit_message=commit_message, revision=revision,
+        operations=[CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(path)) for rel, path in files],
     )
-    return str(info)
+    return str(info.commit_url if hasattr(info, "commit_url") else info)
+
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".dill")
+
+
+def _is_pickle(path: Path) -> bool:
+    """A pickle by name, or by content: a pickle stream (protocol 2-5) or a ``torch.save`` zip holding one."""
+    if path.name.endswith(PICKLE_SUFFIXES):
+        return True
+    if path.suffix in (".safetensors", ".json", ".md", ".txt", ".model", ".jinja", ".yaml", ".yml", ".csv", ".png"):
+        return False  # formats that cannot hold a pickle (a safetensors header length may start with 0x80)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+        if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+            return True
+        if head == b"PK\x03\x04":
+            import zipfile
+
+            with zipfile.ZipFile(path) as z:
+                return any(n.endswith(".pkl") for n in z.namelist())
+    except (OSError, ValueError):
+        return False
+    return False
+
+
+def upload_plan(folder: str | os.PathLike) -> tuple[list[tuple[str, Path]], list[tuple[Path, str]]]:
+    """What :func:`push` uploads from ``folder``: ``(files, skipped)``. Only regular files inside the folder are
+    uploaded (``checkpoint-*`` included); skipped, with the reason: symlinks (a link may point outside the folder:
+    its target is never uploaded), pickles (by name or content, at any depth, e.g. a checkpoint's ``optimizer.pt``
+    or ``training_args.bin``), hidden entries (``.hfgen-tmp-*`` folders of interrupted saves, caches) and ``*.tmp``."""
+    folder = Path(folder)
+    files, skipped = [], []
+    for root, dirs, names in os.walk(folder):  # os.walk never follows a symlinked folder
+        root_path = Path(root)
+        for d in list(dirs):
+            if d.startswith(".") or (root_path / d).is_symlink():
+                if (root_path / d).is_symlink():
+                    skipped.append((root_path / d, "a symlink (its target is not uploaded)"))
+                dirs.remove(d)
+        dirs.sort()
+        for name in sorted(names):
+            path = root_path / name
+            if name.startswith(".") or name.endswith(".tmp"):
+                continue
+            if path.is_symlink():
+                skipped.append((path, f"a symlink to {os.path.realpath(path)} (its target is not uploaded)"))
+            elif not path.is_file():
+                skipped.append((path, "not a regular file"))
+            elif _is_pickle(path):
+                skipped.append((path, "a pickle (hfgen never publishes pickles)"))
+            else:
+                files.append((path.relative_to(folder).as_posix(), path))
+    return files, skipped
 
 
 # ----------------------------------------------------------------------------------------- load
