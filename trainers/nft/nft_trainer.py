@@ -33,7 +33,7 @@ import torch
 from trl import GRPOTrainer
 from trl.trainer.utils import get_config_model_id
 
-from hfgen.guards import GuardedTrainerMixin
+from hfgen.guards import GuardedTrainerMixin, make_epochs_resumable
 
 from .nft_config import NFTConfig
 
@@ -132,6 +132,10 @@ class NFTTrainer(GuardedTrainerMixin, GRPOTrainer):
         super().__init__(model, reward_funcs, args=args, **kwargs)
 
     # ------------------------------------------------------------------------------------- scoring
+
+    def _get_train_sampler(self, dataset=None):
+        # exact resume after the first epoch (TRL's sampler would reshuffle later epochs differently)
+        return make_epochs_resumable(super()._get_train_sampler(dataset))
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         # Keep the gathered (all processes) rewards: NFT scores questions from them, not from advantages.
