@@ -121,7 +121,7 @@ def check_numeric_fields(config, base: type) -> None:
     """
     import dataclasses
 
-    inherited = {f.name for f in dataclasses.fields(base)}
+    inherited = {f.name for f in dataclasses.fields(base)} if dataclasses.is_dataclass(base) else set()
     for f in dataclasses.fields(config):
         if f.name in inherited and f.name not in type(config).__dict__.get("__annotations__", {}):
             continue

@@ -612,8 +612,14 @@ def resolve_folder(name_or_path: str | os.PathLike, *, revision: str | None = No
 
 
 def _read_json(path: Path) -> dict:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON (truncated or not an hfgen save?): {err}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold a JSON object, got {type(data).__name__}.")
+    return data
 
 
 def load(name_or_path: str | os.PathLike, *, allow_pickle: bool = False, revision: str | None = None,
@@ -637,6 +643,9 @@ def load(name_or_path: str | os.PathLike, *, allow_pickle: bool = False, revisio
     folder = resolve_folder(name_or_path, revision=revision, token=token)
 
     def read():
+        if not any((folder / name).is_file() for name in MARKER_NAMES):  # before walking it: it may be a home folder
+            raise ValueError(f"Don't know how to load {folder}: it has none of {', '.join(MARKER_NAMES)} (pipeline, "
+                             "model, adapter or scheduler): not a saved artifact, or its save was interrupted.")
         check_weights_safe(folder, allow_pickle=allow_pickle)
         verify_folder(folder)  # a truncated, corrupted, edited or missing file is a clear error, not garbage
         with _verified(folder):  # the class's own from_pretrained need not hash the same files again
@@ -650,11 +659,14 @@ def _load_verified(folder: Path, **kwargs: Any):
 
     if (folder / "model_index.json").is_file():
         class_name = _read_json(folder / "model_index.json").get("_class_name")
-        found = find_component(class_name) if class_name else None
+        found = find_component(class_name) if isinstance(class_name, str) else None
         if found is not None:
             return found[1].from_pretrained(folder, **kwargs)
         import diffusers
 
+        if not isinstance(class_name, str) or not hasattr(diffusers, class_name):
+            raise ValueError(f"{folder / 'model_index.json'} names `_class_name` {class_name!r}, which is neither a "
+                             "registered hfgen pipeline nor a Diffusers pipeline.")
         return diffusers.DiffusionPipeline.from_pretrained(folder, **kwargs)
     if (folder / "adapter_config.json").is_file():
         adapter_type = _read_json(folder / "adapter_config.json").get("hfgen_adapter_type")
@@ -671,6 +683,9 @@ def _load_verified(folder: Path, **kwargs: Any):
                 return found[1].from_pretrained(folder, **kwargs)
             import diffusers
 
+            if not isinstance(class_name, str) or not hasattr(diffusers, class_name):
+                raise ValueError(f"{folder / 'config.json'} names `_class_name` {class_name!r}, which is neither a "
+                                 "registered hfgen component nor a Diffusers class.")
             return getattr(diffusers, class_name).from_pretrained(folder, **kwargs)
         if "model_type" in config:
             import transformers

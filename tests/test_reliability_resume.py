@@ -7,7 +7,8 @@ run crosses an epoch boundary) with a checkpoint every 2 steps, three times, eac
 started without ``PYTHONHASHSEED`` (so each has its own hash seed): unbroken; killed at the end of step 3
 (checkpoint-2 on disk, step 3 lost); resumed from checkpoint-2 to step 6. NFT runs 8 steps (4 an epoch) and is
 killed after step 7, so it resumes from checkpoint-6, inside the second epoch: before the fix every tensor differed
-(TRL's ``RepeatSampler`` seeds its generator once, so a resumed process shuffled the second epoch differently).
+(27 of 27: TRL's ``RepeatSampler`` seeds its generator once, so a resumed process shuffled the second epoch
+differently; measured by disabling ``make_epochs_resumable``).
 Everything runs on CPU with one thread, where these trainers are deterministic, so equality is bitwise.
 """
 

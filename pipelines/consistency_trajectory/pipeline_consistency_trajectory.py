@@ -16,6 +16,8 @@ from hfgen.hub import SafeSaveMixin
 from .modeling_trajectory_mlp import TrajectoryMLP
 from .scheduling_consistency_trajectory import ConsistencyTrajectoryScheduler
 
+from hfgen.guards import check_arguments
+
 EXAMPLE_DOC_STRING = """
     Examples:
         ```py
@@ -113,6 +115,7 @@ class ConsistencyTrajectoryPipeline(SafeSaveMixin, DiffusionPipeline):
         Returns:
             [`ConsistencyTrajectoryPipelineOutput`] or `tuple`: samples and the number of network evaluations.
         """
+        check_arguments(ConsistencyTrajectoryPipeline.__call__, locals())  # types and finiteness, from the signature
         if output_type not in ("pt", "np", "pil") or (
             output_type == "pil" and not isinstance(self.denoiser, UNet2DModel)
         ):

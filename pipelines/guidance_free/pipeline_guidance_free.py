@@ -14,6 +14,8 @@ from hfgen.hub import SafeSaveMixin
 
 from .modeling_beta_conditioning import beta_embedding, guidance_scale_to_beta, has_beta_input
 
+from hfgen.guards import check_arguments
+
 EXAMPLE_DOC_STRING = """
     Examples:
         ```py
@@ -178,6 +180,7 @@ class GuidanceFreePipeline(SafeSaveMixin, DiffusionPipeline):
 
         Examples:
         """
+        check_arguments(GuidanceFreePipeline.__call__, locals())  # types and finiteness, from the signature
         batch_size = self.check_inputs(class_labels, prompt_embeds, negative_prompt_embeds, beta, guidance_scale,
                                        guidance, num_inference_steps, generator, output_type)
         beta = 1.0 if beta is None and guidance_scale is None else beta

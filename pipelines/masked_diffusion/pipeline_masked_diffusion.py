@@ -15,6 +15,8 @@ from hfgen.hub import SafeSaveMixin
 from .scheduling_ancestral_masked import AncestralMaskedScheduler
 from .scheduling_first_hitting import FirstHittingScheduler
 
+from hfgen.guards import check_arguments
+
 EXAMPLE_DOC_STRING = """
     Examples:
         ```py
@@ -177,6 +179,7 @@ class MaskedDiffusionPipeline(SafeSaveMixin, DiffusionPipeline):
 
         Examples:
         """
+        check_arguments(MaskedDiffusionPipeline.__call__, locals())  # types and finiteness, from the signature
         if mask_token_id is None and self.tokenizer is not None:
             mask_token_id = self.tokenizer.mask_token_id
         if input_ids is None and seq_len is None:

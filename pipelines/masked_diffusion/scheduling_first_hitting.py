@@ -18,6 +18,8 @@ from .masking import (
     uniform,
 )
 
+from hfgen.guards import check_arguments
+
 
 class FirstHittingScheduler(SchedulerMixin, ConfigMixin):
     r"""Exact simulation of the continuous-time reverse process of a masked diffusion model.
@@ -57,6 +59,7 @@ class FirstHittingScheduler(SchedulerMixin, ConfigMixin):
         sampling_dtype: str = "float64",
         schedule_eps: float = 1e-3,
     ):
+        check_arguments(FirstHittingScheduler.__init__, locals())  # types and finiteness, from the signature
         if masking_schedule not in MASKING_SCHEDULES:
             raise ValueError(f"`masking_schedule` must be one of {MASKING_SCHEDULES}, got {masking_schedule!r}.")
         if not isinstance(tokens_per_step, int) or tokens_per_step < 1:
