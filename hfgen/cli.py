@@ -75,6 +75,7 @@ def _cmd_demo(args) -> int:
             return 0
     else:
         names = [_get(n).name for n in args.names]
+    Path(args.output_dir).mkdir(parents=True, exist_ok=True)  # an unwritable folder fails now, not after the demos
     start = time.perf_counter()
     results = run_demos(names, args.output_dir, seed=args.seed, echo=lambda s: print(s, flush=True))
     table = format_table(results)
@@ -145,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (UserError, ValueError, FileNotFoundError) as err:  # bad input is one line, not a traceback
+    except (UserError, ValueError, OSError) as err:  # bad input (a missing path, an unwritable folder): one line
         print(f"hfgen {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -222,3 +222,36 @@ def test_the_issue_examples_are_refused():
         gft_pipe()(class_labels=[0], guidance_scale=INF)
     with pytest.raises(TypeError, match="batch_size"):
         ct_pipe()(batch_size=True)
+
+
+def test_nft_refuses_no_reward_function_and_nan_rewards(tmp_path):
+    import os
+    import sys
+
+    from hfgen.trainers import NFTConfig, NFTTrainer
+
+    args = NFTConfig(output_dir=str(tmp_path), report_to=[], use_cpu=True, bf16=False)
+    with pytest.raises(ValueError, match="reward_funcs"):
+        NFTTrainer("unused-model", reward_funcs=[], args=args)
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "_reliability_workers"))
+    from builders import nft
+
+    def nan_reward(completions, **kwargs):
+        return [NAN] * len(completions)
+
+    trainer = nft(tmp_path / "nan", reward=nan_reward, max_steps=1)
+    with pytest.raises(ValueError, match="reward_funcs.*non-finite"):
+        trainer.train()
+
+
+def test_cli_unwritable_output_folder_and_missing_llm_path_are_one_line_errors(tmp_path):
+    import subprocess
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    for command in (["hfgen", "demo", "nft", "--output-dir", str(blocker / "out")],
+                    ["hfgen", "popcorn", "q", "--llm", str(tmp_path / "missing-llm"), "--output-dir", str(tmp_path / "o")],
+                    ["hfgen", "popcorn", "q", "--llm", "x/y", "--output-dir", str(blocker / "out")]):
+        out = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+        assert "error:" in out.stderr and ("missing-llm" in out.stderr or "a-file" in out.stderr), out.stderr
