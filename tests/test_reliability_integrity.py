@@ -41,7 +41,7 @@ WRITER = textwrap.dedent("""
         ConsistencyBridgePipeline(unet, BridgeScheduler(sigma_max=10.0 + k)).save_pretrained(sys.argv[1])
         print("saved", k, flush=True)
         k += 1
-        time.sleep(0.1)  # a save every ~0.15 s; a load takes ~0.1 s, so most loads overlap a save
+        time.sleep(0.3)  # a save every ~0.35 s; a load takes ~0.1-0.5 s, so most loads overlap a save
 """)
 
 
@@ -51,13 +51,14 @@ def _generation_of(pipe) -> tuple[set[float], float]:
 
 
 def test_loading_while_another_process_saves_never_returns_a_mix(tmp_path):
-    """A writer process saves a pipeline in a loop; this process loads it for 5 s, alternately with
+    """A writer process saves a pipeline every ~0.35 s; this process loads it for 5 s, alternately with
     ``hfgen.load`` and ``ConsistencyBridgePipeline.from_pretrained``. Each load must be one save
     (all weights equal k and the scheduler's sigma_max equal 10 + k) or a ``ConcurrentSaveError``; never a mix and
     never a raw ``FileNotFoundError`` from a file renamed away meanwhile.
 
     Without the generation check (``consistent_load`` reduced to one ``read()``), one run: 14 of 66 loads
-    mixed two saves and 1 failed with a raw ``ValueError`` (1 thread each; another run: 10 mixed)."""
+    mixed two saves and 1 failed with a raw ``ValueError`` (1 thread each; another run: 10 mixed); measured with a 0.1 s
+    pause between saves (now 0.3 s, so that a loaded machine still gets whole loads)."""
     from hfgen.pipelines import ConsistencyBridgePipeline
 
     folder = tmp_path / "pipe"
@@ -67,7 +68,7 @@ def test_loading_while_another_process_saves_never_returns_a_mix(tmp_path):
         assert writer.stdout.readline().startswith("saved 0")
         whole, refused, generations = 0, 0, set()
         start, i = time.monotonic(), 0
-        while (time.monotonic() - start < 5.0 or whole < 3) and time.monotonic() - start < 30.0:
+        while (time.monotonic() - start < 5.0 or whole < 3) and time.monotonic() - start < 60.0:
             i += 1
             try:
                 pipe = hfgen.load(folder) if i % 2 else ConsistencyBridgePipeline.from_pretrained(folder)
@@ -83,7 +84,8 @@ def test_loading_while_another_process_saves_never_returns_a_mix(tmp_path):
         writer.wait()
     print(f"{whole} whole loads of {len(generations)} different saves, {refused} refused, "
           f"{hfgen.hub._RETRIES[0]} retried reads")
-    assert whole >= 3 and len(generations) >= 2, "the loads did not overlap the saves: the test would prove nothing"
+    assert whole >= 2 and len(generations) >= 2 and hfgen.hub._RETRIES[0] > 0, \
+        "the loads did not overlap the saves: the test would prove nothing"
 
 
 def _pipeline(tmp_path):

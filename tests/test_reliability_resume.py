@@ -31,7 +31,7 @@ def _kill_and_resume(root: Path, names: list[str]) -> Path:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     env.pop("PYTHONHASHSEED", None)
     result = subprocess.run([sys.executable, str(WORKERS / "resume_worker.py"), str(root), *names], env=env,
-                            capture_output=True, text=True, timeout=240 * len(names))
+                            capture_output=True, text=True, timeout=900 * len(names))  # 3 fresh processes per trainer
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     return root
 
