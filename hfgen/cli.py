@@ -18,9 +18,11 @@ class UserError(Exception):
 
 
 def _cmd_list(args) -> int:
-    from hfgen.registry import list_methods
+    from hfgen.registry import list_methods, registry_problems
 
     methods = list_methods(include_broken=True)
+    for problem in registry_problems():
+        print(f"hfgen list: warning: {problem}", file=sys.stderr)
     if not methods:
         print("No hfgen methods are installed.")
         return 0
@@ -74,6 +76,7 @@ def _cmd_demo(args) -> int:
             return 0
     else:
         names = [_get(n).name for n in args.names]
+    Path(args.output_dir).mkdir(parents=True, exist_ok=True)  # an unwritable folder fails now, not after the demos
     start = time.perf_counter()
     results = run_demos(names, args.output_dir, seed=args.seed, echo=lambda s: print(s, flush=True))
     table = format_table(results)
@@ -186,7 +189,7 @@ def _add_method_commands(sub) -> None:
         if info.cli:
             try:
                 _import_object(info.cli)(sub)
-            except Exception as err:  # a broken plugin command must not break the others
+            except (Exception, SystemExit) as err:  # a broken plugin command must not break the others
                 print(f"hfgen: warning: the command of method {info.name!r} failed to load: {err}", file=sys.stderr)
 
 
@@ -194,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (UserError, ValueError, FileNotFoundError) as err:  # bad input is one line, not a traceback
+    except (UserError, ValueError, OSError) as err:  # bad input (a missing path, an unwritable folder): one line
         print(f"hfgen {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

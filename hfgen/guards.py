@@ -20,6 +20,7 @@ GRPOTrainer)``); it wraps these ``transformers.Trainer`` methods and changes not
 from __future__ import annotations
 
 import json
+import logging
 import math
 import numbers
 import os
@@ -31,6 +32,7 @@ import torch
 from hfgen.hub import CHECKSUMS_NAME, SAFE_WEIGHT_SUFFIX, atomic_save_dir, verify_folder, write_checksums
 
 TRAINER_STATE_NAME = "trainer_state.json"
+logger = logging.getLogger(__name__)
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 
 
@@ -49,49 +51,126 @@ def checkpoint_problem(folder: str | os.PathLike, hashes: bool = True) -> str | 
     if not any(folder.rglob("*" + SAFE_WEIGHT_SUFFIX)):
         return "it holds no weights (*.safetensors)"
     try:
-        json.loads(state.read_text(encoding="utf-8"))
-        verify_folder(folder, hashes=hashes)
-    except ValueError as err:
+        verify_folder(folder, hashes=hashes, pickles_required=True)  # weights, configs, optimizer.pt, scheduler.pt, rng_state*.pth, state
+        step = json.loads(state.read_text(encoding="utf-8")).get("global_step")
+    except (ValueError, AttributeError, OSError) as err:
         return str(err)
+    match = _CHECKPOINT_RE.match(folder.name)
+    if match and step != int(match.group(1)):
+        return f"{state} says global_step={step!r}, but the folder is {folder.name} (edited or mixed up)"
     return None
 
 
 def last_complete_checkpoint(output_dir: str | os.PathLike, hashes: bool = True) -> str | None:
-    """The newest ``checkpoint-N`` under ``output_dir`` that :func:`checkpoint_problem` accepts."""
+    """The newest ``checkpoint-N`` under ``output_dir`` that :func:`checkpoint_problem` accepts; each newer one that
+    it skips is logged as a warning naming the problem (the damaged file)."""
     output_dir = Path(output_dir)
     if not output_dir.is_dir():
         return None
     steps = sorted(((int(m.group(1)), p) for p in output_dir.iterdir() if (m := _CHECKPOINT_RE.match(p.name))),
                    reverse=True)
     for _, path in steps:
-        if checkpoint_problem(path, hashes) is None:
+        problem = checkpoint_problem(path, hashes)
+        if problem is None:
             return str(path)
+        logger.warning("Skipping %s: it is not a complete checkpoint: %s", path, problem)
     return None
 
 
+def _value_problem(name: str, kind: str, value, optional: bool):
+    """A ``TypeError``/``ValueError`` naming ``name`` if ``value`` is not a valid ``kind`` (int, float, bool, str)."""
+    if value is None and optional:
+        return None
+    if kind == "bool":
+        if not isinstance(value, bool) and not (hasattr(value, "dtype") and str(getattr(value, "dtype", "")) == "bool"):
+            return TypeError(f"`{name}` must be True or False, got {value!r} of type {type(value).__name__}.")
+        return None
+    if kind == "str":
+        if not isinstance(value, str):
+            return TypeError(f"`{name}` must be a string, got {value!r} of type {type(value).__name__}.")
+        return None
+    wanted = numbers.Integral if kind == "int" else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, wanted):
+        what = "an integer" if kind == "int" else "a number"
+        return TypeError(f"`{name}` must be {what} ({kind}), got {value!r} of type {type(value).__name__}.")
+    if not math.isfinite(value):
+        return ValueError(f"`{name}` must be finite, got {value!r}.")
+    return None
+
+
+def _annotation_kind(annotation) -> tuple[str | None, bool]:
+    """(``int``/``float``/``bool``/``str`` or ``None`` for anything else, whether ``None`` is allowed)."""
+    text = str(annotation).replace("typing.", "").replace("Optional[", "").replace("]", "|None").replace(" ", "")
+    parts = [p for p in text.split("|") if p]
+    optional = "None" in parts or "NoneType" in parts
+    parts = [p for p in parts if p not in ("None", "NoneType")]
+    if parts in (["int"], ["bool"], ["str"], ["float"]):
+        return parts[0], optional
+    if sorted(parts) == ["float", "int"]:
+        return "float", optional
+    return None, optional
+
+
 def check_numeric_fields(config, base: type) -> None:
-    """Refuse a non-number (``TypeError``) or a NaN/infinity (``ValueError``) in ``config``'s own numeric fields.
+    """Refuse a wrongly typed value (``TypeError``) or a NaN/infinity (``ValueError``) in ``config``'s own fields.
 
     ``config`` is a dataclass config; the fields it declares beyond ``base``'s (e.g. ``TrainingArguments``)
-    whose annotation is ``int`` or ``float`` (optionally ``| None``) are checked, naming the field. Range
-    checks stay in each config's ``__post_init__``; this runs first so that they see real numbers.
+    whose annotation is ``int``, ``float``, ``bool`` or ``str`` (optionally ``| None``) are checked, naming the
+    field: a bool is not an integer size, a string is not a number, ``2`` is not a flag. Range checks stay in each
+    config's ``__post_init__``; this runs first so that they see real numbers.
     """
     import dataclasses
 
-    inherited = {f.name for f in dataclasses.fields(base)}
+    inherited = {f.name for f in dataclasses.fields(base)} if dataclasses.is_dataclass(base) else set()
     for f in dataclasses.fields(config):
-        kind = str(f.type).replace(" ", "")
         if f.name in inherited and f.name not in type(config).__dict__.get("__annotations__", {}):
             continue
-        if kind.split("|")[0] not in ("int", "float") or (kind.count("|") and set(kind.split("|")[1:]) != {"None"}):
+        kind, optional = _annotation_kind(f.type)
+        if kind is None:
             continue
-        value = getattr(config, f.name)
-        if value is None and "None" in kind:
+        error = _value_problem(f.name, kind, getattr(config, f.name), optional)
+        if error is not None:
+            raise error
+
+
+def check_arguments(function, values: dict) -> None:
+    """Refuse wrongly typed or non-finite arguments of ``function`` (a constructor or ``__call__``), by annotation.
+
+    Call it first in the body with ``locals()``: every parameter annotated ``int``, ``float``, ``bool`` or ``str``
+    (optionally ``| None``, or with a ``None`` default) is checked as :func:`check_numeric_fields` does, naming it.
+    Generated from the signature, so a new argument is checked as soon as it is added.
+    """
+    import inspect
+
+    for name, param in inspect.signature(function).parameters.items():
+        if name not in values or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             continue
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral if kind.startswith("int") else numbers.Real):
-            raise TypeError(f"`{f.name}` must be a number ({kind}), got {value!r} of type {type(value).__name__}.")
-        if not math.isfinite(value):
-            raise ValueError(f"`{f.name}` must be finite, got {value!r}.")
+        kind, optional = _annotation_kind(param.annotation)
+        if kind is None:
+            continue
+        error = _value_problem(name, kind, values[name], optional or param.default is None)
+        if error is not None:
+            raise error
+
+
+def make_epochs_resumable(sampler):
+    """Make TRL's ``RepeatSampler`` (GRPO-style trainers) shuffle each epoch as an unbroken run does after a resume.
+
+    It seeds its generator once and draws one permutation per epoch, so epoch ``e``'s order depends on how many
+    epochs *this process* iterated: a run resumed after the first epoch starts a fresh generator and shuffles every
+    later epoch differently. With this, ``set_epoch(e)`` (which ``Trainer`` calls at the start of each epoch)
+    reseeds the generator and replays ``e`` permutations, so epoch ``e`` gets the same order in both runs (and the
+    same as TRL's for a run that is never resumed). Returns ``sampler``.
+    """
+    def set_epoch(epoch: int) -> None:
+        if sampler.shuffle and sampler.seed is not None:
+            sampler.generator.manual_seed(sampler.seed)
+            for _ in range(epoch):
+                torch.randperm(sampler.num_samples, generator=sampler.generator)
+
+    if getattr(sampler, "shuffle", False) and hasattr(sampler, "generator") and not hasattr(sampler, "set_epoch"):
+        sampler.set_epoch = set_epoch
+    return sampler
 
 
 class GuardedTrainerMixin:
@@ -151,6 +230,17 @@ class GuardedTrainerMixin:
             # onto the module's own device: args.device is "cpu:0" under CPU DDP, which safetensors refuses
             load_model(module, path, device=str(next(module.parameters()).device))
 
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        if getattr(self, "is_deepspeed_enabled", False) or getattr(self, "is_fsdp_enabled", False):
+            return
+        if self.accelerator.num_processes > 1:  # every rank has written its rng_state_<k>.pth
+            self.accelerator.wait_for_everyone()
+        folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
+        if self.args.should_save and os.path.isdir(folder):
+            # list the optimizer, scheduler, RNG and trainer states too, so a damaged one is caught before resuming
+            write_checksums(folder)
+
     def _push_from_checkpoint(self, checkpoint_folder):
         # transformers copies the checkpoint's weights into output_dir, then uploads it in the background: drop the
         # checksums of the previous weights first (never push a stale list), and list the new ones
@@ -165,7 +255,7 @@ class GuardedTrainerMixin:
     def train(self, resume_from_checkpoint=None, trial=None, **kwargs):
         if getattr(self, "is_deepspeed_enabled", False) or getattr(self, "is_fsdp_enabled", False):
             pass  # sharded checkpoints (no safetensors of the whole model): transformers checks them itself
-        elif resume_from_checkpoint is True:
+        elif resume_from_checkpoint is True:  # the newest intact checkpoint; damaged newer ones are named in warnings
             resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir)
             if resume_from_checkpoint is None:
                 raise ValueError(f"`resume_from_checkpoint=True` but {self.args.output_dir} holds no complete checkpoint.")

@@ -21,10 +21,14 @@ import contextlib
 import contextvars
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
+import socket
 import tempfile
+import time
+import uuid
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -32,6 +36,7 @@ from typing import Any
 
 PICKLE_WEIGHT_NAMES = ("pytorch_model.bin", "diffusion_pytorch_model.bin", "adapter_model.bin", "model.ckpt", "model.pt")
 SAFE_WEIGHT_SUFFIX = ".safetensors"
+logger = logging.getLogger(__name__)
 
 
 class UnsafeWeightsError(ValueError):
@@ -136,7 +141,12 @@ STAGING_PREFIX = ".hfgen-tmp-"
 # The files a loader dispatches on; a save moves them out first and in last, so a swap cut short leaves a
 # folder with no marker, which every loader refuses, rather than a mix of old and new weights.
 MARKER_NAMES = ("model_index.json", "config.json", "adapter_config.json", "scheduler_config.json")
+# Saved files that no loader reads and that tools rewrite after a save (model cards): not checksummed.
+UNLISTED_NAMES = ("README.md", ".gitattributes")
 _CHECKPOINT_DIR = re.compile(r"^checkpoint-\d+$")
+# staging folders are named .hfgen-tmp-<host>-<pid>-<random>, so a later save can tell a dead owner's debris
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+_STAGING_OWNER = re.compile(r"^" + re.escape(STAGING_PREFIX) + r"([0-9a-f]{8})-(\d+)-")
 
 
 def _is_weights(name: str) -> bool:
@@ -146,33 +156,108 @@ def _is_weights(name: str) -> bool:
             or (name.endswith(".bin") and name != "training_args.bin"))
 
 
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    try:  # a killed process its parent has not reaped yet is a zombie: dead for our purpose
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _staging_is_live(name: str) -> bool:
+    """Whether the staging folder ``name`` may belong to a save in progress (its owner lives, or is unknown:
+    another host, or a folder named by an older hfgen)."""
+    match = _STAGING_OWNER.match(name)
+    return match is None or match.group(1) != _HOST or _pid_alive(int(match.group(2)))
+
+
+def clean_stale_staging(*folders: str | os.PathLike) -> list[Path]:
+    """Remove the ``.hfgen-tmp-*`` folders in ``folders`` left by a save whose process is gone (a killed save);
+    those of live processes, other hosts or an older hfgen are kept. Returns the removed paths."""
+    removed = []
+    for folder in folders:
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name.startswith(STAGING_PREFIX) and entry.is_dir(follow_symlinks=False) \
+                    and not _staging_is_live(entry.name):
+                shutil.rmtree(entry.path, ignore_errors=True)
+                removed.append(Path(entry.path))
+    if removed:
+        logger.info("Removed %d leftover folder(s) of killed saves: %s", len(removed), ", ".join(map(str, removed)))
+    return removed
+
+
+def save_in_progress(folder: str | os.PathLike) -> bool:
+    """Whether a live process may be saving into ``folder`` (a staging folder of a live owner inside or beside it)."""
+    folder = Path(folder)
+    for parent in (folder, folder.parent):
+        try:
+            names = [e.name for e in os.scandir(parent) if e.name.startswith(STAGING_PREFIX)]
+        except OSError:
+            continue
+        if any(_staging_is_live(n) for n in names):
+            return True
+    return False
+
+
 @contextlib.contextmanager
 def atomic_save_dir(folder: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder (with ``folder``'s name) to write into; on success it is committed to ``folder``.
 
-    On commit, :data:`CHECKSUMS_NAME` records the size and SHA-256 of every safetensors file written; the new
-    entries replace same-named entries of ``folder`` and every old weights file by renames, and other entries
-    (e.g. a trainer's ``checkpoint-*`` folders) are kept. Staging happens inside ``folder`` when it exists (so
-    the renames never cross a file system: mounts and symlinks are fine), else next to it. An exception (or a
-    killed process) before the commit leaves ``folder`` as it was; a kill during the renames leaves it without
-    its marker file (``config.json``, ...), so it fails to load instead of loading a mix; the previous files
-    then sit in a hidden ``.hfgen-tmp-*`` folder.
+    On commit, :data:`CHECKSUMS_NAME` records the size and SHA-256 of every file written; the new entries replace
+    same-named entries of ``folder`` and every old weights file by renames, and other entries (e.g. a trainer's
+    ``checkpoint-*`` folders) are kept; a save of another kind (a model over a pipeline) also moves the old
+    kind's marker files and component folders out, so the old artifact no longer loads. Staging happens inside
+    ``folder`` when it exists (so the renames never cross a file system: mounts and symlinks are fine), else next
+    to it; staging folders left by killed saves are removed first. An exception (or a killed process) before the
+    commit leaves ``folder`` as it was; a kill during the renames leaves it without its marker file
+    (``config.json``, ...), so it fails to load instead of loading a mix; the previous files then sit in a hidden
+    ``.hfgen-tmp-*`` folder until the next save.
     """
     folder = Path(folder).resolve()
     folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=folder if folder.is_dir() else folder.parent))
+    parent = folder if folder.is_dir() else folder.parent
+    clean_stale_staging(*{folder.parent, parent})
+    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{_HOST}-{os.getpid()}-", dir=parent))
     old = staging / ".old"
     try:
         tmp = staging / folder.name
         tmp.mkdir()
         yield tmp
-        write_checksums(tmp)
+        write_checksums(tmp, replace=False)
         _commit(tmp, folder, old)
         shutil.rmtree(staging, ignore_errors=True)
     except BaseException:
         if not (old.is_dir() and any(old.iterdir())):  # else the roll-back failed: keep the previous files there
             shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _other_kind(folder: Path, new_names: set[str]) -> list[str]:
+    """When the new save has a marker file: the old marker files it does not replace and the old pipeline's
+    component folders, so that a model saved over a pipeline (or the reverse) leaves only the new one loadable."""
+    if not new_names & set(MARKER_NAMES):
+        return []
+    names = [n for n in MARKER_NAMES if n not in new_names and (folder / n).is_file()]
+    if "model_index.json" in names:
+        try:
+            index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+            names += sorted(k for k, v in index.items() if not k.startswith("_") and isinstance(v, list)
+                            and k not in new_names and not _CHECKPOINT_DIR.match(k) and (folder / k).is_dir())
+        except (OSError, ValueError, AttributeError):
+            pass
+    return names
 
 
 def _commit(tmp: Path, folder: Path, old: Path) -> None:
@@ -187,14 +272,20 @@ def _commit(tmp: Path, folder: Path, old: Path) -> None:
     old.mkdir()
     new_names = {entry.name for entry in tmp.iterdir()}
     stale = [p.name for p in folder.iterdir() if p.is_file() and _is_weights(p.name) and p.name not in new_names]
+    other_kind = _other_kind(folder, new_names)
     entries = sorted(tmp.iterdir(), key=lambda p: (p.name in MARKER_NAMES, p.name))  # markers last
     moved_out, moved_in = [], []
     try:
-        for name in [e.name for e in reversed(entries)] + stale:  # take the old copies out, markers first
+        # take the old copies out, markers first; the checksum file (the save's generation) goes out after every
+        # other entry it lists and comes in before them, so a reader that sees the same generation before and
+        # after reading has read one save (see :func:`consistent_load`)
+        order = sorted([e.name for e in reversed(entries)], key=lambda n: n == CHECKSUMS_NAME)
+        order = [n for n in other_kind if n in MARKER_NAMES] + order + stale + [n for n in other_kind if n not in MARKER_NAMES]
+        for name in order:
             if os.path.lexists(folder / name):
                 os.replace(folder / name, old / name)
                 moved_out.append(name)
-        for entry in entries:
+        for entry in sorted(entries, key=lambda p: p.name != CHECKSUMS_NAME):
             os.replace(entry, folder / entry.name)
             moved_in.append(entry.name)
     except BaseException:  # an error (not a kill) mid-way: put the previous save back
@@ -224,24 +315,35 @@ def _saved_files(folder: Path, name: str | None = None) -> list[Path]:
     return found
 
 
-def write_checksums(folder: str | os.PathLike) -> Path:
-    """Write :data:`CHECKSUMS_NAME`: size and SHA-256 (the Hub's LFS oid) of each safetensors file under ``folder``
-    that no checksum file of a subfolder (a component saved on its own, e.g. a pipeline's ``unet/``) lists."""
+def write_checksums(folder: str | os.PathLike, replace: bool = True) -> Path:
+    """Write :data:`CHECKSUMS_NAME`: size and SHA-256 (the Hub's LFS oid) of every file under ``folder`` (weights,
+    configs, scheduler and adapter configs, tokenizer files, a checkpoint's optimizer / scheduler / RNG / trainer
+    state) but model cards, that no checksum file of a subfolder (a component saved on its own, e.g. a pipeline's
+    ``unet/``) lists, and a fresh ``generation`` id. ``replace``: write a temporary file and rename it into place."""
     folder = Path(folder)
     covered = [m.parent for m in _saved_files(folder, CHECKSUMS_NAME) if m.parent != folder]
     files = {p.relative_to(folder).as_posix(): {"size": p.stat().st_size, "sha256": _sha256(p)}
-             for p in _saved_files(folder, SAFE_WEIGHT_SUFFIX) if not any(c in p.parents for c in covered)}
+             for p in _saved_files(folder) if p.name != CHECKSUMS_NAME and p.name not in UNLISTED_NAMES
+             and not any(c in p.parents for c in covered)}
     path = folder / CHECKSUMS_NAME
-    path.write_text(json.dumps({"algorithm": "sha256", "files": files}, indent=2, sort_keys=True), encoding="utf-8")
+    text = json.dumps({"algorithm": "sha256", "generation": uuid.uuid4().hex, "files": files}, indent=2, sort_keys=True)
+    if not replace:
+        path.write_text(text, encoding="utf-8")
+        return path
+    tmp = folder / f".{CHECKSUMS_NAME}.{os.getpid()}.tmp"
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
     return path
 
 
-def verify_folder(folder: str | os.PathLike, hashes: bool = True) -> None:
-    """Raise a ``ValueError`` naming the file if a saved folder's weights are missing, truncated or corrupted.
+def verify_folder(folder: str | os.PathLike, hashes: bool = True, pickles_required: bool = False) -> None:
+    """Raise a ``ValueError`` naming the file if a saved folder's files are missing, truncated, corrupted or edited.
 
     Every :data:`CHECKSUMS_NAME` of the save (its subfolders included, ``checkpoint-*`` folders excluded) is
-    checked: each listed file exists, with its size and (``hashes=True``) its SHA-256, which catches a flipped
-    bit anywhere; then every safetensors file's header and tensor bounds.
+    checked: each listed file (weights, configs, tokenizer files, ...) exists, with its size and (``hashes=True``)
+    its SHA-256, which catches a flipped bit anywhere; then every safetensors file's header and tensor bounds.
+    A listed pickle (``training_args.bin``, a checkpoint's ``optimizer.pt``) may be missing unless
+    ``pickles_required`` (for resuming): :func:`push` never uploads pickles and no hfgen load reads them.
     """
     folder = Path(folder)
     for manifest in _saved_files(folder, CHECKSUMS_NAME):
@@ -252,16 +354,63 @@ def verify_folder(folder: str | os.PathLike, hashes: bool = True) -> None:
         for rel, expected in sorted(listed.items()):
             path = manifest.parent / rel
             if not path.is_file():
+                if not pickles_required and path.name.endswith(PICKLE_SUFFIXES) and not os.path.lexists(path):
+                    continue
                 raise ValueError(f"{path} is missing: {manifest.name} lists it, so this save is incomplete.")
             size = path.stat().st_size
             if size != expected["size"]:
-                raise ValueError(f"{path} is {size} bytes but was saved with {expected['size']} (truncated or "
+                raise ValueError(f"{path} is {size} bytes but was saved with {expected['size']} (truncated, edited or "
                                  f"corrupted); delete {manifest.name} only if you rewrote the file on purpose.")
             if hashes and _sha256(path) != expected["sha256"]:
-                raise ValueError(f"{path} does not match the SHA-256 it was saved with (corrupted); delete "
+                raise ValueError(f"{path} does not match the SHA-256 it was saved with (edited or corrupted); delete "
                                  f"{manifest.name} only if you rewrote the file on purpose.")
     for weights in _saved_files(folder, SAFE_WEIGHT_SUFFIX):
         verify_safetensors(weights)
+
+
+_RETRIES = [0]  # reads retried because a save overlapped them (reported by the tests)
+
+
+class ConcurrentSaveError(ValueError):
+    """A folder kept changing while it was being loaded: another process is saving into it."""
+
+
+def _generation(folder: Path) -> str | None:
+    """The save generation of ``folder`` (its checksum file's content digest), ``None`` without one."""
+    try:
+        return hashlib.sha256((folder / CHECKSUMS_NAME).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def consistent_load(folder: str | os.PathLike, read, attempts: int = 40, wait: float = 0.05):
+    """``read()`` (a load from ``folder``), retried until it read one whole save.
+
+    A save commits by renames (:func:`atomic_save_dir`) and its checksum file is replaced before any other new
+    entry comes in and after every old one went out; so when the checksum file is the same before and after
+    ``read()``, everything read came from that one save. Otherwise, or if ``read`` failed while a live process
+    was saving there, it is retried; after ``attempts`` tries it is a :class:`ConcurrentSaveError`.
+    """
+    folder = Path(folder)
+    error: BaseException | None = None
+    for attempt in range(attempts):
+        before = _generation(folder)
+        try:
+            result = read()
+        except Exception as err:
+            if _generation(folder) == before and not save_in_progress(folder):
+                raise
+            error = err
+        else:
+            after = _generation(folder)
+            if after == before and (before is not None or not save_in_progress(folder)):
+                return result
+            error = None
+        _RETRIES[0] += 1
+        time.sleep(wait * min(attempt + 1, 10))
+    detail = f" (last error: {type(error).__name__}: {error})" if error is not None else ""
+    raise ConcurrentSaveError(f"{folder} changed while it was being loaded, {attempts} times: another process is saving "
+                              f"into it. Load it once that save is done{detail}.") from error
 
 
 _VERIFIED: contextvars.ContextVar[tuple[Path, ...]] = contextvars.ContextVar("hfgen_verified", default=())
@@ -299,19 +448,25 @@ def registered_component(cls: type) -> tuple[Any, str] | None:
 def upload_folder(folder, repo_id: str, *, commit_message: str | None = None, private: bool | None = None,
                   token: str | None = None, create_pr: bool = False, revision: str | None = None,
                   path_in_repo: str | None = None) -> str:
-    """Create ``repo_id`` if needed and upload ``folder`` in one commit (safetensors only; never caches, interrupted
-    saves or ``training_args.bin``); returns the commit URL."""
-    from huggingface_hub import HfApi
+    """Create ``repo_id`` if needed and upload ``folder`` in one commit: only what :func:`upload_plan` selects
+    (regular files inside the folder, never a pickle, a symlink's target or an interrupted save); returns the
+    commit URL."""
+    from huggingface_hub import CommitOperationAdd, HfApi
 
     from hfgen import __version__
 
     check_weights_safe(folder)
+    files, skipped = upload_plan(folder)
+    for path, why in skipped:
+        logger.warning("hfgen push: not uploading %s: %s", path, why)
+    prefix = f"{path_in_repo.strip('/')}/" if path_in_repo else ""
     api = HfApi(token=token, library_name="hfgen", library_version=__version__)
     repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
-    info = api.upload_folder(repo_id=repo_id, folder_path=str(folder), path_in_repo=path_in_repo, revision=revision,
-                             create_pr=create_pr, commit_message=commit_message or "Upload with hfgen",
-                             ignore_patterns=PUSH_IGNORE_PATTERNS)
-    return str(info)
+    info = api.create_commit(
+        repo_id=repo_id, commit_message=commit_message or "Upload with hfgen", revision=revision, create_pr=create_pr,
+        operations=[CommitOperationAdd(path_in_repo=prefix + rel, path_or_fileobj=str(path)) for rel, path in files],
+    )
+    return str(info.commit_url if hasattr(info, "commit_url") else info)
 
 
 class SafeSaveMixin:
@@ -345,7 +500,7 @@ class SafeSaveMixin:
                     **ignored_hub_kwargs) -> str:
         """transformers' / Diffusers' ``push_to_hub`` (their common arguments): ``save_pretrained`` into a temporary
         folder, the hfgen model card added when the class is a registered hfgen component and its save wrote none
-        (their own ``push_to_hub`` would write a generic card), then one upload with :data:`PUSH_IGNORE_PATTERNS`.
+        (their own ``push_to_hub`` would write a generic card), then one upload of what :func:`upload_plan` selects.
         ``use_temp_dir``, ``commit_description`` and ``tags`` are accepted for compatibility and ignored."""
         unknown = set(ignored_hub_kwargs) - {"use_temp_dir", "commit_description", "tags", "subfolder"}
         if unknown:
@@ -365,13 +520,28 @@ class SafeSaveMixin:
         if not (isinstance(path, (str, os.PathLike)) and Path(path).is_dir()):
             return super().from_pretrained(path, *args, **kwargs)
         folder = Path(path) / (kwargs.get("subfolder") or "")
-        verify_once(folder)
-        if kwargs.get("config") is None and not any((folder / name).is_file() for name in MARKER_NAMES):
-            # else transformers builds a default config and loads the weights into it
-            raise ValueError(f"{folder} has none of {', '.join(MARKER_NAMES)}: it is not a saved model, or its save "
-                             "was interrupted.")
-        with _verified(folder):
-            return super().from_pretrained(path, *args, **kwargs)
+        resolved = folder.resolve()
+        nested = any(root == resolved or root in resolved.parents for root in _VERIFIED.get())
+
+        def read():
+            verify_once(folder)
+            if kwargs.get("config") is None and not any((folder / name).is_file() for name in MARKER_NAMES):
+                # else transformers builds a default config and loads the weights into it
+                raise ValueError(f"{folder} has none of {', '.join(MARKER_NAMES)}: it is not a saved model, or its "
+                                 "save was interrupted.")
+            with _verified(folder):
+                return super(SafeSaveMixin, cls).from_pretrained(path, *args, **kwargs)
+
+        return read() if nested else consistent_load(folder, read)
+
+
+def _files_inside(folder: Path) -> list[Path]:
+    """Regular files under ``folder``, never entering hidden folders (staging folders of saves in progress, caches)."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += [Path(root) / f for f in sorted(files) if not f.startswith(".")]
+    return found
 
 
 _CARD_REPO_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("hfgen_card_repo_id", default=None)
@@ -449,7 +619,7 @@ class HfgenPipelineMixin(SafeSaveMixin):
 def check_weights_safe(folder: str | os.PathLike, allow_pickle: bool = False) -> None:
     """Refuse a folder (recursively) that holds pickle weights but no safetensors weights."""
     folder = Path(folder)
-    files = [p for p in folder.rglob("*") if p.is_file() and ".cache" not in p.parts]
+    files = _files_inside(folder)
     safe = [p for p in files if p.name.endswith(SAFE_WEIGHT_SUFFIX)]
     pickled = [p for p in files if p.name in PICKLE_WEIGHT_NAMES or p.suffix in (".bin", ".pt", ".pth", ".ckpt", ".pkl")]
     if pickled and not safe and not allow_pickle:
@@ -478,10 +648,6 @@ def verify_safetensors(path: str | os.PathLike) -> None:
 # ----------------------------------------------------------------------------------------- push
 
 
-# never uploaded: caches, interrupted saves, and the Trainer arguments' pickle
-PUSH_IGNORE_PATTERNS = [".cache/*", "*.tmp", f"{STAGING_PREFIX}*", f"*/{STAGING_PREFIX}*", "training_args.bin"]
-
-
 def push(
     folder: str | os.PathLike,
     repo_id: str,
@@ -491,24 +657,69 @@ def push(
     token: str | None = None,
     revision: str | None = None,
 ) -> str:
-    """Upload a saved hfgen artifact folder to ``repo_id`` in one commit; returns the commit URL."""
-    from huggingface_hub import HfApi
-
-    from hfgen import __version__
-
+    """Upload a saved hfgen artifact folder to ``repo_id`` in one commit (what :func:`upload_plan` selects);
+    returns the commit URL."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"`folder` {str(folder)!r} is not a directory.")
     if "/" not in repo_id or repo_id.count("/") != 1:
         raise ValueError(f"`repo_id` must look like 'namespace/name', got {repo_id!r}.")
-    check_weights_safe(folder)
-    api = HfApi(token=token, library_name="hfgen", library_version=__version__)
-    api.create_repo(repo_id, private=private, exist_ok=True)
-    info = api.upload_folder(
-        repo_id=repo_id, folder_path=str(folder), commit_message=commit_message, revision=revision,
-        ignore_patterns=PUSH_IGNORE_PATTERNS,
-    )
-    return str(info)
+    return upload_folder(folder, repo_id, private=private, commit_message=commit_message, token=token,
+                         revision=revision)
+
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".dill")
+
+
+def _is_pickle(path: Path) -> bool:
+    """A pickle by name, or by content: a pickle stream (protocol 2-5) or a ``torch.save`` zip holding one."""
+    if path.name.endswith(PICKLE_SUFFIXES):
+        return True
+    if path.suffix in (".safetensors", ".json", ".md", ".txt", ".model", ".jinja", ".yaml", ".yml", ".csv", ".png"):
+        return False  # formats that cannot hold a pickle (a safetensors header length may start with 0x80)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+        if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+            return True
+        if head == b"PK\x03\x04":
+            import zipfile
+
+            with zipfile.ZipFile(path) as z:
+                return any(n.endswith(".pkl") for n in z.namelist())
+    except (OSError, ValueError):
+        return False
+    return False
+
+
+def upload_plan(folder: str | os.PathLike) -> tuple[list[tuple[str, Path]], list[tuple[Path, str]]]:
+    """What :func:`push` uploads from ``folder``: ``(files, skipped)``. Only regular files inside the folder are
+    uploaded (``checkpoint-*`` included); skipped, with the reason: symlinks (a link may point outside the folder:
+    its target is never uploaded), pickles (by name or content, at any depth, e.g. a checkpoint's ``optimizer.pt``
+    or ``training_args.bin``), hidden entries (``.hfgen-tmp-*`` folders of interrupted saves, caches) and ``*.tmp``."""
+    folder = Path(folder)
+    files, skipped = [], []
+    for root, dirs, names in os.walk(folder):  # os.walk never follows a symlinked folder
+        root_path = Path(root)
+        for d in list(dirs):
+            if d.startswith(".") or (root_path / d).is_symlink():
+                if (root_path / d).is_symlink():
+                    skipped.append((root_path / d, "a symlink (its target is not uploaded)"))
+                dirs.remove(d)
+        dirs.sort()
+        for name in sorted(names):
+            path = root_path / name
+            if name.startswith(".") or name.endswith(".tmp"):
+                continue
+            if path.is_symlink():
+                skipped.append((path, f"a symlink to {os.path.realpath(path)} (its target is not uploaded)"))
+            elif not path.is_file():
+                skipped.append((path, "not a regular file"))
+            elif _is_pickle(path):
+                skipped.append((path, "a pickle (hfgen never publishes pickles)"))
+            else:
+                files.append((path.relative_to(folder).as_posix(), path))
+    return files, skipped
 
 
 # ----------------------------------------------------------------------------------------- load
@@ -539,8 +750,14 @@ def resolve_folder(name_or_path: str | os.PathLike, *, revision: str | None = No
 
 
 def _read_json(path: Path) -> dict:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON (truncated or not an hfgen save?): {err}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold a JSON object, got {type(data).__name__}.")
+    return data
 
 
 def load(name_or_path: str | os.PathLike, *, allow_pickle: bool = False, revision: str | None = None,
@@ -561,10 +778,17 @@ def load(name_or_path: str | os.PathLike, *, allow_pickle: bool = False, revisio
     """
 
     folder = resolve_folder(name_or_path, revision=revision, token=token)
-    check_weights_safe(folder, allow_pickle=allow_pickle)
-    verify_folder(folder)  # a truncated, corrupted or missing weights file is a clear error, not garbage
-    with _verified(folder):  # the class's own from_pretrained need not hash the same files again
-        return _load_verified(folder, **kwargs)
+
+    def read():
+        if not any((folder / name).is_file() for name in MARKER_NAMES):  # before walking it: it may be a home folder
+            raise ValueError(f"Don't know how to load {folder}: it has none of {', '.join(MARKER_NAMES)} (pipeline, "
+                             "model, adapter or scheduler): not a saved artifact, or its save was interrupted.")
+        check_weights_safe(folder, allow_pickle=allow_pickle)
+        verify_folder(folder)  # a truncated, corrupted, edited or missing file is a clear error, not garbage
+        with _verified(folder):  # the class's own from_pretrained need not hash the same files again
+            return _load_verified(folder, **kwargs)
+
+    return consistent_load(folder, read)
 
 
 def _load_verified(folder: Path, **kwargs: Any):
@@ -572,11 +796,14 @@ def _load_verified(folder: Path, **kwargs: Any):
 
     if (folder / "model_index.json").is_file():
         class_name = _read_json(folder / "model_index.json").get("_class_name")
-        found = find_component(class_name) if class_name else None
+        found = find_component(class_name) if isinstance(class_name, str) else None
         if found is not None:
             return found[1].from_pretrained(folder, **kwargs)
         import diffusers
 
+        if not isinstance(class_name, str) or not hasattr(diffusers, class_name):
+            raise ValueError(f"{folder / 'model_index.json'} names `_class_name` {class_name!r}, which is neither a "
+                             "registered hfgen pipeline nor a Diffusers pipeline.")
         return diffusers.DiffusionPipeline.from_pretrained(folder, **kwargs)
     if (folder / "adapter_config.json").is_file():
         adapter_type = _read_json(folder / "adapter_config.json").get("hfgen_adapter_type")
@@ -593,6 +820,9 @@ def _load_verified(folder: Path, **kwargs: Any):
                 return found[1].from_pretrained(folder, **kwargs)
             import diffusers
 
+            if not isinstance(class_name, str) or not hasattr(diffusers, class_name):
+                raise ValueError(f"{folder / 'config.json'} names `_class_name` {class_name!r}, which is neither a "
+                                 "registered hfgen component nor a Diffusers class.")
             return getattr(diffusers, class_name).from_pretrained(folder, **kwargs)
         if "model_type" in config:
             import transformers  # hfgen's model types resolve through its Auto classes (hfgen._auto)

@@ -9,7 +9,11 @@ where ``METHOD`` is a :class:`MethodInfo`. hfgen registers its own methods throu
 ``setup.py`` in exactly this way. Entry points are read lazily, the first time a name is looked
 up; a ``MethodInfo`` holds only strings, so listing methods imports no torch-heavy module, and
 components are imported when someone asks for them (:meth:`MethodInfo.load_component`). A plugin
-that fails to load is kept as a :class:`BrokenMethod` with its error, and never hides the others.
+that fails to load (an exception or ``sys.exit`` while importing it, a malformed :class:`MethodInfo`) is kept as a
+:class:`BrokenMethod` with its error, and never hides the others. hfgen's own methods win every name clash: a
+plugin reusing a built-in method name is listed as broken, and a plugin component named like a built-in one
+(e.g. ``ConsistencyTrajectoryPipeline``) is never used by :func:`find_component` / ``hfgen.load``; both clashes
+are reported (:func:`registry_problems`, a logged warning, ``hfgen list``).
 
 Environment switches (modelled on pytest and lm-eval):
 
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import logging
 import os
 import threading
 from collections.abc import Callable
@@ -28,8 +33,19 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
 
+logger = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "hfgen.methods"
 COMPONENT_KINDS = ("trainer", "config", "pipeline", "scheduler", "model", "adapter", "metric")
+
+
+def _check_str(owner: str, name: str, value, optional: bool = False, target: bool = False) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, str):
+        kind = "a string or None" if optional else "a string"
+        raise TypeError(f"`{name}` of {owner} must be {kind}, got {type(value).__name__} {value!r}.")
+    if target and ":" not in value:
+        raise ValueError(f"`{name}` of {owner} must be 'module.path:Object', got {value!r}.")
 
 
 @dataclass(frozen=True)
@@ -38,6 +54,11 @@ class Paper:
     arxiv_id: str
     citation: str = ""
     code_url: str | None = None
+
+    def __post_init__(self):
+        for name in ("title", "arxiv_id", "citation"):
+            _check_str("Paper", name, getattr(self, name))
+        _check_str("Paper", "code_url", self.code_url, optional=True)
 
     @property
     def url(self) -> str:
@@ -74,11 +95,29 @@ class MethodInfo:
     status: str = "implemented"
 
     def __post_init__(self):
+        _check_str("MethodInfo", "name", self.name)
         if not self.name or not self.name.replace("_", "").isalnum() or self.name != self.name.lower():
             raise ValueError(f"`name` must be lowercase letters, digits and '_', got {self.name!r}.")
+        owner = f"method {self.name!r}"
+        _check_str(owner, "summary", self.summary)
+        if not isinstance(self.paper, Paper):
+            raise TypeError(f"`paper` of {owner} must be a hfgen.Paper, got {type(self.paper).__name__} {self.paper!r}.")
+        if not isinstance(self.components, dict):
+            raise TypeError(f"`components` of {owner} must be a dict of class name -> 'module:Object', got "
+                            f"{type(self.components).__name__}.")
         for cls_name, target in self.components.items():
-            if ":" not in target:
+            if not isinstance(cls_name, str) or not cls_name.isidentifier():
+                raise ValueError(f"component names of {owner} must be identifiers, got {cls_name!r}.")
+            if not isinstance(target, str) or ":" not in target:
                 raise ValueError(f"component {cls_name!r} of {self.name!r} must be 'module:Object', got {target!r}.")
+        # a string would be split into letters; a list is accepted and stored as a tuple (the dataclass is frozen)
+        if not isinstance(self.tags, (list, tuple)) or not all(isinstance(t, str) and t for t in self.tags):
+            raise TypeError(f"`tags` of {owner} must be a list or tuple of non-empty strings, got {self.tags!r}.")
+        object.__setattr__(self, "tags", tuple(self.tags))
+        for name in ("card_template", "demo", "cli"):
+            _check_str(owner, name, getattr(self, name), optional=True, target=True)
+        _check_str(owner, "pipeline_tag", self.pipeline_tag, optional=True)
+        _check_str(owner, "status", self.status)
 
     @property
     def broken(self) -> bool:
@@ -122,7 +161,10 @@ class BrokenMethod:
 
 def _import_object(target: str) -> Any:
     module_name, _, attr = target.partition(":")
-    obj = importlib.import_module(module_name)
+    try:
+        obj = importlib.import_module(module_name)
+    except SystemExit as err:  # a module calling sys.exit on import must not end the caller
+        raise ImportError(f"importing {module_name!r} called sys.exit({err.code!r})") from None
     for part in attr.split("."):
         obj = getattr(obj, part)
     return obj
@@ -132,6 +174,7 @@ class _Registry:
     def __init__(self):
         self._lock = threading.RLock()
         self._methods: dict[str, MethodInfo | BrokenMethod] = {}
+        self._builtin: set[str] = set()
         self._discovered = False
 
     def _discover(self) -> None:
@@ -142,7 +185,7 @@ class _Registry:
             for module in filter(None, os.environ.get("HFGEN_PLUGINS", "").split(",")):
                 try:
                     importlib.import_module(module.strip())
-                except Exception as err:  # reported, never fatal
+                except (Exception, SystemExit) as err:  # reported, never fatal
                     self._methods.setdefault(module, BrokenMethod(module, module, _describe(err)))
             only_builtin = os.environ.get("HFGEN_DISABLE_PLUGIN_AUTOLOAD", "") not in ("", "0")
             eps = sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: (not _is_builtin(ep), ep.name))
@@ -163,8 +206,33 @@ class _Registry:
                     if info.name != ep.name:
                         raise ValueError(f"entry point name {ep.name!r} differs from MethodInfo.name {info.name!r}")
                     self._methods[ep.name] = info
-                except Exception as err:
+                    if _is_builtin(ep):
+                        self._builtin.add(ep.name)
+                except (Exception, SystemExit) as err:  # an import that raises or calls sys.exit: isolated, named
                     self._methods[ep.name] = BrokenMethod(ep.name, ep.value, _describe(err), dist)
+            for problem in self.problems():
+                logger.warning("hfgen plugins: %s", problem)
+
+    def is_builtin(self, name: str) -> bool:
+        self._discover()
+        return name in self._builtin
+
+    def problems(self) -> list[str]:
+        """Name clashes of plugins with hfgen (resolved in hfgen's favour) and between plugins (first name wins)."""
+        with self._lock:
+            methods = sorted((m for m in self._methods.values() if not m.broken),
+                             key=lambda m: (m.name not in self._builtin, m.name))
+            clashes = [f"method {m.name!r} (plugin {m.distribution or m.target}): {m.error}"
+                       for m in self._methods.values() if m.broken and "clashes" in m.error]
+        owner: dict[str, str] = {}
+        for info in methods:
+            for cls_name in info.components:
+                if cls_name in owner and info.name not in self._builtin:
+                    clashes.append(f"component {cls_name!r} of plugin method {info.name!r} clashes with the one of "
+                                   f"{owner[cls_name]!r}, which is used instead")
+                elif cls_name not in owner:
+                    owner[cls_name] = info.name
+        return clashes
 
     def register(self, info: MethodInfo, *, exist_ok: bool = False) -> MethodInfo:
         if not isinstance(info, MethodInfo):
@@ -204,6 +272,7 @@ class _Registry:
         """Forget everything and rediscover on next use (for tests and after installing a plugin)."""
         with self._lock:
             self._methods.clear()
+            self._builtin.clear()
             self._discovered = False
 
 
@@ -212,6 +281,8 @@ def _is_builtin(ep) -> bool:
 
 
 def _describe(err: BaseException) -> str:
+    if isinstance(err, SystemExit):
+        return f"SystemExit: the plugin called sys.exit({err.code!r}) while being imported"
     return f"{type(err).__name__}: {err}"
 
 
@@ -233,9 +304,16 @@ def register(info: MethodInfo, *, exist_ok: bool = False) -> MethodInfo:
     return REGISTRY.register(info, exist_ok=exist_ok)
 
 
+def registry_problems() -> list[str]:
+    """Name clashes found among the installed methods (each resolved in favour of hfgen's own, then the first)."""
+    REGISTRY._discover()
+    return REGISTRY.problems()
+
+
 def find_component(cls_name: str) -> tuple[MethodInfo, Any] | None:
-    """The method providing a component class named ``cls_name`` and the class itself, if any."""
-    for info in list_methods():
+    """The method providing a component class named ``cls_name`` and the class itself, if any; hfgen's own
+    methods first, so a plugin cannot take over the loading of hfgen's artifacts by reusing a class name."""
+    for info in sorted(list_methods(), key=lambda m: not REGISTRY.is_builtin(m.name)):
         if cls_name in info.components:
             return info, info.load_component(cls_name)
     return None

@@ -3,9 +3,13 @@ unbroken run, for every hfgen trainer, including the state beyond the model (Con
 DDO's reference model, the teacher statistics of analytic preconditioning).
 
 ``tests/_reliability_workers/resume_worker.py`` trains each tiny trainer 6 steps (16 examples, 4 a batch, so the
-run crosses an epoch boundary) with a checkpoint every 2 steps, three times in forked processes: unbroken; killed
-at the end of step 3 (checkpoint-2 on disk, step 3 lost); resumed from checkpoint-2 to step 6. Everything runs on
-CPU with one thread, where these trainers are deterministic, so equality is bitwise (no tolerance).
+run crosses an epoch boundary) with a checkpoint every 2 steps, three times, each leg in a fresh Python process
+started without ``PYTHONHASHSEED`` (so each has its own hash seed): unbroken; killed at the end of step 3
+(checkpoint-2 on disk, step 3 lost); resumed from checkpoint-2 to step 6. NFT runs 8 steps (4 an epoch) and is
+killed after step 7, so it resumes from checkpoint-6, inside the second epoch: before the fix every tensor differed
+(27 of 27: TRL's ``RepeatSampler`` seeds its generator once, so a resumed process shuffled the second epoch
+differently; measured by disabling ``make_epochs_resumable``).
+Everything runs on CPU with one thread, where these trainers are deterministic, so equality is bitwise.
 """
 
 import json
@@ -25,8 +29,9 @@ SLOW = ["gft", "nft", "masked_diffusion", "ddo", "bridge", "consistency_distilla
 
 def _kill_and_resume(root: Path, names: list[str]) -> Path:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env.pop("PYTHONHASHSEED", None)
     result = subprocess.run([sys.executable, str(WORKERS / "resume_worker.py"), str(root), *names], env=env,
-                            capture_output=True, text=True, timeout=240 * len(names))
+                            capture_output=True, text=True, timeout=900 * len(names))  # 3 fresh processes per trainer
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     return root
 
@@ -45,7 +50,9 @@ def slow_runs(tmp_path_factory):
 def test_killed_and_resumed_run_equals_the_unbroken_run_bitwise(request, name):
     root = request.getfixturevalue("fast_runs" if name in FAST else "slow_runs") / name
     kill = json.loads((root / "kill.json").read_text())
-    assert kill["signal"] == 9 and kill["killed_at_step"] == 3 and kill["checkpoints_at_kill"] == ["checkpoint-2"]
+    steps, every, killed_at = (8, 2, 7) if name == "nft" else (6, 2, 3)
+    assert kill["signal"] == 9 and kill["killed_at_step"] == killed_at and kill["max_steps"] == steps
+    assert kill["checkpoints_at_kill"] == [f"checkpoint-{s}" for s in range(every, killed_at, every)]
 
     unbroken = load_file(root / "uninterrupted" / "final.safetensors")
     resumed = load_file(root / "killed" / "final.safetensors")
@@ -57,7 +64,7 @@ def test_killed_and_resumed_run_equals_the_unbroken_run_bitwise(request, name):
     assert moved, "training did not change the model: the comparison would prove nothing"
 
     logs = [json.loads((root / run / "logs.json").read_text()) for run in ("uninterrupted", "killed")]
-    assert sorted(logs[0], key=int) == [str(s) for s in range(1, 7)]
+    assert sorted(logs[0], key=int) == [str(s) for s in range(1, steps + 1)]
     assert logs[0] == logs[1]  # every logged number of every step, the lost step 3 redone identically
 
     if name == "consistency_bridge":  # the EMA target is its own network, restored from the checkpoint

@@ -48,6 +48,8 @@ from hfgen.adapters.side_adapter import (
 )
 from hfgen.data.faces import check_au_names
 
+from hfgen.guards import check_numeric_fields
+
 
 def weights_fingerprint(model: nn.Module) -> str:
     """A short digest of a model's weights (names and bytes): an adapter or cache built on another MF^2 is refused."""
@@ -88,6 +90,7 @@ class DFNConfig(AdapterConfigMixin):
     peft_type = "DFN"
 
     def __post_init__(self):
+        check_numeric_fields(self, object)  # types and finiteness of every typed field
         if self.au_names is not None:
             self.au_names = check_au_names(self.au_names)
         if self.emotion_names is not None and (len(self.emotion_names) < 2 or

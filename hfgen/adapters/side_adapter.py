@@ -36,6 +36,8 @@ from safetensors.torch import save_file
 from torch import nn
 from transformers.utils import ModelOutput
 
+from hfgen.guards import check_numeric_fields
+
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
 POOLINGS = ("cls", "mean")
@@ -273,6 +275,7 @@ class SideAdapterConfig(AdapterConfigMixin):
     peft_type = "SIDE_ADAPTER"
 
     def __post_init__(self):
+        check_numeric_fields(self, object)  # types and finiteness of every typed field
         if isinstance(self.modalities, str) or not self.modalities or len(set(self.modalities)) != len(self.modalities):
             raise ValueError(f"`modalities` must be a non-empty list of distinct names, got {self.modalities!r}.")
         self.modalities = list(self.modalities)

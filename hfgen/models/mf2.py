@@ -53,6 +53,8 @@ from transformers.utils import ModelOutput
 from hfgen.data.faces import EMOTIONS, SYNTHETIC_AUS, check_au_names
 from hfgen.hub import SafeSaveMixin
 
+from hfgen.guards import check_numeric_fields
+
 MAX_LOGIT_SCALE = 100.0  # CLIP clips exp(logit_scale) at 100
 
 
@@ -83,6 +85,7 @@ class MF2Config(PreTrainedConfig):
     initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs):
+        check_numeric_fields(self, PreTrainedConfig)  # types and finiteness of MF2's own fields, naming them
         super().__post_init__(**kwargs)
         self.au_names = check_au_names(self.au_names if self.au_names is not None else list(SYNTHETIC_AUS))
         self.emotion_names = list(self.emotion_names if self.emotion_names is not None else EMOTIONS)

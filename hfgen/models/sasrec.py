@@ -21,6 +21,7 @@ from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedMode
 from transformers.modeling_outputs import BaseModelOutput
 
 from hfgen.hub import SafeSaveMixin
+from hfgen.guards import check_arguments
 
 
 class SASRecConfig(PretrainedConfig):
@@ -43,6 +44,7 @@ class SASRecConfig(PretrainedConfig):
                  intermediate_size: int | None = None, max_seq_len: int = 10, hidden_dropout_prob: float = 0.1,
                  attention_probs_dropout_prob: float = 0.1, layer_norm_eps: float = 1e-6, num_items: int = 0,
                  **kwargs):
+        check_arguments(SASRecConfig.__init__, locals())  # types and finiteness, generated from the signature
         if hidden_size < 1 or num_hidden_layers < 1 or max_seq_len < 1:
             raise ValueError("`hidden_size`, `num_hidden_layers` and `max_seq_len` must be >= 1, got "
                              f"{hidden_size}, {num_hidden_layers}, {max_seq_len}.")
@@ -51,6 +53,12 @@ class SASRecConfig(PretrainedConfig):
                              f"({num_attention_heads}).")
         if num_items < 0:
             raise ValueError(f"`num_items` must be >= 0, got {num_items}.")
+        if layer_norm_eps <= 0:
+            raise ValueError(f"`layer_norm_eps` must be > 0, got {layer_norm_eps}.")
+        for name, rate in (("hidden_dropout_prob", hidden_dropout_prob), ("attention_probs_dropout_prob",
+                                                                          attention_probs_dropout_prob)):
+            if not 0 <= rate < 1:
+                raise ValueError(f"`{name}` must be in [0, 1), got {rate}.")
         self.hidden_size = hidden_size
         self.num_hidden_layers = num_hidden_layers
         self.num_attention_heads = num_attention_heads

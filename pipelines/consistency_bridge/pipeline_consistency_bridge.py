@@ -16,6 +16,8 @@ from hfgen.hub import HfgenPipelineMixin
 from ..utils import check_callback_inputs, run_callback
 from .scheduling_bridge import BridgeScheduler
 
+from hfgen.guards import check_arguments
+
 EXAMPLE_DOC_STRING = """
     Examples:
         ```py
@@ -135,6 +137,7 @@ class ConsistencyBridgePipeline(HfgenPipelineMixin, DiffusionPipeline):
         Returns:
             [`BridgePipelineOutput`] or `tuple`: the translated images and the number of network evaluations.
         """
+        check_arguments(ConsistencyBridgePipeline.__call__, locals())  # types and finiteness, from the signature
         if output_type not in ("pil", "np", "pt"):
             raise ValueError(f"`output_type` must be 'pil', 'np' or 'pt', got {output_type!r}.")
         if (isinstance(image, (list, tuple)) and not image) or (hasattr(image, "size") and getattr(image, "ndim", 0) and 0 in image.shape):

@@ -30,6 +30,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from hfgen.bridges import BRIDGE_SCHEDULES, _bcast, make_bridge_schedule
 
 from ..utils import HfgenSchedulerMixin
+from hfgen.guards import check_arguments
 
 SOLVERS = ("heun", "dbim", "consistency")
 
@@ -86,6 +87,7 @@ class BridgeScheduler(HfgenSchedulerMixin, SchedulerMixin, ConfigMixin):
         rho: float = 7.0,
         clip_denoised: bool = True,
     ):
+        check_arguments(BridgeScheduler.__init__, locals())  # types and finiteness, from the signature
         if noise_schedule not in BRIDGE_SCHEDULES:
             raise ValueError(f"`noise_schedule` must be one of {BRIDGE_SCHEDULES}, got {noise_schedule!r}.")
         if solver not in SOLVERS:

@@ -17,6 +17,8 @@ from ..utils import check_callback_inputs, run_callback
 from .modeling_trajectory_mlp import TrajectoryMLP
 from .scheduling_consistency_trajectory import ConsistencyTrajectoryScheduler
 
+from hfgen.guards import check_arguments
+
 EXAMPLE_DOC_STRING = """
     Examples:
         ```py
@@ -118,6 +120,7 @@ class ConsistencyTrajectoryPipeline(HfgenPipelineMixin, DiffusionPipeline):
         Returns:
             [`ConsistencyTrajectoryPipelineOutput`] or `tuple`: samples and the number of network evaluations.
         """
+        check_arguments(ConsistencyTrajectoryPipeline.__call__, locals())  # types and finiteness, from the signature
         if output_type not in ("pt", "np", "pil") or (
             output_type == "pil" and not isinstance(self.denoiser, UNet2DModel)
         ):

@@ -42,6 +42,7 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from ..utils import HfgenSchedulerMixin
+from hfgen.guards import check_arguments
 
 PRECONDITIONINGS = ("euler", "variance", "analytic")
 LONG_JUMPS = ("forward", "euler", "implicit")
@@ -227,6 +228,7 @@ class ConsistencyTrajectoryScheduler(HfgenSchedulerMixin, SchedulerMixin, Config
                  preconditioning: str = "euler", gamma: float = 0.0, statistics_log_t: list | None = None,
                  statistics_l: list | None = None, statistics_s: list | None = None, long_jump: str = "forward",
                  long_jump_ratio: float = 10.0):
+        check_arguments(ConsistencyTrajectoryScheduler.__init__, locals())  # types and finiteness, from the signature
         if preconditioning not in PRECONDITIONINGS:
             raise ValueError(f"`preconditioning` must be one of {PRECONDITIONINGS}, got {preconditioning!r}.")
         if long_jump not in LONG_JUMPS:
@@ -237,11 +239,15 @@ class ConsistencyTrajectoryScheduler(HfgenSchedulerMixin, SchedulerMixin, Config
             raise ValueError(f"Need 0 < `sigma_min` < `sigma_max`, got {sigma_min}, {sigma_max}.")
         if not 0 <= gamma <= 1:
             raise ValueError(f"`gamma` must be in [0, 1], got {gamma}.")
+        for name, value in (("rho", rho), ("sigma_data", sigma_data)):
+            if not value > 0:
+                raise ValueError(f"`{name}` must be > 0, got {value}.")
         self.tables = None if statistics_log_t is None else AnalyticTables(statistics_log_t, statistics_l, statistics_s)
         if preconditioning == "analytic" and self.tables is None:
             raise ValueError("preconditioning='analytic' needs the teacher statistics (`statistics_log_t`, `statistics_l`).")
         self.init_noise_sigma = sigma_max
         self.set_timesteps(1)
+        self._plan_set = False  # `step` refuses to run until the caller calls set_timesteps
 
     def karras_sigmas(self, num_points: int) -> torch.Tensor:
         """``num_points`` decreasing times from ``sigma_max`` to ``sigma_min`` (EDM Eq. 5), float64."""
@@ -252,6 +258,7 @@ class ConsistencyTrajectoryScheduler(HfgenSchedulerMixin, SchedulerMixin, Config
 
     def set_timesteps(self, num_inference_steps: int, device: str | torch.device | None = None, gamma: float | None = None):
         """Jump times ``t_i`` (``self.timesteps``) and targets ``s_i`` (``self.targets``) for ``num_inference_steps`` jumps."""
+        self._plan_set = True
         if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
             raise ValueError(f"`num_inference_steps` must be an int >= 1, got {num_inference_steps!r}.")
         gamma = self.config.gamma if gamma is None else gamma
@@ -307,6 +314,8 @@ class ConsistencyTrajectoryScheduler(HfgenSchedulerMixin, SchedulerMixin, Config
              generator: torch.Generator | list[torch.Generator] | None = None,
              return_dict: bool = True) -> ConsistencyTrajectorySchedulerOutput | tuple:
         """Jump ``x_{t_i} -> G(x_{t_i}, t_i, s_i)`` and re-noise to ``t_{i+1}``; ``model_output`` is ``F``."""
+        if not getattr(self, "_plan_set", True):
+            raise ValueError("Call `set_timesteps` before `step`: the scheduler has no sampling plan yet.")
         i = self._step_index
         t, s, t_next = self.timesteps[i], self.targets[i], self.sigmas[i + 1]
         if not torch.isclose(torch.as_tensor(timestep, dtype=torch.float64).cpu(), t.cpu()).all():

@@ -15,6 +15,8 @@ from hfgen.hub import HfgenPipelineMixin
 from ..utils import check_callback_inputs, run_callback
 from .modeling_beta_conditioning import beta_embedding, guidance_scale_to_beta, has_beta_input
 
+from hfgen.guards import check_arguments
+
 EXAMPLE_DOC_STRING = """
     Examples:
         ```py
@@ -188,6 +190,7 @@ class GuidanceFreePipeline(HfgenPipelineMixin, DiffusionPipeline):
 
         Examples:
         """
+        check_arguments(GuidanceFreePipeline.__call__, locals())  # types and finiteness, from the signature
         if isinstance(num_images_per_prompt, bool) or not isinstance(num_images_per_prompt, int) or num_images_per_prompt < 1:
             raise ValueError(f"`num_images_per_prompt` must be a positive integer, got {num_images_per_prompt!r}.")
         callback_inputs = check_callback_inputs(self, callback_on_step_end, callback_on_step_end_tensor_inputs)

@@ -17,6 +17,8 @@ from ..utils import check_callback_inputs, run_callback
 from .scheduling_ancestral_masked import AncestralMaskedScheduler
 from .scheduling_first_hitting import FirstHittingScheduler
 
+from hfgen.guards import check_arguments
+
 EXAMPLE_DOC_STRING = """
     Examples:
         ```py
@@ -224,6 +226,7 @@ class MaskedDiffusionPipeline(HfgenPipelineMixin, DiffusionPipeline):
 
         Examples:
         """
+        check_arguments(MaskedDiffusionPipeline.__call__, locals())  # types and finiteness, from the signature
         if mask_token_id is None and self.tokenizer is not None:
             mask_token_id = self.tokenizer.mask_token_id
         if input_ids is None and seq_len is None:

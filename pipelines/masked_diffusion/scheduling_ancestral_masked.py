@@ -9,6 +9,8 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin, SchedulerOutpu
 from ..utils import HfgenSchedulerMixin
 from .masking import MASKING_SCHEDULES, SAMPLING_DTYPES, alpha, denoiser_logits, sample_categorical
 
+from hfgen.guards import check_arguments
+
 
 class AncestralMaskedScheduler(HfgenSchedulerMixin, SchedulerMixin, ConfigMixin):
     r"""MDLM's reverse process on a uniform grid ``1 = t_0 > t_1 > ... > t_T = 0``.
@@ -36,6 +38,7 @@ class AncestralMaskedScheduler(HfgenSchedulerMixin, SchedulerMixin, ConfigMixin)
 
     @register_to_config
     def __init__(self, masking_schedule: str = "linear", sampling_dtype: str = "float64", schedule_eps: float = 1e-3):
+        check_arguments(AncestralMaskedScheduler.__init__, locals())  # types and finiteness, from the signature
         if masking_schedule not in MASKING_SCHEDULES:
             raise ValueError(f"`masking_schedule` must be one of {MASKING_SCHEDULES}, got {masking_schedule!r}.")
         if sampling_dtype not in SAMPLING_DTYPES:

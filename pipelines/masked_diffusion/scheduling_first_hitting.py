@@ -19,6 +19,8 @@ from .masking import (
     uniform,
 )
 
+from hfgen.guards import check_arguments
+
 
 PARALLEL_SOLVERS = ("first_order", "extrapolation")
 
@@ -84,6 +86,7 @@ class FirstHittingScheduler(HfgenSchedulerMixin, SchedulerMixin, ConfigMixin):
         schedule_eps: float = 1e-3,
         parallel_solver: str = "first_order",
     ):
+        check_arguments(FirstHittingScheduler.__init__, locals())  # types and finiteness, from the signature
         if parallel_solver not in PARALLEL_SOLVERS:
             raise ValueError(f"`parallel_solver` must be one of {PARALLEL_SOLVERS}, got {parallel_solver!r}.")
         if masking_schedule not in MASKING_SCHEDULES:

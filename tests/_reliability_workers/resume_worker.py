@@ -1,23 +1,30 @@
-"""Kill-and-resume runs of tiny hfgen trainers, each in its own (forked) process.
+"""Kill-and-resume runs of tiny hfgen trainers, each leg in a fresh Python process.
 
-    python resume_worker.py OUT_DIR NAME [NAME ...] [--max-steps 6] [--save-steps 2] [--kill-after 3]
+    python resume_worker.py OUT_DIR NAME [NAME ...]
 
-For each trainer NAME, three child processes train from the same seeds into ``OUT_DIR/NAME/``:
+For each trainer NAME, three fresh processes (``python resume_worker.py --leg ...``, started with no
+``PYTHONHASHSEED``, so each has its own hash seed, as separate user runs do) train from the same seeds into
+``OUT_DIR/NAME/``:
 
 - ``uninterrupted/``: ``max_steps`` steps with a checkpoint every ``save_steps``;
 - ``killed/``: the same run, which stops at the end of step ``kill_after`` (checkpoints up to it are on disk,
   the steps since the last one are not) and is killed there with SIGKILL by this process;
 - ``killed/`` again: a fresh process that calls ``train(resume_from_checkpoint=True)`` and finishes the run.
 
+The settings are 6 steps, a checkpoint every 2, killed after step 3 (16 examples, 4 a batch: the run crosses an
+epoch boundary after the resumed checkpoint), except in :data:`SETTINGS` (NFT: 8 steps of 4 an epoch, killed after
+step 7, so it resumes from checkpoint-6, inside the second epoch).
+
 Each finished run writes ``final.safetensors`` (the model's state dict plus the trainer's extra state: EMA target,
 reference model, teacher statistics) and ``logs.json`` (the numbers logged at every step); ``kill.json`` records
-how the killed process ended and which checkpoint was resumed. The heavy imports happen once, before the forks.
+how the killed process ended and which checkpoint was resumed.
 """
 
 import argparse
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 
@@ -27,6 +34,9 @@ from transformers import TrainerCallback
 
 sys.path.insert(0, os.path.dirname(__file__))
 from builders import build, extra_state, training_logs  # noqa: E402
+
+DEFAULTS = dict(max_steps=6, save_steps=2, kill_after=3)
+SETTINGS = {"nft": dict(max_steps=8, save_steps=2, kill_after=7)}  # resume inside the second epoch (4 steps each)
 
 
 class StallAfter(TrainerCallback):
@@ -61,67 +71,67 @@ def train(name, out_dir, max_steps, save_steps, stall_after=None, resume=False):
         json.dump(training_logs(trainer), f)
 
 
-def in_child(fn, *args, **kwargs) -> int:
-    """Fork; the child runs ``fn`` and exits (1 on an exception). Returns the child's pid."""
-    pid = os.fork()
-    if pid == 0:
-        code = 0
-        try:
-            fn(*args, **kwargs)
-        except BaseException:
-            import traceback
-
-            traceback.print_exc()
-            code = 1
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
-    return pid
+def _leg(*args: str) -> list[str]:
+    return [sys.executable, os.path.abspath(__file__), "--leg", *args]
 
 
-def run_to_end(fn, *args, **kwargs):
-    _, status = os.waitpid(in_child(fn, *args, **kwargs), 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{fn.__name__}{args} failed with status {os.waitstatus_to_exitcode(status)}")
+def _env() -> dict[str, str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env.pop("PYTHONHASHSEED", None)  # every leg draws its own hash seed
+    return env
 
 
-def kill_and_resume(name, root, max_steps, save_steps, kill_after, timeout=300):
-    run_to_end(train, name, os.path.join(root, "uninterrupted"), max_steps, save_steps)
+def run_to_end(*args: str) -> None:
+    result = subprocess.run(_leg(*args), env=_env(), capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"leg {args} failed with status {result.returncode}:\n{(result.stdout + result.stderr)[-4000:]}")
+
+
+def kill_and_resume(name, root, max_steps, save_steps, kill_after, timeout=600):
+    steps = [str(max_steps), str(save_steps)]
+    run_to_end(name, os.path.join(root, "uninterrupted"), *steps)
     out = os.path.join(root, "killed")
-    pid = in_child(train, name, out, max_steps, save_steps, stall_after=kill_after)
+    proc = subprocess.Popen(_leg(name, out, *steps, "--stall-after", str(kill_after)), env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     marker, start = os.path.join(out, "stalled"), time.monotonic()
     while not os.path.exists(marker):
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            raise RuntimeError(f"{name}: the run to be killed ended first (status {status}).")
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name}: the run to be killed ended first (status {proc.returncode}): "
+                               f"{proc.stderr.read()[-4000:]}")
         if time.monotonic() - start > timeout:
-            os.kill(pid, signal.SIGKILL)
+            proc.kill()
             raise TimeoutError(f"{name}: step {kill_after} not reached in {timeout} s.")
         time.sleep(0.05)
-    os.kill(pid, signal.SIGKILL)
-    _, status = os.waitpid(pid, 0)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
     checkpoints = sorted(d for d in os.listdir(out) if d.startswith("checkpoint-"))
-    record = {"signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None, "killed_at_step": kill_after,
-              "checkpoints_at_kill": checkpoints}
+    record = {"signal": -proc.returncode if proc.returncode < 0 else None, "killed_at_step": kill_after,
+              "checkpoints_at_kill": checkpoints, "max_steps": max_steps, "save_steps": save_steps}
     with open(os.path.join(root, "kill.json"), "w") as f:
         json.dump(record, f)
-    run_to_end(train, name, out, max_steps, save_steps, resume=True)
+    run_to_end(name, out, *steps, "--resume")
 
 
 def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "--leg":
+        leg = argparse.ArgumentParser()
+        leg.add_argument("name")
+        leg.add_argument("out_dir")
+        leg.add_argument("max_steps", type=int)
+        leg.add_argument("save_steps", type=int)
+        leg.add_argument("--stall-after", type=int)
+        leg.add_argument("--resume", action="store_true")
+        a = leg.parse_args(sys.argv[2:])
+        os.makedirs(a.out_dir, exist_ok=True)
+        train(a.name, a.out_dir, a.max_steps, a.save_steps, stall_after=a.stall_after, resume=a.resume)
+        return
     parser = argparse.ArgumentParser()
     parser.add_argument("out_dir")
     parser.add_argument("names", nargs="+")
-    parser.add_argument("--max-steps", type=int, default=6)
-    parser.add_argument("--save-steps", type=int, default=2)
-    parser.add_argument("--kill-after", type=int, default=3)
     a = parser.parse_args()
-    torch.set_num_threads(1)
     for name in a.names:
         start = time.monotonic()
-        build(name, os.path.join(a.out_dir, "_warmup"), max_steps=1)  # import every module before forking
-        kill_and_resume(name, os.path.join(a.out_dir, name), a.max_steps, a.save_steps, a.kill_after)
+        kill_and_resume(name, os.path.join(a.out_dir, name), **{**DEFAULTS, **SETTINGS.get(name, {})})
         print(f"{name}: {time.monotonic() - start:.1f} s", flush=True)
 
 

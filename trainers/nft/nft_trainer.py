@@ -33,7 +33,7 @@ import torch
 from trl import GRPOTrainer
 from trl.trainer.utils import get_config_model_id
 
-from hfgen.guards import GuardedTrainerMixin
+from hfgen.guards import GuardedTrainerMixin, make_epochs_resumable
 
 from .nft_config import NFTConfig
 
@@ -129,13 +129,25 @@ class NFTTrainer(GuardedTrainerMixin, GRPOTrainer):
             args = NFTConfig(f"{model_name.split('/')[-1]}-NFT")
         if not isinstance(args, NFTConfig):
             raise TypeError(f"`args` must be an NFTConfig, got {type(args).__name__}.")
+        if reward_funcs is None or (isinstance(reward_funcs, (list, tuple)) and len(reward_funcs) == 0):
+            raise ValueError("`reward_funcs` must give at least one reward function or model: NFT learns from rewards.")
         super().__init__(model, reward_funcs, args=args, **kwargs)
 
     # ------------------------------------------------------------------------------------- scoring
 
+    def _get_train_sampler(self, dataset=None):
+        # exact resume after the first epoch (TRL's sampler would reshuffle later epochs differently)
+        return make_epochs_resumable(super()._get_train_sampler(dataset))
+
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         # Keep the gathered (all processes) rewards: NFT scores questions from them, not from advantages.
-        self._nft_rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        # NaN marks a function that returned None for an answer; an answer no function scored, or an infinite
+        # reward, would silently train on garbage
+        if bool(torch.isinf(rewards).any()) or bool(torch.isnan(rewards).all(dim=1).any()):
+            raise ValueError("`reward_funcs` gave a non-finite reward (NaN for every function, or +-inf) for some "
+                             f"answers at step {self.state.global_step + 1}; rewards must be finite numbers.")
+        self._nft_rewards_per_func = rewards
         return self._nft_rewards_per_func
 
     def _score_questions(self, rewards_per_func: torch.Tensor, num_generations: int):
