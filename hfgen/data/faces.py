@@ -175,7 +175,7 @@ def sample_au_intensities(n: int, rng: np.random.Generator, au_names=SYNTHETIC_A
         active |= {a for a in au_names if a not in proto and rng.random() < p_add}
         if "AU12" in active and "AU15" in active:
             active.discard("AU15" if "AU12" in proto else "AU12")
-        for a in active:
+        for a in sorted(active, key=index.get):  # AU order, not set order (which follows PYTHONHASHSEED)
             out[i, index[a]] = rng.uniform(0.5, 1.0)
     return out
 
