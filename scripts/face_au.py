@@ -82,7 +82,7 @@ class LastLayerHeads(nn.Module):
 
     def features(self, pixel_values):
         with torch.set_grad_enabled(self.train_backbone and torch.is_grad_enabled()):
-            h = self.mf2.vision_model(pixel_values=pixel_values).last_hidden_state
+            h = self.mf2.image_tokens(pixel_values)[0]
             return h[:, 0], self.mf2._au_readout(h)
 
     def forward(self, pixel_values=None, global_states=None, au_states=None):

@@ -258,3 +258,39 @@ def test_same_seed_gives_bitwise_equal_weights_in_fresh_processes_with_different
     assert weights[0].keys() == weights[1].keys()
     different = [k for k in weights[0] if not torch.equal(weights[0][k], weights[1][k])]
     assert not different, f"{len(different)} of {len(weights[0])} tensors differ, e.g. {different[:3]}"
+
+
+def test_subject_exclusive_folds_put_each_subject_in_one_test_fold():
+    rng = np.random.default_rng(0)
+    subjects = [f"F{s:03d}" for s in rng.integers(0, 41, 2000)]  # BP4D-like: 41 subjects, uneven frame counts
+    folds = F.subject_exclusive_folds(subjects, n_folds=3)
+    assert len(folds) == 3
+    arr = np.array(subjects)
+    test_sets = [set(arr[test]) for _, test in folds]
+    for (train, test), test_subjects in zip(folds, test_sets):
+        assert not set(arr[train]) & test_subjects  # no subject on both sides of a fold
+        assert sorted(np.concatenate([train, test])) == list(range(len(subjects)))
+    assert sum(len(s) for s in test_sets) == len(set(subjects))  # each subject in exactly one test fold
+    all_test = np.concatenate([t for _, t in folds])
+    assert sorted(all_test) == list(range(len(subjects)))  # each frame tested once
+    sizes = [len(t) for _, t in folds]
+    assert max(sizes) - min(sizes) <= max(np.unique(arr, return_counts=True)[1])  # balanced up to one subject
+    # deterministic, and independent of the frames' order
+    perm = rng.permutation(len(subjects))
+    again = F.subject_exclusive_folds(arr[perm].tolist(), n_folds=3)
+    assert [set(arr[perm][t]) for _, t in again] == test_sets
+    shuffled = F.subject_exclusive_folds(subjects, n_folds=3, shuffle=True, seed=1)
+    assert all(not set(arr[tr]) & set(arr[te]) for tr, te in shuffled)
+
+
+def test_subject_exclusive_folds_known_answer_and_bad_input():
+    # sizes a:4 b:3 c:2 d:1 -> largest first into the emptiest fold: a->0, b->1, c->1, d->0
+    subjects = ["a"] * 4 + ["b"] * 3 + ["c"] * 2 + ["d"]
+    (tr0, te0), (tr1, te1) = F.subject_exclusive_folds(subjects, n_folds=2)
+    assert te0.tolist() == [0, 1, 2, 3, 9] and te1.tolist() == [4, 5, 6, 7, 8]
+    for kwargs, match in ((dict(n_folds=1), "n_folds"), (dict(n_folds=5), "number of subjects"),
+                          (dict(n_folds=True), "n_folds")):
+        with pytest.raises(ValueError, match=match):
+            F.subject_exclusive_folds(subjects, **kwargs)
+    with pytest.raises(ValueError, match="subjects"):
+        F.subject_exclusive_folds([], n_folds=2)
