@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
 import sys
 import threading
@@ -203,6 +204,23 @@ def main(steps=400, adapt_steps=300, n_pretrain=2000, n_adapt=800, n_test=400, s
     return rows, zero_shot
 
 
+def merge_runs(paths):
+    """Rows, zero-shot scores, settings and commands of several ``--out-json`` runs (same settings, other seeds)."""
+    rows, zero_shot, settings, commands = [], {}, None, []
+    for path in paths:
+        run = json.loads(Path(path).read_text())
+        if settings is not None and run["settings"] != settings:
+            raise ValueError(f"{path} was run with other settings: {run['settings']} != {settings}.")
+        settings = run["settings"]
+        commands.append(run["command"])
+        rows += run["rows"]
+        zero_shot.update({(z["seed"], z["pretraining"]): z for z in run["zero_shot"]})
+    seeds = sorted({r["seed"] for r in rows})
+    if len(seeds) * 2 * len(METHODS) != len(rows):
+        raise ValueError(f"the runs overlap or are incomplete: {len(rows)} rows for seeds {seeds}.")
+    return rows, zero_shot, {**settings, "seeds": seeds}, commands
+
+
 def plot(rows, path):
     import matplotlib
 
@@ -297,7 +315,23 @@ if __name__ == "__main__":
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--out-md", default=None)
     p.add_argument("--out-png", default=None)
+    p.add_argument("--out-json", default=None, help="also save the per-seed rows (to merge runs with --merge)")
+    p.add_argument("--merge", nargs="+", default=None,
+                   help="instead of training: merge the --out-json files of runs of the same settings into one report")
     a = p.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    main(a.steps, a.adapt_steps, a.n_pretrain, a.n_adapt, a.n_test, a.seeds, a.out_md, a.out_png,
-         command="OMP_NUM_THREADS=%d python scripts/face_au.py %s" % (torch.get_num_threads(), " ".join(sys.argv[1:])))
+    command = "OMP_NUM_THREADS=%d python scripts/face_au.py %s" % (torch.get_num_threads(), " ".join(sys.argv[1:]))
+    if a.merge:
+        rows, zero_shot, settings, commands = merge_runs(a.merge)
+        if a.out_png:
+            plot(rows, a.out_png)
+        write_markdown(rows, zero_shot, settings, a.out_md, a.out_png, "`; `".join(commands))
+    else:
+        rows, zero_shot = main(a.steps, a.adapt_steps, a.n_pretrain, a.n_adapt, a.n_test, a.seeds, a.out_md, a.out_png,
+                               command=command)
+        if a.out_json:
+            settings = dict(steps=a.steps, adapt_steps=a.adapt_steps, n_pretrain=a.n_pretrain, n_adapt=a.n_adapt,
+                            n_test=a.n_test, threads=torch.get_num_threads())
+            Path(a.out_json).write_text(json.dumps({
+                "command": command, "settings": settings, "rows": rows,
+                "zero_shot": [{"seed": s, "pretraining": k, **v} for (s, k), v in zero_shot.items()]}, indent=1))
