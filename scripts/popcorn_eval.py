@@ -96,7 +96,7 @@ def _ci(t, digits=3):
 def main(seeds=(0, 1, 2), num_queries: int = 200, num_videos: int = 320, epochs: int = 15, num_retrieved: int = 5,
          llm_url: str | None = None, llm_model: str | None = None, table: str | None = None,
          covers_dir: str | None = None, frames_dir: str | None = None,
-         results: Path = ROOT / "docs/results/popcorn_eval.md", raw: Path | None = None,
+         results: Path = ROOT / "docs/results/raw/popcorn_eval.md", raw: Path | None = None,
          work_dir: Path = Path("/tmp/popcorn_eval"), command: str | None = None) -> list[dict]:
     import torch
 
@@ -168,7 +168,7 @@ if __name__ == "__main__":
     p.add_argument("--table", default=None, help="real MicroLens-style table (by path)")
     p.add_argument("--covers-dir", default=None)
     p.add_argument("--frames-dir", default=None)
-    p.add_argument("--out-md", type=Path, default=ROOT / "docs/results/popcorn_eval.md")
+    p.add_argument("--out-md", type=Path, default=ROOT / "docs/results/raw/popcorn_eval.md")
     p.add_argument("--out-json", type=Path, default=None)
     a = p.parse_args()
     import torch
