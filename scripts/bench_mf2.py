@@ -22,13 +22,19 @@ from hfgen.models.mf2 import MF2Model
 
 
 def timed(fn, repeats):
+    """Seconds of each of ``repeats`` calls after one warm-up call."""
     fn()  # warm-up
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return times
+
+
+def _ms(times):
+    """``median [min, max]`` in ms over the repeats."""
+    return f"{1000 * statistics.median(times):8.1f} [{1000 * min(times):.1f}, {1000 * max(times):.1f}] ms"
 
 
 def main(batch_size=64, repeats=10, seed=0):
@@ -61,17 +67,19 @@ def main(batch_size=64, repeats=10, seed=0):
         "DFN step on images": timed(lambda: dfn_step(pixel_values=px), repeats),
         "DFN step on cached states": timed(lambda: dfn_step(**states), repeats),
     }
-    base = results["full MF2 step (baseline)"]
-    print(f"batch {batch_size}, median of {repeats}, {torch.get_num_threads()} threads")
+    base = statistics.median(results["full MF2 step (baseline)"])
+    print(f"batch {batch_size}, median [min, max] of {repeats} repeats, {torch.get_num_threads()} threads")
     for name, t in results.items():
-        print(f"{name:28s} {1000 * t:8.1f} ms   speed-up x{base / t:6.1f}")
+        # speed-up interval: the slowest vs fastest pairing of the two sets of repeats
+        lo, hi = min(results["full MF2 step (baseline)"]) / max(t), max(results["full MF2 step (baseline)"]) / min(t)
+        print(f"{name:28s} {_ms(t)}   speed-up x{base / statistics.median(t):.1f} [{lo:.1f}, {hi:.1f}]")
     T = batch["au_input_ids"].shape[-1]
     ids, mask = batch["au_input_ids"].reshape(-1, T), batch["au_attention_mask"].reshape(-1, T)
     with torch.no_grad():
         every = timed(lambda: mf2.get_text_features(ids, mask), repeats)
         once = timed(lambda: mf2.encode_texts(ids, mask), repeats)
-    print(f"AU descriptions ({len(ids)} rows): every row {1000 * every:.1f} ms, distinct once {1000 * once:.1f} ms, "
-          f"speed-up x{every / once:.1f}")
+    print(f"AU descriptions ({len(ids)} rows): every row {_ms(every)}, distinct once {_ms(once)}, "
+          f"speed-up x{statistics.median(every) / statistics.median(once):.1f}")
     return results
 
 

@@ -28,15 +28,27 @@ def tiny_config(tokenizer, **kwargs):
     return MF2Config(vision_config=vision, text_config=text, projection_dim=8, **kwargs)
 
 
+def tiny_clip_config(tokenizer, **kwargs):
+    """MF^2 on CLIP's vision and text towers (tiny configs, built offline)."""
+    from transformers import CLIPTextConfig, CLIPVisionConfig
+
+    vision = CLIPVisionConfig(image_size=16, patch_size=8, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                              intermediate_size=32)
+    text = CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                          intermediate_size=32, max_position_embeddings=64, pad_token_id=0, bos_token_id=2,
+                          eos_token_id=3)
+    return MF2Config(vision_config=vision, text_config=text, projection_dim=8, **kwargs)
+
+
 @pytest.fixture(scope="module")
 def tokenizer():
     return build_face_tokenizer()
 
 
-@pytest.fixture(scope="module")
-def model(tokenizer):
+@pytest.fixture(scope="module", params=["vit-bert", "clip"])
+def model(request, tokenizer):
     torch.manual_seed(0)
-    return MF2Model(tiny_config(tokenizer)).eval()
+    return MF2Model((tiny_config if request.param == "vit-bert" else tiny_clip_config)(tokenizer)).eval()
 
 
 @pytest.fixture(scope="module")
@@ -204,3 +216,71 @@ def test_missing_descriptions_for_the_loss_are_refused(model, batch):
 def test_bad_config_is_refused(tokenizer, kwargs, match):
     with pytest.raises(ValueError, match=match):
         tiny_config(tokenizer, **kwargs)
+
+
+# ------------------------------------------------------------------------------- any AutoModel
+
+
+def test_towers_are_the_auto_models_of_their_configs(tokenizer):
+    from transformers import BertModel, CLIPTextModel, CLIPVisionModel, ViTModel
+
+    vit_bert, clip = MF2Model(tiny_config(tokenizer)), MF2Model(tiny_clip_config(tokenizer))
+    assert type(vit_bert.vision_model) is ViTModel and type(vit_bert.text_model) is BertModel
+    assert vit_bert.vision_model.pooler is None and vit_bert.text_model.pooler is None  # MF^2 pools itself
+    assert type(clip.vision_model) is CLIPVisionModel and type(clip.text_model) is CLIPTextModel
+    assert clip.config.vision_config.model_type == "clip_vision_model"
+
+
+def test_clip_image_tokens_get_clips_final_norm(tokenizer, batch):
+    """CLIP's vision tower returns un-normalised tokens and normalises only the pooled [CLS] (``post_layernorm``);
+    MF^2's global feature must be that normalised [CLS], as ViT's is. Checked by breaking it: returning the
+    last hidden state without the norm fails with max abs diff 0.47."""
+    torch.manual_seed(0)
+    clip = MF2Model(tiny_clip_config(tokenizer)).eval()
+    with torch.no_grad():
+        tokens, _ = clip.image_tokens(batch["pixel_values"])
+        pooled = clip.vision_model(pixel_values=batch["pixel_values"]).pooler_output
+    assert torch.allclose(tokens[:, 0], pooled, atol=1e-6)
+
+
+def test_clip_towers_train_and_save_load_round_trip(tokenizer, batch, tmp_path):
+    torch.manual_seed(0)
+    clip = MF2Model(tiny_clip_config(tokenizer))
+    opt = torch.optim.Adam(clip.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(5):
+        loss = clip(**batch, return_loss=True).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+    assert clip.vision_model.get_submodule("post_layernorm").weight.grad is not None
+    clip.save_pretrained(tmp_path / "mf2-clip")
+    loaded = AutoModel.from_pretrained(tmp_path / "mf2-clip").eval()
+    clip.eval()
+    with torch.no_grad():
+        assert torch.equal(clip(**batch, return_loss=True).loss, loaded(**batch, return_loss=True).loss)
+
+
+def test_dfn_runs_on_a_clip_mf2(tokenizer, batch):
+    from hfgen.adapters.dfn import DFNConfig, DFNModel
+
+    torch.manual_seed(0)
+    clip = MF2Model(tiny_clip_config(tokenizer))
+    dfn = DFNModel(DFNConfig(layers="every:1", bottleneck_size=4), clip)
+    states = dfn.cache_states(batch["pixel_values"])
+    out = dfn(**states)
+    assert out.au_logits.shape == (12, len(clip.config.au_names)) and torch.isfinite(out.emotion_logits).all()
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(vision_config={"model_type": "bert", "vocab_size": 10}), "vision_config.*image_size"),
+    (dict(vision_final_norm="no.such.module"), "vision_final_norm"),
+])
+def test_unusable_towers_are_refused(tokenizer, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        cfg = tiny_config(tokenizer, **{k: v for k, v in kwargs.items() if k != "vision_config"})
+        if "vision_config" in kwargs:
+            MF2Config(vision_config=kwargs["vision_config"], text_config=cfg.text_config)
+        MF2Model(cfg)

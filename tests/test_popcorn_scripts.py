@@ -1,15 +1,79 @@
-"""Smoke test of the LLMPopcorn experiment script with tiny settings."""
+"""The LLMPopcorn experiment script (tiny settings), its data split, its intervals and the official queries."""
 
 import importlib.util
 from pathlib import Path
 
+import numpy as np
+import pytest
 
-def test_popcorn_eval_script_runs_and_writes_its_table(tmp_path):
+
+def _script():
     path = Path(__file__).resolve().parents[1] / "scripts" / "popcorn_eval.py"
     spec = importlib.util.spec_from_file_location("popcorn_eval", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    summary = module.main(num_videos=40, epochs=1, num_queries=2, results=tmp_path / "r.md",
-                          figure=tmp_path / "f.png", work_dir=tmp_path)
-    assert (tmp_path / "f.png").is_file() and "| basic |" in (tmp_path / "r.md").read_text()
-    assert summary["n"] == 2 and set(summary["metrics"]) == {"nmse", "spearman", "mae"}
+    return module
+
+
+def test_popcorn_eval_script_runs_and_writes_its_table(tmp_path):
+    runs = _script().main(seeds=(0,), num_videos=40, epochs=1, num_queries=2, num_retrieved=2,
+                          results=tmp_path / "r.md", raw=tmp_path / "r.json", work_dir=tmp_path)
+    text = (tmp_path / "r.md").read_text()
+    assert "Mechanics check (stand-in LM, not a result)" in text and "enhanced − basic" in text
+    assert len(runs) == 1 and len(runs[0]["basic_pred"]) == 2 and set(runs[0]["regressor"]) == {"nmse", "spearman", "mae"}
+    sizes = runs[0]["sizes"]
+    assert sum(sizes.values()) == 40 and min(sizes.values()) > 0
+
+
+def test_split_has_disjoint_video_ids_and_covers_the_table():
+    from hfgen.data.microlens import SPLIT_NAMES, make_synthetic_microlens, split_microlens
+
+    table = make_synthetic_microlens(num_videos=50, num_frames=1, image_size=8, seed=0)
+    parts = split_microlens(table, retrieval_fraction=0.4, eval_fraction=0.2, seed=3)
+    ids = {name: set(parts[name]["video_id"]) for name in SPLIT_NAMES}
+    assert not ids["retrieval_pool"] & ids["popularity_train"]
+    assert not ids["retrieval_pool"] & ids["popularity_eval"]
+    assert not ids["popularity_train"] & ids["popularity_eval"]
+    assert set.union(*ids.values()) == set(table["video_id"])
+    assert [len(parts[n]) for n in SPLIT_NAMES] == [20, 20, 10]
+    assert split_microlens(table, seed=3)["retrieval_pool"]["video_id"] == parts["retrieval_pool"]["video_id"]
+
+
+def test_split_keeps_all_rows_of_one_video_together_and_refuses_bad_fractions():
+    import datasets
+
+    from hfgen.data.microlens import SPLIT_NAMES, split_microlens
+
+    table = datasets.Dataset.from_dict({"video_id": [1, 1, 2, 3, 3, 3, 4, 5], "x": list(range(8))})
+    parts = split_microlens(table, retrieval_fraction=0.2, eval_fraction=0.2)
+    ids = [set(parts[n]["video_id"]) for n in SPLIT_NAMES]
+    assert sum(len(parts[n]) for n in SPLIT_NAMES) == 8 and not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
+    for kwargs, match in ((dict(retrieval_fraction=0.0), "retrieval_fraction"), (dict(eval_fraction=1.2), "eval_fraction"),
+                          (dict(retrieval_fraction=0.6, eval_fraction=0.5), "< 1")):
+        with pytest.raises(ValueError, match=match):
+            split_microlens(table, **kwargs)
+    with pytest.raises(ValueError, match="video_id"):
+        split_microlens(datasets.Dataset.from_dict({"x": [1, 2, 3]}))
+
+
+def test_bootstrap_interval_has_the_known_answer():
+    ci = _script().bootstrap_ci
+    # a constant has a zero-width interval at that constant
+    assert ci(np.full(30, 2.5)) == (2.5, 2.5, 2.5)
+    # the mean of n draws: the bootstrap interval approaches mean ± 1.96 sd/sqrt(n)
+    x = np.random.default_rng(0).normal(1.0, 2.0, 400)
+    m, lo, hi = ci(x, num_resamples=20_000)
+    half = 1.96 * x.std() / np.sqrt(len(x))
+    assert m == pytest.approx(x.mean()) and lo == pytest.approx(m - half, abs=0.02) and hi == pytest.approx(m + half, abs=0.02)
+
+
+def test_official_queries_are_the_200_llmpopcorn_prompts():
+    from hfgen.pipelines.popcorn.queries import SOURCE, official_queries
+
+    assert SOURCE.startswith("GAIR-Lab/LLMPopcorn@")
+    abstract, concrete = official_queries("abstract"), official_queries("concrete")
+    assert len(abstract) == len(concrete) == 100 and len(set(abstract + concrete)) == 200
+    assert abstract[0] == "Summarize the top 5 trending anime this season with a brief analysis."
+    assert concrete[0].startswith("Create a video showcasing Goku")
+    with pytest.raises(ValueError, match="kind"):
+        official_queries("funny")

@@ -175,7 +175,7 @@ def sample_au_intensities(n: int, rng: np.random.Generator, au_names=SYNTHETIC_A
         active |= {a for a in au_names if a not in proto and rng.random() < p_add}
         if "AU12" in active and "AU15" in active:
             active.discard("AU15" if "AU12" in proto else "AU12")
-        for a in active:
+        for a in sorted(active, key=index.get):  # AU order, not set order (which follows PYTHONHASHSEED)
             out[i, index[a]] = rng.uniform(0.5, 1.0)
     return out
 
@@ -334,6 +334,47 @@ def pixel_values_from_images(images, image_size: int | None = None):
 
 
 # ---------------------------------------------------------------------------------- loaders
+
+
+def subject_exclusive_folds(subjects, n_folds: int = 3, shuffle: bool = False, seed: int = 0
+                            ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Subject-exclusive k-fold cross-validation, the protocol of BP4D / DISFA AU papers (3 folds).
+
+    Every subject's frames fall in exactly one test fold, so no subject is in a fold's training and test
+    parts at once. Subjects are assigned, largest first, to the fold with the fewest frames so far (ties:
+    the lower fold), which balances the folds by frames; ``shuffle=True`` permutes the subjects with
+    ``seed`` before the (stable) size sort, so equal-sized subjects are spread differently.
+
+    Args:
+        subjects (`Sequence`): one subject id per frame (e.g. ``dataset["subject"]`` of [`load_bp4d`]).
+        n_folds (`int`): number of folds, at least 2 and at most the number of subjects.
+        shuffle (`bool`), seed (`int`): see above; the default order is the sorted subject ids.
+
+    Returns:
+        `list[tuple[np.ndarray, np.ndarray]]`: ``(train_indices, test_indices)`` per fold, like scikit-learn's
+        ``GroupKFold.split``.
+    """
+    subjects = np.asarray(list(subjects), dtype=object)
+    if isinstance(n_folds, bool) or not isinstance(n_folds, (int, np.integer)) or n_folds < 2:
+        raise ValueError(f"`n_folds` must be an integer >= 2, got {n_folds!r}.")
+    if len(subjects) == 0:
+        raise ValueError("`subjects` is empty.")
+    ids = sorted({str(s) for s in subjects})
+    if len(ids) != len({s for s in subjects}):
+        raise ValueError("`subjects` has distinct ids with the same string form; use one id type.")
+    if n_folds > len(ids):
+        raise ValueError(f"`n_folds` ({n_folds}) is larger than the number of subjects ({len(ids)}).")
+    keys = np.array([str(s) for s in subjects])
+    if shuffle:
+        ids = [ids[i] for i in np.random.default_rng(seed).permutation(len(ids))]
+    counts = {s: int((keys == s).sum()) for s in ids}
+    fold_of, sizes = {}, [0] * n_folds
+    for s in sorted(ids, key=lambda s: -counts[s]):  # stable: equal sizes keep the sorted / shuffled order
+        f = int(np.argmin(sizes))
+        fold_of[s] = f
+        sizes[f] += counts[s]
+    fold = np.array([fold_of[k] for k in keys])
+    return [(np.flatnonzero(fold != f), np.flatnonzero(fold == f)) for f in range(n_folds)]
 
 
 def _image_dataset(columns: dict, image_paths: list[str]):

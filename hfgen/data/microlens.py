@@ -200,3 +200,51 @@ def load_microlens(path: str | os.PathLike, covers_dir: str | os.PathLike | None
 
         table = table.map(frames_of).cast_column("frames", datasets.Sequence(datasets.Image()))
     return table
+
+
+SPLIT_NAMES = ("retrieval_pool", "popularity_train", "popularity_eval")
+
+
+def split_microlens(table, retrieval_fraction: float = 0.4, eval_fraction: float = 0.2, seed: int = 0):
+    """Split a MicroLens-style table into three parts with no video in two of them (LLMPopcorn evaluation).
+
+    - ``retrieval_pool``: the only videos the LLM's prompt enhancement may retrieve as references;
+    - ``popularity_train``: the popularity model's training set, and its MMRA retrieval memory;
+    - ``popularity_eval``: held out from both, to measure the popularity model.
+
+    Without this split the popularity model is trained on the very videos the LLM copies from, so
+    "enhanced beats basic" holds by construction. Rows are grouped by ``video_id`` (all rows of one id go
+    to one part); the ids are shuffled with ``seed``.
+
+    Args:
+        table: a ``datasets.Dataset`` with a ``video_id`` column.
+        retrieval_fraction (`float`), eval_fraction (`float`): shares of the ids in the pool and the held-out
+            set (each in ``(0, 1)``, summing to less than 1); the popularity model trains on the rest.
+        seed (`int`): seed of the id shuffle.
+
+    Returns:
+        `datasets.DatasetDict` with the splits :data:`SPLIT_NAMES`.
+    """
+    import datasets
+
+    for name, value in (("retrieval_fraction", retrieval_fraction), ("eval_fraction", eval_fraction)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
+            raise ValueError(f"`{name}` must be a fraction in (0, 1), got {value!r}.")
+    if retrieval_fraction + eval_fraction >= 1.0:
+        raise ValueError(f"`retrieval_fraction` + `eval_fraction` must be < 1 to leave a training set, got "
+                         f"{retrieval_fraction} + {eval_fraction}.")
+    if "video_id" not in table.column_names:
+        raise ValueError(f"`table` needs a `video_id` column to split on; it has {table.column_names}.")
+    ids = np.array(table["video_id"])
+    unique = np.unique(ids)
+    if len(unique) < 3:
+        raise ValueError(f"`table` has {len(unique)} distinct video ids; three non-empty splits need at least 3.")
+    order = unique[np.random.default_rng(seed).permutation(len(unique))]
+    n_pool = max(1, round(retrieval_fraction * len(unique)))
+    n_eval = max(1, round(eval_fraction * len(unique)))
+    if n_pool + n_eval >= len(unique):
+        raise ValueError(f"`table` has too few videos ({len(unique)}) for these fractions.")
+    part = {"retrieval_pool": order[:n_pool], "popularity_eval": order[n_pool:n_pool + n_eval],
+            "popularity_train": order[n_pool + n_eval:]}
+    return datasets.DatasetDict({name: table.select(np.flatnonzero(np.isin(ids, part[name])))
+                                 for name in SPLIT_NAMES})

@@ -32,9 +32,13 @@ QUERIES = (
 
 
 def train_regressor(table, output_dir: Path, epochs: int = 12, num_retrieved: int = 0, seed: int = 0,
-                    learning_rate: float = 2e-3, test_fraction: float = 0.2):
+                    learning_rate: float = 2e-3, test_fraction: float = 0.2, eval_table=None):
     """Train the popularity regressor on ``table`` (title encoder: the packaged MiniLM, frozen, when installed;
-    else a tiny BERT over the table's words); returns (model, tokenizer, memory, held-out metrics)."""
+    else a tiny BERT over the table's words); returns (model, tokenizer, memory, held-out metrics).
+
+    ``eval_table``: the held-out videos (e.g. ``split_microlens(...)["popularity_eval"]``); when ``None``, a
+    random ``test_fraction`` of ``table`` is held out. The MMRA memory (``num_retrieved > 0``) is the training
+    set only. The metrics also hold the held-out ``predictions`` and ``labels``."""
     import torch
     from transformers import AutoTokenizer, Trainer, TrainingArguments
 
@@ -42,8 +46,10 @@ def train_regressor(table, output_dir: Path, epochs: int = 12, num_retrieved: in
     from hfgen.pipelines.popcorn.retrieval import PopularityRetriever, minilm_path
     from hfgen.pipelines.popcorn.tiny import tiny_popularity_config, word_tokenizer
 
-    n_test = max(2, int(len(table) * test_fraction))
-    split = table.train_test_split(test_size=n_test, seed=seed)
+    if eval_table is None:
+        split = table.train_test_split(test_size=max(2, int(len(table) * test_fraction)), seed=seed)
+    else:
+        split = {"train": table, "test": eval_table}
     train = split["train"].add_column("memory_index", list(range(len(split["train"]))))
     labels = np.asarray(train["log_popularity"])
     size = np.asarray(table[0]["cover"]).shape[0]
@@ -68,13 +74,16 @@ def train_regressor(table, output_dir: Path, epochs: int = 12, num_retrieved: in
     trainer = Trainer(model=model, args=args, train_dataset=train, data_collator=PopularityCollator(tok, config, memory),
                       compute_metrics=compute_metrics)
     trainer.train()
-    metrics = trainer.evaluate(split["test"])
-    return trainer.model.eval(), tok, memory, {k[5:]: metrics[f"eval_{k[5:]}"] for k in ("eval_nmse", "eval_spearman", "eval_mae")}
+    out = trainer.predict(split["test"])
+    metrics = {k: out.metrics[f"test_{k}"] for k in ("nmse", "spearman", "mae")}
+    metrics.update(predictions=np.asarray(out.predictions).reshape(-1), labels=np.asarray(out.label_ids).reshape(-1))
+    return trainer.model.eval(), tok, memory, metrics
 
 
 def plan_and_score(queries, table, model, tok, memory, enhanced: bool, num_references: int = 5, seed: int = 0,
-                   embedder=None):
-    """Plan each query with the extractive local LM (basic or RAG + CoT prompt), render and score the plans.
+                   embedder=None, llm=None):
+    """Plan each query with ``llm`` (default: the extractive local LM), basic or RAG + CoT prompt, with references
+    retrieved from ``table``; render and score the plans.
     ``embedder``: the retrieval embedder (``None``: MiniLM when installed, else TF-IDF)."""
     import torch
 
@@ -83,7 +92,8 @@ def plan_and_score(queries, table, model, tok, memory, enhanced: bool, num_refer
     from hfgen.pipelines.popcorn.modeling_popularity import PopularityCollator
     from hfgen.pipelines.popcorn.tiny import ExtractiveLM, ExtractiveLMConfig, byte_tokenizer
 
-    llm = TransformersLLM(ExtractiveLM(ExtractiveLMConfig()), byte_tokenizer(), do_sample=False, max_new_tokens=400)
+    if llm is None:
+        llm = TransformersLLM(ExtractiveLM(ExtractiveLMConfig()), byte_tokenizer(), do_sample=False, max_new_tokens=400)
     pipe = PopcornPipeline(llm=llm, retriever=PopularityRetriever(table, embedder=embedder))
     out = pipe(list(queries), use_retrieval=enhanced, use_chain_of_thought=enhanced, num_references=num_references)
     size = np.asarray(table[0]["cover"]).shape[0]
@@ -148,7 +158,7 @@ def run(output_dir, seed: int = 0):
         higher_is_better=True,
         seconds=time.perf_counter() - start,
         figures=[str(fig)],
-        details={"regressor_heldout": metrics, "rule_expected_basic": float(basic[3].mean()),
+        details={"regressor_heldout": {k: metrics[k] for k in ("nmse", "spearman", "mae")}, "rule_expected_basic": float(basic[3].mean()),
                  "rule_expected_enhanced": float(enhanced[3].mean()),
                  "titles_basic": [p.title for p in basic[0]], "titles_enhanced": [p.title for p in enhanced[0]],
                  "local_lm": "ExtractiveLM (deterministic stand-in that copies words from its prompt)"},

@@ -32,21 +32,15 @@ Zero-shot scoring compares image features with prompt embeddings: an emotion's l
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import (
-    AutoConfig,
-    AutoModel,
-    BertConfig,
-    BertModel,
-    PreTrainedConfig,
-    PreTrainedModel,
-    ViTConfig,
-    ViTModel,
-)
+from transformers import AutoConfig, AutoModel, PreTrainedConfig, PreTrainedModel
+from transformers.configuration_utils import SubConfigSpec
+from transformers.models.auto.modeling_auto import MODEL_MAPPING
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
@@ -62,8 +56,15 @@ class MF2Config(PreTrainedConfig):
     r"""Configuration of :class:`MF2Model`.
 
     Args:
-        vision_config (`dict` or `ViTConfig`): the image encoder (a ViT; its ``[CLS]`` token is the global feature).
-        text_config (`dict` or `BertConfig`): the description encoder (a BERT; its masked token mean is used).
+        vision_config (`dict` or `PreTrainedConfig`): the image encoder, any config whose ``AutoModel`` returns
+            ``[CLS] + patch`` tokens (ViT, DeiT, CLIP's vision tower, ...). A dict without ``model_type`` is a
+            ``ViTConfig``. Its ``[CLS]`` token after the tower's final norm is the global feature.
+        text_config (`dict` or `PreTrainedConfig`): the description encoder, any config whose ``AutoModel`` returns
+            ``last_hidden_state`` (BERT, CLIP's text tower, ...); its masked token mean is used. A dict without
+            ``model_type`` is a ``BertConfig``.
+        vision_final_norm (`str`, *optional*): path, inside the vision tower, of the norm applied to the last
+            layer's tokens (ViT: ``"layernorm"``; CLIP: ``"post_layernorm"``). Found automatically
+            when left unset.
         au_names (`list[str]`): the AUs with a learned query (local level), e.g. ``["AU1", "AU2", ...]``.
         emotion_names (`list[str]`): emotion classes, used by the zero-shot helpers and the model card.
         projection_dim (`int`): width ``E`` of the shared image-text embedding space.
@@ -73,10 +74,12 @@ class MF2Config(PreTrainedConfig):
     """
 
     model_type = "hfgen_mf2"
-    sub_configs_defaults = {"vision_config": ViTConfig, "text_config": BertConfig}
+    sub_configs_defaults = {"vision_config": SubConfigSpec(config_class=AutoConfig, model_type="vit"),
+                            "text_config": SubConfigSpec(config_class=AutoConfig, model_type="bert")}
 
-    vision_config: dict | ViTConfig | None = None
-    text_config: dict | BertConfig | None = None
+    vision_config: dict | PreTrainedConfig | None = None
+    text_config: dict | PreTrainedConfig | None = None
+    vision_final_norm: str | None = None
     au_names: list[str] | None = None
     emotion_names: list[str] | None = None
     projection_dim: int = 64
@@ -93,6 +96,14 @@ class MF2Config(PreTrainedConfig):
             raise ValueError(f"`emotion_names` must list at least two distinct classes, got {self.emotion_names!r}.")
         if int(self.projection_dim) < 1:
             raise ValueError(f"`projection_dim` must be a positive integer, got {self.projection_dim!r}.")
+        for name in ("vision_config", "text_config"):
+            if type(getattr(self, name)) not in MODEL_MAPPING:
+                raise ValueError(f"`{name}` must be the config of a model `AutoModel` can build, got "
+                                 f"{type(getattr(self, name)).__name__}.")
+        for field in ("hidden_size", "image_size", "patch_size", "num_channels", "num_hidden_layers"):
+            if not hasattr(self.vision_config, field):
+                raise ValueError(f"`vision_config` ({type(self.vision_config).__name__}) has no `{field}`: MF^2 needs "
+                                 "a ViT-style image encoder ([CLS] + patch tokens).")
         d = self.vision_config.hidden_size
         if self.au_attention_heads < 1 or d % self.au_attention_heads:
             raise ValueError(f"`au_attention_heads` ({self.au_attention_heads}) must divide the vision hidden size {d}.")
@@ -178,9 +189,37 @@ def local_contrastive_loss(au_embeds, au_text_embeds, logit_scale, au_text_ids=N
 
 # -------------------------------------------------------------------------------------- model
 
+FINAL_NORM_NAMES = ("layernorm", "post_layernorm", "vision_model.post_layernorm", "norm")
+
+
+def build_tower(config: PreTrainedConfig) -> PreTrainedModel:
+    """The ``AutoModel`` of ``config``, without a pooling layer where the class has one (MF^2 pools itself)."""
+    cls = MODEL_MAPPING[type(config)]
+    kwargs = {"add_pooling_layer": False} if "add_pooling_layer" in inspect.signature(cls.__init__).parameters else {}
+    return cls(config, **kwargs)
+
+
+def find_final_norm(vision_model: nn.Module, path: str | None = None) -> str:
+    """Path of the norm a vision tower applies to its last layer's tokens (``path`` checked, or found by name)."""
+    modules = dict(vision_model.named_modules())
+    if path is not None:
+        if path not in modules:
+            raise ValueError(f"`vision_final_norm` {path!r} is not a module of {type(vision_model).__name__}.")
+        return path
+    for name in FINAL_NORM_NAMES:
+        if name in modules:
+            return name
+    raise ValueError(f"Cannot find the final norm of {type(vision_model).__name__} (looked for {FINAL_NORM_NAMES}); "
+                     "set `vision_final_norm` in the MF2Config.")
+
+
 
 class MF2Model(SafeSaveMixin, PreTrainedModel):
-    """MF^2 (see the module docstring): a ViT + BERT dual encoder with global and per-AU alignment.
+    """MF^2 (see the module docstring): a vision + text dual encoder with global and per-AU alignment.
+
+    The towers are any ``AutoModel`` of ``config.vision_config`` / ``config.text_config``: e.g. ViT + BERT (the
+    default for dicts without ``model_type``) or CLIP's vision and text towers (``CLIPVisionConfig``,
+    ``CLIPTextConfig``).
 
     Example::
 
@@ -207,11 +246,12 @@ class MF2Model(SafeSaveMixin, PreTrainedModel):
         super().__init__(config)
         vc, tc = config.vision_config, config.text_config
         D, E, K = vc.hidden_size, config.projection_dim, len(config.au_names)
-        self.vision_model = ViTModel(vc, add_pooling_layer=False)
-        self.text_model = BertModel(tc, add_pooling_layer=False)
+        self.vision_model = build_tower(vc)
+        self.text_model = build_tower(tc)
+        self._final_norm_path = find_final_norm(self.vision_model, config.vision_final_norm)
         self.au_queries = nn.Parameter(torch.zeros(K, D))
         self.au_attention = nn.MultiheadAttention(D, config.au_attention_heads, batch_first=True)
-        self.au_norm = nn.LayerNorm(D, eps=vc.layer_norm_eps)
+        self.au_norm = nn.LayerNorm(D, eps=getattr(vc, "layer_norm_eps", 1e-5))
         self.visual_projection = nn.Linear(D, E, bias=False)
         self.local_projection = nn.Linear(D, E, bias=False)
         self.text_projection = nn.Linear(tc.hidden_size, E, bias=False)
@@ -254,10 +294,23 @@ class MF2Model(SafeSaveMixin, PreTrainedModel):
 
     def encode_image(self, pixel_values, output_hidden_states: bool = False):
         """``(global [B, E], local [B, K, E], hidden_states)``: unnormalised projected image features."""
+        h, hidden_states = self.image_tokens(pixel_values)
+        return (self.visual_projection(h[:, 0]), self.local_projection(self._au_readout(h)),
+                hidden_states if output_hidden_states else None)
+
+    def image_tokens(self, pixel_values) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """``(tokens [B, 1 + N, D], hidden_states)``: the last layer's tokens after the tower's final norm.
+
+        The same for every tower: ViT normalises its ``last_hidden_state``, CLIP's vision tower does not (it
+        normalises only the pooled ``[CLS]``), so the norm is applied here to the last ``hidden_states``.
+        """
         self.check_pixel_values(pixel_values)
-        out = self.vision_model(pixel_values=pixel_values, output_hidden_states=output_hidden_states, return_dict=True)
-        h = out.last_hidden_state
-        return self.visual_projection(h[:, 0]), self.local_projection(self._au_readout(h)), out.hidden_states
+        hidden = self.vision_model(pixel_values=pixel_values, output_hidden_states=True, return_dict=True).hidden_states
+        return self.vision_final_norm(hidden[-1]), hidden
+
+    def vision_final_norm(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The vision tower's final norm (``config.vision_final_norm``), applied to any layer's tokens."""
+        return self.vision_model.get_submodule(self._final_norm_path)(tokens)
 
     def get_image_features(self, pixel_values) -> torch.Tensor:
         """Global image embeddings ``[B, E]`` (unnormalised, as CLIP's)."""
@@ -299,7 +352,7 @@ class MF2Model(SafeSaveMixin, PreTrainedModel):
         """
         self.check_pixel_values(pixel_values)
         hidden = self.vision_model(pixel_values=pixel_values, output_hidden_states=True, return_dict=True).hidden_states
-        normed = [self.vision_model.layernorm(hidden[i]) for i in layers]
+        normed = [self.vision_final_norm(hidden[i]) for i in layers]
         return (torch.stack([h[:, 0] for h in normed], 1),
                 torch.stack([self._au_readout(h) for h in normed], 1))
 
