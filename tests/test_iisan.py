@@ -317,6 +317,28 @@ def test_empty_history_in_evaluation_is_refused(data, tmp_path):
         trainer.evaluate(bad)
 
 
+def test_trainer_evaluation_counts_a_repeated_target_as_a_miss(data, tmp_path):
+    """Evaluation masks every history item whatever the label (official rule): users whose target is a
+    history item all miss, even with a model that ranks it first; ``eval_exclude_history=False`` ranks
+    all items. Checked: unmasking the label again (old rule) gives HR@10 = 0.5 in the first assertion (random model)."""
+    from datasets import Dataset
+
+    enc = adapter(data)
+    enc.cache_hidden_states(progress_bar=False)
+    rows = [{"item_ids": [0] * 9 + [5], "labels": 5, "history": [5]},
+            {"item_ids": [0] * 8 + [7, 9], "labels": 7, "history": [7, 9]}]
+    for exclude, want in ((True, 0.0), (False, None)):
+        args = SequentialRecConfig(output_dir=str(tmp_path), disable_tqdm=True, eval_exclude_history=exclude,
+                                   eval_top_k=[10, data.num_items])
+        trainer = SequentialRecTrainer(SASRecModel(SASRecConfig()), enc, args)
+        m = trainer.evaluate(Dataset.from_list(rows))
+        if want is not None:
+            assert m["eval_hr@10"] == 0.0 and m[f"eval_hr@{data.num_items}"] == 0.0
+            assert (trainer.eval_ranks["eval"] > data.num_items).all()
+        else:
+            assert m[f"eval_hr@{data.num_items}"] == 1.0  # every item ranked, the label among them
+
+
 def test_in_batch_loss_equals_an_explicit_loop():
     torch.manual_seed(0)
     ids = torch.tensor([[0, 4, 2, 4], [1, 3, 2, 5]])

@@ -29,6 +29,9 @@ class SequentialRecConfig(TrainingArguments):
     max_seq_len: int = field(default=10, metadata={"help": "History length; training sequences hold one item more."})
     logq_correction: bool = field(default=True, metadata={"help": "Subtract log p(item) (training popularity) from "
                                                                   "in-batch logits (sampling-bias correction)."})
+    eval_exclude_history: bool = field(default=True, metadata={
+        "help": "Remove every history item from the ranked candidates (official IISAN rule: a target seen before "
+                "is a miss); False: rank all items (only padding removed). The label never changes the candidates."})
     eval_top_k: list[int] = field(default_factory=lambda: [10], metadata={"help": "K of HR@K and NDCG@K."})
     item_batch_size: int = field(default=1024, metadata={"help": "Items per batch when embedding the whole item "
                                                                  "table for full-ranking evaluation."})

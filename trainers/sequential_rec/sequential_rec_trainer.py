@@ -158,6 +158,7 @@ class SequentialRecTrainer(GuardedTrainerMixin, Trainer):
         super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                          data_collator=data_collator or SequentialRecCollator(), **kwargs)
         self.log_popularity = log_pop
+        self.eval_ranks: dict[str, torch.Tensor] = {}  # per-user target ranks of the last evaluation, by prefix
 
     # ------------------------------------------------------------------------------------ training
 
@@ -191,7 +192,11 @@ class SequentialRecTrainer(GuardedTrainerMixin, Trainer):
     # ---------------------------------------------------------------------------------- evaluation
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
-        """Full-ranking HR@K / NDCG@K: every item scored, the user's history masked.
+        """Full-ranking HR@K / NDCG@K: every item scored; with ``args.eval_exclude_history`` (default) every
+        history item is removed from the candidates, so a repeated target is a miss (official IISAN rule).
+
+        The per-user ranks are kept in ``self.eval_ranks[prefix]`` (e.g. for
+        :func:`~hfgen.metrics.ranking.bootstrap_ci`).
 
         A dict of datasets gives ``{prefix}_{name}_hr@K`` for each, logged as one evaluation.
         """
@@ -218,10 +223,13 @@ class SequentialRecTrainer(GuardedTrainerMixin, Trainer):
                 if not mask.any(1).all():
                     raise ValueError("A user has an empty history; full-ranking evaluation needs at least one item.")
                 users = core.user_vectors(items[ids], mask.long())[:, -1]
-                scores = mask_history(users @ items.T, batch["history"], batch["labels"])
+                scores = users @ items.T
+                history = batch["history"] if self.args.eval_exclude_history else batch["history"][:, :0]
+                scores = mask_history(scores, history)  # never looks at the label: a repeated target is a miss
                 ranks.append(self.accelerator.gather_for_metrics(target_ranks(scores, batch["labels"])))
         core.train(was_training)
         ranks = torch.cat(ranks)
+        self.eval_ranks[prefix] = ranks.cpu()
         metrics = {}
         for k in self.args.eval_top_k:
             metrics[f"{prefix}_hr@{k}"] = hit_rate_at_k(ranks, k)
