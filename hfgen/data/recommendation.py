@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["RecommendationData", "load_recommendation_data", "make_synthetic_recommendation",
+__all__ = ["PRESETS", "RecommendationData", "load_recommendation_data", "make_synthetic_recommendation",
            "synthetic_backbone_configs"]
 
 
@@ -66,6 +66,11 @@ class RecommendationData:
     def num_items(self) -> int:
         """Rows of the item table, padding included."""
         return len(self.item_ids)
+
+    @property
+    def num_interactions(self) -> int:
+        """Items in all kept sequences (repeats counted)."""
+        return sum(len(s) for s in self.sequences)
 
     def leave_one_out(self, max_seq_len: int = 10):
         """``DatasetDict(train, validation, test)`` with the official leave-one-out split.
@@ -136,14 +141,47 @@ def _read_table(path: Path) -> list[list[str]]:
         return [line.rstrip("\n").split("\t", 1) for line in f if line.strip()]
 
 
-def load_recommendation_data(path: str | Path, min_sequence_length: int = 3,
-                             keep_unused_items: bool = False) -> RecommendationData:
-    """Load the IISAN TSV layout or a MicroLens-style folder from ``path`` (see the module docstring)."""
+#: Named preprocessing presets of :func:`load_recommendation_data`.
+#: ``"iisan"``: the official IISAN pipeline (GAIR-Lab/IISAN ``data_utils/preprocess.py::read_behaviors``,
+#: ``min_seq_len=5``, ``max_seq_len=10``): users with at least 5 interactions, the last
+#: ``max_seq_len + 3 = 13`` items of each sequence, and only the items those keep.
+PRESETS = {"iisan": {"min_sequence_length": 5, "max_sequence_length": 13}}
+
+
+def load_recommendation_data(path: str | Path, min_sequence_length: int | None = None,
+                             keep_unused_items: bool = False, max_sequence_length: int | None = None,
+                             preset: str | None = None) -> RecommendationData:
+    """Load the IISAN TSV layout or a MicroLens-style folder from ``path`` (see the module docstring).
+
+    Args:
+        path: the data folder.
+        min_sequence_length: users with fewer (known) items are dropped (default 3, the least
+            leave-one-out needs).
+        keep_unused_items: keep items that no kept sequence uses in the item table.
+        max_sequence_length: keep only the last ``max_sequence_length`` items of each sequence
+            (``None``: all of them). Applied after the user filter, as the official pipeline does.
+        preset: a named preprocessing, ``"iisan"`` (see :data:`PRESETS`: on the IISAN papers'
+            Instrument data, 10,000 users, 19,246 items, 75,022 interactions). Explicit arguments
+            that contradict the preset are refused.
+    """
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ValueError(f"`preset` must be one of {sorted(PRESETS)} or None, got {preset!r}.")
+        for name, value in PRESETS[preset].items():
+            given = locals()[name]
+            if given is not None and given != value:
+                raise ValueError(f"`{name}`={given} contradicts `preset`={preset!r} ({name}={value}).")
+        min_sequence_length = PRESETS[preset]["min_sequence_length"]
+        max_sequence_length = PRESETS[preset]["max_sequence_length"]
+    min_sequence_length = 3 if min_sequence_length is None else min_sequence_length
     folder = Path(path)
     if not folder.is_dir():
         raise FileNotFoundError(f"`path` {str(folder)!r} is not a directory.")
     if min_sequence_length < 3:
         raise ValueError(f"`min_sequence_length` must be >= 3 for leave-one-out, got {min_sequence_length}.")
+    if max_sequence_length is not None and max_sequence_length < min_sequence_length:
+        raise ValueError(f"`max_sequence_length` ({max_sequence_length}) must be >= `min_sequence_length` "
+                         f"({min_sequence_length}).")
     items_file = _find(folder, ("items.tsv", "*items*.tsv", "*title*.tsv", "*title*.csv"), "item table")
     users_file = _find(folder, ("users.tsv", "*users*.tsv", "*pairs*.tsv", "*pairs*.csv"), "user sequence")
     title_of = {row[0].strip(): html.unescape(row[1]).strip() if len(row) > 1 else "" for row in _read_table(items_file)}
@@ -155,17 +193,22 @@ def load_recommendation_data(path: str | Path, min_sequence_length: int = 3,
         if len(known) < min_sequence_length:
             skipped_users += 1
             continue
-        raw_sequences.append(known)
+        raw_sequences.append(known[-max_sequence_length:] if max_sequence_length else known)
         user_ids.append(row[0].strip())
+    return _build_data(raw_sequences, user_ids, title_of, keep_unused_items, skipped_interactions, skipped_users,
+                       folder / "covers")
+
+
+def _build_data(raw_sequences, user_ids, title_of, keep_unused_items, skipped_interactions=0, skipped_users=0,
+                covers: Path | None = None) -> RecommendationData:
     used = title_of if keep_unused_items else dict.fromkeys(i for s in raw_sequences for i in s)
     item_ids = ["<pad>"] + sorted(used)
     index = {raw: i for i, raw in enumerate(item_ids)}
-    covers = folder / "covers"
     image_paths = None
-    if covers.is_dir():
+    if covers is not None and covers.is_dir():
         image_paths = [None] + [next(iter(covers.glob(f"{i}.*")), None) for i in item_ids[1:]]
     return RecommendationData(
-        item_ids=item_ids, titles=[""] + [title_of[i] for i in item_ids[1:]],
+        item_ids=item_ids, titles=[""] + [title_of.get(i, "") for i in item_ids[1:]],
         sequences=[[index[i] for i in s] for s in raw_sequences], user_ids=user_ids,
         num_skipped_interactions=skipped_interactions, num_skipped_users=skipped_users, image_paths=image_paths)
 
