@@ -7,6 +7,8 @@ import torch
 
 from hfgen.metrics.ranking import (
     MISS_RANK,
+    bootstrap_ci,
+    per_user_metric,
     RANKING_MODULE_PATH,
     expected_random_hr,
     hit_rate_at_k,
@@ -137,3 +139,33 @@ def test_tpme_min_max_normalises_with_paper_weights():
     assert scores == pytest.approx([0.45, 0.225, 0.675])
     with pytest.raises(ValueError, match="alpha"):
         tpme([1.0], [1.0], [1.0], alpha=(0.5, 0.5, 0.5))
+
+
+def test_bootstrap_ci_on_cases_with_known_answers():
+    # constant values: no spread at all
+    assert bootstrap_ci(torch.full((50,), 0.3)) == pytest.approx((0.3, 0.3, 0.3))
+    # two users with 0 and 1: the resampled mean is 0, 1/2, 1 with probabilities 1/4, 1/2, 1/4,
+    # so the 95% percentile interval is [0, 1] and the 40% one is [1/2, 1/2]
+    assert bootstrap_ci(torch.tensor([0.0, 1.0])) == pytest.approx((0.5, 0.0, 1.0))
+    assert bootstrap_ci(torch.tensor([0.0, 1.0]), confidence=0.4)[1:] == pytest.approx((0.5, 0.5))
+    # hits of 10,000 users at rate 0.1: the normal approximation 0.1 +- 1.96 sqrt(0.09 / 10000) = +- 0.00588
+    hits = (torch.arange(10_000) % 10 == 0).double()
+    mean, low, high = bootstrap_ci(hits, num_resamples=4000)
+    assert mean == pytest.approx(0.1)
+    assert (high - low) / 2 == pytest.approx(1.96 * 0.003, rel=0.08)
+    assert low < 0.1 < high
+    # seeds x users: users are resampled jointly; a seed offset moves the mean, not the width
+    two = torch.stack([hits, hits + 0.2])
+    m2, l2, h2 = bootstrap_ci(two, num_resamples=4000)
+    assert m2 == pytest.approx(0.2) and (h2 - l2) == pytest.approx(high - low, rel=1e-9)
+    assert bootstrap_ci(hits, num_resamples=500, seed=3) == bootstrap_ci(hits, num_resamples=500, seed=3)
+    with pytest.raises(ValueError, match="confidence"):
+        bootstrap_ci(hits, confidence=95)
+
+
+def test_per_user_metric_averages_to_hr_and_ndcg():
+    ranks = torch.tensor([1, 3, 12, MISS_RANK])
+    assert per_user_metric(ranks, "hr", 10).tolist() == [1.0, 1.0, 0.0, 0.0]
+    assert per_user_metric(ranks, "ndcg", 10).mean().item() == pytest.approx(ndcg_at_k(ranks, 10))
+    with pytest.raises(ValueError, match="metric"):
+        per_user_metric(ranks, "mrr", 10)

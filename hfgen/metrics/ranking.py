@@ -29,7 +29,7 @@ RANKING_MODULE_PATH = str(Path(__file__).parent / "evaluate_modules" / "ranking"
 
 __all__ = [
     "MISS_RANK", "RANKING_MODULE_PATH", "bootstrap_ci", "expected_random_hr", "hit_rate_at_k", "mask_history", "ndcg_at_k",
-    "ranking_metrics", "ranks_from_lists", "target_ranks", "tpme",
+    "per_user_metric", "ranking_metrics", "ranks_from_lists", "target_ranks", "tpme",
 ]
 
 
@@ -106,6 +106,53 @@ def ranking_metrics(scores: torch.Tensor, target: torch.Tensor, history: torch.T
         out[f"hr@{k}"] = hit_rate_at_k(ranks, k)
         out[f"ndcg@{k}"] = ndcg_at_k(ranks, k)
     return out
+
+
+def per_user_metric(ranks: torch.Tensor, metric: str, k: int) -> torch.Tensor:
+    """Per-user values of ``"hr"`` (``1[r <= K]``) or ``"ndcg"`` (``1[r <= K] / log2(r + 1)``), float64."""
+    if k < 1:
+        raise ValueError(f"`k` must be >= 1, got {k}.")
+    r = ranks.double()
+    if metric == "hr":
+        return (r <= k).double()
+    if metric == "ndcg":
+        return torch.where(r <= k, 1.0 / torch.log2(r + 1.0), torch.zeros_like(r))
+    raise ValueError(f"`metric` must be 'hr' or 'ndcg', got {metric!r}.")
+
+
+def bootstrap_ci(values, confidence: float = 0.95, num_resamples: int = 10_000,
+                 seed: int = 0) -> tuple[float, float, float]:
+    """Mean and percentile-bootstrap confidence interval over users: ``(mean, low, high)``.
+
+    Args:
+        values: per-user values ``[U]`` (e.g. :func:`per_user_metric`), or ``[S, U]`` for S seeds
+            evaluated on the same U users: users are resampled (the same draw for every seed) and the
+            statistic is the mean over seeds and users, so the interval covers both sources of spread.
+            For a paired comparison of two methods on the same users, pass the per-user difference.
+        confidence: e.g. 0.95 for a 95% interval.
+        num_resamples: bootstrap resamples.
+        seed: seed of the resampling (the same seed gives the same interval).
+    """
+    x = torch.as_tensor(values, dtype=torch.float64)
+    if x.dim() == 1:
+        x = x[None]
+    if x.dim() != 2 or x.shape[1] < 1:
+        raise ValueError(f"`values` must be [U] or [S, U] with U >= 1, got shape {tuple(x.shape)}.")
+    if not 0 < confidence < 1:
+        raise ValueError(f"`confidence` must be in (0, 1), got {confidence}.")
+    if num_resamples < 1:
+        raise ValueError(f"`num_resamples` must be >= 1, got {num_resamples}.")
+    per_user = x.mean(0)  # the mean over seeds of each user; resampling users commutes with it
+    g = torch.Generator().manual_seed(seed)
+    stats = torch.empty(num_resamples, dtype=torch.float64)
+    U = per_user.shape[0]
+    for i in range(0, num_resamples, 1000):
+        n = min(1000, num_resamples - i)
+        idx = torch.randint(0, U, (n, U), generator=g)
+        stats[i:i + n] = per_user[idx].mean(1)
+    alpha = (1 - confidence) / 2
+    low, high = torch.quantile(stats, torch.tensor([alpha, 1 - alpha], dtype=torch.float64)).tolist()
+    return per_user.mean().item(), low, high
 
 
 def ranks_from_lists(rankings: Sequence[Sequence[int]], targets: Sequence[int]) -> torch.Tensor:
