@@ -50,7 +50,7 @@ from hfgen.trainers.sequential_rec import (  # noqa: E402
     SequentialRecommender,
     SequentialRecTrainer,
 )
-from iisan_common import measure_training_step, minilm_path, tokenize_titles  # noqa: E402
+from iisan_common import MINILM_HUB_ID, measure_training_step, minilm_path, tokenize_titles  # noqa: E402
 
 from hfgen.adapters import BackboneItemEncoder, BackboneItemEncoderConfig, IISANConfig, IISANModel  # noqa: E402
 from hfgen.data.recommendation import load_recommendation_data  # noqa: E402
@@ -189,7 +189,8 @@ def main(argv=None) -> dict:
           f"{data.num_skipped_interactions} interactions of unknown items and {data.num_skipped_users} short users",
           flush=True)
 
-    iisan_cfg = IISANConfig(modalities=["text"], layers="all", pooling="mean")
+    names = {"text": MINILM_HUB_ID} if a.backbone is None else None  # a Hub id, not the site-packages path
+    iisan_cfg = IISANConfig(modalities=["text"], layers="all", pooling="mean", backbone_names=names)
     proto = IISANModel(copy.deepcopy(iisan_cfg), {"text": load_backbone()})
     proto.set_item_inputs({"text": text})
     _sync()
@@ -218,7 +219,8 @@ def main(argv=None) -> dict:
         cfg = BackboneItemEncoderConfig(modalities=["text"], layers="last", pooling="mean", tuning="frozen",
                                         hidden_sizes=dict(built.hidden_sizes),
                                         num_hidden_layers=dict(built.num_hidden_layers),
-                                        encoder_fingerprints=dict(built.encoder_fingerprints))
+                                        encoder_fingerprints=dict(built.encoder_fingerprints),
+                                        backbone_names=dict(built.backbone_names))
         model = BackboneItemEncoder(cfg)
         model.cache = {"text": cache["text"][:, -1:]}  # the last kept layer of "all" is the last layer
         return model
@@ -230,7 +232,7 @@ def main(argv=None) -> dict:
             enc = IISANModel(copy.deepcopy(iisan_cfg), {"text": bb})
         else:
             enc = BackboneItemEncoder(BackboneItemEncoderConfig(modalities=["text"], layers="last", pooling="mean",
-                                                                tuning=tuning), {"text": bb})
+                                                                tuning=tuning, backbone_names=names), {"text": bb})
         enc.set_item_inputs({"text": text})
         return enc
 

@@ -224,7 +224,7 @@ def test_adapter_save_load_round_trip_reproduces_scores_exactly(data, tmp_path):
     files = sorted(p.name for p in (tmp_path / "adapter").iterdir())
     assert files == ["README.md", "adapter_config.json", "adapter_model.safetensors", "hfgen_checksums.json"]
     cfg = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
-    assert cfg["hfgen_adapter_type"] == "IISANModel" and cfg["peft_type"] == "IISAN"
+    assert cfg["hfgen_adapter_type"] == "IISANModel" and cfg["peft_type"].startswith("HFGEN_IISAN: an hfgen side adapter")
     from safetensors import safe_open
 
     with safe_open(str(tmp_path / "adapter" / "adapter_model.safetensors"), "pt") as f:
@@ -237,8 +237,13 @@ def test_adapter_save_load_round_trip_reproduces_scores_exactly(data, tmp_path):
     assert isinstance(cacheless, IISANModel) and len(cacheless.backbones) == 0
     states, _ = enc.layer_states(item_ids=ids)
     assert torch.equal(cacheless(hidden_states=states).item_embeddings, want)
+    # same architecture, other weights: the default fingerprint (config, names, shapes) cannot tell them apart,
+    # the strict one (every weight byte) can
+    IISANModel.from_pretrained(tmp_path / "adapter", backbones=backbones(1))
+    strict = IISANModel(IISANConfig(layers="group:3", pooling="mean", strict_fingerprint=True), backbones(0))
+    strict.save_pretrained(tmp_path / "strict")
     with pytest.raises(ValueError, match="not the encoder"):
-        IISANModel.from_pretrained(tmp_path / "adapter", backbones=backbones(1))
+        IISANModel.from_pretrained(tmp_path / "strict", backbones=backbones(1))
 
 
 def test_trainer_save_writes_recommender_adapter_and_card(data, tmp_path):

@@ -286,7 +286,7 @@ class SequentialRecTrainer(GuardedTrainerMixin, Trainer):
         core = self.accelerator.unwrap_model(self.model)
         encoder = core.item_encoder
         method = getattr(encoder, "method_name", None) or "iisan"
-        bases = (encoder.config.base_model_name_or_path or {}) if encoder is not None else {}
+        bases = (encoder.config.backbone_names or {}) if encoder is not None else {}
         save_model_card(output_dir or self.args.output_dir, method,
                         model_name=model_name or Path(self.args.output_dir).name,
                         base_model=next((b for b in bases.values() if "/" in b), None),
