@@ -83,8 +83,14 @@ class EpochTimer(TrainerCallback):
         self.epoch_seconds.append(time.perf_counter() - self._start)
 
     def on_evaluate(self, args, state, control, metrics=None, **kw):
-        self.evals.append(dict(metrics))
-        self.test_ranks.append(self.trainer.eval_ranks["eval_test"].tolist())
+        """Validation every epoch; the test set only when validation HR@10 improves (the reported epoch)."""
+        metrics = dict(metrics)
+        if not self.evals or metrics["eval_valid_hr@10"] > max(e["eval_valid_hr@10"] for e in self.evals):
+            metrics.update(self.trainer._full_ranking_metrics(self.test_set, "eval_test"))
+            self.test_ranks.append(self.trainer.eval_ranks["eval_test"].tolist())
+        else:
+            self.test_ranks.append(None)
+        self.evals.append(metrics)
 
 
 def train_and_test(item_encoder, splits, popularity, num_items, seed, a, backbone_lr=None) -> dict:
@@ -97,10 +103,9 @@ def train_and_test(item_encoder, splits, popularity, num_items, seed, a, backbon
                                early_stopping_patience=a.patience, max_seq_len=a.max_seq_len, eval_strategy="epoch",
                                save_strategy="no", logging_strategy="no", disable_tqdm=True,
                                use_cpu=a.device == "cpu", report_to="none")
-    trainer = SequentialRecTrainer(rec, item_encoder, args, splits["train"],
-                                   {"valid": splits["validation"], "test": splits["test"]},
+    trainer = SequentialRecTrainer(rec, item_encoder, args, splits["train"], {"valid": splits["validation"]},
                                    item_popularity=popularity, callbacks=[timer])
-    timer.trainer = trainer
+    timer.trainer, timer.test_set = trainer, splits["test"]
     if torch.cuda.is_available() and a.device != "cpu":
         torch.cuda.reset_peak_memory_stats()
     trainer.train()
