@@ -194,8 +194,8 @@ def main(argv=None) -> dict:
           f"{data.num_skipped_interactions} interactions of unknown items and {data.num_skipped_users} short users",
           flush=True)
 
-    names = {"text": MINILM_HUB_ID} if a.backbone is None else None  # a Hub id, not the site-packages path
-    iisan_cfg = IISANConfig(modalities=["text"], layers="all", pooling="mean", backbone_names=names)
+    hub_names = {"text": MINILM_HUB_ID} if a.backbone is None else None  # a Hub id, not the site-packages path
+    iisan_cfg = IISANConfig(modalities=["text"], layers="all", pooling="mean", backbone_names=hub_names)
     proto = IISANModel(copy.deepcopy(iisan_cfg), {"text": load_backbone()})
     proto.set_item_inputs({"text": text})
     _sync()
@@ -237,7 +237,7 @@ def main(argv=None) -> dict:
             enc = IISANModel(copy.deepcopy(iisan_cfg), {"text": bb})
         else:
             enc = BackboneItemEncoder(BackboneItemEncoderConfig(modalities=["text"], layers="last", pooling="mean",
-                                                                tuning=tuning, backbone_names=names), {"text": bb})
+                                                                tuning=tuning, backbone_names=hub_names), {"text": bb})
         enc.set_item_inputs({"text": text})
         return enc
 
