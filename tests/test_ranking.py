@@ -6,6 +6,9 @@ import pytest
 import torch
 
 from hfgen.metrics.ranking import (
+    MISS_RANK,
+    bootstrap_ci,
+    per_user_metric,
     RANKING_MODULE_PATH,
     expected_random_hr,
     hit_rate_at_k,
@@ -29,13 +32,72 @@ def test_hr_ndcg_match_hand_computed_values():
     assert ndcg_at_k(ranks, 3) == pytest.approx(1 / math.log2(3) / 2)
 
 
-def test_history_items_are_removed_from_the_ranking_but_not_the_target():
+def test_history_items_and_a_repeated_target_are_removed_from_the_ranking():
     scores = torch.tensor([[9.0, 0.9, 0.8, 0.5, 0.2]])  # item 0 is padding, scored highest on purpose
-    history = torch.tensor([[1, 2, 3, 0]])  # the target 3 was also seen before: it must stay rankable
-    m = ranking_metrics(scores, torch.tensor([3]), history, ks=(1,))
-    assert m["hr@1"] == 1.0 and m["ndcg@1"] == 1.0
-    masked = mask_history(scores, history, torch.tensor([3]))
-    assert torch.isinf(masked[0, [0, 1, 2]]).all() and masked[0, 3] == 0.5
+    history = torch.tensor([[1, 2, 3, 0]])
+    masked = mask_history(scores, history)
+    assert torch.isinf(masked[0, [0, 1, 2, 3]]).all() and masked[0, 4] == 0.2
+    # the target 3 was seen before: official IISAN rule, it is not a candidate, so it is a miss
+    assert ranking_metrics(scores, torch.tensor([3]), history, ks=(1, 4)) == {"hr@1": 0.0, "ndcg@1": 0.0,
+                                                                             "hr@4": 0.0, "ndcg@4": 0.0}
+    assert target_ranks(masked, torch.tensor([3])).item() == MISS_RANK
+    assert ranking_metrics(scores, torch.tensor([4]), history, ks=(1,))["hr@1"] == 1.0  # 4 is the only candidate
+    # "mask nothing" (only padding): the repeated target 3 is ranked among all items, 3rd after 1 and 2
+    m = ranking_metrics(scores, torch.tensor([3]), history, ks=(2, 3), exclude_history=False)
+    assert m["hr@2"] == 0.0 and m["hr@3"] == 1.0 and m["ndcg@3"] == pytest.approx(0.5)
+
+
+def _repeat_data(users=4000, n=200, h=8, repeat=0.3, seed=0):
+    """Histories of ``h`` distinct items; the target repeats a history item with probability ``repeat``."""
+    g = torch.Generator().manual_seed(seed)
+    history = torch.stack([torch.randperm(n - 1, generator=g)[:h] + 1 for _ in range(users)])
+    fresh = torch.randint(1, n, (users,), generator=g)
+    seen = (history == fresh[:, None]).any(1)
+    fresh[seen] = history[seen, 0]  # (rare) collisions become repeats
+    repeated = history[torch.arange(users), torch.randint(0, h, (users,), generator=g)]
+    target = torch.where(torch.rand(users, generator=g) < repeat, repeated, fresh)
+    return history, target, g
+
+
+def test_a_history_first_scorer_that_never_sees_the_label_stays_at_chance():
+    """The candidate set must not depend on the label (issue 20, item 1).
+
+    The scorer ranks the user's history items first and the rest at random; it never sees the label.
+    On the old rule (history masked *except the target*), the label put a repeated target back among
+    the candidates, where this scorer ranks it in the top 8: HR@10 = 0.377 here (chance 0.052). With
+    label-independent candidates it stays at chance. Checked: restoring the old rule in
+    ``mask_history`` makes this test fail (HR@10 0.377 > 0.072).
+    """
+    n = 200
+    history, target, g = _repeat_data(n=n)
+    scores = torch.rand(len(target), n, generator=g)
+    scores[torch.arange(len(target))[:, None], history] += 10.0  # history first
+    hr = ranking_metrics(scores, target, history, ks=(10,))["hr@10"]
+    chance = expected_random_hr(10, n - 1 - history.shape[1])  # uniform over the candidates, repeats miss
+    assert hr <= chance + 0.02, (hr, chance)
+    # with "mask nothing" the same scorer legitimately finds the repeats (about 30% of targets)
+    assert ranking_metrics(scores, target, history, ks=(10,), exclude_history=False)["hr@10"] > 0.25
+
+
+def test_the_rank_of_every_possible_label_is_read_from_one_fixed_candidate_set():
+    """Whatever the label, ``ranking_metrics`` scores it against a candidate set fixed from the history
+    alone: ``rank = 1 + #{candidates scored above it}``, and a label outside the set is a miss.
+    Checked: the old rule (the label unmasked) fails here (a repeated label got a finite rank)."""
+    n = 30
+    history, _, g = _repeat_data(users=4, n=n, h=5)
+    scores = torch.rand(4, n, generator=g)
+    for exclude in (True, False):
+        for u in range(4):
+            allowed = torch.ones(n, dtype=torch.bool)
+            allowed[0] = False
+            if exclude:
+                allowed[history[u]] = False
+            for j in range(n):
+                m = ranking_metrics(scores[u:u + 1], torch.tensor([j]), history[u:u + 1], ks=range(1, n + 1),
+                                    exclude_history=exclude)
+                hits = [k for k in range(1, n + 1) if m[f"hr@{k}"] == 1.0]
+                want = 1 + int((scores[u][allowed] > scores[u, j]).sum()) if allowed[j] else None
+                assert (hits[0] if hits else None) == want, (exclude, u, j)
 
 
 def test_perfect_scorer_gets_one_and_k_at_least_n_always_hits():
@@ -62,11 +124,6 @@ def test_random_scores_hit_at_chance_level():
     assert hit_rate_at_k(ranks, k) == pytest.approx(expected_random_hr(k, n), abs=0.02)
 
 
-def test_masked_target_is_refused():
-    with pytest.raises(ValueError, match="-inf"):
-        target_ranks(torch.tensor([[0.0, float("-inf")]]), torch.tensor([1]))
-
-
 def test_evaluate_module_loads_from_local_path_and_matches_functions():
     import evaluate
 
@@ -82,3 +139,33 @@ def test_tpme_min_max_normalises_with_paper_weights():
     assert scores == pytest.approx([0.45, 0.225, 0.675])
     with pytest.raises(ValueError, match="alpha"):
         tpme([1.0], [1.0], [1.0], alpha=(0.5, 0.5, 0.5))
+
+
+def test_bootstrap_ci_on_cases_with_known_answers():
+    # constant values: no spread at all
+    assert bootstrap_ci(torch.full((50,), 0.3)) == pytest.approx((0.3, 0.3, 0.3))
+    # two users with 0 and 1: the resampled mean is 0, 1/2, 1 with probabilities 1/4, 1/2, 1/4,
+    # so the 95% percentile interval is [0, 1] and the 40% one is [1/2, 1/2]
+    assert bootstrap_ci(torch.tensor([0.0, 1.0])) == pytest.approx((0.5, 0.0, 1.0))
+    assert bootstrap_ci(torch.tensor([0.0, 1.0]), confidence=0.4)[1:] == pytest.approx((0.5, 0.5))
+    # hits of 10,000 users at rate 0.1: the normal approximation 0.1 +- 1.96 sqrt(0.09 / 10000) = +- 0.00588
+    hits = (torch.arange(10_000) % 10 == 0).double()
+    mean, low, high = bootstrap_ci(hits, num_resamples=4000)
+    assert mean == pytest.approx(0.1)
+    assert (high - low) / 2 == pytest.approx(1.96 * 0.003, rel=0.08)
+    assert low < 0.1 < high
+    # seeds x users: users are resampled jointly; a seed offset moves the mean, not the width
+    two = torch.stack([hits, hits + 0.2])
+    m2, l2, h2 = bootstrap_ci(two, num_resamples=4000)
+    assert m2 == pytest.approx(0.2) and (h2 - l2) == pytest.approx(high - low, rel=1e-9)
+    assert bootstrap_ci(hits, num_resamples=500, seed=3) == bootstrap_ci(hits, num_resamples=500, seed=3)
+    with pytest.raises(ValueError, match="confidence"):
+        bootstrap_ci(hits, confidence=95)
+
+
+def test_per_user_metric_averages_to_hr_and_ndcg():
+    ranks = torch.tensor([1, 3, 12, MISS_RANK])
+    assert per_user_metric(ranks, "hr", 10).tolist() == [1.0, 1.0, 0.0, 0.0]
+    assert per_user_metric(ranks, "ndcg", 10).mean().item() == pytest.approx(ndcg_at_k(ranks, 10))
+    with pytest.raises(ValueError, match="metric"):
+        per_user_metric(ranks, "mrr", 10)

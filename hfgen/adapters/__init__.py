@@ -1,4 +1,5 @@
-"""hfgen's side adapters: PEFT's file format and API, decoupled side networks over frozen encoders."""
+"""hfgen's side adapters: decoupled side networks over frozen encoders, saved as PEFT-style folders
+(PEFT's file names and JSON layout; PEFT's own loaders refuse them with a message naming hfgen)."""
 
 from hfgen._lazy import lazy_exports
 

@@ -14,9 +14,24 @@ What lives here, written once for every side-adapter method:
 - :class:`SANB`, :class:`GatedSideNetwork` (the intra-modal SAN with learnable gates) and
   :class:`MixtureSideNetwork` (the inter-modal SAN over any number of modalities, with the
   dimension-transformation layers of IISAN-Versa);
-- :class:`SideAdapterConfig` / :class:`SideAdapterModel`: PEFT's on-disk format
-  (``adapter_config.json`` + ``adapter_model.safetensors``), item tables, the hidden-state cache,
-  ``save_pretrained`` / ``from_pretrained`` / ``print_trainable_parameters`` / ``push_to_hub``.
+- :class:`SideAdapterConfig` / :class:`SideAdapterModel`: a PEFT-style folder (see below), item
+  tables, the hidden-state cache, ``save_pretrained`` / ``from_pretrained`` /
+  ``print_trainable_parameters`` / ``push_to_hub``.
+
+Files: PEFT-style, not PEFT format. A saved adapter is ``adapter_config.json`` +
+``adapter_model.safetensors`` (+ ``README.md``), PEFT's file names and JSON layout
+(``base_model_name_or_path``, a string, the Hub id of the first backbone; ``inference_mode``), but a
+side network is not a PEFT method (PEFT 0.21's ``PeftType`` enum is closed to third parties), so:
+
+- what works with PEFT / Hub tools: reading the JSON and the safetensors file as data
+  (``json.load``, ``safetensors.safe_open``), ``huggingface_hub`` upload / download / snapshot of
+  the folder, and hfgen's loaders (``hfgen.load(path)``, ``IISANModel.from_pretrained(path, backbones)``);
+- what does not: ``PeftConfig.from_pretrained``, ``PeftModel.from_pretrained``,
+  ``AutoPeftModel*.from_pretrained`` and transformers' ``model.load_adapter`` all raise ``KeyError``
+  whose text is the file's ``peft_type``, ``"HFGEN_<METHOD>: an hfgen side adapter, not a PEFT
+  method; PEFT cannot load it. Load it with hfgen.load(path) or ...from_pretrained(path, backbones)"``
+  (tested in ``tests/test_side_adapter_io.py``); ``get_peft_model`` / ``merge_and_unload`` have no
+  meaning for a side network (it adds no weights inside the backbone).
 """
 
 from __future__ import annotations
@@ -94,13 +109,68 @@ def pool_hidden_states(hidden_states, indices: list[int], pooling: str, attentio
     return (states * w).sum(2) / w.sum(2).clamp_min(1.0)
 
 
-def encoder_fingerprint(backbone: nn.Module) -> str:
-    """A short digest of a backbone's architecture and weights: a cache or adapter built on another encoder is refused."""
-    h = hashlib.sha256(backbone.config.to_json_string(use_diff=False).encode() if hasattr(backbone, "config") else b"")
+#: Config keys that a dtype / quantisation / location change alters but that do not change the encoder.
+_VOLATILE_CONFIG_KEYS = ("dtype", "torch_dtype", "quantization_config", "_name_or_path", "transformers_version",
+                         "_attn_implementation", "_attn_implementation_autoset", "_commit_hash", "architectures",
+                         "use_cache", "output_hidden_states", "return_dict")
+
+
+def _config_without_volatile_keys(config) -> dict:
+    def clean(d):
+        return {k: clean(v) if isinstance(v, dict) else v for k, v in d.items() if k not in _VOLATILE_CONFIG_KEYS}
+
+    return clean(config.to_dict())
+
+
+def encoder_fingerprint(backbone: nn.Module, strict: bool = False) -> str:
+    """A short digest that identifies a backbone, so that a cache or adapter built on another encoder is refused.
+
+    - default (``"structure:..."``): the config (without dtype, quantisation, path and version fields), the
+      parameter and buffer names and, for unquantised models, their shapes. It reads no weight, so it
+      costs nothing for a 70B encoder, and the same backbone loaded in bf16 / fp16 / quantised is
+      accepted. It does not tell two checkpoints of the same architecture apart (e.g. two fine-tunes).
+    - ``strict=True`` (``"weights:..."``): also every weight byte in its stored dtype: a changed
+      checkpoint is refused, and so is a dtype change (minutes for a very large encoder).
+    """
+    if not hasattr(backbone, "config"):
+        raise ValueError(f"A side adapter's backbone must be a transformers model with a `config`, got "
+                         f"{type(backbone).__name__}.")
+    h = hashlib.sha256(json.dumps(_config_without_volatile_keys(backbone.config), sort_keys=True, default=str).encode())
+    quantized = getattr(backbone, "hf_quantizer", None) is not None or hasattr(backbone.config, "quantization_config")
+    for name, t in sorted(backbone.state_dict().items()):
+        h.update(name.encode())
+        if not quantized:
+            h.update(str(tuple(t.shape)).encode())
+        if strict:
+            h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return ("weights:" if strict else "structure:") + h.hexdigest()[:16]
+
+
+def _legacy_fingerprint(backbone: nn.Module) -> str:
+    """The fingerprint of adapters saved before hfgen 0.1 recorded its kind (config JSON + every weight byte)."""
+    h = hashlib.sha256(backbone.config.to_json_string(use_diff=False).encode())
     for name, t in sorted(backbone.state_dict().items()):
         h.update(name.encode())
         h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+def fingerprint_like(backbone: nn.Module, recorded: str | None, strict: bool = False) -> str:
+    """The backbone's fingerprint of the same kind as ``recorded`` (so an adapter saved in strict mode is checked
+    strictly); a new one of the configured kind when nothing was recorded."""
+    if recorded is None:
+        return encoder_fingerprint(backbone, strict)
+    if recorded.startswith(("structure:", "weights:")):
+        return encoder_fingerprint(backbone, recorded.startswith("weights:"))
+    return _legacy_fingerprint(backbone)
+
+
+def hub_id_of(backbone: nn.Module) -> str:
+    """The backbone's Hub id if its config names one (never a local path), else its class name."""
+    name = getattr(getattr(backbone, "config", None), "_name_or_path", "") or ""
+    if name and not os.path.isabs(name) and not os.path.exists(name) and "\\" not in name and name.count("/") <= 1:
+        return name
+    return type(backbone).__name__
 
 
 # --------------------------------------------------------------------------------- side blocks
@@ -221,8 +291,14 @@ def iisan_head(dim: int, embedding_dim: int, kind: str = "iisan") -> nn.Sequenti
 # ------------------------------------------------------------------------------ config & model
 
 
+def peft_type_message(method: str, adapter_class: str) -> str:
+    """The ``peft_type`` written by hfgen side adapters: readable as an error message when PEFT looks it up."""
+    return (f"HFGEN_{method}: an hfgen side adapter, not a PEFT method; PEFT cannot load it. Load it with "
+            f"hfgen.load(path) or hfgen.adapters.{adapter_class}.from_pretrained(path, backbones)")
+
+
 class AdapterConfigMixin:
-    """PEFT's config I/O for a dataclass config: ``adapter_config.json`` with ``peft_type`` and
+    """PEFT-style config I/O for a dataclass config: ``adapter_config.json`` with ``peft_type`` and
     ``hfgen_adapter_type`` (the adapter class name that ``hfgen.load`` dispatches on)."""
 
     peft_type: str
@@ -248,7 +324,8 @@ class AdapterConfigMixin:
 
 @dataclass
 class SideAdapterConfig(AdapterConfigMixin):
-    """Fields shared by every hfgen side adapter; saved as PEFT's ``adapter_config.json``.
+    """Fields shared by every hfgen side adapter; saved as a PEFT-style ``adapter_config.json`` (PEFT's own
+    loaders refuse it with a message naming hfgen; see the module docstring).
 
     Per-modality options (``layers``, ``pooling``) take one value for all encoders or a dict keyed
     by modality. ``hidden_sizes``, ``num_hidden_layers``, ``encoder_fingerprints`` and
@@ -267,8 +344,17 @@ class SideAdapterConfig(AdapterConfigMixin):
     activation: str = field(default="relu", metadata={"help": "SANB activation: 'relu' or 'gelu'."})
     hidden_sizes: dict | None = field(default=None, metadata={"help": "Encoder widths (filled from the backbones)."})
     num_hidden_layers: dict | None = field(default=None, metadata={"help": "Encoder depths (filled from the backbones)."})
-    encoder_fingerprints: dict | None = field(default=None, metadata={"help": "Digest of each backbone's weights."})
-    base_model_name_or_path: dict | None = field(default=None, metadata={"help": "Backbone names or paths."})
+    encoder_fingerprints: dict | None = field(default=None, metadata={
+        "help": "Fingerprint of each backbone (see `encoder_fingerprint`), filled when the model is built."})
+    strict_fingerprint: bool = field(default=False, metadata={
+        "help": "Fingerprint backbones by every weight byte (refuses a dtype change; slow for huge encoders) instead "
+                "of config + parameter names + shapes."})
+    backbone_names: dict | None = field(default=None, metadata={
+        "help": "Hub id of each backbone, e.g. {'text': 'sentence-transformers/all-MiniLM-L6-v2'}; default: the "
+                "backbone config's `_name_or_path` when it is a Hub id (a local path is never recorded)."})
+    base_model_name_or_path: str | None = field(default=None, metadata={
+        "help": "PEFT field, always a string: the Hub id of the first modality's backbone (all of them are in "
+                "`backbone_names`)."})
     inference_mode: bool = field(default=False, metadata={"help": "PEFT field: True when loaded for inference."})
 
     hfgen_adapter_type = "SideAdapterModel"  # overridden by each adapter; hfgen.load dispatches on it
@@ -297,6 +383,13 @@ class SideAdapterConfig(AdapterConfigMixin):
             raise ValueError(f"`gate_temperature` must be > 0, got {self.gate_temperature!r}.")
         if self.activation not in ("relu", "gelu"):
             raise ValueError(f"`activation` must be 'relu' or 'gelu', got {self.activation!r}.")
+
+    def to_dict(self) -> dict:
+        """The ``adapter_config.json`` content. ``peft_type`` is deliberately not a PEFT method name: PEFT's own
+        loaders (``PeftConfig.from_pretrained``, ``PeftModel.from_pretrained``, ``AutoPeftModel...``,
+        transformers' ``load_adapter``) then fail with ``KeyError`` showing this text, which names hfgen and
+        the call that loads the file."""
+        return {**super().to_dict(), "peft_type": peft_type_message(self.peft_type, self.hfgen_adapter_type)}
 
     def modality_option(self, name: str, modality: str):
         value = getattr(self, name)
@@ -372,23 +465,27 @@ class SideAdapterModel(TrainableParametersMixin, nn.Module):
         config.hidden_sizes = dict(config.hidden_sizes or {})
         config.num_hidden_layers = dict(config.num_hidden_layers or {})
         config.encoder_fingerprints = dict(config.encoder_fingerprints or {})
-        config.base_model_name_or_path = dict(config.base_model_name_or_path or {})
+        config.backbone_names = dict(config.backbone_names or {})
         for m, bb in backbones.items():
             c = bb.config
             if config.hidden_sizes.get(m, c.hidden_size) != c.hidden_size or \
                     config.num_hidden_layers.get(m, c.num_hidden_layers) != c.num_hidden_layers:
                 raise ValueError(f"The {m!r} backbone ({c.num_hidden_layers} layers x {c.hidden_size}) does not match "
                                  f"the config ({config.num_hidden_layers[m]} layers x {config.hidden_sizes[m]}).")
-            fp = encoder_fingerprint(bb)
-            if config.encoder_fingerprints.get(m, fp) != fp:
+            recorded = config.encoder_fingerprints.get(m)
+            fp = fingerprint_like(bb, recorded, config.strict_fingerprint)
+            if recorded is not None and recorded != fp:
                 raise ValueError(f"The {m!r} backbone is not the encoder this adapter was built on "
-                                 f"(fingerprint {fp} != {config.encoder_fingerprints[m]}).")
+                                 f"(fingerprint {fp} != {recorded}).")
             config.hidden_sizes[m], config.num_hidden_layers[m] = c.hidden_size, c.num_hidden_layers
             config.encoder_fingerprints[m] = fp
-            config.base_model_name_or_path.setdefault(m, getattr(c, "_name_or_path", "") or type(bb).__name__)
+            config.backbone_names.setdefault(m, hub_id_of(bb))
             bb.requires_grad_(not self.frozen_backbones)
             if self.frozen_backbones:
                 bb.eval()
+        if config.base_model_name_or_path is None or not isinstance(config.base_model_name_or_path, str):
+            config.base_model_name_or_path = next((config.backbone_names[m] for m in config.modalities
+                                                   if m in config.backbone_names), "")
         missing = [m for m in config.modalities if m not in config.hidden_sizes]
         if missing:
             raise ValueError(f"No backbone and no recorded width for modalities {missing}: pass `backbones` "
@@ -465,19 +562,38 @@ class SideAdapterModel(TrainableParametersMixin, nn.Module):
         save_file(tensors, str(path), metadata={"hfgen_side_cache": json.dumps(meta)})
 
     def load_hidden_state_cache(self, path: str | os.PathLike) -> None:
-        """Load a cache written by :meth:`cache_hidden_states`; refuse one built with other encoders or layers."""
+        """Load a cache written by :meth:`cache_hidden_states`; refuse one built with other encoders or layers.
+
+        The fingerprints must match (config, parameter names and shapes, or every weight byte with
+        ``strict_fingerprint``); when the backbones and item inputs are present, the states of a few
+        items are also recomputed and must agree (up to a dtype change), so a cache of another
+        checkpoint of the same architecture is refused too.
+        """
         with safe_open(str(path), framework="pt") as f:
             meta = json.loads((f.metadata() or {}).get("hfgen_side_cache", "{}"))
             tensors = {k: f.get_tensor(k) for k in f.keys()}
         for m in self.config.modalities:
             if m not in meta.get("fingerprints", {}):
                 raise ValueError(f"The cache {path} has no states for modality {m!r}.")
-            if meta["fingerprints"][m] != self.config.encoder_fingerprints[m]:
+            if m in self.backbones:
+                same = fingerprint_like(self.backbones[m], meta["fingerprints"][m]) == meta["fingerprints"][m]
+            else:
+                same = meta["fingerprints"][m] == self.config.encoder_fingerprints[m]
+            if not same:
                 raise ValueError(f"The cache {path} was built with another {m!r} encoder (fingerprint "
                                  f"{meta['fingerprints'][m]} != {self.config.encoder_fingerprints[m]}); rebuild it.")
             if meta["layers"][m] != self.layer_indices[m] or meta["pooling"][m] != self.config.modality_option("pooling", m):
                 raise ValueError(f"The cache {path} keeps layers {meta['layers'][m]} ({meta['pooling'][m]} pooling) "
                                  f"of {m!r}, the adapter reads {self.layer_indices[m]}; rebuild it.")
+            if m in self.backbones and self.item_inputs is not None and m in self.item_inputs:
+                # the fingerprint does not read weights: also recompute a few items' states (tolerant to a dtype change)
+                rows = torch.arange(min(4, tensors[f"states.{m}"].shape[0]))
+                with torch.no_grad():
+                    now = self.backbone_states(m, {k: v[rows] for k, v in self.item_inputs[m].items()}).float().cpu()
+                ref = tensors[f"states.{m}"][rows].float()
+                if (now - ref).abs().max() > 0.05 * ref.abs().max() + 1e-3:
+                    raise ValueError(f"The cache {path} was built with another {m!r} encoder (its states of items "
+                                     f"{rows.tolist()} differ from this backbone's); rebuild it.")
         self.cache = {m: tensors[f"states.{m}"] for m in self.config.modalities}
         self.item_available = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith("available.")}
 
@@ -600,11 +716,11 @@ class SideAdapterModel(TrainableParametersMixin, nn.Module):
             save_file({k: v.detach().cpu().contiguous() for k, v in self.adapter_state_dict().items()},
                       str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
             if model_card and self.method_name:
-                bases = self.config.base_model_name_or_path or {}
+                bases = self.config.backbone_names or {}
                 save_model_card(tmp, self.method_name, model_name=Path(save_directory).name,
                                 base_model=next((b for b in bases.values() if "/" in b), None),
                                 training_config={k: v for k, v in self.config.to_dict().items()
-                                                 if k not in ("encoder_fingerprints", "base_model_name_or_path")},
+                                                 if k not in ("encoder_fingerprints", "base_model_name_or_path", "backbone_names")},
                                 backbones=bases, **card_kwargs)
 
     @classmethod

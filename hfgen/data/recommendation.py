@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["RecommendationData", "load_recommendation_data", "make_synthetic_recommendation",
+__all__ = ["PRESETS", "RecommendationData", "build_item_inputs", "load_recommendation_data", "sequences_from_interactions", "make_synthetic_recommendation",
            "synthetic_backbone_configs"]
 
 
@@ -66,6 +66,11 @@ class RecommendationData:
     def num_items(self) -> int:
         """Rows of the item table, padding included."""
         return len(self.item_ids)
+
+    @property
+    def num_interactions(self) -> int:
+        """Items in all kept sequences (repeats counted)."""
+        return sum(len(s) for s in self.sequences)
 
     def leave_one_out(self, max_seq_len: int = 10):
         """``DatasetDict(train, validation, test)`` with the official leave-one-out split.
@@ -136,14 +141,47 @@ def _read_table(path: Path) -> list[list[str]]:
         return [line.rstrip("\n").split("\t", 1) for line in f if line.strip()]
 
 
-def load_recommendation_data(path: str | Path, min_sequence_length: int = 3,
-                             keep_unused_items: bool = False) -> RecommendationData:
-    """Load the IISAN TSV layout or a MicroLens-style folder from ``path`` (see the module docstring)."""
+#: Named preprocessing presets of :func:`load_recommendation_data`.
+#: ``"iisan"``: the official IISAN pipeline (GAIR-Lab/IISAN ``data_utils/preprocess.py::read_behaviors``,
+#: ``min_seq_len=5``, ``max_seq_len=10``): users with at least 5 interactions, the last
+#: ``max_seq_len + 3 = 13`` items of each sequence, and only the items those keep.
+PRESETS = {"iisan": {"min_sequence_length": 5, "max_sequence_length": 13}}
+
+
+def load_recommendation_data(path: str | Path, min_sequence_length: int | None = None,
+                             keep_unused_items: bool = False, max_sequence_length: int | None = None,
+                             preset: str | None = None) -> RecommendationData:
+    """Load the IISAN TSV layout or a MicroLens-style folder from ``path`` (see the module docstring).
+
+    Args:
+        path: the data folder.
+        min_sequence_length: users with fewer (known) items are dropped (default 3, the least
+            leave-one-out needs).
+        keep_unused_items: keep items that no kept sequence uses in the item table.
+        max_sequence_length: keep only the last ``max_sequence_length`` items of each sequence
+            (``None``: all of them). Applied after the user filter, as the official pipeline does.
+        preset: a named preprocessing, ``"iisan"`` (see :data:`PRESETS`: on the IISAN papers'
+            Instrument data, 10,000 users, 19,246 items, 75,022 interactions). Explicit arguments
+            that contradict the preset are refused.
+    """
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ValueError(f"`preset` must be one of {sorted(PRESETS)} or None, got {preset!r}.")
+        for name, value in PRESETS[preset].items():
+            given = locals()[name]
+            if given is not None and given != value:
+                raise ValueError(f"`{name}`={given} contradicts `preset`={preset!r} ({name}={value}).")
+        min_sequence_length = PRESETS[preset]["min_sequence_length"]
+        max_sequence_length = PRESETS[preset]["max_sequence_length"]
+    min_sequence_length = 3 if min_sequence_length is None else min_sequence_length
     folder = Path(path)
     if not folder.is_dir():
         raise FileNotFoundError(f"`path` {str(folder)!r} is not a directory.")
     if min_sequence_length < 3:
         raise ValueError(f"`min_sequence_length` must be >= 3 for leave-one-out, got {min_sequence_length}.")
+    if max_sequence_length is not None and max_sequence_length < min_sequence_length:
+        raise ValueError(f"`max_sequence_length` ({max_sequence_length}) must be >= `min_sequence_length` "
+                         f"({min_sequence_length}).")
     items_file = _find(folder, ("items.tsv", "*items*.tsv", "*title*.tsv", "*title*.csv"), "item table")
     users_file = _find(folder, ("users.tsv", "*users*.tsv", "*pairs*.tsv", "*pairs*.csv"), "user sequence")
     title_of = {row[0].strip(): html.unescape(row[1]).strip() if len(row) > 1 else "" for row in _read_table(items_file)}
@@ -155,19 +193,141 @@ def load_recommendation_data(path: str | Path, min_sequence_length: int = 3,
         if len(known) < min_sequence_length:
             skipped_users += 1
             continue
-        raw_sequences.append(known)
+        raw_sequences.append(known[-max_sequence_length:] if max_sequence_length else known)
         user_ids.append(row[0].strip())
+    return _build_data(raw_sequences, user_ids, title_of, keep_unused_items, skipped_interactions, skipped_users,
+                       folder / "covers")
+
+
+def _build_data(raw_sequences, user_ids, title_of, keep_unused_items, skipped_interactions=0, skipped_users=0,
+                covers: Path | None = None) -> RecommendationData:
     used = title_of if keep_unused_items else dict.fromkeys(i for s in raw_sequences for i in s)
     item_ids = ["<pad>"] + sorted(used)
     index = {raw: i for i, raw in enumerate(item_ids)}
-    covers = folder / "covers"
     image_paths = None
-    if covers.is_dir():
+    if covers is not None and covers.is_dir():
         image_paths = [None] + [next(iter(covers.glob(f"{i}.*")), None) for i in item_ids[1:]]
     return RecommendationData(
-        item_ids=item_ids, titles=[""] + [title_of[i] for i in item_ids[1:]],
+        item_ids=item_ids, titles=[""] + [title_of.get(i, "") for i in item_ids[1:]],
         sequences=[[index[i] for i in s] for s in raw_sequences], user_ids=user_ids,
         num_skipped_interactions=skipped_interactions, num_skipped_users=skipped_users, image_paths=image_paths)
+
+
+# ------------------------------------------------------------------------------------- own data
+
+
+def _columns(table, names: list[str]) -> dict[str, list]:
+    """Columns of a pandas DataFrame, a datasets.Dataset, a dict of lists or a list of row dicts."""
+    if isinstance(table, list):
+        table = {n: [row[n] for row in table] for n in names} if table else {n: [] for n in names}
+    try:
+        cols = {n: list(table[n]) for n in names}
+    except (KeyError, ValueError) as e:
+        have = list(getattr(table, "column_names", None) or getattr(table, "columns", None) or table.keys())
+        raise ValueError(f"The interactions table needs columns {names}; it has {have}.") from e
+    if len({len(c) for c in cols.values()}) != 1:
+        raise ValueError(f"The interactions table's columns {names} have different lengths.")
+    return cols
+
+
+def sequences_from_interactions(table, user_column: str = "user_id", item_column: str = "item_id",
+                                timestamp_column: str | None = "timestamp", titles: dict | None = None,
+                                image_paths: dict | None = None, min_sequence_length: int | None = None,
+                                max_sequence_length: int | None = None, preset: str | None = None) -> RecommendationData:
+    """Turn an interactions table (one row per user, item, time) into :class:`RecommendationData`.
+
+    Each user's items are put in time order (ties and ``timestamp_column=None`` keep the table's
+    order); items get internal ids ``1..n`` (0 = padding) in sorted raw-id order, as
+    :func:`load_recommendation_data` does, and the same filters and presets apply.
+
+    Args:
+        table: a pandas ``DataFrame``, a ``datasets.Dataset``, a dict of columns or a list of row dicts.
+        user_column / item_column / timestamp_column: column names (``timestamp_column`` may be None).
+        titles: ``{raw item id: title}`` (items without one get ``""``).
+        image_paths: ``{raw item id: image path}`` (see :func:`build_item_inputs`).
+        min_sequence_length / max_sequence_length / preset: as in :func:`load_recommendation_data`.
+
+    Example::
+
+        data = sequences_from_interactions(df, "user", "item", "time", titles=dict(zip(items.id, items.title)))
+        splits = data.leave_one_out()
+    """
+    names = [user_column, item_column] + ([timestamp_column] if timestamp_column else [])
+    cols = _columns(table, names)
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ValueError(f"`preset` must be one of {sorted(PRESETS)} or None, got {preset!r}.")
+        min_sequence_length = PRESETS[preset]["min_sequence_length"]
+        max_sequence_length = PRESETS[preset]["max_sequence_length"]
+    min_sequence_length = 3 if min_sequence_length is None else min_sequence_length
+    if min_sequence_length < 3:
+        raise ValueError(f"`min_sequence_length` must be >= 3 for leave-one-out, got {min_sequence_length}.")
+    rows = range(len(cols[user_column]))
+    order = sorted(rows, key=lambda r: cols[timestamp_column][r]) if timestamp_column else list(rows)  # stable
+    per_user: dict = {}
+    for r in order:
+        per_user.setdefault(str(cols[user_column][r]), []).append(str(cols[item_column][r]))
+    raw_sequences, user_ids, skipped = [], [], 0
+    for user, seq in per_user.items():
+        if len(seq) < min_sequence_length:
+            skipped += 1
+            continue
+        raw_sequences.append(seq[-max_sequence_length:] if max_sequence_length else seq)
+        user_ids.append(user)
+    title_of = {str(k): str(v) for k, v in (titles or {}).items()}
+    data = _build_data(raw_sequences, user_ids, title_of, False, 0, skipped)
+    if image_paths is not None:
+        paths = {str(k): v for k, v in image_paths.items()}
+        data.image_paths = [None] + [paths.get(i) for i in data.item_ids[1:]]
+    return data
+
+
+def build_item_inputs(data: RecommendationData, tokenizer=None, image_processor=None, max_length: int = 30,
+                      lowercase: bool = True, batch_size: int = 256) -> tuple[dict, dict]:
+    """Backbone inputs of every item (row ``i`` = item id ``i``) for ``adapter.set_item_inputs(*...)``.
+
+    Args:
+        data: from :func:`load_recommendation_data` or :func:`sequences_from_interactions`.
+        tokenizer: any transformers tokenizer: titles become ``{"text": {"input_ids", "attention_mask", ...}}``
+            (padded to ``max_length``; the IISAN papers use 30 tokens, lower-cased titles).
+        image_processor: any transformers image processor: ``data.image_paths`` become
+            ``{"image": {"pixel_values"}}``; items without an image get zeros and are marked missing in
+            the returned availability (``{"image": bool [n_items]}``).
+        batch_size: images opened and processed at a time.
+
+    Returns:
+        ``(item_inputs, available)``.
+    """
+    if tokenizer is None and image_processor is None:
+        raise ValueError("Pass a `tokenizer`, an `image_processor`, or both.")
+    inputs, available = {}, {}
+    if tokenizer is not None:
+        titles = [t.lower() if lowercase else t for t in data.titles]
+        enc = tokenizer(titles, padding="max_length", truncation=True, max_length=max_length, return_tensors="pt")
+        inputs["text"] = {k: v for k, v in enc.items() if isinstance(v, torch.Tensor)}
+    if image_processor is not None:
+        if data.image_paths is None:
+            raise ValueError("`image_processor` was given but the data has no `image_paths` (a `covers/` folder, or "
+                             "`image_paths=` of `sequences_from_interactions`).")
+        from PIL import Image
+
+        have = [i for i, p in enumerate(data.image_paths) if p is not None]
+        if not have:
+            raise ValueError("No item has an image path.")
+        chunks = []
+        for start in range(0, len(have), batch_size):
+            images = []
+            for i in have[start:start + batch_size]:
+                with Image.open(data.image_paths[i]) as im:
+                    images.append(im.convert("RGB"))
+            chunks.append(image_processor(images=images, return_tensors="pt")["pixel_values"])
+        pixels = torch.cat(chunks)
+        table = torch.zeros((data.num_items, *pixels.shape[1:]), dtype=pixels.dtype)
+        table[torch.tensor(have)] = pixels
+        inputs["image"] = {"pixel_values": table}
+        available["image"] = torch.zeros(data.num_items, dtype=torch.bool).index_fill_(0, torch.tensor(have), True)
+        available["image"][0] = True  # the padding item: never ranked, its (zero) image is harmless
+    return inputs, available
 
 
 # ------------------------------------------------------------------------------------- synthetic

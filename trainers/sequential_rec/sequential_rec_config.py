@@ -9,15 +9,44 @@ from transformers import TrainingArguments
 from hfgen.guards import check_numeric_fields
 
 
+#: Defaults of the fields left unset (None), per recipe.
+RECIPES = {
+    "iisan": {"lr_scheduler_type": "constant", "max_grad_norm": 0.0, "in_batch_negatives": "slots",
+              "early_stopping_patience": 10},
+    "hfgen": {"lr_scheduler_type": "linear", "max_grad_norm": 1.0, "in_batch_negatives": "distinct",
+              "early_stopping_patience": 0},
+}
+
+
 @dataclass
 class SequentialRecConfig(TrainingArguments):
     """Training arguments for a sequential recommender over side-adapted item embeddings.
 
-    Defaults follow the official IISAN scripts: Adam with learning rate 2e-4 for the recommender and
-    fusion, 1e-4 for the side adapter, no weight decay, batch 64 users of 11 items, in-batch softmax
-    with logQ popularity correction, HR@10 / NDCG@10 with full ranking.
+    ``recipe="iisan"`` (default) is the official IISAN training recipe (GAIR-Lab/IISAN ``run.py``,
+    ``model/model.py``): Adam (``adamw_torch`` with ``weight_decay=0``, the same update) at a
+    **constant** learning rate, 2e-4 for the recommender and fusion and 1e-4 for the side adapter,
+    **no gradient clipping**, batch 64 users of 11 items, the in-batch softmax with **one candidate
+    per batch slot** (an item bought by several users of the batch is several negatives) and the logQ
+    correction ``- log p(item)`` with ``p`` the training interaction frequency (each slot is one draw
+    from ``p``, so this is the sampling-consistent correction), and **early stopping** after 10
+    evaluations without a gain in ``metric_for_best_model`` (default: validation HR@K; acts when
+    ``eval_strategy`` is not ``"no"``). HR@K / NDCG@K with full ranking.
+
+    ``recipe="hfgen"`` keeps hfgen's earlier defaults: linear decay, ``max_grad_norm=1.0``, one
+    candidate per *distinct* item of the batch, no early stopping. Any field given explicitly wins
+    over the recipe.
     """
 
+    recipe: str = field(default="iisan", metadata={"help": "Defaults of the unset fields below: 'iisan' (official "
+                                                           "recipe) or 'hfgen' (hfgen's earlier defaults)."})
+    lr_scheduler_type: str | None = field(default=None, metadata={"help": "None: 'constant' (iisan) / 'linear' (hfgen)."})
+    max_grad_norm: float | None = field(default=None, metadata={"help": "None: 0, no clipping (iisan) / 1.0 (hfgen)."})
+    in_batch_negatives: str | None = field(default=None, metadata={
+        "help": "'slots': one candidate per batch slot, duplicates kept (iisan); 'distinct': one per distinct item "
+                "(hfgen). None: the recipe's."})
+    early_stopping_patience: int | None = field(default=None, metadata={
+        "help": "Stop after this many evaluations without a gain in `metric_for_best_model`; 0: never. "
+                "None: 10 (iisan) / 0 (hfgen)."})
     learning_rate: float = field(default=2e-4, metadata={"help": "Learning rate of the recommender (SASRec)."})
     adapter_learning_rate: float | None = field(
         default=1e-4, metadata={"help": "Learning rate of the item encoder (side adapter); None: `learning_rate`."})
@@ -29,6 +58,9 @@ class SequentialRecConfig(TrainingArguments):
     max_seq_len: int = field(default=10, metadata={"help": "History length; training sequences hold one item more."})
     logq_correction: bool = field(default=True, metadata={"help": "Subtract log p(item) (training popularity) from "
                                                                   "in-batch logits (sampling-bias correction)."})
+    eval_exclude_history: bool = field(default=True, metadata={
+        "help": "Remove every history item from the ranked candidates (official IISAN rule: a target seen before "
+                "is a miss); False: rank all items (only padding removed). The label never changes the candidates."})
     eval_top_k: list[int] = field(default_factory=lambda: [10], metadata={"help": "K of HR@K and NDCG@K."})
     item_batch_size: int = field(default=1024, metadata={"help": "Items per batch when embedding the whole item "
                                                                  "table for full-ranking evaluation."})
@@ -36,6 +68,15 @@ class SequentialRecConfig(TrainingArguments):
     report_to: str | list[str] = field(default="none", metadata={"help": "Integrations to report to."})
 
     def __post_init__(self):
+        if self.recipe not in RECIPES:
+            raise ValueError(f"`recipe` must be one of {sorted(RECIPES)}, got {self.recipe!r}.")
+        for name, value in RECIPES[self.recipe].items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+        if self.in_batch_negatives not in ("slots", "distinct"):
+            raise ValueError(f"`in_batch_negatives` must be 'slots' or 'distinct', got {self.in_batch_negatives!r}.")
+        if self.early_stopping_patience < 0:
+            raise ValueError(f"`early_stopping_patience` must be >= 0, got {self.early_stopping_patience}.")
         check_numeric_fields(self, TrainingArguments)  # wrong types and NaN, naming the field
         if self.max_seq_len < 1:
             raise ValueError(f"`max_seq_len` must be >= 1, got {self.max_seq_len}.")

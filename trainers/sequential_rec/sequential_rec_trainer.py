@@ -11,13 +11,14 @@ checkpointing and callbacks work as usual; a save writes the recommender (``conf
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
 from hfgen.trainers.sequential_rec.sequential_rec_config import SequentialRecConfig
 from safetensors.torch import load_file
 from torch import nn
-from transformers import Trainer
+from transformers import EarlyStoppingCallback, Trainer
 
 from hfgen.guards import GuardedTrainerMixin
 from hfgen.metrics.ranking import hit_rate_at_k, mask_history, ndcg_at_k, target_ranks
@@ -78,31 +79,46 @@ class SequentialRecommender(nn.Module):
 
 def in_batch_softmax_loss(users: torch.Tensor, item_ids: torch.Tensor, candidates: torch.Tensor,
                           inverse: torch.Tensor, candidate_embeddings: torch.Tensor,
-                          log_popularity: torch.Tensor | None = None) -> torch.Tensor:
+                          log_popularity: torch.Tensor | None = None, negatives: str = "slots") -> torch.Tensor:
     """In-batch softmax cross-entropy of next-item prediction (IISAN §3.4, SASRec-style autoregressive).
 
-    Every real position ``t`` of user ``b`` predicts item ``t + 1`` among the batch's distinct items::
+    Every real position ``t`` of user ``b`` predicts item ``t + 1`` among the batch's candidates::
 
         logit(b, t, c) = u_{b,t} . e_c - log p(c)          (logQ correction when ``log_popularity`` is given)
 
-    Candidates that occur anywhere in user ``b``'s sequence, other than the target itself, are masked
-    (they are not negatives), and so is the padding item 0. (The official code keeps one candidate per
-    batch slot, so an item bought by several users of the batch counts several times as a negative;
-    here each distinct item is one candidate.)
+    - ``negatives="slots"`` (official): one candidate per batch slot ``(b', t')``, duplicates kept, so
+      an item bought by several users of the batch is several negatives. Each slot is one draw from
+      the training interaction distribution ``p``, so ``- log p(c)`` is the sampling-consistent
+      (logQ) correction. The target is the user's own next slot.
+    - ``negatives="distinct"``: one candidate per distinct item of the batch (``- log p`` is then
+      only an approximation of the correction for this sampling).
+
+    Candidates whose item occurs anywhere in user ``b``'s sequence, other than the target slot
+    itself, are masked (they are not negatives; ``-1e4`` as in the official code), and so is the
+    padding item 0.
 
     Args:
         users: ``[B, L, d]`` user vectors (position ``t`` has read items ``0..t``).
         item_ids: ``[B, L + 1]`` item ids, left-padded with 0.
         candidates: ``[C]`` distinct ids of the batch; ``inverse``: ``[B, L + 1]`` index of each id in it.
-        candidate_embeddings: ``[C, d]``.
+        candidate_embeddings: ``[C, d]`` embeddings of ``candidates``.
         log_popularity: ``[n_items]`` log sampling probability of each item.
+        negatives: ``"slots"`` or ``"distinct"``.
     """
-    logits = users @ candidate_embeddings.T  # [B, L, C]
+    if negatives == "slots":
+        B, L1 = item_ids.shape
+        cand_ids = item_ids.reshape(-1)  # [B (L+1)]
+        cand_emb = candidate_embeddings[inverse.reshape(-1)]
+        target = torch.arange(B, device=item_ids.device)[:, None] * L1 + torch.arange(1, L1, device=item_ids.device)
+    elif negatives == "distinct":
+        cand_ids, cand_emb, target = candidates, candidate_embeddings, inverse[:, 1:]
+    else:
+        raise ValueError(f"`negatives` must be 'slots' or 'distinct', got {negatives!r}.")
+    logits = users @ cand_emb.T  # [B, L, C]
     if log_popularity is not None:
-        logits = logits - log_popularity[candidates]
-    target = inverse[:, 1:]  # [B, L]
-    in_sequence = (item_ids[:, :, None] == candidates[None, None, :]).any(1) | (candidates == 0)[None]  # [B, C]
-    is_target = nn.functional.one_hot(target, len(candidates)).bool()
+        logits = logits - log_popularity[cand_ids]
+    in_sequence = (item_ids[:, :, None] == cand_ids[None, None, :]).any(1) | (cand_ids == 0)[None]  # [B, C]
+    is_target = nn.functional.one_hot(target, len(cand_ids)).bool()
     logits = logits.masked_fill(in_sequence[:, None, :] & ~is_target, -1e4)
     valid = item_ids[:, :-1] != 0
     if not valid.any():
@@ -150,14 +166,25 @@ class SequentialRecTrainer(GuardedTrainerMixin, Trainer):
         if model.item_encoder is not None and model.item_encoder.num_items is None:
             raise ValueError("The item encoder has no item table: call `set_item_inputs` or load a hidden-state cache.")
         log_pop = None
+        if args.logq_correction and item_popularity is None and train_dataset is not None:
+            warnings.warn("`logq_correction=True` but no `item_popularity` was given, so the logQ correction is OFF. "
+                          "Pass `item_popularity=data.popularity()` (training interaction counts), or set "
+                          "`logq_correction=False` to silence this.", UserWarning, stacklevel=2)
         if args.logq_correction and item_popularity is not None:
             if len(item_popularity) != model.num_items:
                 raise ValueError(f"`item_popularity` has {len(item_popularity)} entries, the item table {model.num_items}.")
             p = item_popularity.float().clamp_min(1.0)
             log_pop = (p / p.sum()).log()
+        callbacks = list(kwargs.pop("callbacks", None) or [])
+        if args.early_stopping_patience and args.eval_strategy != "no" and eval_dataset is not None:
+            if args.metric_for_best_model is None:  # validation HR@K: the first named eval set, or the only one
+                first = f"{next(iter(eval_dataset))}_" if isinstance(eval_dataset, dict) else ""
+                args.metric_for_best_model, args.greater_is_better = f"{first}hr@{args.eval_top_k[0]}", True
+            callbacks.append(EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience))
         super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
-                         data_collator=data_collator or SequentialRecCollator(), **kwargs)
+                         data_collator=data_collator or SequentialRecCollator(), callbacks=callbacks, **kwargs)
         self.log_popularity = log_pop
+        self.eval_ranks: dict[str, torch.Tensor] = {}  # per-user target ranks of the last evaluation, by prefix
 
     # ------------------------------------------------------------------------------------ training
 
@@ -165,7 +192,7 @@ class SequentialRecTrainer(GuardedTrainerMixin, Trainer):
         item_ids = inputs["item_ids"]
         users, candidates, inverse, emb = model(item_ids)
         log_pop = None if self.log_popularity is None else self.log_popularity.to(users.device)
-        loss = in_batch_softmax_loss(users, item_ids, candidates, inverse, emb, log_pop)
+        loss = in_batch_softmax_loss(users, item_ids, candidates, inverse, emb, log_pop, self.args.in_batch_negatives)
         return (loss, users) if return_outputs else loss
 
     def create_optimizer(self, model=None):
@@ -191,7 +218,11 @@ class SequentialRecTrainer(GuardedTrainerMixin, Trainer):
     # ---------------------------------------------------------------------------------- evaluation
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
-        """Full-ranking HR@K / NDCG@K: every item scored, the user's history masked.
+        """Full-ranking HR@K / NDCG@K: every item scored; with ``args.eval_exclude_history`` (default) every
+        history item is removed from the candidates, so a repeated target is a miss (official IISAN rule).
+
+        The per-user ranks are kept in ``self.eval_ranks[prefix]`` (e.g. for
+        :func:`~hfgen.metrics.ranking.bootstrap_ci`).
 
         A dict of datasets gives ``{prefix}_{name}_hr@K`` for each, logged as one evaluation.
         """
@@ -218,10 +249,13 @@ class SequentialRecTrainer(GuardedTrainerMixin, Trainer):
                 if not mask.any(1).all():
                     raise ValueError("A user has an empty history; full-ranking evaluation needs at least one item.")
                 users = core.user_vectors(items[ids], mask.long())[:, -1]
-                scores = mask_history(users @ items.T, batch["history"], batch["labels"])
+                scores = users @ items.T
+                history = batch["history"] if self.args.eval_exclude_history else batch["history"][:, :0]
+                scores = mask_history(scores, history)  # never looks at the label: a repeated target is a miss
                 ranks.append(self.accelerator.gather_for_metrics(target_ranks(scores, batch["labels"])))
         core.train(was_training)
         ranks = torch.cat(ranks)
+        self.eval_ranks[prefix] = ranks.cpu()
         metrics = {}
         for k in self.args.eval_top_k:
             metrics[f"{prefix}_hr@{k}"] = hit_rate_at_k(ranks, k)
@@ -252,7 +286,7 @@ class SequentialRecTrainer(GuardedTrainerMixin, Trainer):
         core = self.accelerator.unwrap_model(self.model)
         encoder = core.item_encoder
         method = getattr(encoder, "method_name", None) or "iisan"
-        bases = (encoder.config.base_model_name_or_path or {}) if encoder is not None else {}
+        bases = (encoder.config.backbone_names or {}) if encoder is not None else {}
         save_model_card(output_dir or self.args.output_dir, method,
                         model_name=model_name or Path(self.args.output_dir).name,
                         base_model=next((b for b in bases.values() if "/" in b), None),
