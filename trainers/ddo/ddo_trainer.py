@@ -61,7 +61,7 @@ def sequence_log_prob(model: nn.Module, input_ids: torch.Tensor, attention_mask:
 
     ``labels`` follow the transformers convention (not yet shifted; -100 on prompt and padding tokens).
     """
-    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1].float()  # (B, L-1, V)
+    logits = _fp32_or_wider(model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1])  # (B, L-1, V)
     targets = labels[:, 1:]
     mask = targets != -100
     token_logp = torch.gather(logits.log_softmax(-1), 2, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
@@ -84,12 +84,12 @@ def denoising_log_likelihood(model: nn.Module, noise_scheduler, x0: torch.Tensor
         x_t = x0 + sigma * noise
         out = _sample(model(noise_scheduler.precondition_inputs(x_t, sigma),
                             noise_scheduler.precondition_noise(noise_level), **cond))
-        denoised = noise_scheduler.precondition_outputs(x_t, out.float(), sigma)
+        denoised = noise_scheduler.precondition_outputs(x_t, _fp32_or_wider(out), sigma)
         sigma_data = noise_scheduler.config.sigma_data
         weight = (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
         return -(weight * (denoised - x0) ** 2).flatten(1).sum(-1)
     x_t = noise_scheduler.add_noise(x0, noise, noise_level)
-    out = _sample(model(x_t, noise_level, **cond)).float()
+    out = _fp32_or_wider(_sample(model(x_t, noise_level, **cond)))
     prediction_type = noise_scheduler.config.prediction_type
     if prediction_type == "epsilon":
         target = noise
@@ -109,6 +109,11 @@ def denoising_log_likelihood(model: nn.Module, noise_scheduler, x0: torch.Tensor
     if prediction_type == "v_prediction":
         weight = torch.clamp(snr, max=snr_gamma) / (snr + 1)
     return -weight * sq_err
+
+
+def _fp32_or_wider(x: torch.Tensor) -> torch.Tensor:
+    """Δ is a difference of two nearly equal losses: compute it in float32 at least (float64 stays float64)."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
 def _sample(output) -> torch.Tensor:
@@ -371,7 +376,7 @@ class DDOTrainer(GuardedTrainerMixin, Trainer):
             with torch.no_grad():
                 ref_logp = sequence_log_prob(self.ref_model, **batch)
             return (logp - ref_logp).chunk(2)
-        x0 = torch.cat([real["pixel_values"], fake["pixel_values"]]).float()
+        x0 = _fp32_or_wider(torch.cat([real["pixel_values"], fake["pixel_values"]]))
         cond = {k: torch.cat([real[k], fake[k]]) for k in DIFFUSION_COND_KEYS if k in real}
         # One (σ, n) per real/fake pair, shared by all four passes (Eq. 15 and the paper's App. D).
         noise_level, noise = self.sample_noise(x0.chunk(2)[0])
