@@ -9,7 +9,12 @@
 2. ``EDMPrecond``: the network wrapper ``net(x, sigma, labels)`` that listing assumes, from NVlabs/edm
    @ 008a4e5316c8e3bfe61a62f874bddba254295afb ``training/networks.py`` (``EDMPrecond.forward``; fp16 branch,
    asserts and the float32 casts left out, so the comparison can run in float64), around a raw network ``F(x, c_noise)`` (here a Diffusers UNet, ``.sample``).
-3. ``ddo_ar_loss``: the autoregressive DDO loss written directly from the paper's equations, Eq. 1
+3. ``EDM2Loss``: NVlabs/edm2 @ 4bf8162f601bcc09472ce8a32dd0cbe8889dc8fc ``training/training_loop.py`` (the
+   per-element EDM2 loss with the learned uncertainty ``logvar`` = u(σ), Eq. 21 of Karras et al. 2024), with
+   ``rnd_normal`` and the unit noise passed in. ``ddo_edm2_loss`` composes it into DDO as the paper does for EDM
+   (App. D: log-likelihood proxy = −(pretraining loss) summed over dimensions, shared σ and noise, reference under
+   ``no_grad``, Eq. 13); the paper's EDM2 listing itself was not available, so this composition is ours.
+4. ``ddo_ar_loss``: the autoregressive DDO loss written directly from the paper's equations, Eq. 1
    (``log p(x) = Σ_n log p(x_n | x_<n)``) and Eq. 13 (``−E_data log σ(β r) − α E_ref log σ(−β r)``,
    ``r = log p_θ − log p_ref``), with an explicit loop over positions.
 """
@@ -24,15 +29,17 @@ class EDMPrecond(torch.nn.Module):
         self.model = model
         self.sigma_data = sigma_data
 
-    def forward(self, x, sigma, class_labels=None):
+    def forward(self, x, sigma, class_labels=None, return_logvar=False):
         # (official: ``x.to(torch.float32)``, ``sigma.to(torch.float32)``; the golden test runs in float64)
         sigma = sigma.reshape(-1, 1, 1, 1)
         c_skip = self.sigma_data ** 2 / (sigma ** 2 + self.sigma_data ** 2)
         c_out = sigma * self.sigma_data / (sigma ** 2 + self.sigma_data ** 2).sqrt()
         c_in = 1 / (self.sigma_data ** 2 + sigma ** 2).sqrt()
         c_noise = sigma.log() / 4
-        F_x = self.model((c_in * x), c_noise.flatten()).sample
-        D_x = c_skip * x + c_out * F_x
+        out = self.model((c_in * x), c_noise.flatten())
+        D_x = c_skip * x + c_out * out.sample
+        if return_logvar:  # EDM2Precond: logvar = logvar_linear(logvar_fourier(c_noise)), here the model's field
+            return D_x, out.logvar.reshape(-1, 1, 1, 1)
         return D_x
 
 
@@ -72,6 +79,34 @@ class EDMLoss_DDO:
         loss = -F.logsigmoid(self.beta * (D_logp - ref_D_logp)) \
                - self.alpha * F.logsigmoid(-self.beta * (D_fake_logp - ref_D_fake_logp))
         return loss.mean()
+
+
+class EDM2Loss:
+    def __init__(self, P_mean=-0.4, P_std=1.0, sigma_data=0.5):
+        self.P_mean = P_mean
+        self.P_std = P_std
+        self.sigma_data = sigma_data
+
+    def __call__(self, net, images, labels=None, rnd_normal=None, unit_noise=None):
+        if rnd_normal is None:
+            rnd_normal = torch.randn([images.shape[0], 1, 1, 1], device=images.device)
+        sigma = (rnd_normal * self.P_std + self.P_mean).exp()
+        weight = (sigma ** 2 + self.sigma_data ** 2) / (sigma * self.sigma_data) ** 2
+        noise = (torch.randn_like(images) if unit_noise is None else unit_noise) * sigma
+        denoised, logvar = net(images + noise, sigma, labels, return_logvar=True)
+        loss = (weight / logvar.exp()) * ((denoised - images) ** 2) + logvar
+        return loss
+
+
+def ddo_edm2_loss(net, ref_net, images, fake_images, rnd_normal, unit_noise, alpha, beta, P_mean=-0.4, P_std=1.0):
+    edm2 = EDM2Loss(P_mean, P_std)
+    logp = -edm2(net, images, rnd_normal=rnd_normal, unit_noise=unit_noise).sum(dim=(1, 2, 3))
+    fake_logp = -edm2(net, fake_images, rnd_normal=rnd_normal, unit_noise=unit_noise).sum(dim=(1, 2, 3))
+    with torch.no_grad():
+        ref_logp = -edm2(ref_net, images, rnd_normal=rnd_normal, unit_noise=unit_noise).sum(dim=(1, 2, 3))
+        ref_fake_logp = -edm2(ref_net, fake_images, rnd_normal=rnd_normal, unit_noise=unit_noise).sum(dim=(1, 2, 3))
+    loss = -F.logsigmoid(beta * (logp - ref_logp)) - alpha * F.logsigmoid(-beta * (fake_logp - ref_fake_logp))
+    return loss.mean()
 
 
 def sequence_log_likelihood(model, input_ids, labels):

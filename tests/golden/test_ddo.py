@@ -9,14 +9,16 @@ Broken on purpose once (then restored):
 - the EDM weight λ(σ) in ``denoising_log_likelihood`` replaced by 1: both EDM cases fail (loss rel. diff 4e-3
   and 0.33, gradient 0.91 and 0.98);
 - in ``ddo_loss``, ``logsigmoid(-β r_fake)`` replaced by ``logsigmoid(β r_fake)`` (the sign of the fake term):
-  all four cases fail (loss rel. diff 0.03 to 0.91, gradient 1.6 to 3.4).
+  all four cases fail (loss rel. diff 0.03 to 0.91, gradient 1.6 to 3.4);
+- gap 7, the ``+ u`` term of the EDM2 loss dropped in ``denoising_log_likelihood``: the EDM2 case fails (loss rel.
+  diff 0.05, gradient 4.6).
 """
 
 import pytest
 import torch
 from hfgen.trainers import DDOConfig, DDOTrainer
 
-from ._official_ddo import EDMLoss_DDO, EDMPrecond, ddo_ar_loss
+from ._official_ddo import EDMLoss_DDO, EDMPrecond, ddo_ar_loss, ddo_edm2_loss
 
 
 def _args(tmp_path, **kwargs):
@@ -119,3 +121,58 @@ def test_autoregressive_ddo_loss_matches_paper_equations(tmp_path, alpha, beta):
     print(f"GOLDEN ddo ar loss {abs(loss.item() - official.item()) / abs(official.item()):.2e} grad {_rel(grad, ref_grad):.2e}")
     assert loss.item() == pytest.approx(official.item(), rel=1e-10)
     assert _rel(grad, ref_grad) < 1e-10
+
+
+class UNetWithLogvar(torch.nn.Module):
+    """A Diffusers UNet plus an EDM2-style uncertainty head u(c_noise) (Fourier features -> linear), returning
+    an output with ``sample`` and ``logvar`` as EDM2's network does with ``return_logvar=True``."""
+
+    def __init__(self, seed):
+        super().__init__()
+        self.unet = _unet(seed)
+        torch.manual_seed(seed + 100)
+        self.freqs = torch.nn.Parameter(torch.randn(8), requires_grad=False)
+        self.phases = torch.nn.Parameter(torch.rand(8), requires_grad=False)
+        self.logvar_linear = torch.nn.Linear(8, 1)
+
+    def forward(self, x, c_noise, **cond):
+        from types import SimpleNamespace
+
+        fourier = torch.cos(2 * torch.pi * (c_noise[:, None] * self.freqs + self.phases)) * 2**0.5
+        return SimpleNamespace(sample=self.unet(x, c_noise, **cond).sample, logvar=self.logvar_linear(fourier)[:, 0])
+
+
+def test_edm2_learned_uncertainty_weighting_matches_edm2_loss(tmp_path):
+    """Gap 7: ``uncertainty_weighting=True`` uses each model's EDM2 loss (NVlabs/edm2 ``EDM2Loss``) as its
+    likelihood proxy. Measured: loss and gradient agree to 1e-15 (float64). Without the option the same models
+    give a different loss (the check at the end), so the test fails on the old behaviour (no such option)."""
+    from diffusers import EDMEulerScheduler
+
+    g = torch.Generator().manual_seed(0)
+    real = [{"pixel_values": x} for x in torch.rand((4, 1, 8, 8), generator=g, dtype=torch.float64) * 2 - 1]
+    fake = [{"pixel_values": x} for x in torch.rand((4, 1, 8, 8), generator=g, dtype=torch.float64) * 2 - 1]
+    model, ref = UNetWithLogvar(0).double(), UNetWithLogvar(0).double()
+    _perturb(model)
+    args = _args(tmp_path, alpha=2.0, beta=0.05, uncertainty_weighting=True)
+    trainer = DDOTrainer(model, ref_model=ref, args=args, train_dataset=real, fake_dataset=fake,
+                         noise_scheduler=EDMEulerScheduler(sigma_data=0.5))
+    batch = trainer._prepare_inputs(trainer.data_collator([trainer.train_dataset[i] for i in range(4)]))
+    rnd_normal = torch.randn(4, generator=g, dtype=torch.float64)
+    unit_noise = torch.randn((4, 1, 8, 8), generator=g, dtype=torch.float64)
+    trainer.sample_noise = lambda x0: ((rnd_normal * 1.0 - 0.4).exp(), unit_noise)
+    model.train()
+    loss = trainer.compute_loss(model, batch)
+    grad = _grad(loss, model)
+    official = ddo_edm2_loss(EDMPrecond(model), EDMPrecond(trainer.ref_model), batch["real"]["pixel_values"],
+                             batch["fake"]["pixel_values"], rnd_normal.view(-1, 1, 1, 1), unit_noise, alpha=2.0,
+                             beta=0.05)
+    ref_grad = _grad(official, model)
+    print(f"GOLDEN ddo edm2 loss {abs(loss.item() - official.item()) / abs(official.item()):.2e} grad {_rel(grad, ref_grad):.2e}")
+    assert loss.item() == pytest.approx(official.item(), rel=1e-10)
+    assert _rel(grad, ref_grad) < 1e-10
+    assert ref_grad.abs().max() > 0
+    trainer.args.uncertainty_weighting = False  # the EDM (App. D) weighting ignores u: another loss
+    assert abs(trainer.compute_loss(model, batch).item() - official.item()) > 1e-3 * abs(official.item())
+    with pytest.raises(ValueError, match="uncertainty_weighting"):
+        DDOTrainer(_unet(0), args=_args(tmp_path, uncertainty_weighting=True), train_dataset=real, fake_dataset=fake,
+                   noise_scheduler=__import__("diffusers").DDPMScheduler(num_train_timesteps=10))
