@@ -374,8 +374,8 @@ def test_ema_of_the_weights_is_updated_checkpointed_and_validated(tmp_path):
     unet = tiny_unet()
     data = Dataset.from_dict({"pixel_values": [torch.randn(1, 8, 8).tolist() for _ in range(8)],
                               "labels": [i % NUM_CLASSES for i in range(8)]}).with_format("torch")
-    trainer = GFTTrainer(unet, config(tmp_path, ema_decay=0.5, max_steps=2, learning_rate=1e-2, save_strategy="no",
-                                      logging_steps=1), train_dataset=data)
+    trainer = GFTTrainer(unet, config(tmp_path, ema_decay=0.5, max_steps=2, learning_rate=1e-2, save_strategy="steps",
+                                      save_steps=2, logging_steps=1), train_dataset=data)
     before = [p.detach().clone() for p in trainer.ema_model.parameters()]
     online = []
     trainer.add_callback(type("Track", (__import__("transformers").TrainerCallback,), {
@@ -388,6 +388,6 @@ def test_ema_of_the_weights_is_updated_checkpointed_and_validated(tmp_path):
     for e, p in zip(expected, trainer.ema_model.parameters()):
         torch.testing.assert_close(p, e)
     assert not any(p.requires_grad for p in trainer.ema_model.parameters())
-    assert "gft_ema" in trainer.checkpointed_modules()
+    assert (tmp_path / "out" / "checkpoint-2" / "gft_ema.safetensors").is_file()  # restored on resume (guards)
     with pytest.raises(ValueError, match="ema_decay"):
         config(tmp_path, ema_decay=1.5)

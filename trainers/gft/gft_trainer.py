@@ -65,6 +65,11 @@ class GFTTrainer(GuardedTrainerMixin, Trainer):
             beta_schedule=noise_schedule, prediction_type)`` from ``args``.
         null_encoder_hidden_states (`torch.Tensor`, *optional*): ``(L, D)`` null text condition.
 
+    The β input of a UNet takes the form stored in its config (see
+    :func:`~hfgen.pipelines.guidance_free.add_beta_conditioning`): the SD1.5 form (default) or the DiT form. With
+    ``args.ema_decay`` set, ``trainer.ema_model`` holds an EMA of the weights (a frozen copy, updated after each
+    optimizer step, saved with each checkpoint and restored on resume; export it with ``save_pretrained``).
+
     Subclass hooks: :meth:`sample_beta`, :meth:`diffusion_loss`, :meth:`lm_loss`, :meth:`denoise`.
     """
 
