@@ -249,8 +249,8 @@ class _RoundReward:
     """Binary verifier by generation round: round 0 makes every group uniform (all wrong); later rounds make
     the groups listed in ``mixed`` mixed (``ordered_reward``'s pattern) and the others all correct."""
 
-    def __init__(self, mixed=range(len(K))):
-        self.calls, self.mixed = 0, set(mixed)
+    def __init__(self, mixed=None):
+        self.calls, self.mixed = 0, set(range(len(K)) if mixed is None else mixed)
         self.__name__ = "round_reward"
 
     def __call__(self, completions, **kwargs):

@@ -22,7 +22,6 @@ import torch
 import torch as th
 import torch.nn.functional as F
 
-
 # ----------------------------------------------------------------------------------------------- DiT
 
 

@@ -15,12 +15,11 @@ keep the sampled β in the interpolation, as in the official code.
 
 from __future__ import annotations
 
+import copy
 import os
 
 import torch
 import torch.nn.functional as F
-import copy
-
 from hfgen.pipelines.guidance_free.modeling_beta_conditioning import has_beta_input, unet_timestep_cond
 from transformers import PreTrainedModel, Trainer, TrainerCallback
 
@@ -285,7 +284,8 @@ class GFTTrainer(GuardedTrainerMixin, Trainer):
             return
         from hfgen.hub import save_model_card
 
-        keys = ("cond_drop_prob", "beta_min", "beta_max", "learning_rate", "max_steps", "num_train_epochs",
+        keys = ("cond_drop_prob", "beta_min", "beta_max", "beta_power", "null_branch_beta", "ema_decay", "learning_rate",
+                "max_steps", "num_train_epochs",
                 "per_device_train_batch_size")
         training_config = {k: getattr(self.args, k) for k in keys}
         if self.is_diffusion:

@@ -30,15 +30,15 @@ import textwrap
 from pathlib import Path
 
 import torch
+from transformers.utils import logging
 from trl import GRPOTrainer
 from trl.trainer.utils import get_config_model_id
 
 from hfgen.guards import GuardedTrainerMixin
-from transformers.utils import logging
-
-logger = logging.get_logger(__name__)
 
 from .nft_config import NFTConfig
+
+logger = logging.get_logger(__name__)
 
 
 def clamp_preserve_grad(x: torch.Tensor, min: float) -> torch.Tensor:
@@ -406,6 +406,7 @@ class NFTTrainer(GuardedTrainerMixin, GRPOTrainer):
             "ratio_type": args.ratio_type,
             "loss_type": args.loss_type,
             "dynamic_sampling": args.dynamic_sampling,
+            "max_refill_rounds": args.max_refill_rounds,
             "num_generations": args.num_generations,
             "temperature": args.temperature,
             "max_completion_length": args.max_completion_length,
