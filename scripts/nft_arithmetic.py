@@ -91,7 +91,7 @@ def write_report(summary: dict, out_md: str | Path, out_fig: str | Path) -> None
                 f"8 answers, temperature 1.0, max 3 completion tokens, steps_per_generation={steps_per_generation} "
                 "(each rollout of 32 questions serves 4 optimizer steps), grad clip 1.0. NFT/RFT: NFTConfig "
                 "defaults (question_weight='one_minus_rq', negative_clamp=1.0, rq_clip=[0.02, 0.98], "
-                "dynamic_sampling=True, loss_type='dr_grpo'); GRPO: trl.GRPOConfig defaults (loss_type='dapo', "
+                "dynamic_sampling=True, max_refill_rounds=29, loss_type='dr_grpo'); GRPO: trl.GRPOConfig defaults (loss_type='dapo', "
                 "scale_rewards='group', epsilon=0.2, beta=0). Data: 400 problems a+b with a, b in [0, 20), "
                 "320 train / 80 held out (split seed 0). Tiny Qwen2 (hidden 64, 2 layers, 124k parameters).")
     table = "\n".join([

@@ -315,3 +315,79 @@ def test_pipeline_samples_text_conditional_unets_from_prompt_embeddings():
         pipe(prompt_embeds=prompt, guidance="cfg", guidance_scale=2.0)
     with pytest.raises(ValueError, match="class_labels"):
         pipe(class_labels=[0], num_inference_steps=2)
+
+
+# ------------------------------------------------------- issue 19, gap 4: DiT β form, β distribution, EMA
+
+
+def test_dit_beta_form_is_smooth_in_beta_where_the_sd_form_is_not():
+    """The SD form embeds w = 1/β − 1 (×1000): near β = 0.1 it turns over many periods; the DiT form (β·1000) does
+    as much. Cosine similarity of the two embeddings of β = 0.10 and β = 0.11 (width 256): SD form 0.15, DiT form
+    0.68 (its highest frequency still turns 10 rad between them; the learned projection sees the rest)."""
+    b = torch.tensor([0.10, 0.11])
+    sd = beta_embedding(b, 256)
+    dit = beta_embedding(b, 256, embedding_type="timestep")
+    cos_sd = F.cosine_similarity(sd[:1], sd[1:]).item()
+    cos_dit = F.cosine_similarity(dit[:1], dit[1:]).item()
+    assert cos_dit > 0.6 > 0.3 > cos_sd, (cos_dit, cos_sd)
+    with pytest.raises(ValueError, match="embedding_type"):
+        beta_embedding(b, 16, embedding_type="dit")
+
+
+@pytest.mark.parametrize("form", ["guidance_scale", "timestep"])
+def test_dit_beta_form_is_stored_zero_initialised_and_used_by_trainer_and_pipeline(tmp_path, form):
+    from hfgen.pipelines.guidance_free import beta_embedding_type, unet_timestep_cond
+
+    cfg_unet = tiny_unet(beta_dim=None).eval()
+    gft_unet = add_beta_conditioning(cfg_unet, time_cond_proj_dim=16, beta_embedding_type=form)
+    assert beta_embedding_type(gft_unet) == form
+    x, t, labels = torch.randn(2, 1, 8, 8), torch.tensor([10, 900]), torch.tensor([1, NUM_CLASSES])
+    with torch.no_grad():  # zero-initialised: the pretrained model's output for every β
+        reference = cfg_unet(x, t, encoder_hidden_states=None, class_labels=labels).sample
+        for beta in (0.1, 1.0):
+            cond = unet_timestep_cond(gft_unet.eval(), torch.full((2,), beta))
+            assert torch.equal(gft_unet(x, t, encoder_hidden_states=None, class_labels=labels, timestep_cond=cond).sample,
+                               reference)
+    assert torch.equal(unet_timestep_cond(gft_unet, torch.tensor([0.3])),
+                       beta_embedding(torch.tensor([0.3]), 16, embedding_type=form))
+    gft_unet.save_pretrained(tmp_path / "unet")
+    assert beta_embedding_type(UNet2DConditionModel.from_pretrained(tmp_path / "unet")) == form
+    with pytest.raises(ValueError, match="beta_embedding_type"):
+        add_beta_conditioning(cfg_unet, beta_embedding_type="dit")
+
+
+def test_beta_power_shapes_the_beta_distribution(tmp_path):
+    unet = tiny_unet()
+    trainer = GFTTrainer(unet, config(tmp_path, beta_power=3.0, beta_min=0.2, beta_max=0.8),
+                         train_dataset=Dataset.from_dict({"x": [0]}))
+    torch.manual_seed(0)
+    beta = trainer.sample_beta(20000, "cpu")
+    torch.manual_seed(0)
+    u = torch.rand(20000)
+    torch.testing.assert_close(beta, 0.2 + 0.6 * u**3)  # official SD1.5: U^pho (max − min) + min
+    assert beta.mean().item() == pytest.approx(0.2 + 0.6 / 4, abs=0.01)  # E[u^3] = 1/4
+    with pytest.raises(ValueError, match="beta_power"):
+        config(tmp_path, beta_power=0.0)
+
+
+def test_ema_of_the_weights_is_updated_checkpointed_and_validated(tmp_path):
+    unet = tiny_unet()
+    data = Dataset.from_dict({"pixel_values": [torch.randn(1, 8, 8).tolist() for _ in range(8)],
+                              "labels": [i % NUM_CLASSES for i in range(8)]}).with_format("torch")
+    trainer = GFTTrainer(unet, config(tmp_path, ema_decay=0.5, max_steps=2, learning_rate=1e-2, save_strategy="steps",
+                                      save_steps=2, logging_steps=1), train_dataset=data)
+    before = [p.detach().clone() for p in trainer.ema_model.parameters()]
+    online = []
+    trainer.add_callback(type("Track", (__import__("transformers").TrainerCallback,), {
+        "on_step_end": lambda self, args, state, control, **kw: online.append(
+            [p.detach().clone() for p in trainer.model.parameters()])})())
+    trainer.train()
+    expected = before
+    for step in online:  # θ_ema ← 0.5 θ_ema + 0.5 θ after each optimizer step
+        expected = [0.5 * e + 0.5 * p for e, p in zip(expected, step)]
+    for e, p in zip(expected, trainer.ema_model.parameters()):
+        torch.testing.assert_close(p, e)
+    assert not any(p.requires_grad for p in trainer.ema_model.parameters())
+    assert (tmp_path / "out" / "checkpoint-2" / "gft_ema.safetensors").is_file()  # restored on resume (guards)
+    with pytest.raises(ValueError, match="ema_decay"):
+        config(tmp_path, ema_decay=1.5)

@@ -1,17 +1,23 @@
 from .modeling_beta_conditioning import (
+    BETA_EMBEDDING_TYPES,
     add_beta_conditioning,
     beta_embedding,
+    beta_embedding_type,
     beta_to_guidance_scale,
     guidance_scale_to_beta,
     has_beta_input,
+    unet_timestep_cond,
 )
 from .pipeline_guidance_free import GuidanceFreePipeline
 
 __all__ = [
+    "BETA_EMBEDDING_TYPES",
     "GuidanceFreePipeline",
     "add_beta_conditioning",
     "beta_embedding",
+    "beta_embedding_type",
     "beta_to_guidance_scale",
     "guidance_scale_to_beta",
     "has_beta_input",
+    "unet_timestep_cond",
 ]

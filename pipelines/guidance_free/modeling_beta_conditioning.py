@@ -38,19 +38,49 @@ def beta_to_guidance_scale(beta: float) -> float:
     return 1.0 / float(beta)
 
 
-def beta_embedding(beta: torch.Tensor, embedding_dim: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """The ``timestep_cond`` for temperature ``beta`` (shape ``(B,)``): the sinusoidal guidance-scale
-    embedding of w = 1/β − 1, identical to ``StableDiffusionPipeline.get_guidance_scale_embedding``."""
+BETA_EMBEDDING_TYPES = ("guidance_scale", "timestep")
+
+
+def beta_embedding(beta: torch.Tensor, embedding_dim: int, dtype: torch.dtype = torch.float32,
+                   embedding_type: str = "guidance_scale") -> torch.Tensor:
+    """The ``timestep_cond`` for temperature ``beta`` (shape ``(B,)``).
+
+    Args:
+        embedding_type: ``"guidance_scale"`` (the official SD1.5 form, the default): the sinusoidal guidance-scale
+            embedding of w = 1/β − 1, identical to ``StableDiffusionPipeline.get_guidance_scale_embedding``
+            (``[sin, cos]`` of ``1000 w``). It varies fast in β near 0. ``"timestep"`` (the official DiT form,
+            ``beta_in="linear"``): DiT's timestep embedding of β·1000 (``[cos, sin]``, frequencies
+            ``exp(−ln(10⁴)·i/half)``), smooth in β.
+    """
     if beta.ndim != 1:
         raise ValueError(f"`beta` must be a 1-D tensor, got shape {tuple(beta.shape)}.")
-    w = (1.0 / beta.double() - 1.0).to(dtype) * 1000.0  # rounded as Diffusers rounds guidance_scale − 1
+    if embedding_type not in BETA_EMBEDDING_TYPES:
+        raise ValueError(f"`embedding_type` must be one of {BETA_EMBEDDING_TYPES}, got {embedding_type!r}.")
     half_dim = embedding_dim // 2
-    freqs = torch.exp(torch.arange(half_dim, dtype=dtype, device=beta.device) * -(torch.log(torch.tensor(10000.0)) / (half_dim - 1)))
-    angles = w[:, None] * freqs[None, :]
-    emb = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
+    if embedding_type == "timestep":
+        freqs = torch.exp(-torch.log(torch.tensor(10000.0)) * torch.arange(half_dim, dtype=torch.float32) / half_dim)
+        angles = (beta.float() * 1000.0)[:, None] * freqs.to(beta.device)[None]
+        emb = torch.cat([torch.cos(angles), torch.sin(angles)], dim=1).to(dtype)
+    else:
+        w = (1.0 / beta.double() - 1.0).to(dtype) * 1000.0  # rounded as Diffusers rounds guidance_scale − 1
+        freqs = torch.exp(torch.arange(half_dim, dtype=dtype, device=beta.device) * -(torch.log(torch.tensor(10000.0)) / (half_dim - 1)))
+        angles = w[:, None] * freqs[None, :]
+        emb = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
     if embedding_dim % 2 == 1:
         emb = torch.nn.functional.pad(emb, (0, 1))
     return emb
+
+
+def beta_embedding_type(unet) -> str:
+    """The β embedding a β-conditioned UNet was built with (``config.gft_beta_embedding``; default the SD form)."""
+    return unet.config.get("gft_beta_embedding", "guidance_scale")
+
+
+def unet_timestep_cond(unet, beta: torch.Tensor | None, dtype: torch.dtype = torch.float32) -> torch.Tensor | None:
+    """``timestep_cond`` of ``unet`` for temperatures ``beta`` (None when the UNet has no β input or β is None)."""
+    if beta is None or not has_beta_input(unet):
+        return None
+    return beta_embedding(beta, unet.config.time_cond_proj_dim, dtype, beta_embedding_type(unet))
 
 
 def has_beta_input(unet) -> bool:
@@ -58,10 +88,15 @@ def has_beta_input(unet) -> bool:
     return getattr(unet.config, "time_cond_proj_dim", None) is not None
 
 
-def add_beta_conditioning(unet, time_cond_proj_dim: int = 256):
+def add_beta_conditioning(unet, time_cond_proj_dim: int = 256, beta_embedding_type: str = "guidance_scale"):
     """Return a copy of a (CFG-trained) ``UNet2DConditionModel`` with a β input whose projection is
     zero-initialised, so that the new model's output equals the original's for every β (GFT
-    fine-tuning starts from the pretrained model; official code: ``cond_proj.weight`` zeroed)."""
+    fine-tuning starts from the pretrained model; official code: ``cond_proj.weight`` zeroed).
+
+    ``beta_embedding_type`` (see :func:`beta_embedding`) is stored in the UNet's config as ``gft_beta_embedding``
+    (Diffusers warns that it does not know the key when loading, and keeps it): ``"guidance_scale"`` (the SD1.5
+    form; stock ``StableDiffusionPipeline(guidance_scale=1/β)`` can sample it) or ``"timestep"`` (the DiT form,
+    smooth in β; sample it with :class:`GuidanceFreePipeline`)."""
     from diffusers import UNet2DConditionModel, UNet2DModel
 
     if isinstance(unet, UNet2DModel):
@@ -75,10 +110,13 @@ def add_beta_conditioning(unet, time_cond_proj_dim: int = 256):
         raise ValueError(f"`unet` already has a β input (time_cond_proj_dim={unet.config.time_cond_proj_dim}).")
     if time_cond_proj_dim < 2:
         raise ValueError(f"`time_cond_proj_dim` must be >= 2, got {time_cond_proj_dim!r}.")
+    if beta_embedding_type not in BETA_EMBEDDING_TYPES:
+        raise ValueError(f"`beta_embedding_type` must be one of {BETA_EMBEDDING_TYPES}, got {beta_embedding_type!r}.")
     new = UNet2DConditionModel.from_config({**unet.config, "time_cond_proj_dim": time_cond_proj_dim})
     missing, unexpected = new.load_state_dict(unet.state_dict(), strict=False)
     if unexpected or missing != ["time_embedding.cond_proj.weight"]:
         raise RuntimeError(f"unexpected state-dict mismatch: missing={missing}, unexpected={unexpected}")
     torch.nn.init.zeros_(new.time_embedding.cond_proj.weight)
+    new.register_to_config(gft_beta_embedding=beta_embedding_type)
     first = next(unet.parameters())
     return new.to(device=first.device, dtype=first.dtype).train(unet.training)

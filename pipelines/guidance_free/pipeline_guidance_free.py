@@ -13,7 +13,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from hfgen.hub import HfgenPipelineMixin
 
 from ..utils import check_callback_inputs, run_callback
-from .modeling_beta_conditioning import beta_embedding, guidance_scale_to_beta, has_beta_input
+from .modeling_beta_conditioning import guidance_scale_to_beta, has_beta_input, unet_timestep_cond
 
 from hfgen.guards import check_arguments
 
@@ -133,9 +133,8 @@ class GuidanceFreePipeline(HfgenPipelineMixin, DiffusionPipeline):
         return cond, null
 
     def _unet(self, x, t, beta, condition):
-        timestep_cond = None
-        if has_beta_input(self.unet):
-            timestep_cond = beta_embedding(beta, self.unet.config.time_cond_proj_dim).to(device=x.device, dtype=x.dtype)
+        timestep_cond = unet_timestep_cond(self.unet, beta)
+        timestep_cond = None if timestep_cond is None else timestep_cond.to(device=x.device, dtype=x.dtype)
         return self.unet(x, t, timestep_cond=timestep_cond, **condition).sample
 
     def predict(self, latents, t, beta, guidance_scale, guidance, condition, null_condition):

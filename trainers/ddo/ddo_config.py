@@ -30,6 +30,10 @@ class DDOConfig(TrainingArguments):
         disable_dropout: set every dropout probability of the model to 0, so θ and the reference see the same
             network (with dropout the two passes use different masks and ``r ≠ 0`` at ``θ = θ_ref``).
         p_mean, p_std: log-normal noise-level distribution ``ln σ ∼ N(p_mean, p_std²)`` for EDM denoisers.
+        uncertainty_weighting: for EDM2-style denoisers (learned uncertainty u(σ), output field ``logvar``): the
+            likelihood proxy of each model is its EDM2 pretraining loss ``Σ [λ(σ)/e^u (D − x)² + u]`` (θ with its own
+            u, the reference with its frozen u). The paper's EDM2 appendix was not readable; this follows its rule
+            that the proxy is the model's own pretraining loss, with EDM2's ``EDM2Loss``.
         snr_gamma: min-SNR-γ weighting for DDPM-style schedulers (use it iff the model was pretrained with it).
         num_rounds, num_reference_samples, self_play_eval_steps: self-play (see
             [`~hfgen.trainers.ddo.ddo_self_play`]).
@@ -62,6 +66,12 @@ class DDOConfig(TrainingArguments):
     snr_gamma: float | None = field(
         default=None,
         metadata={"help": "Min-SNR-γ weighting for DDPM-style schedulers; None means the plain summed MSE (w = 1)."},
+    )
+    uncertainty_weighting: bool = field(
+        default=False,
+        metadata={"help": "EDM denoisers trained with EDM2's learned uncertainty u(σ): use each model's EDM2 "
+                          "pretraining loss Σ [λ(σ)/e^u (D − x)² + u] as its log-likelihood proxy (the model's output "
+                          "must carry `logvar`). False: the EDM loss Σ λ(σ) (D − x)² (the paper's App. D)."},
     )
     num_rounds: int = field(default=1, metadata={"help": "Self-play rounds; each one takes the best model as reference."})
     num_reference_samples: int = field(

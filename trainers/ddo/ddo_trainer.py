@@ -61,7 +61,7 @@ def sequence_log_prob(model: nn.Module, input_ids: torch.Tensor, attention_mask:
 
     ``labels`` follow the transformers convention (not yet shifted; -100 on prompt and padding tokens).
     """
-    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1].float()  # (B, L-1, V)
+    logits = _fp32_or_wider(model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1])  # (B, L-1, V)
     targets = labels[:, 1:]
     mask = targets != -100
     token_logp = torch.gather(logits.log_softmax(-1), 2, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
@@ -70,26 +70,38 @@ def sequence_log_prob(model: nn.Module, input_ids: torch.Tensor, attention_mask:
 
 def denoising_log_likelihood(model: nn.Module, noise_scheduler, x0: torch.Tensor, noise: torch.Tensor,
                              noise_level: torch.Tensor, snr_gamma: float | None = None,
-                             **cond: Any) -> torch.Tensor:
+                             learned_uncertainty: bool = False, **cond: Any) -> torch.Tensor:
     """The ELBO proxy ``−w · Σ_dims ‖err‖²`` of Eq. 2 (up to a constant independent of θ), per sample; shape (B,).
 
     ``noise_level`` is ``σ`` (B,) for EDM schedulers (those with ``precondition_outputs``) and an integer timestep
     (B,) for DDPM-style schedulers. EDM: ``x_σ = x0 + σ n``, ``D = c_skip x_σ + c_out F(c_in x_σ, c_noise)`` and
     ``w = λ(σ) = (σ² + σ_d²) / (σ σ_d)²``, the pretraining weighting of EDM and of the paper's App. D.
     DDPM: the target of ``prediction_type`` with ``w = 1``, or min-SNR-γ when ``snr_gamma`` is set.
+
+    ``learned_uncertainty`` (EDM schedulers only): EDM2's pretraining loss with its learned uncertainty u(σ)
+    (Karras et al., 2024, Eq. 21; NVlabs/edm2 ``EDM2Loss``), ``−Σ_dims [λ(σ)/e^u · (D − x0)² + u]``; the model's output
+    must carry ``logvar`` (u, one per sample), as EDM2's network returns it with ``return_logvar=True``.
     """
     shape = (-1,) + (1,) * (x0.ndim - 1)
     if hasattr(noise_scheduler, "precondition_outputs"):  # EDM (EDMEulerScheduler, EDMDPMSolverMultistepScheduler)
         sigma = noise_level.to(x0.dtype).view(shape)
         x_t = x0 + sigma * noise
-        out = _sample(model(noise_scheduler.precondition_inputs(x_t, sigma),
-                            noise_scheduler.precondition_noise(noise_level), **cond))
-        denoised = noise_scheduler.precondition_outputs(x_t, out.float(), sigma)
+        raw = model(noise_scheduler.precondition_inputs(x_t, sigma), noise_scheduler.precondition_noise(noise_level),
+                    **cond)
+        denoised = noise_scheduler.precondition_outputs(x_t, _fp32_or_wider(_sample(raw)), sigma)
         sigma_data = noise_scheduler.config.sigma_data
         weight = (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
-        return -(weight * (denoised - x0) ** 2).flatten(1).sum(-1)
+        if not learned_uncertainty:
+            return -(weight * (denoised - x0) ** 2).flatten(1).sum(-1)
+        logvar = getattr(raw, "logvar", None)
+        if logvar is None:
+            raise ValueError("`uncertainty_weighting=True` needs a model whose output has a `logvar` field (EDM2's u(σ)).")
+        logvar = _fp32_or_wider(logvar).reshape(shape)
+        return -((weight / logvar.exp()) * (denoised - x0) ** 2 + logvar).flatten(1).sum(-1)
+    if learned_uncertainty:
+        raise ValueError("`uncertainty_weighting=True` (EDM2's learned uncertainty) needs an EDM noise scheduler.")
     x_t = noise_scheduler.add_noise(x0, noise, noise_level)
-    out = _sample(model(x_t, noise_level, **cond)).float()
+    out = _fp32_or_wider(_sample(model(x_t, noise_level, **cond)))
     prediction_type = noise_scheduler.config.prediction_type
     if prediction_type == "epsilon":
         target = noise
@@ -109,6 +121,11 @@ def denoising_log_likelihood(model: nn.Module, noise_scheduler, x0: torch.Tensor
     if prediction_type == "v_prediction":
         weight = torch.clamp(snr, max=snr_gamma) / (snr + 1)
     return -weight * sq_err
+
+
+def _fp32_or_wider(x: torch.Tensor) -> torch.Tensor:
+    """Δ is a difference of two nearly equal losses: compute it in float32 at least (float64 stays float64)."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
 def _sample(output) -> torch.Tensor:
@@ -240,6 +257,8 @@ class DDOTrainer(GuardedTrainerMixin, Trainer):
                     if isinstance(m, nn.Dropout):
                         m.p = 0.0
         self.noise_scheduler = noise_scheduler
+        if args.uncertainty_weighting and not hasattr(noise_scheduler, "precondition_outputs"):
+            raise ValueError("`uncertainty_weighting=True` (EDM2's learned uncertainty) needs an EDM `noise_scheduler`.")
         if args.cond_drop_prob > 0:
             self._init_condition_dropout(model, args, train_dataset[0], null_encoder_hidden_states)
         self.ema_model = None
@@ -371,15 +390,17 @@ class DDOTrainer(GuardedTrainerMixin, Trainer):
             with torch.no_grad():
                 ref_logp = sequence_log_prob(self.ref_model, **batch)
             return (logp - ref_logp).chunk(2)
-        x0 = torch.cat([real["pixel_values"], fake["pixel_values"]]).float()
+        x0 = _fp32_or_wider(torch.cat([real["pixel_values"], fake["pixel_values"]]))
         cond = {k: torch.cat([real[k], fake[k]]) for k in DIFFUSION_COND_KEYS if k in real}
         # One (σ, n) per real/fake pair, shared by all four passes (Eq. 15 and the paper's App. D).
         noise_level, noise = self.sample_noise(x0.chunk(2)[0])
         noise_level, noise = noise_level.repeat(2), noise.repeat((2,) + (1,) * (x0.ndim - 1))
-        ll = denoising_log_likelihood(model, self.noise_scheduler, x0, noise, noise_level, self.args.snr_gamma, **cond)
+        uncertainty = self.args.uncertainty_weighting
+        ll = denoising_log_likelihood(model, self.noise_scheduler, x0, noise, noise_level, self.args.snr_gamma,
+                                      uncertainty, **cond)
         with torch.no_grad():
             ref_ll = denoising_log_likelihood(self.ref_model, self.noise_scheduler, x0, noise, noise_level,
-                                              self.args.snr_gamma, **cond)
+                                              self.args.snr_gamma, uncertainty, **cond)
         return (ll - ref_ll).chunk(2)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):

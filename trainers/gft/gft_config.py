@@ -31,6 +31,24 @@ class GFTConfig(TrainingArguments):
     )
     beta_min: float = field(default=0.0, metadata={"help": "Lower end of the training distribution β ~ U(beta_min, beta_max)."})
     beta_max: float = field(default=1.0, metadata={"help": "Upper end of β ~ U(beta_min, beta_max); at most 1."})
+    beta_power: float = field(
+        default=1.0,
+        metadata={"help": "Shape of the β distribution: β = beta_min + (beta_max − beta_min)·u^beta_power, u ~ U(0, 1) "
+                          "(the official SD1.5 `--pho`; 1 = uniform, > 1 puts more mass near beta_min)."},
+    )
+    null_branch_beta: str = field(
+        default="one",
+        metadata={"help": "β input of the stop-gradient unconditional branch: 'one' (β = 1, as the official DiT and "
+                          "LlamaGen code, and the β dropped rows are trained with) or 'none' (no β input, "
+                          "`timestep_cond=None`, as the official SD1.5 code; equal to 'one' while the β projection is "
+                          "zero, i.e. at the start of fine-tuning).",
+                  "choices": ["one", "none"]},
+    )
+    ema_decay: float | None = field(
+        default=None,
+        metadata={"help": "Keep an EMA θ_ema ← d·θ_ema + (1 − d)·θ of the weights (`trainer.ema_model`), updated after "
+                          "each optimizer step and checkpointed; the official recipes use 0.9999. None = off."},
+    )
     prediction_type: str | None = field(
         default=None,
         metadata={"help": f"Diffusion target, one of {PREDICTION_TYPES}; None uses the noise scheduler's own. The "
@@ -59,6 +77,12 @@ class GFTConfig(TrainingArguments):
 
     def __post_init__(self):
         check_numeric_fields(self, TrainingArguments)  # wrong types and NaN, naming the field
+        if not self.beta_power > 0:
+            raise ValueError(f"`beta_power` must be > 0, got {self.beta_power!r}.")
+        if self.null_branch_beta not in ("one", "none"):
+            raise ValueError(f"`null_branch_beta` must be 'one' or 'none', got {self.null_branch_beta!r}.")
+        if self.ema_decay is not None and not 0.0 <= self.ema_decay <= 1.0:
+            raise ValueError(f"`ema_decay` must lie in [0, 1] or be None, got {self.ema_decay!r}.")
         if not 0.0 <= self.cond_drop_prob < 1.0:
             raise ValueError(f"`cond_drop_prob` must lie in [0, 1), got {self.cond_drop_prob!r}.")
         if not 0.0 <= self.beta_min <= self.beta_max <= 1.0 or self.beta_max == 0.0:

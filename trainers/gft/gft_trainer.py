@@ -15,16 +15,32 @@ keep the sampled β in the interpolation, as in the official code.
 
 from __future__ import annotations
 
+import copy
 import os
 
 import torch
 import torch.nn.functional as F
-from hfgen.pipelines.guidance_free.modeling_beta_conditioning import beta_embedding, has_beta_input
-from transformers import PreTrainedModel, Trainer
+from hfgen.pipelines.guidance_free.modeling_beta_conditioning import has_beta_input, unet_timestep_cond
+from transformers import PreTrainedModel, Trainer, TrainerCallback
 
 from hfgen.guards import GuardedTrainerMixin
 
 from .gft_config import GFTConfig
+
+
+def _fp32_or_wider(x: torch.Tensor) -> torch.Tensor:
+    """The loss in float32 at least (half-precision outputs are upcast; float64 stays float64)."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
+class _EMACallback(TrainerCallback):
+    """Updates the trainer's EMA after every optimizer step."""
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.trainer.update_ema()
 
 
 def gft_interpolate(sampling_output: torch.Tensor, unconditional_output: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
@@ -48,6 +64,11 @@ class GFTTrainer(GuardedTrainerMixin, Trainer):
             beta_schedule=noise_schedule, prediction_type)`` from ``args``.
         null_encoder_hidden_states (`torch.Tensor`, *optional*): ``(L, D)`` null text condition.
 
+    The β input of a UNet takes the form stored in its config (see
+    :func:`~hfgen.pipelines.guidance_free.add_beta_conditioning`): the SD1.5 form (default) or the DiT form. With
+    ``args.ema_decay`` set, ``trainer.ema_model`` holds an EMA of the weights (a frozen copy, updated after each
+    optimizer step, saved with each checkpoint and restored on resume; export it with ``save_pretrained``).
+
     Subclass hooks: :meth:`sample_beta`, :meth:`diffusion_loss`, :meth:`lm_loss`, :meth:`denoise`.
     """
 
@@ -63,7 +84,13 @@ class GFTTrainer(GuardedTrainerMixin, Trainer):
             self._init_diffusion(model, args, noise_scheduler, null_encoder_hidden_states)
         else:
             self._init_lm(model, args)
+        self.ema_model = None
+        if args.ema_decay is not None:  # official: EMA 0.9999 of the weights (DiT train.py, SD1.5 --use_ema)
+            self.ema_model = copy.deepcopy(model).eval().requires_grad_(False)
+            kwargs["callbacks"] = [_EMACallback(self), *(kwargs.get("callbacks") or [])]
         super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset, **kwargs)
+        if self.ema_model is not None:
+            self.ema_model.to(self.args.device)
         self.model_accepts_loss_kwargs = False  # the loss is ours: let Trainer scale it for accumulation
         self._gft_metrics: dict[str, list[float]] = {}
 
@@ -113,17 +140,29 @@ class GFTTrainer(GuardedTrainerMixin, Trainer):
     # ------------------------------------------------------------------------------------ hooks
 
     def sample_beta(self, batch_size: int, device) -> torch.Tensor:
-        """β ~ U(beta_min, beta_max), one per example."""
-        u = torch.rand(batch_size, device=device)
+        """β = beta_min + (beta_max − beta_min)·u^beta_power, u ~ U(0, 1), one per example (official SD1.5: ``pho``)."""
+        u = torch.rand(batch_size, device=device) ** self.args.beta_power
         return self.args.beta_min + (self.args.beta_max - self.args.beta_min) * u
 
-    def denoise(self, model, x_t, timesteps, condition: dict, beta: torch.Tensor) -> torch.Tensor:
-        """The UNet's output f_θ(x_t | condition, β)."""
+    def denoise(self, model, x_t, timesteps, condition: dict, beta: torch.Tensor | None) -> torch.Tensor:
+        """The UNet's output f_θ(x_t | condition, β); ``beta=None`` feeds no β input (``timestep_cond=None``)."""
         unet = self.accelerator.unwrap_model(model) if hasattr(self, "accelerator") else model
-        timestep_cond = None
-        if has_beta_input(unet):
-            timestep_cond = beta_embedding(beta, unet.config.time_cond_proj_dim).to(x_t.dtype)
+        timestep_cond = unet_timestep_cond(unet, beta, x_t.dtype)
         return model(x_t, timesteps, timestep_cond=timestep_cond, **condition).sample
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        """``θ_ema ← d·θ_ema + (1 − d)·θ`` for every parameter (``d = ema_decay``, constant as in the official
+        DiT ``update_ema``); buffers are copied."""
+        online = self.accelerator.unwrap_model(self.model)
+        for p_ema, p in zip(self.ema_model.parameters(), online.parameters()):
+            p_ema.lerp_(p.detach(), 1.0 - self.args.ema_decay)
+        for b_ema, b in zip(self.ema_model.buffers(), online.buffers()):
+            b_ema.copy_(b)
+
+    def checkpointed_modules(self) -> dict[str, torch.nn.Module]:
+        """The EMA is saved with each checkpoint (``gft_ema.safetensors``) and restored on resume."""
+        return {} if self.ema_model is None else {"gft_ema": self.ema_model}
 
     def _conditions(self, inputs, drop: torch.Tensor):
         """(condition with dropped rows replaced by the null condition, the all-null condition)."""
@@ -166,11 +205,11 @@ class GFTTrainer(GuardedTrainerMixin, Trainer):
         output = self.denoise(model, x_t, timesteps, condition, torch.where(drop, torch.ones_like(beta), beta))
         metrics = {}
         if self.args.guidance_free:
-            uncond = self._unconditional(model, lambda: self.denoise(model, x_t, timesteps, null_condition,
-                                                                     torch.ones_like(beta)))
-            metrics["loss_uncond"] = F.mse_loss(uncond.float(), target.float()).item()
+            null_beta = None if self.args.null_branch_beta == "none" else torch.ones_like(beta)
+            uncond = self._unconditional(model, lambda: self.denoise(model, x_t, timesteps, null_condition, null_beta))
+            metrics["loss_uncond"] = F.mse_loss(_fp32_or_wider(uncond), _fp32_or_wider(target)).item()
             output = gft_interpolate(output, uncond, beta)
-        loss = F.mse_loss(output.float(), target.float())
+        loss = F.mse_loss(_fp32_or_wider(output), _fp32_or_wider(target))
         return loss, metrics
 
     def lm_loss(self, model, inputs) -> tuple[torch.Tensor, dict[str, float]]:
@@ -245,7 +284,8 @@ class GFTTrainer(GuardedTrainerMixin, Trainer):
             return
         from hfgen.hub import save_model_card
 
-        keys = ("cond_drop_prob", "beta_min", "beta_max", "learning_rate", "max_steps", "num_train_epochs",
+        keys = ("cond_drop_prob", "beta_min", "beta_max", "beta_power", "null_branch_beta", "ema_decay", "learning_rate",
+                "max_steps", "num_train_epochs",
                 "per_device_train_batch_size")
         training_config = {k: getattr(self.args, k) for k in keys}
         if self.is_diffusion:

@@ -47,15 +47,26 @@ class NFTConfig(GRPOConfig):
             Upper cap on $\log R$ (token- or sequence-level) before it is exponentiated.
         ratio_type (`str`, *optional*, defaults to `"token"`):
             `"token"`: one ratio $R_t$ per token. `"sequence"`: one ratio per answer,
-            $R = \exp(\sum_t \log R_t)$ (a *sum*, unlike GSPO's mean), broadcast over the answer's tokens; with
-            `loss_type="grpo"` this is the official $\sum_\text{answers} \ell$ up to the batch size.
+            $R = \exp(\sum_t \log R_t)$ (a *sum*, unlike GSPO's mean) and one loss per answer, whatever its
+            length: every `loss_type` then takes the mean over the answers of the batch, i.e. the official
+            $\sum_\text{answers} \ell$ divided by the batch size.
         correct_threshold (`float`, *optional*, defaults to `0.5`):
             An answer is correct when its (weighted, summed) reward is above this value; `0.5` fits both
             $\{0, 1\}$ and $\pm 1$ verifiers.
         dynamic_sampling (`bool`, *optional*, defaults to `True`):
             Drop questions whose answers are all correct or all wrong ($\hat r_q \in \{0, 1\}$) from the loss,
             as the official code does (NFT assumes $0 < r_q < 1$). They get zero weight: with a constant
-            normaliser (`loss_type="dr_grpo"`) this is exactly dropping them; the batch is not refilled.
+            normaliser (`loss_type="dr_grpo"`) this is exactly dropping them. The batch is then refilled, see
+            `max_refill_rounds`.
+        max_refill_rounds (`int`, *optional*, defaults to `29`):
+            DAPO dynamic sampling, as the official NFT trainer does it: while the generation batch holds fewer
+            mixed questions ($0 < \hat r_q < 1$) than it has questions, generate answers for that many more
+            questions drawn at random from the training set (at most this many extra generation rounds) and keep
+            the mixed ones, in order. If the cap is reached, the free slots keep degenerate questions at zero
+            weight (the official trainer raises instead). The default is the official recipe's budget: at most
+            `max_num_gen_batches=10` generation batches of 3x the train batch's questions, i.e. 30 batches' worth
+            of questions; here each round draws one batch's worth, so 1 + 29 rounds. `0` disables the refill. Needs
+            `dynamic_sampling=True`; logged as `nft/refill_rounds`.
         loss_type (`str`, *optional*, defaults to `"dr_grpo"`):
             How the per-token loss is aggregated, with TRL's meaning: `"dr_grpo"` (sum over tokens / (batch *
             `max_completion_length`), a constant normaliser as in the official code), `"dapo"`, `"bnpo"` or
@@ -105,6 +116,14 @@ class NFTConfig(GRPOConfig):
         default=True,
         metadata={"help": "Drop questions whose answers are all correct or all wrong (r_q in {0, 1}) from the loss."},
     )
+    max_refill_rounds: int = field(
+        default=29,
+        metadata={
+            "help": "Extra generation rounds (DAPO dynamic sampling) used to refill the batch with mixed questions "
+            "after all-correct / all-wrong ones are dropped; 29 = the official budget (10 generation batches of 3x "
+            "the train batch), 0 = off."
+        },
+    )
     loss_type: str = field(
         default="dr_grpo",
         metadata={
@@ -130,6 +149,18 @@ class NFTConfig(GRPOConfig):
             raise ValueError(f"`max_log_ratio` must be > 0, got {self.max_log_ratio}.")
         if self.ratio_type not in RATIO_TYPES:
             raise ValueError(f"`ratio_type` must be one of {RATIO_TYPES}, got {self.ratio_type!r}.")
+        if not isinstance(self.max_refill_rounds, int) or self.max_refill_rounds < 0:
+            raise ValueError(f"`max_refill_rounds` must be an integer >= 0, got {self.max_refill_rounds!r}.")
+        if (
+            self.ratio_type == "sequence"
+            and self.use_vllm
+            and self.vllm_importance_sampling_correction
+            and not self.vllm_importance_sampling_mode.startswith("sequence")
+        ):
+            raise ValueError(
+                "`ratio_type='sequence'` gives one loss per answer, so `vllm_importance_sampling_mode` must be a "
+                f"sequence-level mode ('sequence_mask' or 'sequence_truncate'), got {self.vllm_importance_sampling_mode!r}."
+            )
         if self.loss_type not in LOSS_AGGREGATIONS:
             raise ValueError(
                 f"`loss_type` must be one of {LOSS_AGGREGATIONS} (how NFT's per-token loss is aggregated), got "

@@ -30,12 +30,15 @@ import textwrap
 from pathlib import Path
 
 import torch
+from transformers.utils import logging
 from trl import GRPOTrainer
 from trl.trainer.utils import get_config_model_id
 
 from hfgen.guards import GuardedTrainerMixin, make_epochs_resumable
 
 from .nft_config import NFTConfig
+
+logger = logging.get_logger(__name__)
 
 
 def clamp_preserve_grad(x: torch.Tensor, min: float) -> torch.Tensor:
@@ -171,18 +174,110 @@ class NFTTrainer(GuardedTrainerMixin, GRPOTrainer):
         return correct, r_q, omega * scored
 
     def _generate_and_score_completions(self, inputs):
-        output = super()._generate_and_score_completions(inputs)
         mode = "train" if self.model.training else "eval"
         num_generations = self.num_generations if mode == "train" else self.num_generations_eval
+        output = super()._generate_and_score_completions(inputs)
         correct, r_q, omega = self._score_questions(self._nft_rewards_per_func, num_generations)
 
         local = slice(self.accelerator.process_index * len(inputs), (self.accelerator.process_index + 1) * len(inputs))
-        output["nft_correct"], output["nft_rq"], output["nft_weight"] = correct[local], r_q[local], omega[local]
-
         group_rq = r_q[::num_generations]
         self._metrics[mode]["nft/correct_rate"].append(group_rq.mean().item())
         self._metrics[mode]["nft/frac_questions_mixed"].append(((group_rq > 0) & (group_rq < 1)).float().mean().item())
+        scores = (correct[local], r_q[local], omega[local])
+        if mode == "train" and self._can_refill(inputs, output, num_generations):
+            output, scores = self._refill(inputs, output, scores, r_q, num_generations)
+        output["nft_correct"], output["nft_rq"], output["nft_weight"] = scores
         return output
+
+    # --------------------------------------------------------------------- dynamic sampling (refill)
+
+    def _can_refill(self, inputs, output, num_generations) -> bool:
+        if not (self.args.dynamic_sampling and self.args.max_refill_rounds > 0):
+            return False
+        reason = None
+        if len(inputs) % num_generations:
+            reason = "each process's generation batch must hold whole groups of `num_generations` answers"
+        elif not hasattr(self.train_dataset, "__getitem__") or isinstance(self.train_dataset, torch.utils.data.IterableDataset):
+            reason = "refilling draws questions by index from a map-style `train_dataset`"
+        elif any(torch.is_tensor(v) and v.dim() > 2 or isinstance(v, list) for v in output.values()):
+            reason = "multimodal batches are not refilled"
+        if reason is not None and not getattr(self, "_nft_refill_warned", False):
+            logger.warning(f"NFT dynamic sampling: the batch is not refilled ({reason}).")
+            self._nft_refill_warned = True
+        return reason is None
+
+    def _refill_inputs(self, num_questions: int, num_generations: int, round_index: int):
+        """``num_questions`` training questions drawn at random, each repeated ``num_generations`` times."""
+        generator = torch.Generator().manual_seed(
+            hash((self.args.seed, self.state.global_step, self._step, round_index, self.accelerator.process_index))
+            % (2**63)
+        )
+        indices = torch.randint(len(self.train_dataset), (num_questions,), generator=generator).tolist()
+        return [dict(self.train_dataset[i]) for i in indices for _ in range(num_generations)]
+
+    def _refill(self, inputs, output, scores, global_rq, num_generations):
+        """DAPO dynamic sampling (official NFT trainer): generate for more questions until every process has as
+        many mixed questions (0 < r_q < 1) as its batch holds questions, at most ``max_refill_rounds`` times; keep
+        the mixed questions in order, and degenerate ones (weight 0) only in the slots left when the cap is hit."""
+        n_questions = len(inputs) // num_generations
+        num_processes = self.accelerator.num_processes
+
+        def mixed_per_process(rq):  # (num_processes, n_questions) from the gathered correct rates
+            group_rq = rq[::num_generations].view(num_processes, n_questions)
+            return (group_rq > 0) & (group_rq < 1)
+
+        pieces = [(output, scores)]
+        mixed = [mixed_per_process(global_rq)[self.accelerator.process_index]]
+        count = mixed_per_process(global_rq).sum(1)
+        rounds = 0
+        while count.min().item() < n_questions and rounds < self.args.max_refill_rounds:
+            rounds += 1
+            extra = super()._generate_and_score_completions(self._refill_inputs(n_questions, num_generations, rounds))
+            correct, r_q, omega = self._score_questions(self._nft_rewards_per_func, num_generations)
+            local = slice(self.accelerator.process_index * len(inputs), (self.accelerator.process_index + 1) * len(inputs))
+            pieces.append((extra, (correct[local], r_q[local], omega[local])))
+            mixed.append(mixed_per_process(r_q)[self.accelerator.process_index])
+            count = count + mixed_per_process(r_q).sum(1)
+        mode = "train"
+        self._metrics[mode]["nft/refill_rounds"].append(float(rounds))
+        if rounds == 0:
+            return output, scores
+        # Groups to keep, as (piece, group): mixed ones in generation order, then degenerate ones of the first batch.
+        chosen = [(k, g) for k, m in enumerate(mixed) for g in m.nonzero().flatten().tolist()][:n_questions]
+        chosen += [(0, g) for g in (~mixed[0]).nonzero().flatten().tolist()][: n_questions - len(chosen)]
+        kept_mixed = min(sum(int(m.sum()) for m in mixed), n_questions) / n_questions
+        device = self.accelerator.device
+        self._metrics[mode]["nft/frac_questions_mixed_after_refill"].append(
+            self.accelerator.gather(torch.tensor([kept_mixed], device=device)).mean().item()
+        )
+        rows = [[] for _ in pieces]
+        for k, g in chosen:
+            rows[k].extend(range(g * num_generations, (g + 1) * num_generations))
+        return self._concat_rows([p[0] for p in pieces], rows), tuple(
+            torch.cat([p[1][i][r] for p, r in zip(pieces, rows)]) for i in range(3)
+        )
+
+    def _concat_rows(self, outputs, rows):
+        """Concatenate the selected rows of several generation outputs, padding prompts on the left and the
+        per-token tensors of completions on the right, and recount ``num_items_in_batch``."""
+        pad_id = self._tokenizer.pad_token_id
+        merged = {}
+        for key, value in outputs[0].items():
+            if key == "num_items_in_batch" or not torch.is_tensor(value) or value.dim() == 0:
+                continue
+            parts = [out[key][r] for out, r in zip(outputs, rows) if r]
+            if value.dim() == 2:
+                width = max(p.size(1) for p in parts)
+                fill = pad_id if key in ("prompt_ids", "completion_ids") else 0
+                left = key.startswith("prompt")
+                parts = [
+                    torch.nn.functional.pad(p, (width - p.size(1), 0) if left else (0, width - p.size(1)), value=fill)
+                    for p in parts
+                ]
+            merged[key] = torch.cat(parts)
+        loss_mask = merged["completion_mask"] if "tool_mask" not in merged else merged["completion_mask"] * merged["tool_mask"]
+        merged["num_items_in_batch"] = self.accelerator.gather(loss_mask.sum()).sum()
+        return merged
 
     # ---------------------------------------------------------------------------------------- loss
 
@@ -233,16 +328,22 @@ class NFTTrainer(GuardedTrainerMixin, GRPOTrainer):
 
         if self.use_vllm and self.vllm_importance_sampling_correction:
             per_token_loss = per_token_loss * inputs["importance_sampling_ratio"]
+        mode = "train" if self.model.training else "eval"
+        if self.args.ratio_type == "sequence":  # one loss per answer (B, 1), not one per token
+            loss = self._aggregate_answer_loss(per_token_loss, mode)
         per_token_kl = None
         if self.beta != 0.0:  # optional KL to a reference model, as in GRPO (k3 estimator)
             ref = inputs["ref_per_token_logps"]
             per_token_kl = torch.exp(ref - per_token_logps) - (ref - per_token_logps) - 1
             if self.args.use_bias_correction_kl:
                 per_token_kl = per_token_kl * torch.exp(log_ratio.clamp(max=self.args.max_log_ratio))
-            per_token_loss = per_token_loss + self.beta * per_token_kl
+            if self.args.ratio_type == "sequence":  # the KL stays a per-token term
+                loss = loss + self._aggregate_loss(self.beta * per_token_kl, mask, inputs, mode)
+            else:
+                per_token_loss = per_token_loss + self.beta * per_token_kl
 
-        mode = "train" if self.model.training else "eval"
-        loss = self._aggregate_loss(per_token_loss, mask, inputs, mode)
+        if self.args.ratio_type == "token":
+            loss = self._aggregate_loss(per_token_loss, mask, inputs, mode)
         if self.aux_loss_enabled:
             normalizer = self.current_gradient_accumulation_steps if mode == "train" else 1.0
             loss = loss + self.router_aux_loss_coef * aux_loss / normalizer
@@ -250,6 +351,16 @@ class NFTTrainer(GuardedTrainerMixin, GRPOTrainer):
 
         self._log_nft_metrics(mode, mask, entropies, log_ratio, proxy, correct, per_token_kl)
         return loss
+
+    def _aggregate_answer_loss(self, per_answer_loss, mode):
+        """Reduce a per-answer loss (``ratio_type="sequence"``), shape (B, 1): each answer counts once.
+
+        The official code sums one loss per answer (``Σ_a ℓ_a``, NVlabs/NFT ``dp_actor.py``); every
+        ``loss_type`` becomes the mean over the B answers of the batch (the official sum / B, a constant), scaled
+        for gradient accumulation. A token aggregation here would weight each answer by its length.
+        """
+        accumulation = self.current_gradient_accumulation_steps if mode == "train" else 1.0
+        return per_answer_loss.sum() / per_answer_loss.size(0) / accumulation
 
     def _aggregate_loss(self, per_token_loss, mask, inputs, mode):
         """Reduce the per-token loss exactly as ``GRPOTrainer`` does for ``loss_type`` (scaled for GA)."""
@@ -307,6 +418,7 @@ class NFTTrainer(GuardedTrainerMixin, GRPOTrainer):
             "ratio_type": args.ratio_type,
             "loss_type": args.loss_type,
             "dynamic_sampling": args.dynamic_sampling,
+            "max_refill_rounds": args.max_refill_rounds,
             "num_generations": args.num_generations,
             "temperature": args.temperature,
             "max_completion_length": args.max_completion_length,

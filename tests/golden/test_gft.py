@@ -1,0 +1,169 @@
+"""Golden tests: GFTTrainer's training loss and β embeddings against the official GFT code (thu-ml/GFT, see
+``_official_gft``), DiT and SD1.5 variants, on identical inputs and random draws, with a β projection that is
+*not* zero (θ past its fine-tuning start), so the β input and the null branch's β input matter.
+
+The DiT variant runs the official ``training_losses`` on a DiT-interface adapter around the same Diffusers UNet:
+the adapter does what DiT's ``forward`` does (``LabelEmbedder`` drop → null label and β = 1 for dropped rows,
+``TimestepEmbedder`` with ``cond_proj`` of ``timestep_embedding(β·1000)``); Diffusers' ``TimestepEmbedding``
+adds ``cond_proj(condition)`` to the timestep frequencies before its MLP, as DiT's does.
+
+Both sides run in float64 (the transcription's ``.float()`` casts are left out, see ``_official_gft``).
+Measured: loss max relative difference 2e-9 (DiT) and 3e-8 (SD); gradient (max-abs normalised) 5e-8 (DiT) and
+2.6e-6 (SD). The SD gradient is limited by the official embedding, computed in float32 whatever the model's dtype
+(hfgen computes it in the model's dtype): its tolerance is 1e-5, the DiT one 1e-6. β embeddings: DiT form
+bit-identical; SD form identical where 1/β − 1 is exact, else within 6e-5 (see that test).
+Broken on purpose once (then restored):
+- the DiT-form embedding's [cos, sin] order swapped to [sin, cos]: both DiT loss cases and the DiT embedding
+  check fail (loss rel. diff 4.8e-3, gradient 0.18);
+- dropped rows fed their sampled β instead of β = 1 (``diffusion_loss``): the two cases with dropped rows fail
+  (DiT loss 2.4e-3 / gradient 0.08; SD 9e-5 / 0.10); the cases without dropped rows still pass, as they should.
+(Removing ``.detach()`` in ``gft_interpolate`` is invisible: the null branch already runs under ``no_grad``.)
+"""
+
+import pytest
+import torch
+from diffusers import DDPMScheduler, UNet2DConditionModel
+from hfgen.pipelines.guidance_free import beta_embedding
+from hfgen.trainers import GFTConfig, GFTTrainer
+
+from ._official_gft import dit_gft_loss, guidance_scale_embedding, sd_gft_loss, timestep_embedding
+
+B, NUM_CLASSES, PROJ = 6, 4, 16
+
+
+def _args(tmp_path, **kwargs):
+    return GFTConfig(output_dir=str(tmp_path), use_cpu=True, save_strategy="no", disable_tqdm=True, seed=0,
+                     per_device_train_batch_size=B, max_steps=1, report_to="none", **kwargs)
+
+
+def _randomise_beta_projection(unet, seed=3):
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        w = unet.time_embedding.cond_proj.weight
+        w.copy_(0.5 * torch.randn(w.shape, generator=generator))
+
+
+def _grad(loss, model):
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.cat([g.flatten() if g is not None else torch.zeros(p.numel()) for g, p in
+                      zip(torch.autograd.grad(loss, params, allow_unused=True), params)])
+
+
+def _rel(a, b):
+    return ((a - b).abs().max() / b.abs().max()).item()
+
+
+def _replay(seed, x0, p_drop, num_timesteps=1000):
+    """The draws of ``GFTTrainer.diffusion_loss`` in its order: noise, timesteps, β's uniform, drop uniform."""
+    torch.manual_seed(seed)
+    noise = torch.randn_like(x0)
+    t = torch.randint(0, num_timesteps, (x0.shape[0],))
+    u = torch.rand(x0.shape[0])
+    drop = torch.rand(x0.shape[0]) < p_drop
+    return noise, t, u, drop
+
+
+class DiTInterface(torch.nn.Module):
+    """DiT's forward signature over a Diffusers UNet (the official code calls ``model(x, t, y, beta=...)``)."""
+
+    def __init__(self, unet, force_drop_ids):
+        super().__init__()
+        self.model, self.force_drop_ids = unet, force_drop_ids
+
+    def forward(self, x, t, y, beta=None, return_drop_ids=False):
+        y = torch.where(y == 1000, NUM_CLASSES, y)  # DiT's null label 1000 is this UNet's label NUM_CLASSES
+        drop_ids = self.force_drop_ids if self.model.training else torch.zeros_like(self.force_drop_ids)
+        y = torch.where(drop_ids, NUM_CLASSES, y)
+        beta = torch.where(drop_ids, 1.0, beta)
+        condition = timestep_embedding(beta * 1000, self.model.config.time_cond_proj_dim).to(x.dtype)
+        out = self.model(x, t, encoder_hidden_states=None, class_labels=y, timestep_cond=condition).sample
+        return (out, drop_ids) if return_drop_ids else out
+
+
+@pytest.mark.parametrize("p_drop", [0.0, 0.5])
+def test_dit_gft_loss_matches_official(tmp_path, p_drop):
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, block_out_channels=(8, 16),
+                                layers_per_block=1, norm_num_groups=4, down_block_types=("DownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "UpBlock2D"), mid_block_type=None,
+                                num_class_embeds=NUM_CLASSES + 1, time_cond_proj_dim=PROJ).double()
+    unet.register_to_config(gft_beta_embedding="timestep")  # the DiT form
+    _randomise_beta_projection(unet)
+    g = torch.Generator().manual_seed(1)
+    x0 = torch.randn((B, 4, 8, 8), generator=g, dtype=torch.float64)
+    labels = torch.randint(0, NUM_CLASSES, (B,), generator=g)
+    data = [{"pixel_values": x, "labels": y} for x, y in zip(x0, labels)]
+    trainer = GFTTrainer(unet, args=_args(tmp_path, cond_drop_prob=p_drop), train_dataset=data)
+    unet.train()
+    torch.manual_seed(7)
+    loss = trainer.compute_loss(unet, {"pixel_values": x0, "labels": labels})
+    grad = _grad(loss, unet)
+
+    noise, t, u, drop = _replay(7, x0, p_drop)
+    assert drop.any() == (p_drop > 0)
+    official = dit_gft_loss(DiTInterface(unet, drop), x0, t, noise, {"y": labels.clone()}, u)
+    ref_grad = _grad(official, unet)
+    print(f"GOLDEN gft dit p_drop={p_drop}: loss {abs(loss.item() - official.item()) / official.item():.2e} "
+          f"grad {_rel(grad, ref_grad):.2e}")
+    assert loss.item() == pytest.approx(official.item(), rel=1e-6)
+    assert _rel(grad, ref_grad) < 1e-6
+
+
+@pytest.mark.parametrize("p_drop, pho", [(0.0, 1.0), (0.5, 2.0)])
+def test_sd_gft_loss_matches_official(tmp_path, p_drop, pho):
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, block_out_channels=(8, 16),
+                                layers_per_block=1, norm_num_groups=4, cross_attention_dim=8, attention_head_dim=2,
+                                down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), time_cond_proj_dim=PROJ).double()
+    _randomise_beta_projection(unet)
+    g = torch.Generator().manual_seed(1)
+    x0 = torch.randn((B, 4, 8, 8), generator=g, dtype=torch.float64)
+    states = torch.randn((B, 3, 8), generator=g, dtype=torch.float64)
+    null_states = torch.randn((3, 8), generator=g, dtype=torch.float64)
+    scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085,
+                              beta_end=0.012)
+    data = [{"pixel_values": x, "encoder_hidden_states": h} for x, h in zip(x0, states)]
+    # null_branch_beta="none": the official SD1.5 code calls the unconditional branch without timestep_cond
+    trainer = GFTTrainer(unet, args=_args(tmp_path, cond_drop_prob=p_drop, beta_power=pho, null_branch_beta="none"),
+                         train_dataset=data, noise_scheduler=scheduler, null_encoder_hidden_states=null_states)
+    unet.train()
+    torch.manual_seed(7)
+    loss = trainer.compute_loss(unet, {"pixel_values": x0, "encoder_hidden_states": states})
+    grad = _grad(loss, unet)
+
+    noise, t, u, drop = _replay(7, x0, p_drop)
+    assert drop.any() == (p_drop > 0)
+    official = sd_gft_loss(unet, scheduler, x0, noise, t, torch.where(drop[:, None, None], null_states, states),
+                           null_states.expand_as(states), drop, u, pho=pho, unet_time_cond_proj_dim=PROJ,
+                           weight_dtype=torch.float64)
+    ref_grad = _grad(official, unet)
+    print(f"GOLDEN gft sd p_drop={p_drop} pho={pho}: loss {abs(loss.item() - official.item()) / official.item():.2e} "
+          f"grad {_rel(grad, ref_grad):.2e}")
+    assert loss.item() == pytest.approx(official.item(), rel=1e-6)
+    assert _rel(grad, ref_grad) < 1e-5
+    # The default null branch (β = 1 through the β projection) differs once that projection is not zero.
+    trainer.args.null_branch_beta = "one"
+    torch.manual_seed(7)
+    assert abs(trainer.compute_loss(unet, {"pixel_values": x0, "encoder_hidden_states": states}).item()
+               - official.item()) > 1e-6 * official.item()
+
+
+BETAS = torch.tensor([1.0, 0.9, 0.66, 0.5, 0.25, 0.1, 0.02])
+
+
+@pytest.mark.parametrize("dim", [512, 16, 7])
+def test_beta_embeddings_match_official(dim):
+    """DiT form: bit-identical. SD form: hfgen computes w = 1/β − 1 in float64 and rounds once (as Diffusers'
+    ``StableDiffusionPipeline`` rounds ``guidance_scale − 1``, the official sampling path), the official training
+    code in float32 (``torch.reciprocal(beta) - 1``): identical where 1/β − 1 is exact, else within one float32
+    ulp of w, i.e. 6e-5 at most in the embedding (β = 0.9, 0.66, 0.1, 0.02 here)."""
+    dit = beta_embedding(BETAS, dim, embedding_type="timestep")
+    if dim % 2 == 0:  # DiT's odd-width padding is the same zero column
+        assert torch.equal(dit, timestep_embedding(BETAS * 1000, dim))
+    sd = beta_embedding(BETAS, dim, embedding_type="guidance_scale")
+    official = guidance_scale_embedding(torch.reciprocal(BETAS) - 1, embedding_dim=dim)
+    print(f"GOLDEN gft embedding dim={dim}: sd max abs diff {(sd - official).abs().max().item():.2e}")
+    exact = torch.tensor([b in (1.0, 0.5, 0.25) for b in BETAS.tolist()])
+    assert torch.equal(sd[exact], official[exact])
+    assert (sd - official).abs().max() < 1e-4
