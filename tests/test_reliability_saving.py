@@ -162,7 +162,7 @@ def test_a_commit_cut_at_any_rename_loads_old_or_new_or_fails_loudly(kind, mode,
                 raise OSError("injected: killed during the commit")
             return real(src, dst)
 
-        monkeypatch.setattr(hfgen.hub.os, "replace", replace)
+        monkeypatch.setattr(hfgen.hub.saving.os, "replace", replace)
         try:
             save(kind, v2, folder)
             finished = True

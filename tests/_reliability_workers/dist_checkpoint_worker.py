@@ -83,7 +83,7 @@ def record_atomic_saves() -> list[str]:
             folders.append(os.path.abspath(folder))
         return atomic_save_dir(folder)
 
-    hfgen.hub.atomic_save_dir = hfgen.guards.atomic_save_dir = recording
+    hfgen.hub.atomic_save_dir = hfgen.hub.mixins.atomic_save_dir = hfgen.guards.atomic_save_dir = recording
     return folders
 
 

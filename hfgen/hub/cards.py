@@ -1,0 +1,110 @@
+"""Model cards: :func:`render_model_card` / :func:`save_model_card` fill a method's template (which extends
+``model_cards/_base.md``) with the Hub metadata every hfgen card carries (``library_name: hfgen``, ``hfgen`` and
+``hfgen-<method>`` tags, the paper, base model, data sets, training config, ``model-index`` results).
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+
+def _template_target(method: str) -> str:
+    from hfgen.registry import get_method
+
+    return get_method(method).card_template or "hfgen.model_cards:_base.md"
+
+
+def _card_template(target: str):
+    """The Jinja template ``"package:file.md"``. Every built-in card ``{% extends "_base.md" %}``: the skeleton
+    (``hfgen.model_cards:_base.md``) holds the front matter, facts, pipeline-loading, training, evaluation and
+    citation blocks once, and a method's file fills the blocks ``intro``, ``facts``, ``method_sections``,
+    ``training_note`` and ``evaluation_note``. A plugin's template may extend it the same way."""
+    import jinja2
+
+    def source(name: str) -> str:
+        package, _, filename = (name if ":" in name else f"hfgen.model_cards:{name}").partition(":")
+        return resources.files(package).joinpath(filename).read_text(encoding="utf-8")
+
+    return jinja2.Environment(loader=jinja2.FunctionLoader(source), keep_trailing_newline=True).get_template(target)
+
+
+def render_model_card(
+    method: str,
+    *,
+    model_name: str | None = None,
+    base_model: str | None = None,
+    datasets: list[str] | str | None = None,
+    training_config: dict[str, Any] | None = None,
+    eval_results: list[dict[str, Any]] | None = None,
+    extra_tags: list[str] | tuple[str, ...] = (),
+    license: str | None = "apache-2.0",
+    **template_vars: Any,
+):
+    """Render the model card of an artifact of ``method`` (a registered method name).
+
+    ``eval_results`` is a list of dicts with keys ``task_type``, ``dataset_type``, ``dataset_name``,
+    ``metric_type``, ``metric_value`` (and optionally ``metric_name``); they become ``model-index``.
+    ``pipeline_class`` (the name of an hfgen pipeline class) adds the skeleton's "Loading this pipeline" block
+    and keeps the ``diffusers`` tag off the card: ``DiffusionPipeline.from_pretrained`` cannot load a pipeline
+    class Diffusers does not define, so the Hub must not list the repo as a Diffusers one.
+    Returns a ``huggingface_hub.ModelCard``.
+    """
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    from hfgen.registry import get_method
+
+    info = get_method(method)
+    if isinstance(datasets, str):
+        datasets = [datasets]
+    results = [EvalResult(**r) for r in (eval_results or [])]
+    if results and not model_name:
+        raise ValueError("`model_name` is required when `eval_results` are given (model-index needs a name).")
+    card_data = ModelCardData(
+        library_name="hfgen",
+        license=license,
+        pipeline_tag=info.pipeline_tag,
+        tags=[t for t in dict.fromkeys([*info.hub_tags, *extra_tags])
+              if not (template_vars.get("pipeline_class") and t == "diffusers")],
+        base_model=base_model,
+        datasets=datasets,
+        model_name=model_name,
+        eval_results=results or None,
+        hfgen_method=info.name,
+        arxiv=info.paper.arxiv_id,
+    )
+    return ModelCard(_card_template(_template_target(method)).render(
+        card_data=card_data.to_yaml(),
+        method=info,
+        paper=info.paper,
+        model_name=model_name or f"{info.name} model",
+        base_model=base_model,
+        datasets=datasets or [],
+        training_config=training_config or {},
+        eval_results=eval_results or [],
+        **template_vars,
+    ))
+
+
+def save_model_card(folder: str | os.PathLike, method: str, **kwargs: Any) -> Path:
+    """Render and write ``README.md`` into ``folder``; returns its path."""
+    path = Path(folder) / "README.md"
+    card = render_model_card(method, **kwargs)
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text(str(card), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def registered_component(cls: type) -> tuple[Any, str] | None:
+    """``(MethodInfo, class name)`` of the registered hfgen component ``cls`` is or subclasses (same module path)."""
+    from hfgen.registry import list_methods
+
+    for klass in cls.__mro__:
+        for info in list_methods():
+            target = info.components.get(klass.__name__)
+            if target is not None and target == f"{klass.__module__}:{klass.__qualname__}":
+                return info, klass.__name__
+    return None
