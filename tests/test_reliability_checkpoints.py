@@ -2,7 +2,7 @@
 are checksummed with its weights; ``resume_from_checkpoint=True`` falls back to the newest intact checkpoint and
 names the damaged one; an explicit path to a damaged checkpoint is a ``ValueError`` naming the file.
 
-Before the fix a truncated ``optimizer.pt`` or ``rng_state.pth`` was picked and died in ``torch.load`` with a bare
+As reported in the issue, before the fix a truncated ``optimizer.pt`` or ``rng_state.pth`` was picked and died in ``torch.load`` with a bare
 ``OSError``; an edited ``trainer_state.json`` resumed at the wrong step with the later weights.
 """
 

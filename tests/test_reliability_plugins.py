@@ -2,7 +2,7 @@
 ``MethodInfo`` and a plugin calling ``sys.exit`` on import. hfgen's own methods win every clash and the clash is
 reported; a malformed or exiting plugin is listed as broken with its error; ``hfgen list`` / ``hfgen info`` survive.
 
-Before the fix: the clashing plugin (named ``aaa_clash`` so it sorts first) took over ``hfgen.load`` of hfgen's
+As reported in the issue, before the fix the clashing plugin (named ``aaa_clash`` so it sorts first) took over ``hfgen.load`` of hfgen's
 own ``ConsistencyTrajectoryPipeline`` artifacts; ``tags="diffusers"`` was split into letters and ``paper="str"``
 crashed ``hfgen list`` half-way; ``sys.exit`` in a plugin ended ``hfgen list``.
 """

@@ -1,7 +1,7 @@
 """``hfgen push`` uploads only regular files inside the folder and never a pickle (issue #25, item 8), against the
 loopback Hub (:mod:`hfgen.testing.fake_hub`) through the real ``huggingface_hub`` client.
 
-Before the fix ``upload_folder`` followed a symlink to a file outside the folder (uploading its target) and
+As reported in the issue, before the fix ``upload_folder`` followed a symlink to a file outside the folder (uploading its target) and
 uploaded the pickles inside ``checkpoint-*/`` (``optimizer.pt``, ``rng_state.pth``, ...).
 """
 
