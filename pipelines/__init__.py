@@ -6,7 +6,7 @@ _EXPORTS = {
     "MaskedDiffusionPipeline": "masked_diffusion.pipeline_masked_diffusion",
     "FirstHittingScheduler": "masked_diffusion.scheduling_first_hitting",
     "AncestralMaskedScheduler": "masked_diffusion.scheduling_ancestral_masked",
-    "GuidanceFreePipeline": "guidance_free.pipeline_guidance_free",
+    "GuidanceFreePipeline": "gft.pipeline_guidance_free",
     "ConsistencyBridgePipeline": "consistency_bridge.pipeline_consistency_bridge",
     "BridgeScheduler": "consistency_bridge.scheduling_bridge",
     "ConsistencyTrajectoryPipeline": "consistency_trajectory.pipeline_consistency_trajectory",

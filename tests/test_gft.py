@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from datasets import Dataset
 from diffusers import DDIMScheduler, UNet2DConditionModel, UNet2DModel
 from hfgen.pipelines import GuidanceFreePipeline
-from hfgen.pipelines.guidance_free import (
+from hfgen.pipelines.gft import (
     add_beta_conditioning,
     beta_embedding,
     beta_to_guidance_scale,

@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 from datasets import Dataset
 from hfgen.trainers import GFTConfig, GFTTrainer
-from hfgen.trainers.gft import GFTCausalLM, gft_interpolate
+from hfgen.pipelines.gft import GFTCausalLM
+from hfgen.trainers.gft import gft_interpolate
 from transformers import LlamaConfig, LlamaForCausalLM
 
 VOCAB, NULL = 12, 11

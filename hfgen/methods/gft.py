@@ -25,9 +25,9 @@ METHOD = MethodInfo(
     components={
         "GFTTrainer": "hfgen.trainers.gft.gft_trainer:GFTTrainer",
         "GFTConfig": "hfgen.trainers.gft.gft_config:GFTConfig",
-        "GFTCausalLM": "hfgen.trainers.gft.modeling_gft:GFTCausalLM",
-        "GFTCausalLMConfig": "hfgen.trainers.gft.modeling_gft:GFTCausalLMConfig",
-        "GuidanceFreePipeline": "hfgen.pipelines.guidance_free.pipeline_guidance_free:GuidanceFreePipeline",
+        "GFTCausalLM": "hfgen.pipelines.gft.modeling_gft:GFTCausalLM",
+        "GFTCausalLMConfig": "hfgen.pipelines.gft.modeling_gft:GFTCausalLMConfig",
+        "GuidanceFreePipeline": "hfgen.pipelines.gft.pipeline_guidance_free:GuidanceFreePipeline",
     },
     card_template="hfgen.model_cards:gft.md",
     demo="hfgen.demos.gft:run",

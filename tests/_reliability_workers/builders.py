@@ -62,7 +62,7 @@ def masked_diffusion(output_dir, trainer_cls=None, **kwargs):
 def gft(output_dir, **kwargs):
     from datasets import Dataset
     from hfgen.trainers import GFTConfig, GFTTrainer
-    from hfgen.trainers.gft import GFTCausalLM
+    from hfgen.pipelines.gft import GFTCausalLM
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)

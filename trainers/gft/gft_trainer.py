@@ -19,7 +19,7 @@ import os
 
 import torch
 import torch.nn.functional as F
-from hfgen.pipelines.guidance_free.modeling_beta_conditioning import beta_embedding, has_beta_input
+from hfgen.pipelines.gft.modeling_beta_conditioning import beta_embedding, has_beta_input
 from transformers import PreTrainedModel, Trainer
 
 from hfgen.guards import GuardedTrainerMixin
@@ -38,7 +38,7 @@ class GFTTrainer(GuardedTrainerMixin, Trainer):
 
     Args:
         model: (a) a ``UNet2DConditionModel`` with a β input (``time_cond_proj_dim``; from scratch, or
-            :func:`~hfgen.pipelines.guidance_free.add_beta_conditioning` of a CFG model for fine-tuning), either
+            :func:`~hfgen.pipelines.gft.add_beta_conditioning` of a CFG model for fine-tuning), either
             class-conditional (``num_class_embeds = num_classes + 1``, last label = null) or text-conditional
             (batches carry ``encoder_hidden_states``; pass ``null_encoder_hidden_states``, e.g. the embedding of "");
             batches carry ``pixel_values`` (and ``labels`` for classes). (b) a :class:`GFTCausalLM`; batches carry
@@ -76,7 +76,7 @@ class GFTTrainer(GuardedTrainerMixin, Trainer):
         if args.guidance_free and not has_beta_input(unet):
             raise ValueError(
                 f"`model` ({type(unet).__name__}) has no β input: GFT needs a UNet2DConditionModel with "
-                "`time_cond_proj_dim` (build one, or convert a CFG model with hfgen.pipelines.guidance_free."
+                "`time_cond_proj_dim` (build one, or convert a CFG model with hfgen.pipelines.gft."
                 "add_beta_conditioning). Only beta_min = beta_max = 1 (plain CFG training) works without it."
             )
         self.num_class_embeds = getattr(config, "num_class_embeds", None)
@@ -96,7 +96,7 @@ class GFTTrainer(GuardedTrainerMixin, Trainer):
         self.prediction_type = args.prediction_type or noise_scheduler.config.prediction_type
 
     def _init_lm(self, model, args):
-        from .modeling_gft import GFTCausalLM
+        from hfgen.pipelines.gft.modeling_gft import GFTCausalLM
 
         if args.guidance_free and not isinstance(model, GFTCausalLM):
             raise ValueError(

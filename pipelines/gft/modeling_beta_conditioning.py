@@ -67,7 +67,7 @@ def add_beta_conditioning(unet, time_cond_proj_dim: int = 256):
     if isinstance(unet, UNet2DModel):
         raise ValueError(
             "`unet` is a UNet2DModel, which has no `time_cond_proj_dim` input for β. Build the same network as a "
-            "UNet2DConditionModel without cross-attention blocks (see hfgen.pipelines.guidance_free docs)."
+            "UNet2DConditionModel without cross-attention blocks (see hfgen.pipelines.gft docs)."
         )
     if not isinstance(unet, UNet2DConditionModel):
         raise ValueError(f"`unet` must be a UNet2DConditionModel, got {type(unet).__name__}.")
