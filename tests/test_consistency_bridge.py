@@ -8,7 +8,7 @@ import torch
 from diffusers import UNet2DModel
 from hfgen.pipelines import BridgeScheduler, ConsistencyBridgePipeline
 
-from hfgen.bridges import VEBridgeSchedule, VPBridgeSchedule, make_bridge_schedule
+from hfgen.pipelines.consistency_bridge.bridges import VEBridgeSchedule, VPBridgeSchedule, make_bridge_schedule
 
 SCHEDULES = [VPBridgeSchedule(), VEBridgeSchedule()]
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
-from hfgen.bridges import BRIDGE_SCHEDULES
+from hfgen.pipelines.consistency_bridge.bridges import BRIDGE_SCHEDULES
 from hfgen.guards import check_numeric_fields
 
 
