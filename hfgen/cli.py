@@ -61,7 +61,7 @@ def _cmd_info(args) -> int:
 
 
 def _cmd_demo(args) -> int:
-    from hfgen.demo import DemoResult, format_table, run_demos
+    from hfgen.demos import DemoResult, format_table, run_demos
     from hfgen.registry import list_methods
 
     if args.all == bool(args.names):

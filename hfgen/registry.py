@@ -55,7 +55,7 @@ class MethodInfo:
         components: public class name -> ``"module.path:Object"``; resolved on demand.
         card_template: ``"package.module:file.md"`` of the Jinja model-card template.
         demo: ``"module.path:function"``; the function takes ``(output_dir, seed=0)`` and returns a
-            :class:`hfgen.demo.DemoResult`.
+            :class:`hfgen.demos.DemoResult`.
         tags: extra Hub tags (``hfgen`` and ``hfgen-<name>`` are always added).
         pipeline_tag: the Hub ``pipeline_tag`` for artifacts of this method.
         cli: optional ``"module.path:function"``; the function receives the ``hfgen`` command's

@@ -86,7 +86,7 @@ def run(output_dir, seed: int = 0, *, train_steps: int = 300, judge_steps: int =
     import matplotlib.pyplot as plt
 
     from hfgen.data.text import char_tokenizer, pydoc_dataset
-    from hfgen.demo import DemoResult
+    from hfgen.demos import DemoResult
     from hfgen.metrics.perplexity import generative_perplexity
     from hfgen.pipelines import AncestralMaskedScheduler, FirstHittingScheduler, MaskedDiffusionPipeline
 

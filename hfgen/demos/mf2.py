@@ -78,7 +78,7 @@ def run(output_dir, seed: int = 0, n_train: int = 1200, n_test: int = 400, max_s
     import torch
 
     from hfgen.data.faces import EMOTIONS, build_face_tokenizer, face_grid, make_synthetic_faces
-    from hfgen.demo import DemoResult
+    from hfgen.demos import DemoResult
 
     start = time.perf_counter()
     output_dir = Path(output_dir)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from hfgen.demo import DemoResult
+from hfgen.demos import DemoResult
 
 METHODS = ("nft", "rft", "grpo")
 

@@ -123,7 +123,7 @@ def run(output_dir, seed: int = 0):
     from transformers import set_seed
 
     from hfgen.data.microlens import make_synthetic_microlens
-    from hfgen.demo import DemoResult
+    from hfgen.demos import DemoResult
 
     start = time.perf_counter()
     output_dir = Path(output_dir)
