@@ -1,6 +1,6 @@
 """Multi-process training: ``torchrun --nproc_per_node 2`` (CPU, gloo) against one process with the same global
 batch, for a TRL-based trainer (NFT) and a diffusion trainer (masked diffusion); and the accelerate configs
-shipped in ``examples/accelerate``, read by accelerate's own loader and launcher.
+shipped in ``scripts/accelerate``, read by accelerate's own loader and launcher.
 
 The workers are in ``tests/_reliability_workers``. Tolerances: the two ranks hold bitwise-equal parameters; the
 one-process run differs only by float summation order (gradients all-reduced over two half batches), so its
@@ -25,7 +25,7 @@ import torch
 from safetensors.torch import load_file
 
 WORKERS = Path(__file__).parent / "_reliability_workers"
-CONFIGS = Path(__file__).parents[1] / "examples" / "accelerate"
+CONFIGS = Path(__file__).parents[1] / "scripts" / "accelerate"
 TIMEOUT = 400
 
 
