@@ -20,7 +20,6 @@ _EXPORTS = {
     "ConsistencyDistillationTrainer": "consistency_distillation.consistency_distillation_trainer",
     "SequentialRecConfig": "sequential_rec.sequential_rec_config",
     "SequentialRecTrainer": "sequential_rec.sequential_rec_trainer",
-    "MF2Config": "mf2.mf2_config",
     "MF2TrainingConfig": "mf2.mf2_config",
     "MF2Trainer": "mf2.mf2_trainer",
     "MF2DataCollator": "mf2.mf2_trainer",

@@ -8,10 +8,6 @@ from transformers import TrainingArguments
 
 from hfgen.guards import check_numeric_fields
 
-# The model's own configuration is `hfgen.models.mf2.MF2Config` (a `PreTrainedConfig`); it is
-# re-exported here so that `hfgen.trainers.MF2Config` names that one class too.
-from hfgen.models.mf2 import MF2Config  # noqa: F401
-
 
 @dataclass
 class MF2TrainingConfig(TrainingArguments):
