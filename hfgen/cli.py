@@ -45,6 +45,8 @@ def _get(name: str):
 def _cmd_info(args) -> int:
     info = _get(args.name)
     print(f"{info.name}: {info.summary}")
+    if info.description:
+        print(info.description)
     print(f"paper:      {info.paper.title} ({info.paper.url})")
     if info.paper.code_url:
         print(f"code:       {info.paper.code_url}")

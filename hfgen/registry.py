@@ -50,7 +50,7 @@ class MethodInfo:
 
     Args:
         name: registry name (lowercase, ``[a-z0-9_]``), also the card template's and demo's name.
-        summary: one sentence.
+        summary: one line (at most 100 characters), printed by ``hfgen list``.
         paper: the paper the method implements.
         components: public class name -> ``"module.path:Object"``; resolved on demand.
         card_template: ``"package.module:file.md"`` of the Jinja model-card template.
@@ -60,6 +60,8 @@ class MethodInfo:
         pipeline_tag: the Hub ``pipeline_tag`` for artifacts of this method.
         cli: optional ``"module.path:function"``; the function receives the ``hfgen`` command's
             argparse subparsers and adds the method's own subcommand(s). Keep that module import-cheap.
+        description: the longer account printed by ``hfgen info``.
+        position: place in the zoo's tables (README, ``docs/results.md``); ties are ordered by name.
     """
 
     name: str
@@ -72,6 +74,8 @@ class MethodInfo:
     pipeline_tag: str | None = None
     cli: str | None = None
     status: str = "implemented"
+    description: str = ""
+    position: int = 1000
 
     def __post_init__(self):
         if not self.name or not self.name.replace("_", "").isalnum() or self.name != self.name.lower():

@@ -4,7 +4,8 @@ from hfgen.registry import MethodInfo, Paper
 
 METHOD = MethodInfo(
     name="gft",
-    summary=(
+    summary="Guidance-free training: one forward pass samples like classifier-free guidance",
+    description=(
         "Guidance-free training: a β-conditioned model trained so that one forward pass at β samples "
         "like classifier-free guidance at scale 1/β (diffusion UNets and autoregressive LMs)."
     ),
@@ -33,4 +34,5 @@ METHOD = MethodInfo(
     demo="hfgen.demos.gft:run",
     tags=("guidance-free", "classifier-free-guidance", "diffusion", "autoregressive"),
     pipeline_tag="unconditional-image-generation",
+    position=3,
 )

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import torch
 
-TRAINERS = ("nft", "masked_diffusion", "gft", "ddo", "bridge", "consistency_bridge", "consistency_distillation",
-            "mf2", "sequential_rec")
+# the trainer class each builder makes; tests/test_core_manifests.py checks that every trainer of hfgen's manifests has one
+BUILDERS = {"nft": "NFTTrainer", "masked_diffusion": "MaskedDiffusionTrainer", "gft": "GFTTrainer", "ddo": "DDOTrainer",
+            "bridge": "BridgeTrainer", "consistency_bridge": "ConsistencyBridgeTrainer",
+            "consistency_distillation": "ConsistencyDistillationTrainer", "mf2": "MF2Trainer",
+            "sequential_rec": "SequentialRecTrainer"}
+TRAINERS = tuple(BUILDERS)
 COMMON = dict(use_cpu=True, report_to=[], disable_tqdm=True, seed=0, logging_steps=1, dataloader_num_workers=0,
               dataloader_pin_memory=False, learning_rate=1e-3)
 
