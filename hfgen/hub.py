@@ -410,7 +410,6 @@ def load(name_or_path: str | os.PathLike, *, allow_pickle: bool = False, revisio
     The weights are checked first (:func:`verify_folder`): a missing, truncated or corrupted safetensors
     file raises a ``ValueError`` naming it.
     """
-    from hfgen.registry import find_component
 
     folder = resolve_folder(name_or_path, revision=revision, token=token)
     check_weights_safe(folder, allow_pickle=allow_pickle)

@@ -7,7 +7,6 @@ import pytest
 import torch
 from diffusers import UNet2DModel
 from hfgen.pipelines import BridgeScheduler, ConsistencyBridgePipeline
-
 from hfgen.pipelines.consistency_bridge.bridges import VEBridgeSchedule, VPBridgeSchedule, make_bridge_schedule
 
 SCHEDULES = [VPBridgeSchedule(), VEBridgeSchedule()]

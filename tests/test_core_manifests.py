@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hfgen.methods import builtin_methods, manifest_names, package_exports
+from hfgen.methods import builtin_methods, manifest_names
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = builtin_methods()

@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from datasets import Dataset
-from hfgen.trainers import GFTConfig, GFTTrainer
 from hfgen.pipelines.gft import GFTCausalLM
+from hfgen.trainers import GFTConfig, GFTTrainer
 from hfgen.trainers.gft import gft_interpolate
 from transformers import LlamaConfig, LlamaForCausalLM
 

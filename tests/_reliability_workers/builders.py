@@ -65,8 +65,8 @@ def masked_diffusion(output_dir, trainer_cls=None, **kwargs):
 
 def gft(output_dir, **kwargs):
     from datasets import Dataset
-    from hfgen.trainers import GFTConfig, GFTTrainer
     from hfgen.pipelines.gft import GFTCausalLM
+    from hfgen.trainers import GFTConfig, GFTTrainer
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)

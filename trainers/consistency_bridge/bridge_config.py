@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from hfgen.pipelines.consistency_bridge.bridges import BRIDGE_SCHEDULES
 from transformers import TrainingArguments
 
-from hfgen.pipelines.consistency_bridge.bridges import BRIDGE_SCHEDULES
 from hfgen.guards import check_numeric_fields
 
 

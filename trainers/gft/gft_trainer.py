@@ -15,15 +15,12 @@ keep the sampled β in the interpolation, as in the official code.
 
 from __future__ import annotations
 
-import os
-
 import torch
 import torch.nn.functional as F
 from hfgen.pipelines.gft.modeling_beta_conditioning import beta_embedding, has_beta_input
 from transformers import PreTrainedModel, Trainer
 
-from hfgen.guards import GuardedTrainerMixin
-
+from ..base import HfgenTrainerMixin, check_args
 from .gft_config import GFTConfig
 
 
@@ -33,7 +30,7 @@ def gft_interpolate(sampling_output: torch.Tensor, unconditional_output: torch.T
     return beta * sampling_output + (1.0 - beta) * unconditional_output.detach()
 
 
-class GFTTrainer(GuardedTrainerMixin, Trainer):
+class GFTTrainer(HfgenTrainerMixin, Trainer):
     r"""Guidance-free training of a Diffusers UNet or a transformers causal LM.
 
     Args:
@@ -52,12 +49,13 @@ class GFTTrainer(GuardedTrainerMixin, Trainer):
     """
 
     _tag_names = ["hfgen", "gft"]
+    method_name = "gft"
+    card_args = ("cond_drop_prob", "beta_min", "beta_max", "learning_rate", "max_steps", "num_train_epochs",
+                 "per_device_train_batch_size")
 
     def __init__(self, model, args: GFTConfig | None = None, train_dataset=None, eval_dataset=None, noise_scheduler=None,
                  null_encoder_hidden_states: torch.Tensor | None = None, **kwargs):
-        args = args if args is not None else GFTConfig(output_dir="gft-output")
-        if not isinstance(args, GFTConfig):
-            raise ValueError(f"`args` must be a GFTConfig, got {type(args).__name__}.")
+        args = check_args(args, GFTConfig, "gft-output")
         self.is_diffusion = not isinstance(model, PreTrainedModel)
         if self.is_diffusion:
             self._init_diffusion(model, args, noise_scheduler, null_encoder_hidden_states)
@@ -65,7 +63,6 @@ class GFTTrainer(GuardedTrainerMixin, Trainer):
             self._init_lm(model, args)
         super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset, **kwargs)
         self.model_accepts_loss_kwargs = False  # the loss is ours: let Trainer scale it for accumulation
-        self._gft_metrics: dict[str, list[float]] = {}
 
     def _init_diffusion(self, unet, args, noise_scheduler, null_encoder_hidden_states):
         from diffusers import DDPMScheduler
@@ -199,59 +196,20 @@ class GFTTrainer(GuardedTrainerMixin, Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss, metrics = (self.diffusion_loss if self.is_diffusion else self.lm_loss)(model, inputs)
         for key, value in metrics.items():
-            self._gft_metrics.setdefault(key, []).append(value)
+            self._metrics["train" if model.training else "eval"][key].append(value)
         return (loss, None) if return_outputs else loss
 
-    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-        """Evaluation reports the GFT loss (there are no logits to gather)."""
-        inputs = self._prepare_inputs(inputs)
-        with torch.no_grad():
-            loss = self.compute_loss(model, inputs)
-        return loss.detach(), None, None
-
-    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if self._gft_metrics and "loss" in logs:
-            logs.update({k: sum(v) / len(v) for k, v in self._gft_metrics.items()})
-            self._gft_metrics.clear()
-        super().log(logs, start_time)
-
-    def _save(self, output_dir: str | None = None, state_dict=None):
-        if not self.args.should_save:  # one writer: other ranks' saves raced it and could drop the weights
-            return
-        output_dir = output_dir if output_dir is not None else self.args.output_dir
-        os.makedirs(output_dir, exist_ok=True)
-        # save_pretrained of the model itself (safetensors; the Diffusers layout for UNets, so pipelines and
-        # hfgen.load read it), the arguments as JSON (no pickled training_args.bin), and the hfgen card
-        self.accelerator.unwrap_model(self.model).save_pretrained(output_dir, safe_serialization=True)
+    def save_extras(self, output_dir: str) -> None:
+        """A diffusion model is saved with its training noise scheduler (``scheduler_config.json``)."""
         if self.is_diffusion:
             self.noise_scheduler.save_pretrained(output_dir)
-        with open(os.path.join(output_dir, "training_args.json"), "w", encoding="utf-8") as f:
-            f.write(self.args.to_json_string())
-        self.create_model_card(output_dir=output_dir)
 
-    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
-        if not self.is_diffusion:
-            return super()._load_from_checkpoint(resume_from_checkpoint, model)
-        from safetensors.torch import load_file
-
-        model = self.accelerator.unwrap_model(model if model is not None else self.model)
-        state = load_file(os.path.join(resume_from_checkpoint, "diffusion_pytorch_model.safetensors"))
-        model.load_state_dict(state)
-
-    def create_model_card(self, model_name: str | None = None, dataset_name: str | None = None, tags=None,
-                          output_dir: str | None = None, **kwargs):
-        """Write hfgen's GFT card (``model_cards/gft.md``) as ``README.md`` of the output folder."""
-        if not self.is_world_process_zero():
-            return
-        from hfgen.hub import save_model_card
-
-        keys = ("cond_drop_prob", "beta_min", "beta_max", "learning_rate", "max_steps", "num_train_epochs",
-                "per_device_train_batch_size")
-        training_config = {k: getattr(self.args, k) for k in keys}
+    def card_training_config(self) -> dict:
+        config = super().card_training_config()
         if self.is_diffusion:
-            training_config.update(prediction_type=self.prediction_type,
-                                   num_train_timesteps=self.noise_scheduler.config.num_train_timesteps)
-        save_model_card(output_dir or self.args.output_dir, "gft",
-                        model_name=model_name or os.path.basename(os.path.normpath(self.args.output_dir)),
-                        datasets=[dataset_name] if dataset_name else None, training_config=training_config,
-                        extra_tags=list(tags or []), kind="diffusion" if self.is_diffusion else "autoregressive")
+            config.update(prediction_type=self.prediction_type,
+                          num_train_timesteps=self.noise_scheduler.config.num_train_timesteps)
+        return config
+
+    def card_vars(self) -> dict:
+        return {"kind": "diffusion" if self.is_diffusion else "autoregressive"}

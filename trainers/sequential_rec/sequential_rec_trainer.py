@@ -19,8 +19,9 @@ from safetensors.torch import load_file
 from torch import nn
 from transformers import Trainer
 
-from hfgen.guards import GuardedTrainerMixin
 from hfgen.metrics.ranking import hit_rate_at_k, mask_history, ndcg_at_k, target_ranks
+
+from ..base import HfgenTrainerMixin, check_args
 
 
 class SequentialRecommender(nn.Module):
@@ -122,7 +123,7 @@ class SequentialRecCollator:
         return batch
 
 
-class SequentialRecTrainer(GuardedTrainerMixin, Trainer):
+class SequentialRecTrainer(HfgenTrainerMixin, Trainer):
     """Trainer for sequential recommendation with an (optionally side-adapted) item encoder.
 
     Args:
@@ -139,9 +140,7 @@ class SequentialRecTrainer(GuardedTrainerMixin, Trainer):
 
     def __init__(self, model, item_encoder=None, args: SequentialRecConfig | None = None, train_dataset=None,
                  eval_dataset=None, item_popularity: torch.Tensor | None = None, data_collator=None, **kwargs):
-        args = args or SequentialRecConfig(output_dir="sequential_rec")
-        if not isinstance(args, SequentialRecConfig):
-            raise ValueError(f"`args` must be a SequentialRecConfig, got {type(args).__name__}.")
+        args = check_args(args, SequentialRecConfig, "sequential_rec")
         if not isinstance(model, SequentialRecommender):
             model = SequentialRecommender(model, item_encoder)
         if args.max_seq_len > model.recommender.config.max_seq_len:
@@ -228,38 +227,23 @@ class SequentialRecTrainer(GuardedTrainerMixin, Trainer):
             metrics[f"{prefix}_ndcg@{k}"] = ndcg_at_k(ranks, k)
         return metrics
 
-    # -------------------------------------------------------------------------------- save / load
+    # -------------------------------------------------------------------------------- card
 
-    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
-        output_dir = Path(output_dir or self.args.output_dir)
-        if not self.args.should_save:
-            return
-        output_dir.mkdir(parents=True, exist_ok=True)
-        self.accelerator.unwrap_model(self.model).save_pretrained(output_dir)
-        self.create_model_card(output_dir=output_dir)
+    @property
+    def method_name(self) -> str:
+        """The item encoder's method (``iisan``, ``crossan``); ``iisan`` for ID-based or baseline encoders."""
+        encoder = self.accelerator.unwrap_model(self.model).item_encoder
+        return getattr(encoder, "method_name", None) or "iisan"
 
-    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
-        self.accelerator.unwrap_model(model or self.model).load_weights(resume_from_checkpoint)
+    def card_training_config(self) -> dict:
+        encoder = self.accelerator.unwrap_model(self.model).item_encoder
+        a = self.args
+        return {"learning_rate": a.learning_rate, "adapter_learning_rate": a.adapter_learning_rate,
+                "batch_size": a.per_device_train_batch_size, "epochs": a.num_train_epochs, "max_seq_len": a.max_seq_len,
+                "logq_correction": a.logq_correction,
+                "item_encoder": type(encoder).__name__ if encoder is not None else "ids"}
 
-    def _load_best_model(self):
-        self.accelerator.unwrap_model(self.model).load_weights(self.state.best_model_checkpoint)
-
-    def create_model_card(self, model_name: str | None = None, dataset_name: str | None = None,
-                          output_dir: str | Path | None = None, **kwargs) -> None:
-        """Write the hfgen card of the item encoder's method (``iisan``, ``crossan``) as ``README.md``."""
-        from hfgen.hub import save_model_card
-
-        core = self.accelerator.unwrap_model(self.model)
-        encoder = core.item_encoder
-        method = getattr(encoder, "method_name", None) or "iisan"
+    def card_vars(self) -> dict:
+        encoder = self.accelerator.unwrap_model(self.model).item_encoder
         bases = (encoder.config.base_model_name_or_path or {}) if encoder is not None else {}
-        save_model_card(output_dir or self.args.output_dir, method,
-                        model_name=model_name or Path(self.args.output_dir).name,
-                        base_model=next((b for b in bases.values() if "/" in b), None),
-                        datasets=[dataset_name] if dataset_name else None, backbones=bases,
-                        training_config={"learning_rate": self.args.learning_rate,
-                                         "adapter_learning_rate": self.args.adapter_learning_rate,
-                                         "batch_size": self.args.per_device_train_batch_size,
-                                         "epochs": self.args.num_train_epochs, "max_seq_len": self.args.max_seq_len,
-                                         "logq_correction": self.args.logq_correction,
-                                         "item_encoder": type(encoder).__name__ if encoder is not None else "ids"})
+        return {"backbones": bases, "base_model": next((b for b in bases.values() if "/" in b), None)}
