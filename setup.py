@@ -37,8 +37,10 @@ setup(
         # torch 2.13.0 (CPU) must satisfy this range: install it first (see README).
         "torch>=2.4,<2.14",
         "transformers>=5.0,<6",
-        "diffusers>=0.42,<0.43",
-        "peft>=0.21,<0.22",
+        # no private Diffusers or PEFT method is overridden (trainers/base.py holds the transformers ones), so these
+        # follow the public API; NFTTrainer overrides three private GRPOTrainer methods, which pins TRL's minor
+        "diffusers>=0.42,<1",
+        "peft>=0.21,<1",
         "trl>=1.16,<1.17",
         "datasets>=4.0",
         "huggingface_hub>=1.0",
