@@ -5,16 +5,16 @@ A plugin distribution declares, in its own packaging metadata::
     [project.entry-points."hfgen.methods"]
     my_method = "my_pkg.hfgen_plugin:METHOD"
 
-where ``METHOD`` is a :class:`MethodInfo`. hfgen registers its own methods through its own
+where ``METHOD`` is a [`MethodInfo`]. hfgen registers its own methods through its own
 ``setup.py`` in exactly this way. Entry points are read lazily, the first time a name is looked
 up; a ``MethodInfo`` holds only strings, so listing methods imports no torch-heavy module, and
-components are imported when someone asks for them (:meth:`MethodInfo.load_component`). A plugin
-that fails to load is kept as a :class:`BrokenMethod` with its error, and never hides the others.
+components are imported when someone asks for them ([`MethodInfo.load_component`]). A plugin
+that fails to load is kept as a [`BrokenMethod`] with its error, and never hides the others.
 
 Environment switches (modelled on pytest and lm-eval):
 
 - ``HFGEN_DISABLE_PLUGIN_AUTOLOAD=1``: read only hfgen's own entry points;
-- ``HFGEN_PLUGINS=pkg.mod,other.mod``: import these modules first (they may call :func:`register`).
+- ``HFGEN_PLUGINS=pkg.mod,other.mod``: import these modules first (they may call [`register`]).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ class MethodInfo:
         components: public class name -> ``"module.path:Object"``; resolved on demand.
         card_template: ``"package.module:file.md"`` of the Jinja model-card template.
         demo: ``"module.path:function"``; the function takes ``(output_dir, seed=0)`` and returns a
-            :class:`hfgen.demos.DemoResult`.
+            [`hfgen.demos.DemoResult`].
         tags: extra Hub tags (``hfgen`` and ``hfgen-<name>`` are always added).
         pipeline_tag: the Hub ``pipeline_tag`` for artifacts of this method.
         cli: optional ``"module.path:function"``; the function receives the ``hfgen`` command's
@@ -228,7 +228,7 @@ def list_methods(include_broken: bool = False) -> list[MethodInfo | BrokenMethod
 
 
 def get_method(name: str) -> MethodInfo:
-    """The :class:`MethodInfo` named ``name``; a clear ``KeyError`` (with the closest name) otherwise."""
+    """The [`MethodInfo`] named ``name``; a clear ``KeyError`` (with the closest name) otherwise."""
     return REGISTRY.get(name)
 
 

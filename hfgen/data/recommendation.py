@@ -1,7 +1,7 @@
 """Sequential-recommendation data: the IISAN TSV layout, MicroLens-style folders, and a synthetic set.
 
 Internal item ids are ``1..n``; id 0 is the padding item (its title is empty). Sequences are in time
-order. :meth:`RecommendationData.leave_one_out` gives the papers' protocol: per user, the last item
+order. [`RecommendationData.leave_one_out`] gives the papers' protocol: per user, the last item
 is the test target, the one before it the validation target, and the rest is training data.
 
 Real data (the loader takes a path, nothing is downloaded):
@@ -15,7 +15,7 @@ Items that a sequence names but the item table lacks are a documented, counted s
 dropped from the sequence (``num_skipped_interactions``), and users left with fewer than
 ``min_sequence_length`` items are dropped (``num_skipped_users``).
 
-Synthetic data (:func:`make_synthetic_recommendation`): every item has one latent factor per
+Synthetic data ([`make_synthetic_recommendation`]): every item has one latent factor per
 modality, each modality's content shows only its own factor (words, colour, tone, motion), and a
 user's next item follows a Markov chain on all factors. So each modality carries part of the signal
 and an encoder that sees more modalities can predict more.
@@ -177,7 +177,7 @@ PAD, CLS, SEP = 0, 1, 2
 
 
 def synthetic_backbone_configs(modalities=("text", "image"), factor_values: int = 4) -> dict:
-    """Tiny transformers encoder configs that read :func:`make_synthetic_recommendation`'s inputs."""
+    """Tiny transformers encoder configs that read [`make_synthetic_recommendation`]'s inputs."""
     from transformers import ASTConfig, BertConfig, VideoMAEConfig, ViTConfig
 
     make = {

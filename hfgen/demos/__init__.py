@@ -1,7 +1,7 @@
 """The main job: run each method's registered demo and print a summary table.
 
 A demo is a function ``run(output_dir: pathlib.Path, seed: int = 0) -> DemoResult`` named in the
-method's :class:`~hfgen.registry.MethodInfo`. It trains and samples the method on a small embedded
+method's [`~hfgen.registry.MethodInfo`]. It trains and samples the method on a small embedded
 default within about a minute on two CPU cores, compares against its baseline in the same run, and
 writes its figures (PNG) into ``output_dir``.
 """

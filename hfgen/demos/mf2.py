@@ -32,7 +32,7 @@ def tiny_mf2_config(tokenizer, image_size: int = 48, patch_size: int = 8, width:
 
 def pretrain(train_faces, tokenizer, output_dir, local_loss_weight: float = 1.0, max_steps: int = 300,
              batch_size: int = 48, learning_rate: float = 2e-3, seed: int = 0, config=None, progress_bar: bool = True):
-    """Pretrain a fresh tiny MF^2 with :class:`~hfgen.trainers.mf2.MF2Trainer`; returns the model (eval mode)."""
+    """Pretrain a fresh tiny MF^2 with [`~hfgen.trainers.mf2.MF2Trainer`]; returns the model (eval mode)."""
     import torch
 
     from hfgen.models.mf2 import MF2Model

@@ -24,7 +24,7 @@ from hfgen.hub import SafeSaveMixin
 
 
 class SASRecConfig(PretrainedConfig):
-    """Configuration of :class:`SASRecModel` (official IISAN defaults: d=64, 2 blocks, 2 heads, 10 items).
+    """Configuration of [`SASRecModel`] (official IISAN defaults: d=64, 2 blocks, 2 heads, 10 items).
 
     Args:
         hidden_size: item-embedding and model width ``d``.

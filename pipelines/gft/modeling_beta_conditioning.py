@@ -9,7 +9,7 @@ guidance-distilled models: a ``UNet2DConditionModel`` with ``time_cond_proj_dim`
 
 which ``TimestepEmbedding`` projects with ``cond_proj`` (a bias-free linear map) and adds to the
 timestep embedding before its MLP: the "linear" β injection of the official DiT code. Because the
-embedding is the one :meth:`StableDiffusionPipeline.get_guidance_scale_embedding` computes from
+embedding is the one [`StableDiffusionPipeline.get_guidance_scale_embedding`] computes from
 ``guidance_scale − 1``, a text-to-image GFT UNet also samples guidance-free in the stock
 ``StableDiffusionPipeline(guidance_scale=1/β)`` (which skips CFG when ``time_cond_proj_dim`` is set).
 

@@ -33,7 +33,7 @@ class FirstHittingScheduler(SchedulerMixin, ConfigMixin):
     parallel decoding) ``k`` positions are unmasked from one network call, conditionally
     independently, in ``ceil(L / k)`` calls; the network sees the time of the group's first hit.
 
-    Because the hitting times do not depend on the tokens, :meth:`set_timesteps` draws them all up
+    Because the hitting times do not depend on the tokens, [`set_timesteps`] draws them all up
     front: ``timesteps[j, b]`` is the time at which row ``b`` calls the network at step ``j``.
 
     Args:

@@ -16,7 +16,7 @@ Conditional models (``cond_drop_prob > 0``): the paper keeps random label dropou
 usable with classifier-free guidance, and sets α = 0 for the unconditional part (NVlabs/DDO issue #3). A dropped
 row is scored with the null condition by θ and by the reference; dropped reference samples get weight 0.
 
-Self-play rounds live in :mod:`hfgen.trainers.ddo.self_play`.
+Self-play rounds live in [`hfgen.trainers.ddo.self_play`].
 """
 
 from __future__ import annotations
@@ -196,7 +196,7 @@ class DDOTrainer(HfgenTrainerMixin, Trainer):
             ``labels`` with -100 on prompt tokens). Diffusion: ``pixel_values`` (and optionally ``class_labels`` or
             ``encoder_hidden_states``).
         fake_dataset: samples of the reference model in the same format (see
-            :func:`hfgen.trainers.ddo.generate_diffusion_samples` / :func:`~hfgen.trainers.ddo.generate_lm_samples`).
+            [`hfgen.trainers.ddo.generate_diffusion_samples`] / [`~hfgen.trainers.ddo.generate_lm_samples`]).
         noise_scheduler: the Diffusers scheduler the denoiser was pretrained with: an EDM scheduler (σ ∼ log-normal
             with ``p_mean``/``p_std``, EDM preconditioning and weighting) or a DDPM-style one (uniform timesteps,
             ``prediction_type`` target). ``None`` means ``model`` is a causal LM.

@@ -35,17 +35,17 @@ class GFTTrainer(HfgenTrainerMixin, Trainer):
 
     Args:
         model: (a) a ``UNet2DConditionModel`` with a β input (``time_cond_proj_dim``; from scratch, or
-            :func:`~hfgen.pipelines.gft.add_beta_conditioning` of a CFG model for fine-tuning), either
+            [`~hfgen.pipelines.gft.add_beta_conditioning`] of a CFG model for fine-tuning), either
             class-conditional (``num_class_embeds = num_classes + 1``, last label = null) or text-conditional
             (batches carry ``encoder_hidden_states``; pass ``null_encoder_hidden_states``, e.g. the embedding of "");
-            batches carry ``pixel_values`` (and ``labels`` for classes). (b) a :class:`GFTCausalLM`; batches carry
+            batches carry ``pixel_values`` (and ``labels`` for classes). (b) a [`GFTCausalLM`]; batches carry
             ``input_ids`` whose first token is the condition (and optionally ``labels`` with -100 to ignore).
-        args (:class:`GFTConfig`): training arguments.
+        args ([`GFTConfig`]): training arguments.
         noise_scheduler: the diffusion training scheduler; default ``DDPMScheduler(num_train_timesteps,
             beta_schedule=noise_schedule, prediction_type)`` from ``args``.
         null_encoder_hidden_states (`torch.Tensor`, *optional*): ``(L, D)`` null text condition.
 
-    Subclass hooks: :meth:`sample_beta`, :meth:`diffusion_loss`, :meth:`lm_loss`, :meth:`denoise`.
+    Subclass hooks: [`sample_beta`], [`diffusion_loss`], [`lm_loss`], [`denoise`].
     """
 
     _tag_names = ["hfgen", "gft"]

@@ -21,10 +21,10 @@ class MaskedDiffusionTrainer(HfgenTrainerMixin, Trainer):
     with ``mu`` the model's softmax without the mask class (Eq. 4). It equals
     ``sum_n 1/n E[sum_{l masked} -log mu(x_0^l | x_n)] / L`` over exactly-``n``-masked inputs for
     every schedule (Prop. 3.1), so the model learns ``p(x^l | visible tokens)`` at every mask ratio
-    (Prop. 3.2), which is what :class:`~hfgen.pipelines.MaskedDiffusionPipeline` samples with.
+    (Prop. 3.2), which is what [`~hfgen.pipelines.MaskedDiffusionPipeline`] samples with.
 
     The data are ``input_ids`` (fixed-length blocks; an ``attention_mask`` marks padding, which is
-    never masked nor scored). Subclasses can override :meth:`sample_times` or :meth:`corrupt`.
+    never masked nor scored). Subclasses can override [`sample_times`] or [`corrupt`].
     """
 
     method_name = "masked_diffusion"

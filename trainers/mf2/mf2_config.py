@@ -1,4 +1,4 @@
-"""Training configuration of :class:`~hfgen.trainers.mf2.MF2Trainer` (MF^2 pretraining, arXiv 2504.10351)."""
+"""Training configuration of [`~hfgen.trainers.mf2.MF2Trainer`] (MF^2 pretraining, arXiv 2504.10351)."""
 
 from __future__ import annotations
 

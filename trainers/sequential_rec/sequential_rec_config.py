@@ -1,4 +1,4 @@
-"""Configuration of :class:`~hfgen.trainers.SequentialRecTrainer` (IISAN's training defaults)."""
+"""Configuration of [`~hfgen.trainers.SequentialRecTrainer`] (IISAN's training defaults)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,21 @@ class SequentialRecConfig(TrainingArguments):
     Defaults follow the official IISAN scripts: Adam with learning rate 2e-4 for the recommender and
     fusion, 1e-4 for the side adapter, no weight decay, batch 64 users of 11 items, in-batch softmax
     with logQ popularity correction, HR@10 / NDCG@10 with full ranking.
+
+    Parameters:
+        adapter_learning_rate (`float | None`, *optional*, defaults to `0.0001`):
+            Learning rate of the item encoder (side adapter); None: `learning_rate`.
+        backbone_learning_rate (`float | None`, *optional*, defaults to `None`):
+            Learning rate of trainable backbone weights (full fine-tuning, LoRA); None:
+            `adapter_learning_rate`. The official FFT baseline uses 5e-5 (text).
+        max_seq_len (`int`, *optional*, defaults to `10`):
+            History length; training sequences hold one item more.
+        logq_correction (`bool`, *optional*, defaults to `True`):
+            Subtract log p(item) (training popularity) from in-batch logits (sampling-bias correction).
+        eval_top_k (`list[int]`, *optional*, defaults to `[10]`):
+            K of HR@K and NDCG@K.
+        item_batch_size (`int`, *optional*, defaults to `1024`):
+            Items per batch when embedding the whole item table for full-ranking evaluation.
     """
 
     learning_rate: float = field(default=2e-4, metadata={"help": "Learning rate of the recommender (SASRec)."})

@@ -2,7 +2,7 @@
 
 The model is ``SequentialRecommender(recommender=SASRecModel, item_encoder=IISANModel | CROSSANModel |
 BackboneItemEncoder | None)``; the trainer optimises the in-batch softmax loss of the IISAN papers
-(:func:`in_batch_softmax_loss`) and evaluates HR@K / NDCG@K by ranking every item, with each user's
+([`in_batch_softmax_loss`]) and evaluates HR@K / NDCG@K by ranking every item, with each user's
 history masked. It is a ``transformers.Trainer``, so ``accelerate launch`` / DDP, logging,
 checkpointing and callbacks work as usual; a save writes the recommender (``config.json`` +
 ``model.safetensors``), the adapter (``item_encoder/adapter_config.json`` +
@@ -70,7 +70,7 @@ class SequentialRecommender(nn.Module):
             self.item_encoder.save_pretrained(Path(folder) / "item_encoder", model_card=False)
 
     def load_weights(self, folder: str | Path) -> None:
-        """Load weights written by :meth:`save_pretrained` into this model (in place)."""
+        """Load weights written by [`save_pretrained`] into this model (in place)."""
         self.recommender.load_state_dict(load_file(str(Path(folder) / "model.safetensors")))
         if self.item_encoder is not None:
             state = load_file(str(Path(folder) / "item_encoder" / "adapter_model.safetensors"))
@@ -127,11 +127,11 @@ class SequentialRecTrainer(HfgenTrainerMixin, Trainer):
     """Trainer for sequential recommendation with an (optionally side-adapted) item encoder.
 
     Args:
-        model: the recommender, a :class:`~hfgen.models.SASRecModel` (or a ready
-            :class:`SequentialRecommender`).
-        item_encoder: a side adapter (:class:`~hfgen.adapters.IISANModel`, ``CROSSANModel``) or a
+        model: the recommender, a [`~hfgen.models.SASRecModel`] (or a ready
+            [`SequentialRecommender`]).
+        item_encoder: a side adapter ([`~hfgen.adapters.IISANModel`], ``CROSSANModel``) or a
             baseline ``BackboneItemEncoder``, with its item table or cache set; ``None`` for ID-based SASRec.
-        args: a :class:`SequentialRecConfig`.
+        args: a [`SequentialRecConfig`].
         train_dataset / eval_dataset: from ``RecommendationData.leave_one_out``.
         item_popularity: ``[n_items]`` training interaction counts, for the logQ correction.
 
