@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from diffusers import UNet2DModel
+
 from hfgen.pipelines import BridgeScheduler, ConsistencyBridgePipeline
 from hfgen.pipelines.consistency_bridge.bridges import VEBridgeSchedule, VPBridgeSchedule, make_bridge_schedule
 

@@ -78,10 +78,5 @@ def test_readme_zoo_table_matches_the_manifests():
         assert not foreign, f"README's {info.name} row names {sorted(foreign)}, which its manifest does not register"
 
 
-def test_results_order_is_the_manifest_order():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("collect_results", ROOT / "scripts" / "collect_results.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    assert module.ORDER[1:] == [m.name for m in METHODS]
+def test_results_order_is_the_manifest_order(load_script):
+    assert load_script("collect_results").ORDER[1:] == [m.name for m in METHODS]

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from datasets import Dataset
 from diffusers import DDIMScheduler, UNet2DConditionModel, UNet2DModel
+
 from hfgen.pipelines import GuidanceFreePipeline
 from hfgen.pipelines.gft import (
     add_beta_conditioning,
