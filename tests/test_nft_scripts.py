@@ -45,6 +45,7 @@ def test_paper_recipe_config_constructs_and_validates(load_script):
     assert recipe.dapo_math_reward(completions, ["34", "34"]) == [1.0, 0.0]
 
 
+@pytest.mark.slow  # a script smoke run of 20-60 s on 2 shared cores: run by .ci/run with -m slow
 def test_arithmetic_experiment_smoke(tmp_path, load_script):
     summary = load_script("nft_arithmetic").main(seeds=(0,), max_steps=4, eval_every=2, sft_steps=5,
                                              out_md=tmp_path / "nft.md", out_fig=tmp_path / "nft.png")
@@ -54,6 +55,7 @@ def test_arithmetic_experiment_smoke(tmp_path, load_script):
     assert (tmp_path / "nft.png").stat().st_size > 0 and "| NFT |" in (tmp_path / "nft.md").read_text()
 
 
+@pytest.mark.slow  # a script smoke run of 20-60 s on 2 shared cores: run by .ci/run with -m slow
 def test_benchmark_smoke(tmp_path, load_script):
     results = load_script("bench_nft").main(steps=3, rounds=1, repeats=2, batch_size=16, sft_steps=2, device="cpu",
                                           out_md=tmp_path / "nft.md")
