@@ -12,6 +12,7 @@ import statistics
 import time
 
 import torch
+
 from hfgen.trainers.sequential_rec import in_batch_softmax_loss
 
 

@@ -22,11 +22,11 @@ def main(num_videos: int = 320, epochs: int = 15, num_retrieved: int = 0, seed: 
          table: str | None = None, covers_dir: str | None = None, frames_dir: str | None = None,
          results: Path = ROOT / "docs/results/popcorn.md", figure: Path = ROOT / "docs/figures/popcorn_examples.png",
          work_dir: Path = Path("/tmp/popcorn_eval")) -> dict:
-    from hfgen.pipelines.popcorn.retrieval import default_embedder
     from transformers import set_seed
 
     from hfgen.data.microlens import load_microlens, make_synthetic_microlens
     from hfgen.demos.popcorn import QUERIES, plan_and_score, save_examples_figure, train_regressor
+    from hfgen.pipelines.popcorn.retrieval import default_embedder
 
     start = time.perf_counter()
     set_seed(seed)

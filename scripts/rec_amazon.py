@@ -37,18 +37,18 @@ import torch
 from transformers import AutoModel, TrainerCallback
 
 sys.path.insert(0, str(Path(__file__).parent))
-from hfgen.trainers.sequential_rec import (  # noqa: E402
-    SequentialRecCollator,
-    SequentialRecConfig,
-    SequentialRecommender,
-    SequentialRecTrainer,
-)
 from iisan_common import measure_training_step, minilm_path, tokenize_titles  # noqa: E402
 
 from hfgen.adapters import BackboneItemEncoder, BackboneItemEncoderConfig, IISANConfig, IISANModel  # noqa: E402
 from hfgen.data.recommendation import load_recommendation_data  # noqa: E402
 from hfgen.metrics.ranking import tpme  # noqa: E402
 from hfgen.models import SASRecConfig, SASRecModel  # noqa: E402
+from hfgen.trainers.sequential_rec import (  # noqa: E402
+    SequentialRecCollator,
+    SequentialRecConfig,
+    SequentialRecommender,
+    SequentialRecTrainer,
+)
 
 METHODS = {"iisan": "IISAN (cached)", "iisan-uncached": "IISAN (uncached)", "frozen": "Frozen features",
            "lora": "LoRA", "fft": "Full fine-tuning", "id": "SASRec (ID)"}

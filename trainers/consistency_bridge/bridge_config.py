@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hfgen.pipelines.consistency_bridge.bridges import BRIDGE_SCHEDULES
 from transformers import TrainingArguments
 
 from hfgen.guards import check_numeric_fields
+from hfgen.pipelines.consistency_bridge.bridges import BRIDGE_SCHEDULES
 
 
 @dataclass

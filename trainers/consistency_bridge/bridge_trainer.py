@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 from diffusers import UNet2DModel
-from hfgen.pipelines.consistency_bridge import BridgeScheduler, ConsistencyBridgePipeline
 from transformers import Trainer
+
+from hfgen.pipelines.consistency_bridge import BridgeScheduler, ConsistencyBridgePipeline
 
 from ..base import HfgenTrainerMixin, check_args
 from .bridge_config import BridgeConfig

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hfgen.pipelines.consistency_trajectory.scheduling_consistency_trajectory import LONG_JUMPS, PRECONDITIONINGS
 from transformers import TrainingArguments
 
 from hfgen.guards import check_numeric_fields
+from hfgen.pipelines.consistency_trajectory.scheduling_consistency_trajectory import LONG_JUMPS, PRECONDITIONINGS
 
 
 @dataclass

@@ -7,6 +7,9 @@ import math
 import os
 
 import torch
+from safetensors.torch import load_file, save_file
+from transformers import Trainer
+
 from hfgen.pipelines.consistency_trajectory import (
     AnalyticTables,
     ConsistencyTrajectoryPipeline,
@@ -15,8 +18,6 @@ from hfgen.pipelines.consistency_trajectory import (
     estimate_trend_statistic,
 )
 from hfgen.pipelines.consistency_trajectory.pipeline_consistency_trajectory import trajectory_network
-from safetensors.torch import load_file, save_file
-from transformers import Trainer
 
 from ..base import HfgenTrainerMixin, check_args
 from .consistency_distillation_config import ConsistencyDistillationConfig

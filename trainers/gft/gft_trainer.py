@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from hfgen.pipelines.gft.modeling_beta_conditioning import beta_embedding, has_beta_input
 from transformers import PreTrainedModel, Trainer
+
+from hfgen.pipelines.gft.modeling_beta_conditioning import beta_embedding, has_beta_input
 
 from ..base import HfgenTrainerMixin, check_args
 from .gft_config import GFTConfig

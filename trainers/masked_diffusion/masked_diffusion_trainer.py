@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import torch
-from hfgen.pipelines.masked_diffusion.masking import alpha, elbo_weight
 from transformers import Trainer
+
+from hfgen.pipelines.masked_diffusion.masking import alpha, elbo_weight
 
 from ..base import HfgenTrainerMixin, check_args
 from .masked_diffusion_config import MaskedDiffusionConfig

@@ -14,12 +14,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from hfgen.trainers.sequential_rec.sequential_rec_config import SequentialRecConfig
 from safetensors.torch import load_file
 from torch import nn
 from transformers import Trainer
 
 from hfgen.metrics.ranking import hit_rate_at_k, mask_history, ndcg_at_k, target_ranks
+from hfgen.trainers.sequential_rec.sequential_rec_config import SequentialRecConfig
 
 from ..base import HfgenTrainerMixin, check_args
 
