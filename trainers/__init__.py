@@ -7,5 +7,5 @@ imported on first use.
 from hfgen._lazy import lazy_exports
 from hfgen.methods import package_exports
 
-__getattr__, __dir__ = lazy_exports(__name__, package_exports(__name__))
+__getattr__, __dir__ = lazy_exports(__name__, lambda: package_exports(__name__))
 __all__ = sorted(package_exports(__name__))

@@ -15,6 +15,15 @@ BUILDERS = {"nft": "NFTTrainer", "masked_diffusion": "MaskedDiffusionTrainer", "
             "consistency_distillation": "ConsistencyDistillationTrainer", "mf2": "MF2Trainer",
             "sequential_rec": "SequentialRecTrainer"}
 TRAINERS = tuple(BUILDERS)
+
+
+def trainers_without_builder(methods) -> set[str]:
+    """The trainer classes (``transformers.Trainer`` subclasses) registered by ``methods`` that no builder makes."""
+    from transformers import Trainer
+
+    trainers = {name for info in methods for name in info.components
+                if isinstance(obj := info.load_component(name), type) and issubclass(obj, Trainer)}
+    return trainers - set(BUILDERS.values())
 COMMON = dict(use_cpu=True, report_to=[], disable_tqdm=True, seed=0, logging_steps=1, dataloader_num_workers=0,
               dataloader_pin_memory=False, learning_rate=1e-3)
 
