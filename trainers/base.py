@@ -15,7 +15,11 @@ holds the guards of [`~hfgen.guards.GuardedTrainerMixin`] (non-finite loss, atom
 - metrics per mode (``self._metrics["train" | "eval"][name]`` lists, as TRL's trainers keep them), averaged into
   one ``log`` call of the same mode, so evaluation metrics never reach a training log;
 - a default ``prediction_step`` that returns the loss (for trainers with no logits to gather);
-- [`check_args`], the argument check every trainer starts with.
+- [`check_args`], the argument check every trainer starts with;
+- ``peft_config=`` as TRL trainers take it: a transformers model is wrapped with ``peft.get_peft_model``, a
+  Diffusers model that supports adapters gets ``model.add_adapter(peft_config)``; saves and checkpoints then hold
+  the adapter only (``adapter_model.safetensors`` for [`~peft.PeftModel.from_pretrained`], Diffusers'
+  ``pytorch_lora_weights.safetensors`` for ``load_lora_adapter``), and resume restores it.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate.utils import is_peft_model
 from transformers import PreTrainedModel, TrainingArguments
 
 from hfgen.guards import GuardedTrainerMixin
@@ -69,6 +74,28 @@ def _training_args_as_json():
         trainer_module.torch.save = torch_save
 
 
+DIFFUSERS_LORA_NAME = "pytorch_lora_weights.safetensors"
+
+
+def _is_adapted_diffusers_model(model) -> bool:
+    return not isinstance(model, PreTrainedModel) and hasattr(model, "save_lora_adapter") and bool(
+        getattr(model, "peft_config", None))
+
+
+def _add_adapter(model, peft_config):
+    """``model`` with a PEFT adapter: ``get_peft_model`` for a transformers model, ``add_adapter`` (in place) for a
+    Diffusers model; a ``ValueError`` naming ``peft_config`` for a model that supports neither."""
+    if isinstance(model, PreTrainedModel):
+        from peft import get_peft_model
+
+        return get_peft_model(model, peft_config)
+    if hasattr(model, "add_adapter") and hasattr(model, "save_lora_adapter"):
+        model.add_adapter(peft_config)
+        return model
+    raise ValueError(f"`peft_config` needs a transformers model or a Diffusers model with adapter support "
+                     f"(PeftAdapterMixin, e.g. UNet2DConditionModel); {type(model).__name__} has neither.")
+
+
 def _base_model_id(model) -> str | None:
     """The Hub id the model was loaded from (TRL's rule: ``None`` for a local folder or a model built from a config)."""
     config = getattr(model, "config", None)
@@ -92,9 +119,23 @@ class HfgenTrainerMixin(GuardedTrainerMixin):
     card_args: tuple[str, ...] = ()
 
     def __init__(self, *args, **kwargs):
+        if "peft_config" in kwargs and not self._library_takes_peft_config():
+            peft_config = kwargs.pop("peft_config")
+            if peft_config is not None:
+                if "model" in kwargs:
+                    kwargs["model"] = _add_adapter(kwargs["model"], peft_config)
+                else:
+                    args = (_add_adapter(args[0], peft_config), *args[1:])
         super().__init__(*args, **kwargs)
         if not hasattr(self, "_metrics"):  # TRL trainers create the same structure themselves
             self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
+
+    def _library_takes_peft_config(self) -> bool:
+        """Whether the library trainer below accepts ``peft_config`` itself (TRL's do)."""
+        import inspect
+
+        library = next(c for c in type(self).__mro__ if c.__module__.startswith(("transformers.", "trl.")))
+        return "peft_config" in inspect.signature(library.__init__).parameters
 
     # ------------------------------------------------------------------------------------------- metrics
 
@@ -127,7 +168,13 @@ class HfgenTrainerMixin(GuardedTrainerMixin):
         output_dir = output_dir if output_dir is not None else self.args.output_dir
         pipeline = self.pipeline()
         model = self.accelerator.unwrap_model(self.model)
-        if pipeline is None and (isinstance(model, PreTrainedModel) or not hasattr(model, "save_pretrained")):
+        if _is_adapted_diffusers_model(model):  # the adapter only, in Diffusers' LoRA format
+            if not self.args.should_save:
+                return
+            os.makedirs(output_dir, exist_ok=True)
+            model.save_lora_adapter(output_dir, safe_serialization=True)
+        elif pipeline is None and (isinstance(model, PreTrainedModel) or is_peft_model(model)
+                                   or not hasattr(model, "save_pretrained")):
             with _training_args_as_json():  # transformers' own saving (PEFT adapters, sharded weights, tokenizer)
                 super()._save(output_dir, state_dict=state_dict)
             if not self.args.should_save:
@@ -147,6 +194,16 @@ class HfgenTrainerMixin(GuardedTrainerMixin):
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         model = self.accelerator.unwrap_model(model if model is not None else self.model)
+        if _is_adapted_diffusers_model(model):
+            from peft import set_peft_model_state_dict
+            from safetensors.torch import load_file
+
+            state = load_file(os.path.join(resume_from_checkpoint, DIFFUSERS_LORA_NAME))
+            result = set_peft_model_state_dict(model, {k.removeprefix("unet."): v for k, v in state.items()})
+            if result.unexpected_keys:
+                raise ValueError(f"{resume_from_checkpoint} holds adapter weights this model lacks: "
+                                 f"{result.unexpected_keys[:3]}")
+            return None
         if (self.is_deepspeed_enabled or self.is_fsdp_enabled or hasattr(model, "peft_config")  # sharded, adapters
                 or not hasattr(model, "from_pretrained") and not hasattr(model, "load_weights")):  # a bare state dict
             return super()._load_from_checkpoint(resume_from_checkpoint, model)

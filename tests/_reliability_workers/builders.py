@@ -53,7 +53,7 @@ def nft(output_dir, reward=None, **kwargs):
                       processing_class=tokenizer)
 
 
-def masked_diffusion(output_dir, trainer_cls=None, **kwargs):
+def masked_diffusion(output_dir, trainer_cls=None, peft_config=None, **kwargs):
     from datasets import Dataset
 
     from hfgen.data.text import char_tokenizer
@@ -65,7 +65,8 @@ def masked_diffusion(output_dir, trainer_cls=None, **kwargs):
     model = tiny_bert_mlm(len(tokenizer), seed=0)
     args = _args(MaskedDiffusionConfig, output_dir, **{"per_device_train_batch_size": 4, **kwargs})
     return (trainer_cls or MaskedDiffusionTrainer)(model=model, args=args, processing_class=tokenizer,
-                                                   train_dataset=Dataset.from_dict({"input_ids": ids.tolist()}))
+                                                   train_dataset=Dataset.from_dict({"input_ids": ids.tolist()}),
+                                                   **({"peft_config": peft_config} if peft_config else {}))
 
 
 def gft(output_dir, **kwargs):
@@ -115,11 +116,12 @@ def _bridge_unet(seed=0):
     return tiny_unet2d(seed=seed)
 
 
-def bridge(output_dir, **kwargs):
+def bridge(output_dir, peft_config=None, **kwargs):
     from hfgen.trainers import BridgeConfig, BridgeTrainer
 
     args = _args(BridgeConfig, output_dir, **{"per_device_train_batch_size": 4, **kwargs})
-    return BridgeTrainer(_bridge_unet(), args, train_dataset=_paired_digits())
+    return BridgeTrainer(_bridge_unet(), args, train_dataset=_paired_digits(),
+                         **({"peft_config": peft_config} if peft_config else {}))
 
 
 def consistency_bridge(output_dir, **kwargs):
