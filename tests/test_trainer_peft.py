@@ -52,3 +52,43 @@ def test_transformers_model_gets_a_peft_adapter_saved_alone_and_reloaded_by_peft
 def test_diffusers_model_without_adapter_support_is_refused_naming_peft_config(tmp_path):
     with pytest.raises(ValueError, match="`peft_config`"):
         build("bridge", tmp_path / "out", peft_config=LoraConfig(r=4, target_modules=["to_q"]))
+
+
+def _gft_diffusion(output_dir, peft_config, **kwargs):
+    from hfgen.data.digits import digits_dataset
+    from hfgen.demos.gft import build_unet
+    from hfgen.trainers import GFTConfig, GFTTrainer
+
+    args = GFTConfig(output_dir=str(output_dir), max_steps=2, per_device_train_batch_size=4, report_to=[],
+                     use_cpu=True, seed=0, disable_tqdm=True, **kwargs)
+    data = digits_dataset(size=8, split="train").select(range(16))
+    return GFTTrainer(build_unet(8, channels=(8, 16), seed=0), args, train_dataset=data, peft_config=peft_config)
+
+
+def test_diffusers_model_gets_an_adapter_saved_in_diffusers_lora_format_and_resumed(tmp_path):
+    from hfgen.demos.gft import build_unet
+
+    config = LoraConfig(r=4, target_modules=["conv1", "conv2"], init_lora_weights=False)
+    trainer = _gft_diffusion(tmp_path / "out", config, save_strategy="steps", save_steps=1)
+    trainable = {n for n, p in trainer.model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
+    trainer.train()
+    trainer.save_model()
+    files = {p.name for p in (tmp_path / "out").iterdir()}
+    assert "pytorch_lora_weights.safetensors" in files and "diffusion_pytorch_model.safetensors" not in files
+
+    unet = build_unet(8, channels=(8, 16), seed=0)  # the base weights, then Diffusers' own LoRA loader
+    # weight_name given: offline, Diffusers' guess of the file name falls back to the .bin name
+    unet.load_lora_adapter(str(tmp_path / "out"), prefix=None, weight_name="pytorch_lora_weights.safetensors")
+    x, t, labels = torch.randn(2, 1, 8, 8), torch.tensor([10, 500]), torch.tensor([1, 2])
+    cond = torch.zeros(2, 64)
+    trained = trainer.accelerator.unwrap_model(trainer.model).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(unet.eval()(x, t, None, class_labels=labels, timestep_cond=cond).sample,
+                                   trained(x, t, None, class_labels=labels, timestep_cond=cond).sample)
+
+    resumed = _gft_diffusion(tmp_path / "out", config, save_strategy="no")
+    resumed.train(resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-1"))
+    for (name, a), (_, b) in zip(trained.named_parameters(), resumed.model.named_parameters()):
+        if "lora_" in name:
+            assert torch.equal(a, b), name
