@@ -1,7 +1,8 @@
 """Guards shared by every hfgen trainer: stop on a non-finite loss, save atomically, resume only from whole checkpoints.
 
-[`GuardedTrainerMixin`] goes first among a trainer's bases (``class NFTTrainer(GuardedTrainerMixin,
-GRPOTrainer)``); it wraps these ``transformers.Trainer`` methods and changes nothing else:
+[`GuardedTrainerMixin`] is a base of [`~hfgen.trainers.base.HfgenTrainerMixin`], which goes first among a trainer's
+bases (``class NFTTrainer(HfgenTrainerMixin, GRPOTrainer)``); it wraps these ``transformers.Trainer`` methods and
+changes nothing else:
 
 - ``training_step``: a NaN or infinite loss raises [`NonFiniteLossError`] naming the step, *before*
   the optimizer step, so the model still holds the last good parameters and no checkpoint is written
