@@ -6,23 +6,19 @@ design card lays out) but install as ``hfgen.pipelines``, ``hfgen.trainers`` and
 group exactly as a third-party plugin's would be.
 """
 
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 core = find_packages(include=["hfgen", "hfgen.*"])
 pipelines = ["hfgen.pipelines"] + ["hfgen.pipelines." + p for p in find_packages("pipelines")]
 trainers = ["hfgen.trainers"] + ["hfgen.trainers." + p for p in find_packages("trainers")]
 
+# hfgen's methods: one manifest a module of hfgen/methods/ (``METHOD``), registered exactly as a plugin's would be
 METHODS = {
-    "nft": "hfgen.methods.nft:METHOD",
-    "masked_diffusion": "hfgen.methods.masked_diffusion:METHOD",
-    "gft": "hfgen.methods.gft:METHOD",
-    "ddo": "hfgen.methods.ddo:METHOD",
-    "consistency_bridge": "hfgen.methods.consistency_bridge:METHOD",
-    "analytic_precond": "hfgen.methods.analytic_precond:METHOD",
-    "iisan": "hfgen.methods.iisan:METHOD",
-    "crossan": "hfgen.methods.crossan:METHOD",
-    "mf2": "hfgen.methods.mf2:METHOD",
-    "popcorn": "hfgen.methods.popcorn:METHOD",
+    path.stem: f"hfgen.methods.{path.stem}:METHOD"
+    for path in sorted((Path(__file__).resolve().parent / "hfgen" / "methods").glob("*.py"))
+    if not path.stem.startswith("_")
 }
 
 setup(
@@ -41,8 +37,10 @@ setup(
         # torch 2.13.0 (CPU) must satisfy this range: install it first (see README).
         "torch>=2.4,<2.14",
         "transformers>=5.0,<6",
-        "diffusers>=0.42,<0.43",
-        "peft>=0.21,<0.22",
+        # no private Diffusers or PEFT method is overridden (trainers/base.py holds the transformers ones), so these
+        # follow the public API; NFTTrainer overrides three private GRPOTrainer methods, which pins TRL's minor
+        "diffusers>=0.42,<1",
+        "peft>=0.21,<1",
         "trl>=1.16,<1.17",
         "datasets>=4.0",
         "huggingface_hub>=1.0",

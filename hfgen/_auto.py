@@ -26,7 +26,7 @@ AUTO_MODULES = {
     "hfgen_mf2": "hfgen.models.mf2",  # AutoConfig + AutoModel
     "hfgen_sasrec": "hfgen.models.sasrec",  # AutoConfig + AutoModel
     "hfgen_popularity": "hfgen.pipelines.popcorn.modeling_popularity",  # AutoConfig + AutoModel
-    "hfgen_gft_causal_lm": "hfgen.trainers.gft.modeling_gft",  # AutoConfig + AutoModelForCausalLM
+    "hfgen_gft_causal_lm": "hfgen.pipelines.gft.modeling_gft",  # AutoConfig + AutoModelForCausalLM
     "hfgen_mdlm_dit": "hfgen.models.mdlm_dit",  # AutoConfig + AutoModelForMaskedLM
 }
 TRIGGER = "transformers.models.auto.configuration_auto"
@@ -36,7 +36,7 @@ _registered: set[str] = set()
 
 
 def register_auto_classes(model_type: str | None = None) -> None:
-    """Import the module of ``model_type`` (all of :data:`AUTO_MODULES` when ``None``); each registers its classes."""
+    """Import the module of ``model_type`` (all of [`AUTO_MODULES`] when ``None``); each registers its classes."""
     for key in [model_type] if model_type is not None else list(AUTO_MODULES):
         with _lock:
             if key in _registered:
@@ -68,7 +68,7 @@ def _make_aware(config_mapping) -> None:
 
 
 class _AfterImport(importlib.abc.MetaPathFinder):
-    """Finds nothing itself; for :data:`TRIGGER`, wraps the real loader to patch ``CONFIG_MAPPING`` after it runs."""
+    """Finds nothing itself; for [`TRIGGER`], wraps the real loader to patch ``CONFIG_MAPPING`` after it runs."""
 
     def find_spec(self, fullname, path, target=None):
         if fullname != TRIGGER:

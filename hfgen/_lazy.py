@@ -3,18 +3,23 @@
 import importlib
 
 
-def lazy_exports(package: str, exports: dict[str, str]):
-    """Return ``__getattr__`` and ``__dir__`` for a package exporting ``name -> submodule``."""
+def lazy_exports(package: str, exports=None):
+    """Return ``__getattr__`` and ``__dir__`` for a package exporting ``name -> submodule``.
+
+    ``exports`` is a dict, or a function returning one, called at each lookup (so a manifest added at run time is
+    seen; [`hfgen.methods.package_exports`] reads imported manifests only once each).
+    """
+    current = exports if callable(exports) else (lambda: exports)
 
     def __getattr__(name):
-        if name not in exports:
+        table = current()
+        if name not in table:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(f"{package}.{exports[name]}"), name)
-        globals_of_package = importlib.import_module(package).__dict__
-        globals_of_package[name] = value
+        value = getattr(importlib.import_module(f"{package}.{table[name]}"), name)
+        importlib.import_module(package).__dict__[name] = value
         return value
 
     def __dir__():
-        return sorted(exports)
+        return sorted(current())
 
     return __getattr__, __dir__

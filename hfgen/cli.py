@@ -48,6 +48,8 @@ def _get(name: str):
 def _cmd_info(args) -> int:
     info = _get(args.name)
     print(f"{info.name}: {info.summary}")
+    if info.description:
+        print(info.description)
     print(f"paper:      {info.paper.title} ({info.paper.url})")
     if info.paper.code_url:
         print(f"code:       {info.paper.code_url}")
@@ -64,7 +66,7 @@ def _cmd_info(args) -> int:
 
 
 def _cmd_demo(args) -> int:
-    from hfgen.demo import DemoResult, format_table, run_demos
+    from hfgen.demos import DemoResult, format_table, run_demos
     from hfgen.registry import list_methods
 
     if args.all == bool(args.names):

@@ -1,14 +1,15 @@
 """Guards shared by every hfgen trainer: stop on a non-finite loss, save atomically, resume only from whole checkpoints.
 
-:class:`GuardedTrainerMixin` goes first among a trainer's bases (``class NFTTrainer(GuardedTrainerMixin,
-GRPOTrainer)``); it wraps these ``transformers.Trainer`` methods and changes nothing else:
+[`GuardedTrainerMixin`] is a base of [`~hfgen.trainers.base.HfgenTrainerMixin`], which goes first among a trainer's
+bases (``class NFTTrainer(HfgenTrainerMixin, GRPOTrainer)``); it wraps these ``transformers.Trainer`` methods and
+changes nothing else:
 
-- ``training_step``: a NaN or infinite loss raises :class:`NonFiniteLossError` naming the step, *before*
+- ``training_step``: a NaN or infinite loss raises [`NonFiniteLossError`] naming the step, *before*
   the optimizer step, so the model still holds the last good parameters and no checkpoint is written
   from the bad ones (``transformers`` would otherwise hide it from the logs with ``logging_nan_inf_filter``
   and, in fp32/bf16, step the optimizer on NaN gradients; fp16's gradient scaler would skip the step, but a
   forward pass that overflows to inf is a real fault there too). Under several processes the ranks agree.
-- ``save_model``: writes through :func:`hfgen.hub.atomic_save_dir` (temporary folder, checksums, rename),
+- ``save_model``: writes through [`hfgen.hub.atomic_save_dir`] (temporary folder, checksums, rename),
   so ``trainer.save_model()`` and each ``checkpoint-N`` hold whole weights or no marker file at all.
 - ``train(resume_from_checkpoint=...)``: ``True`` picks the newest *complete* checkpoint (one whose
   ``trainer_state.json``, written last by ``transformers``, exists); a path to an incomplete or corrupted
@@ -62,7 +63,7 @@ def checkpoint_problem(folder: str | os.PathLike, hashes: bool = True) -> str | 
 
 
 def last_complete_checkpoint(output_dir: str | os.PathLike, hashes: bool = True) -> str | None:
-    """The newest ``checkpoint-N`` under ``output_dir`` that :func:`checkpoint_problem` accepts; each newer one that
+    """The newest ``checkpoint-N`` under ``output_dir`` that [`checkpoint_problem`] accepts; each newer one that
     it skips is logged as a warning naming the problem (the damaged file)."""
     output_dir = Path(output_dir)
     if not output_dir.is_dir():
@@ -137,7 +138,7 @@ def check_arguments(function, values: dict) -> None:
     """Refuse wrongly typed or non-finite arguments of ``function`` (a constructor or ``__call__``), by annotation.
 
     Call it first in the body with ``locals()``: every parameter annotated ``int``, ``float``, ``bool`` or ``str``
-    (optionally ``| None``, or with a ``None`` default) is checked as :func:`check_numeric_fields` does, naming it.
+    (optionally ``| None``, or with a ``None`` default) is checked as [`check_numeric_fields`] does, naming it.
     Generated from the signature, so a new argument is checked as soon as it is added.
     """
     import inspect

@@ -5,20 +5,20 @@ A plugin distribution declares, in its own packaging metadata::
     [project.entry-points."hfgen.methods"]
     my_method = "my_pkg.hfgen_plugin:METHOD"
 
-where ``METHOD`` is a :class:`MethodInfo`. hfgen registers its own methods through its own
+where ``METHOD`` is a [`MethodInfo`]. hfgen registers its own methods through its own
 ``setup.py`` in exactly this way. Entry points are read lazily, the first time a name is looked
 up; a ``MethodInfo`` holds only strings, so listing methods imports no torch-heavy module, and
-components are imported when someone asks for them (:meth:`MethodInfo.load_component`). A plugin
-that fails to load (an exception or ``sys.exit`` while importing it, a malformed :class:`MethodInfo`) is kept as a
-:class:`BrokenMethod` with its error, and never hides the others. hfgen's own methods win every name clash: a
+components are imported when someone asks for them ([`MethodInfo.load_component`]). A plugin
+that fails to load (an exception or ``sys.exit`` while importing it, a malformed [`MethodInfo`]) is kept as a
+[`BrokenMethod`] with its error, and never hides the others. hfgen's own methods win every name clash: a
 plugin reusing a built-in method name is listed as broken, and a plugin component named like a built-in one
-(e.g. ``ConsistencyTrajectoryPipeline``) is never used by :func:`find_component` / ``hfgen.load``; both clashes
-are reported (:func:`registry_problems`, a logged warning, ``hfgen list``).
+(e.g. ``ConsistencyTrajectoryPipeline``) is never used by [`find_component`] / ``hfgen.load``; both clashes
+are reported ([`registry_problems`], a logged warning, ``hfgen list``).
 
 Environment switches (modelled on pytest and lm-eval):
 
 - ``HFGEN_DISABLE_PLUGIN_AUTOLOAD=1``: read only hfgen's own entry points;
-- ``HFGEN_PLUGINS=pkg.mod,other.mod``: import these modules first (they may call :func:`register`).
+- ``HFGEN_PLUGINS=pkg.mod,other.mod``: import these modules first (they may call [`register`]).
 """
 
 from __future__ import annotations
@@ -71,16 +71,18 @@ class MethodInfo:
 
     Args:
         name: registry name (lowercase, ``[a-z0-9_]``), also the card template's and demo's name.
-        summary: one sentence.
+        summary: one line (at most 100 characters), printed by ``hfgen list``.
         paper: the paper the method implements.
         components: public class name -> ``"module.path:Object"``; resolved on demand.
         card_template: ``"package.module:file.md"`` of the Jinja model-card template.
         demo: ``"module.path:function"``; the function takes ``(output_dir, seed=0)`` and returns a
-            :class:`hfgen.demo.DemoResult`.
+            [`hfgen.demos.DemoResult`].
         tags: extra Hub tags (``hfgen`` and ``hfgen-<name>`` are always added).
         pipeline_tag: the Hub ``pipeline_tag`` for artifacts of this method.
         cli: optional ``"module.path:function"``; the function receives the ``hfgen`` command's
             argparse subparsers and adds the method's own subcommand(s). Keep that module import-cheap.
+        description: the longer account printed by ``hfgen info``.
+        position: place in the zoo's tables (README, ``docs/results.md``); ties are ordered by name.
     """
 
     name: str
@@ -93,6 +95,8 @@ class MethodInfo:
     pipeline_tag: str | None = None
     cli: str | None = None
     status: str = "implemented"
+    description: str = ""
+    position: int = 1000
 
     def __post_init__(self):
         _check_str("MethodInfo", "name", self.name)
@@ -295,7 +299,7 @@ def list_methods(include_broken: bool = False) -> list[MethodInfo | BrokenMethod
 
 
 def get_method(name: str) -> MethodInfo:
-    """The :class:`MethodInfo` named ``name``; a clear ``KeyError`` (with the closest name) otherwise."""
+    """The [`MethodInfo`] named ``name``; a clear ``KeyError`` (with the closest name) otherwise."""
     return REGISTRY.get(name)
 
 

@@ -1,18 +1,11 @@
-"""hfgen's Diffusers pipelines and schedulers, one folder a method (``hfgen.pipelines.masked_diffusion``, ...)."""
+"""hfgen's Diffusers pipelines, schedulers and their models, one folder a method (``hfgen.pipelines.gft``, ...).
+
+The exports are every component of hfgen's method manifests (``hfgen/methods/<name>.py``) that lives here,
+imported on first use.
+"""
 
 from hfgen._lazy import lazy_exports
+from hfgen.methods import package_exports
 
-_EXPORTS = {
-    "MaskedDiffusionPipeline": "masked_diffusion.pipeline_masked_diffusion",
-    "FirstHittingScheduler": "masked_diffusion.scheduling_first_hitting",
-    "AncestralMaskedScheduler": "masked_diffusion.scheduling_ancestral_masked",
-    "GuidanceFreePipeline": "guidance_free.pipeline_guidance_free",
-    "ConsistencyBridgePipeline": "consistency_bridge.pipeline_consistency_bridge",
-    "BridgeScheduler": "consistency_bridge.scheduling_bridge",
-    "ConsistencyTrajectoryPipeline": "consistency_trajectory.pipeline_consistency_trajectory",
-    "ConsistencyTrajectoryScheduler": "consistency_trajectory.scheduling_consistency_trajectory",
-    "PopcornPipeline": "popcorn.pipeline_popcorn",
-}
-
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
-__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, lambda: package_exports(__name__))
+__all__ = sorted(package_exports(__name__))

@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 
 import torch
-from hfgen.pipelines import BridgeScheduler, ConsistencyBridgePipeline
 
 from hfgen.data.paired_digits import load_paired_digits
 from hfgen.demos.consistency_bridge import evaluate
+from hfgen.pipelines import BridgeScheduler, ConsistencyBridgePipeline
 
 
 def time_sampler(pipe, source, solver, steps, repeats):

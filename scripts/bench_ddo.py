@@ -18,6 +18,7 @@ import tempfile
 import time
 
 import torch
+
 from hfgen.trainers.ddo import DDOConfig, DDOTrainer, denoising_log_likelihood
 
 

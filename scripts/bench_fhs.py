@@ -15,8 +15,9 @@ import platform
 import time
 
 import torch
-from hfgen.pipelines import AncestralMaskedScheduler, FirstHittingScheduler, MaskedDiffusionPipeline
 from transformers import BertConfig, BertForMaskedLM
+
+from hfgen.pipelines import AncestralMaskedScheduler, FirstHittingScheduler, MaskedDiffusionPipeline
 
 
 class NetworkTimer:

@@ -20,9 +20,9 @@ import torch
 def bench(size: int = 16, batch: int = 64, steps: int = 25, repeats: int = 3, channels=(32, 64), guidance_scale: float = 2.0,
           seed: int = 0) -> dict[str, float]:
     from diffusers import DDIMScheduler
-    from hfgen.pipelines import GuidanceFreePipeline
 
     from hfgen.demos.gft import build_unet
+    from hfgen.pipelines import GuidanceFreePipeline
 
     unet = build_unet(size, beta_input=True, seed=seed, channels=channels).eval()
     pipe = GuidanceFreePipeline(unet=unet, scheduler=DDIMScheduler())

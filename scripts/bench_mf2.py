@@ -13,12 +13,12 @@ import statistics
 import time
 
 import torch
-from hfgen.trainers.mf2 import MF2DataCollator
 
 from hfgen.adapters.dfn import DFNConfig, DFNModel
 from hfgen.data.faces import build_face_tokenizer, make_synthetic_faces
 from hfgen.demos.mf2 import tiny_mf2_config
 from hfgen.models.mf2 import MF2Model
+from hfgen.trainers.mf2 import MF2DataCollator
 
 
 def timed(fn, repeats):

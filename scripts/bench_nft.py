@@ -34,11 +34,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _trainer(kind, model, tokenizer, data, output_dir, steps, device, **common):
-    from hfgen.trainers import NFTConfig, NFTTrainer
     from transformers import PrinterCallback
     from trl import GRPOConfig, GRPOTrainer
 
     from hfgen.data.arithmetic import arithmetic_reward
+    from hfgen.trainers import NFTConfig, NFTTrainer
 
     args = dict(output_dir=output_dir, use_cpu=device == "cpu", bf16=False, gradient_checkpointing=False,
                 report_to="none", save_strategy="no", disable_tqdm=True, logging_steps=1, max_steps=steps, seed=0,

@@ -61,10 +61,9 @@ def bench_parsing() -> None:
 
 
 def bench_retrieval(queries: int = 20) -> None:
+    from hfgen.data.microlens import make_synthetic_microlens
     from hfgen.pipelines.popcorn import PopularityRetriever
     from hfgen.pipelines.popcorn.retrieval import minilm_path
-
-    from hfgen.data.microlens import make_synthetic_microlens
 
     table = make_synthetic_microlens(num_videos=1000, with_media=False, seed=0)
     print("\n2. reference retrieval (1000-video table, 10 references per query)")
@@ -87,6 +86,8 @@ def bench_retrieval(queries: int = 20) -> None:
 
 def bench_stages(repeats: int = 3) -> None:
     import torch
+
+    from hfgen.data.microlens import make_synthetic_microlens
     from hfgen.pipelines import PopcornPipeline
     from hfgen.pipelines.popcorn import TransformersLLM
     from hfgen.pipelines.popcorn.modeling_popularity import PopularityModel
@@ -99,8 +100,6 @@ def bench_stages(repeats: int = 3) -> None:
         tiny_text_to_video,
         word_tokenizer,
     )
-
-    from hfgen.data.microlens import make_synthetic_microlens
 
     tok = byte_tokenizer(model_max_length=16)
     words = word_tokenizer(make_synthetic_microlens(20, with_media=False)["title_en"])

@@ -21,11 +21,11 @@ import torch
 from transformers import AutoModel, ViTConfig, ViTModel
 
 sys.path.insert(0, str(Path(__file__).parent))
-from hfgen.trainers.sequential_rec import SequentialRecommender  # noqa: E402
 from iisan_common import measure_training_step, minilm_path  # noqa: E402
 
 from hfgen.adapters import BackboneItemEncoder, BackboneItemEncoderConfig, IISANConfig, IISANModel  # noqa: E402
 from hfgen.models import SASRecConfig, SASRecModel  # noqa: E402
+from hfgen.trainers.sequential_rec import SequentialRecommender  # noqa: E402
 
 
 def main(argv=None) -> dict:

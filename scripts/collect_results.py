@@ -11,8 +11,9 @@ every figure of a method shown under its section).
 import re
 from pathlib import Path
 
-ORDER = ["core", "nft", "masked_diffusion", "gft", "ddo", "consistency_bridge", "analytic_precond",
-         "iisan", "crossan", "mf2", "popcorn"]
+from hfgen.methods import builtin_methods
+
+ORDER = ["core", *(info.name for info in builtin_methods())]  # the manifests' zoo order
 TITLES = {"iisan": "IISAN and IISAN-Versa", "crossan": "CROSSAN"}
 HEADER = """# hfgen results
 

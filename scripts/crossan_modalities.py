@@ -32,18 +32,18 @@ import torch
 from transformers import AutoModel, TrainerCallback
 
 sys.path.insert(0, str(Path(__file__).parent))
+from iisan_common import measure_training_step  # noqa: E402
+
+from hfgen.adapters import BackboneItemEncoder, BackboneItemEncoderConfig, CROSSANConfig, CROSSANModel  # noqa: E402
+from hfgen.data.recommendation import make_synthetic_recommendation, synthetic_backbone_configs  # noqa: E402
+from hfgen.metrics.ranking import bootstrap_ci, per_user_metric  # noqa: E402
+from hfgen.models import SASRecConfig, SASRecModel  # noqa: E402
 from hfgen.trainers.sequential_rec import (  # noqa: E402
     SequentialRecCollator,
     SequentialRecConfig,
     SequentialRecommender,
     SequentialRecTrainer,
 )
-from iisan_common import measure_training_step  # noqa: E402
-
-from hfgen.adapters import BackboneItemEncoder, BackboneItemEncoderConfig, CROSSANConfig, CROSSANModel  # noqa: E402
-from hfgen.data.recommendation import make_synthetic_recommendation, synthetic_backbone_configs  # noqa: E402
-from hfgen.models import SASRecConfig, SASRecModel  # noqa: E402
-from hfgen.metrics.ranking import bootstrap_ci, per_user_metric  # noqa: E402
 
 ORDER = ("text", "image", "audio", "video")
 METHODS = ("CROSSAN (MoMEF)", "IISAN-style pairwise", "Late fusion (frozen)")

@@ -26,11 +26,11 @@ import time
 from pathlib import Path
 
 import torch
-from hfgen.trainers.ddo import DDOConfig, ddo_self_play, denoising_log_likelihood, generate_diffusion_samples
 from torch import nn
 from tqdm.auto import tqdm
 
 from hfgen.demos.ddo import markov_chain_experiment, plot_results
+from hfgen.trainers.ddo import DDOConfig, ddo_self_play, denoising_log_likelihood, generate_diffusion_samples
 
 ROOT = Path(__file__).resolve().parents[1]
 

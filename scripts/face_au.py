@@ -320,7 +320,7 @@ if __name__ == "__main__":
                    help="instead of training: merge the --out-json files of runs of the same settings into one report")
     a = p.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    command = "OMP_NUM_THREADS=%d python scripts/face_au.py %s" % (torch.get_num_threads(), " ".join(sys.argv[1:]))
+    command = f"OMP_NUM_THREADS={torch.get_num_threads()} python scripts/face_au.py {' '.join(sys.argv[1:])}"
     if a.merge:
         rows, zero_shot, settings, commands = merge_runs(a.merge)
         if a.out_png:

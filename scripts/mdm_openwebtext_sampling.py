@@ -98,10 +98,10 @@ def sample(pipe, scheduler, num_samples, batch_size, seq_len, mask_token_id, ste
 def main(model, tokenizer, judge, judge_tokenizer=None, *, seq_len=1024, num_samples=64, batch_size=16,
          steps=(128, 256, 512, 1024, 2048), dtypes=("float64", "float32"), seed=0, device=None, output=None):
     """Run the grid; ``model`` / ``tokenizer`` / ``judge`` are loaded objects or paths. Returns the result rows."""
-    from hfgen.pipelines import AncestralMaskedScheduler, FirstHittingScheduler, MaskedDiffusionPipeline
     from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
     import hfgen  # noqa: F401  (registers hfgen_mdlm_dit with the Auto classes)
+    from hfgen.pipelines import AncestralMaskedScheduler, FirstHittingScheduler, MaskedDiffusionPipeline
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model_name = model if isinstance(model, (str, Path)) else type(model).__name__

@@ -16,11 +16,11 @@ import time
 from pathlib import Path
 
 import torch
-from hfgen.pipelines import AncestralMaskedScheduler, FirstHittingScheduler, MaskedDiffusionPipeline
 
 from hfgen.data.text import char_tokenizer, pydoc_dataset
 from hfgen.demos.masked_diffusion import evaluate_sampler, train_denoiser, train_judge
 from hfgen.metrics.perplexity import generative_perplexity, unigram_entropy
+from hfgen.pipelines import AncestralMaskedScheduler, FirstHittingScheduler, MaskedDiffusionPipeline
 
 FIGURE = Path(__file__).resolve().parent.parent / "docs" / "figures" / "masked_diffusion_text.png"
 

@@ -1,12 +1,12 @@
 """LLMPopcorn evaluation without circularity: basic vs enhanced (RAG + CoT) prompting on the official queries.
 
-The MicroLens-style table is split (:func:`hfgen.data.microlens.split_microlens`) into three parts with no
+The MicroLens-style table is split ([`hfgen.data.microlens.split_microlens`]) into three parts with no
 video in two of them: the **retrieval pool** (the only references the enhanced prompt may retrieve), the
 **popularity-model training set** (also its MMRA retrieval memory: ``--num-retrieved`` neighbours, on by
 default) and a **held-out set** on which the popularity model is measured (nMSE / Spearman / MAE with
 bootstrap 95% intervals over videos). Each query of the official LLMPopcorn set
-(:mod:`hfgen.pipelines.popcorn.queries`) is planned with the same LLM under both prompts; each plan is rendered
-as a prompt-following generator would (:func:`hfgen.data.microlens.render_plan`) and scored by the popularity
+([`hfgen.pipelines.popcorn.queries`]) is planned with the same LLM under both prompts; each plan is rendered
+as a prompt-following generator would ([`hfgen.data.microlens.render_plan`]) and scored by the popularity
 model and, on the synthetic table, by the table's own rule (its ground truth). The comparison is the paired
 (by query) mean difference enhanced - basic with a bootstrap 95% interval over queries, per seed; seeds
 re-draw the table, the split and the popularity model.

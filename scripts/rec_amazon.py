@@ -44,18 +44,18 @@ import torch
 from transformers import AutoModel, TrainerCallback
 
 sys.path.insert(0, str(Path(__file__).parent))
-from hfgen.trainers.sequential_rec import (  # noqa: E402
-    SequentialRecCollator,
-    SequentialRecConfig,
-    SequentialRecommender,
-    SequentialRecTrainer,
-)
 from iisan_common import MINILM_HUB_ID, measure_training_step, minilm_path, tokenize_titles  # noqa: E402
 
 from hfgen.adapters import BackboneItemEncoder, BackboneItemEncoderConfig, IISANConfig, IISANModel  # noqa: E402
 from hfgen.data.recommendation import load_recommendation_data  # noqa: E402
 from hfgen.metrics.ranking import bootstrap_ci, mask_history, per_user_metric, target_ranks, tpme  # noqa: E402
 from hfgen.models import SASRecConfig, SASRecModel  # noqa: E402
+from hfgen.trainers.sequential_rec import (  # noqa: E402
+    SequentialRecCollator,
+    SequentialRecConfig,
+    SequentialRecommender,
+    SequentialRecTrainer,
+)
 
 METHODS = {"iisan": "IISAN (cached)", "iisan-uncached": "IISAN (uncached)", "frozen": "Frozen features",
            "lora": "LoRA", "fft": "Full fine-tuning", "id": "SASRec (ID)", "popularity": "Popularity"}
@@ -256,7 +256,7 @@ def main(argv=None) -> dict:
     if "popularity" in methods:  # deterministic: one "seed"
         ranks = popularity_ranks(splits, popularity)
         record["quality"][METHODS["popularity"]] = {"test_ranks": [ranks], "trainable_params": [0]}
-        print("Popularity", {f"hr@10": statistics.mean(r <= 10 for r in ranks)}, flush=True)
+        print("Popularity", {"hr@10": statistics.mean(r <= 10 for r in ranks)}, flush=True)
 
     def checkpoint():
         record["settings"]["total_seconds"] = round(time.perf_counter() - t0)

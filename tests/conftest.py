@@ -4,8 +4,11 @@ The Hub environment is set here, before anything imports huggingface_hub (its en
 paths are read at import time).
 """
 
+import importlib.util
 import os
+import sys
 import tempfile
+from pathlib import Path
 
 _HF_HOME = tempfile.mkdtemp(prefix="hfgen-tests-hf-home-")
 os.environ.setdefault("HF_HOME", _HF_HOME)
@@ -51,3 +54,22 @@ def fake_hub(_fake_hub_server, monkeypatch):
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     return _fake_hub_server
+
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+@pytest.fixture(scope="session")
+def load_script():
+    """``load_script(name)`` imports ``scripts/<name>.py`` as a module (with ``scripts/`` on ``sys.path``, so a script
+    may import its shared helpers, e.g. ``iisan_common``)."""
+
+    def load(name: str):
+        if str(SCRIPTS) not in sys.path:
+            sys.path.insert(0, str(SCRIPTS))
+        spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+
 from hfgen.pipelines.consistency_trajectory.scheduling_consistency_trajectory import (
     AnalyticTables,
     estimate_linear_statistic,

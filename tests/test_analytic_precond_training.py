@@ -1,18 +1,17 @@
 """Analytic-Precond / CTM distillation: scheduler, pipeline, trainer, statistics I/O, config validation, demo smoke."""
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
 from datasets import Dataset
+
+import hfgen
+from hfgen.demos.analytic_precond import GaussianMixtureDenoiser, ring_teacher, sliced_wasserstein
 from hfgen.pipelines import ConsistencyTrajectoryPipeline, ConsistencyTrajectoryScheduler
 from hfgen.pipelines.consistency_trajectory import TrajectoryMLP, outer_scalings
 from hfgen.trainers import ConsistencyDistillationConfig, ConsistencyDistillationTrainer
 from hfgen.trainers.consistency_distillation import load_teacher_statistics
-
-import hfgen
-from hfgen.demos.analytic_precond import GaussianMixtureDenoiser, ring_teacher, sliced_wasserstein
 
 GRID = torch.linspace(math.log(0.002), math.log(80.0), 40, dtype=torch.float64)
 
@@ -202,15 +201,6 @@ def test_demo_smoke(tmp_path):
     assert all(p.endswith(".png") for p in result.figures)
 
 
-def _script():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("precond_toy", Path(__file__).parents[1] / "scripts" / "precond_toy.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    return script
-
-
 def _tiny_args(tmp_path):
     return ["--ring-steps", "2", "--ring-eval-every", "1", "--ring-num-eval", "32", "--digits-steps", "1",
             "--digits-eval-every", "1", "--digits-num-eval", "16", "--teacher-steps", "1", "--teacher-channels", "8",
@@ -223,8 +213,8 @@ def _rows(text):
     return sum(line.startswith("| 0 | ") for line in text.splitlines())
 
 
-def test_toy_script_ring_smoke_rewrites_only_its_section(tmp_path):
-    script = _script()
+def test_toy_script_ring_smoke_rewrites_only_its_section(tmp_path, load_script):
+    script = load_script("precond_toy")
     md = tmp_path / "r.md"
     md.write_text("# title\n\n<!-- digits: begin -->\nkept\n<!-- digits: end -->\n")
     runs = script.main(["--part", "ring", "--variants", "euler", "analytic", *_tiny_args(tmp_path)])
@@ -235,8 +225,8 @@ def test_toy_script_ring_smoke_rewrites_only_its_section(tmp_path):
 
 
 @pytest.mark.slow
-def test_toy_script_smoke_both_parts_write_their_sections(tmp_path):
-    runs = _script().main(["--part", "all", *_tiny_args(tmp_path)])
+def test_toy_script_smoke_both_parts_write_their_sections(tmp_path, load_script):
+    runs = load_script("precond_toy").main(["--part", "all", *_tiny_args(tmp_path)])
     assert len(runs["ring"]) == 3 and len(runs["digits"]) == 3
     text = (tmp_path / "r.md").read_text()
     assert _rows(text) == 6 and "<!-- ring: begin -->" in text and "<!-- digits: begin -->" in text

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 from diffusers import UNet2DModel
-from hfgen.pipelines import BridgeScheduler, ConsistencyBridgePipeline
 
-from hfgen.bridges import VEBridgeSchedule, VPBridgeSchedule, make_bridge_schedule
+from hfgen.pipelines import BridgeScheduler, ConsistencyBridgePipeline
+from hfgen.pipelines.consistency_bridge.bridges import VEBridgeSchedule, VPBridgeSchedule, make_bridge_schedule
 
 SCHEDULES = [VPBridgeSchedule(), VEBridgeSchedule()]
 

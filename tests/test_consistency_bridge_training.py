@@ -5,13 +5,13 @@ import json
 import numpy as np
 import pytest
 import torch
-from hfgen.pipelines import BridgeScheduler, ConsistencyBridgePipeline
-from hfgen.trainers import BridgeConfig, BridgeTrainer, ConsistencyBridgeConfig, ConsistencyBridgeTrainer
 from PIL import Image
 from test_consistency_bridge import tiny_unet
 
 import hfgen
 from hfgen.data.paired_digits import edge_map, load_paired_digits, load_paired_image_folder, paired_digits_dataset
+from hfgen.pipelines import BridgeScheduler, ConsistencyBridgePipeline
+from hfgen.trainers import BridgeConfig, BridgeTrainer, ConsistencyBridgeConfig, ConsistencyBridgeTrainer
 
 
 def small_args(cls, tmp_path, **kwargs):
@@ -185,14 +185,8 @@ def test_registry_entry_resolves_every_component_and_renders_the_card():
     assert "num_inference_steps=2" in card and "@inproceedings{he2024consistency" in card and "CDBM sampling" in card
 
 
-def test_digits_script_runs_end_to_end_with_tiny_settings(tmp_path):
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-    from bridge_digits import main
-
-    rows = main(teacher_steps=2, student_steps=1, size=8, width=8, n_eval=8, out_dir=tmp_path / "run",
+def test_digits_script_runs_end_to_end_with_tiny_settings(tmp_path, load_script):
+    rows = load_script("bridge_digits").main(teacher_steps=2, student_steps=1, size=8, width=8, n_eval=8, out_dir=tmp_path / "run",
                 results_md=tmp_path / "r.md", figure=tmp_path / "f.png", heun_steps=(2,), dbim_steps=(2,), cdbm_steps=(1, 2))
     assert [r["nfe"] for r in rows] == [5, 2, 1, 2, 1, 2]
     text = (tmp_path / "r.md").read_text()

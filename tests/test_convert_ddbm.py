@@ -12,9 +12,9 @@ mapping is refused before any output (``norm1.weight`` has shape (64,), the mode
 
 import pytest
 import torch
-from hfgen.pipelines import BridgeScheduler, ConsistencyBridgePipeline
 
 from hfgen.convert import ConversionError, convert
+from hfgen.pipelines import BridgeScheduler, ConsistencyBridgePipeline
 from tests.golden._official_ddbm_unet import UNetModel
 
 TINY = dict(image_size=16, num_channels=32, num_res_blocks=1, channel_mult=(1, 2), attention_resolutions="8",
@@ -92,9 +92,9 @@ def test_converted_teacher_distils_with_the_cbd_trainer(tmp_path):
     import copy
 
     import numpy as np
-    from hfgen.trainers import ConsistencyBridgeConfig, ConsistencyBridgeTrainer
 
     from hfgen.data.paired_digits import paired_digits_dataset
+    from hfgen.trainers import ConsistencyBridgeConfig, ConsistencyBridgeTrainer
 
     torch.manual_seed(0)
     gray = UNetModel(image_size=8, in_channels=1, model_channels=32, out_channels=1, num_res_blocks=1,

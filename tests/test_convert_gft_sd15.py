@@ -13,9 +13,9 @@ import json
 import pytest
 import torch
 from diffusers import DDIMScheduler, UNet2DConditionModel
-from hfgen.pipelines import GuidanceFreePipeline
 
 from hfgen.convert import ConversionError, convert
+from hfgen.pipelines import GuidanceFreePipeline
 from tests.golden._official_gft_sd15 import official_gft_unet_call
 
 

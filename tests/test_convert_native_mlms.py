@@ -9,8 +9,9 @@ fails it (BERT: a class off by 0.12).
 
 import pytest
 import torch
-from hfgen.pipelines import AncestralMaskedScheduler, FirstHittingScheduler, MaskedDiffusionPipeline
 from transformers import AutoModelForMaskedLM, BertConfig, BertTokenizer, ModernBertConfig
+
+from hfgen.pipelines import AncestralMaskedScheduler, FirstHittingScheduler, MaskedDiffusionPipeline
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *[f"w{i}" for i in range(40)]]
 

@@ -9,9 +9,9 @@ import math
 
 import pytest
 import torch
-from hfgen.trainers import NFTConfig, NFTTrainer
 
 from hfgen.data.arithmetic import arithmetic_dataset, arithmetic_tokenizer, tiny_causal_lm
+from hfgen.trainers import NFTConfig, NFTTrainer
 
 REPO = "hfgen-ci/tiny-qwen2-math"
 

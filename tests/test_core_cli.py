@@ -10,7 +10,7 @@ PLUGIN = """
 from pathlib import Path
 
 import hfgen
-from hfgen.demo import DemoResult
+from hfgen.demos import DemoResult
 
 
 def run(output_dir, seed=0):

@@ -4,12 +4,12 @@ import copy
 
 import pytest
 import torch
-from hfgen.trainers import SequentialRecConfig, SequentialRecTrainer
 from transformers import AutoModel
 
 from hfgen.adapters import CROSSANConfig, CROSSANModel
 from hfgen.data.recommendation import make_synthetic_recommendation, synthetic_backbone_configs
 from hfgen.models import SASRecConfig, SASRecModel
+from hfgen.trainers import SequentialRecConfig, SequentialRecTrainer
 
 MODALITIES = ("text", "image", "audio", "video")
 

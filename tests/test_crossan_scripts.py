@@ -1,17 +1,11 @@
 """Smoke run of the CROSSAN modality-scaling script with tiny settings."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+import pytest
 
 
-def test_crossan_modalities_script_runs_tiny(tmp_path):
-    sys.path.insert(0, str(SCRIPTS))
-    spec = importlib.util.spec_from_file_location("crossan_modalities", SCRIPTS / "crossan_modalities.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+@pytest.mark.slow  # a script smoke run of 20-60 s on 2 shared cores: run by .ci/run with -m slow
+def test_crossan_modalities_script_runs_tiny(tmp_path, load_script):
+    script = load_script("crossan_modalities")
     common = ["--users", "24", "--epochs", "1", "--seeds", "0", "--out-md", str(tmp_path / "c.md"),
               "--out-fig", str(tmp_path / "c.png")]
     for n in ("2", "1"):  # parts run separately (as in parallel), then merged into one report

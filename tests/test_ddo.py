@@ -6,9 +6,10 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from torch import nn
+
 from hfgen.trainers import DDOConfig, DDOTrainer
 from hfgen.trainers.ddo import ddo_self_play, denoising_log_likelihood, generate_lm_samples, sequence_log_prob
-from torch import nn
 
 
 def make_args(tmp_path, **kwargs):

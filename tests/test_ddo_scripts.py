@@ -1,22 +1,11 @@
 """Smoke-sized runs of DDO's reproduction script and benchmark (the full runs live in scripts/)."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
-
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_ddo_toy_script_markov_quick_writes_results_and_figure(tmp_path):
+def test_ddo_toy_script_markov_quick_writes_results_and_figure(tmp_path, load_script):
     reports = load_script("ddo_toy").main(["--parts", "markov", "--quick", "--output-dir", str(tmp_path),
                                            "--work-dir", str(tmp_path / "work")])
     stages = [r["stage"] for r in reports["markov"]["results"]]
@@ -28,19 +17,19 @@ def test_ddo_toy_script_markov_quick_writes_results_and_figure(tmp_path):
     assert (tmp_path / "figures" / "ddo_markov.png").stat().st_size > 0
 
 
-def test_ddo_sliced_wasserstein_is_zero_on_identical_clouds_and_grows_with_shift():
+def test_ddo_sliced_wasserstein_is_zero_on_identical_clouds_and_grows_with_shift(load_script):
     toy = load_script("ddo_toy")
     x = toy.gmm_sample(256, 0)
     assert toy.sliced_wasserstein(x, x) == 0.0
     assert toy.sliced_wasserstein(x, x + 0.5) > toy.sliced_wasserstein(x, x + 0.1) > 0
 
 
-def test_bench_ddo_runs_and_reports_both_models():
+def test_bench_ddo_runs_and_reports_both_models(load_script):
     rows = load_script("bench_ddo").main(["--repeats", "1", "--batch-size", "2"])
     assert len(rows) == 2 and all(ddo_time > 0 and mle_time > 0 for _, mle_time, ddo_time, *_ in rows)
 
 
-def test_ddo_toy_script_gmm_quick_reports_every_round_and_the_data_floor(tmp_path):
+def test_ddo_toy_script_gmm_quick_reports_every_round_and_the_data_floor(tmp_path, load_script):
     reports = load_script("ddo_toy").main(["--parts", "gmm", "--quick", "--device", "cpu", "--output-dir", str(tmp_path),
                                            "--work-dir", str(tmp_path / "work")])
     report = reports["gmm"]

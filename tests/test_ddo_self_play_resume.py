@@ -13,8 +13,9 @@ import sys
 
 import pytest
 import torch
-from hfgen.trainers.ddo import DDOConfig, ddo_self_play, generate_lm_samples, sequence_log_prob
 from transformers import TrainerCallback
+
+from hfgen.trainers.ddo import DDOConfig, ddo_self_play, generate_lm_samples, sequence_log_prob
 
 NUM_ROUNDS = 3
 PROMPT = torch.tensor([3])

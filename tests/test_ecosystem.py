@@ -9,7 +9,7 @@
 
 Diffusers' ``PipelineTesterMixin`` lives in Diffusers' repository (``tests/pipelines/test_pipelines_common.py``);
 the installed wheel (diffusers 0.42.1) ships only ``diffusers/utils/testing_utils.py``, not the mixin. So
-:class:`TestPipelineCommon` runs, on every hfgen pipeline, our own implementation of this subset of its checks
+[`TestPipelineCommon`] runs, on every hfgen pipeline, our own implementation of this subset of its checks
 (same names, same tolerance 1e-4 unless stated):
 
 - ``test_save_load_local``: ``save_pretrained`` → ``from_pretrained`` gives the same outputs;
@@ -68,10 +68,10 @@ class Spec:
 
 
 def _mdm():
-    from hfgen.pipelines import FirstHittingScheduler, MaskedDiffusionPipeline
     from transformers import BertConfig, BertForMaskedLM
 
     from hfgen.data.text import char_tokenizer
+    from hfgen.pipelines import FirstHittingScheduler, MaskedDiffusionPipeline
 
     tokenizer = char_tokenizer("abc de")
     torch.manual_seed(0)
@@ -82,6 +82,7 @@ def _mdm():
 
 def _gft():
     from diffusers import DDIMScheduler, UNet2DConditionModel
+
     from hfgen.pipelines import GuidanceFreePipeline
 
     torch.manual_seed(0)
@@ -94,6 +95,7 @@ def _gft():
 
 def _bridge():
     from diffusers import UNet2DModel
+
     from hfgen.pipelines import BridgeScheduler, ConsistencyBridgePipeline
 
     torch.manual_seed(0)
@@ -370,13 +372,13 @@ def test_scheduler_compatibles_resolve_hfgen_schedulers():
 
 def _tiny_models() -> dict[str, Any]:
     """One tiny instance of every hfgen model class (transformers models and the Diffusers ``TrajectoryMLP``)."""
-    from hfgen.pipelines.consistency_trajectory import TrajectoryMLP
-    from hfgen.pipelines.popcorn.modeling_popularity import PopularityModel
-    from hfgen.pipelines.popcorn.tiny import tiny_popularity_config
-    from hfgen.trainers.gft.modeling_gft import GFTCausalLM
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from hfgen.models import MF2Config, MF2Model, SASRecConfig, SASRecModel
+    from hfgen.pipelines.consistency_trajectory import TrajectoryMLP
+    from hfgen.pipelines.gft.modeling_gft import GFTCausalLM
+    from hfgen.pipelines.popcorn.modeling_popularity import PopularityModel
+    from hfgen.pipelines.popcorn.tiny import tiny_popularity_config
 
     torch.manual_seed(0)
     llama = LlamaForCausalLM(LlamaConfig(vocab_size=16, hidden_size=16, intermediate_size=32, num_hidden_layers=1,

@@ -5,8 +5,9 @@ import torch
 import torch.nn.functional as F
 from datasets import Dataset
 from diffusers import DDIMScheduler, UNet2DConditionModel, UNet2DModel
+
 from hfgen.pipelines import GuidanceFreePipeline
-from hfgen.pipelines.guidance_free import (
+from hfgen.pipelines.gft import (
     add_beta_conditioning,
     beta_embedding,
     beta_to_guidance_scale,
@@ -336,7 +337,7 @@ def test_dit_beta_form_is_smooth_in_beta_where_the_sd_form_is_not():
 
 @pytest.mark.parametrize("form", ["guidance_scale", "timestep"])
 def test_dit_beta_form_is_stored_zero_initialised_and_used_by_trainer_and_pipeline(tmp_path, form):
-    from hfgen.pipelines.guidance_free import beta_embedding_type, unet_timestep_cond
+    from hfgen.pipelines.gft import beta_embedding_type, unet_timestep_cond
 
     cfg_unet = tiny_unet(beta_dim=None).eval()
     gft_unet = add_beta_conditioning(cfg_unet, time_cond_proj_dim=16, beta_embedding_type=form)

@@ -1,18 +1,11 @@
 """Smoke-sized runs of the GFT demo, the digits experiment and the benchmark (their logic, not their numbers)."""
 
-import importlib.util
 from pathlib import Path
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+import pytest
 
 
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
+@pytest.mark.slow  # a script smoke run of 20-60 s on 2 shared cores: run by .ci/run with -m slow
 def test_demo_compares_gft_one_pass_with_cfg_two_passes(tmp_path):
     from hfgen.demos.gft import run
 
@@ -22,7 +15,7 @@ def test_demo_compares_gft_one_pass_with_cfg_two_passes(tmp_path):
     assert all(Path(f).is_file() for f in result.figures)
 
 
-def test_digits_experiment_writes_results_and_figures(tmp_path):
+def test_digits_experiment_writes_results_and_figures(tmp_path, load_script):
     rows = load_script("gft_digits").main(["--train-steps", "2", "--samples-per-class", "2", "--scales", "1", "3",
                                            "--ddim-steps", "2", "--output-dir", str(tmp_path), "--work-dir", str(tmp_path / "w")])
     assert {(r["method"], r["scale"]) for r in rows} == {(m, s) for m in ("CFG", "GFT") for s in (1.0, 3.0)}
@@ -30,6 +23,6 @@ def test_digits_experiment_writes_results_and_figures(tmp_path):
     assert (tmp_path / "results" / "gft.md").is_file() and (tmp_path / "figures" / "gft_curves.png").is_file()
 
 
-def test_benchmark_reports_the_sampling_time_ratio():
+def test_benchmark_reports_the_sampling_time_ratio(load_script):
     result = load_script("bench_gft").main(["--size", "8", "--batch", "4", "--steps", "2", "--repeats", "1"])
     assert result["ratio"] > 0 and set(result) == {"gft_seconds", "cfg_seconds", "ratio"}

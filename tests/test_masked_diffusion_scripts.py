@@ -1,20 +1,12 @@
 """Smoke runs of the masked-diffusion demo, experiment and benchmark with tiny settings."""
 
-import importlib.util
 import math
 from pathlib import Path
 
-SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+import pytest
 
 
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_benchmark_counts_network_calls_and_splits_time():
+def test_benchmark_counts_network_calls_and_splits_time(load_script):
     rows, report = load_script("bench_fhs").main(steps=20, vocab=64, length=8, hidden=16, layers=1,
                                                               dtypes=("float64",))
     fhs, anc = rows["FHS (float64)"], rows["ancestral T=20, cached (float64)"]
@@ -22,7 +14,8 @@ def test_benchmark_counts_network_calls_and_splits_time():
     assert 0 < fhs["network"] <= fhs["total"] and "speed-up" in report
 
 
-def test_text_experiment_and_demo_run_end_to_end(tmp_path):
+@pytest.mark.slow  # a script smoke run of 20-60 s on 2 shared cores: run by .ci/run with -m slow
+def test_text_experiment_and_demo_run_end_to_end(tmp_path, load_script):
     rows, report = load_script("mdm_text").main(
         train_steps=2, judge_steps=2, seq_len=16, num_samples=2, steps=(4,), work_dir=tmp_path, figure=tmp_path / "f.png")
     assert rows["FHS, float64"]["nfe"] == 16 and (tmp_path / "f.png").is_file()

@@ -5,13 +5,13 @@ import math
 
 import pytest
 import torch
-from hfgen.pipelines import AncestralMaskedScheduler, FirstHittingScheduler, MaskedDiffusionPipeline
-from hfgen.trainers import MaskedDiffusionConfig, MaskedDiffusionTrainer
 from transformers import BertConfig, BertForMaskedLM, LlamaConfig, LlamaForCausalLM
 
 import hfgen
 from hfgen.data.text import char_tokenizer, pydoc_dataset, pydoc_documents
 from hfgen.metrics.perplexity import generative_perplexity, unigram_entropy
+from hfgen.pipelines import AncestralMaskedScheduler, FirstHittingScheduler, MaskedDiffusionPipeline
+from hfgen.trainers import MaskedDiffusionConfig, MaskedDiffusionTrainer
 
 
 def tiny_bert(vocab_size, seed=0):

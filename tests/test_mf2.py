@@ -5,7 +5,6 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from hfgen.trainers.mf2 import MF2DataCollator
 from transformers import AutoConfig, AutoModel
 from transformers.models.clip.modeling_clip import image_text_contrastive_loss as clip_loss
 
@@ -17,6 +16,7 @@ from hfgen.models.mf2 import (
     local_contrastive_loss,
     multi_positive_contrastive_loss,
 )
+from hfgen.trainers.mf2 import MF2DataCollator
 
 
 def tiny_config(tokenizer, **kwargs):

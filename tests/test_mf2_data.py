@@ -210,19 +210,8 @@ def test_zero_shot_emotion_is_well_above_chance_after_pretraining(tmp_path):
     assert torch.isfinite(torch.tensor(scores["mean_f1"]))
 
 
-def _script(name):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).parents[1] / "scripts" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"_mf2_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_face_au_script_smoke(tmp_path):
-    rows, zero_shot = _script("face_au").main(steps=2, adapt_steps=2, n_pretrain=32, n_adapt=32, n_test=16, seeds=(0, 1),
+def test_face_au_script_smoke(tmp_path, load_script):
+    rows, zero_shot = load_script("face_au").main(steps=2, adapt_steps=2, n_pretrain=32, n_adapt=32, n_test=16, seeds=(0, 1),
                                               out_md=tmp_path / "r.md", out_png=tmp_path / "r.png",
                                               output_dir=tmp_path / "runs")
     assert {r["method"] for r in rows} == {"linear probe", "DFN", "full fine-tuning"} and len(rows) == 12

@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+
 from hfgen.trainers.nft import NFTConfig, clamp_preserve_grad, nft_per_token_loss, question_weights
 
 

@@ -1,21 +1,10 @@
 """NFT's registry entry, card, demo recipe and scripts, at smoke size."""
 
-import importlib.util
 import math
-from pathlib import Path
 
 import pytest
 
 import hfgen
-
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
-
-
-def _script(name):
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_registry_entry_resolves_components_and_demo():
@@ -38,8 +27,8 @@ def test_card_renders_with_method_text_and_citation():
     assert "library_name: hfgen" in text and "- hfgen-nft" in text
 
 
-def test_paper_recipe_config_constructs_and_validates():
-    recipe = _script("nft_dapo_math_7b")
+def test_paper_recipe_config_constructs_and_validates(load_script):
+    recipe = load_script("nft_dapo_math_7b")
     args = recipe.build_config("unused", use_cpu=True)  # use_cpu only because this machine has no GPU
     assert (args.learning_rate, args.num_generations, args.temperature, args.beta, args.max_grad_norm) == (
         1e-6, 16, 1.0, 0.0, 1.0)
@@ -56,8 +45,9 @@ def test_paper_recipe_config_constructs_and_validates():
     assert recipe.dapo_math_reward(completions, ["34", "34"]) == [1.0, 0.0]
 
 
-def test_arithmetic_experiment_smoke(tmp_path):
-    summary = _script("nft_arithmetic").main(seeds=(0,), max_steps=4, eval_every=2, sft_steps=5,
+@pytest.mark.slow  # a script smoke run of 20-60 s on 2 shared cores: run by .ci/run with -m slow
+def test_arithmetic_experiment_smoke(tmp_path, load_script):
+    summary = load_script("nft_arithmetic").main(seeds=(0,), max_steps=4, eval_every=2, sft_steps=5,
                                              out_md=tmp_path / "nft.md", out_fig=tmp_path / "nft.png")
     assert set(summary["curves"]) == {"nft", "rft", "grpo"}
     for runs in summary["curves"].values():
@@ -65,8 +55,9 @@ def test_arithmetic_experiment_smoke(tmp_path):
     assert (tmp_path / "nft.png").stat().st_size > 0 and "| NFT |" in (tmp_path / "nft.md").read_text()
 
 
-def test_benchmark_smoke(tmp_path):
-    results = _script("bench_nft").main(steps=3, rounds=1, repeats=2, batch_size=16, sft_steps=2, device="cpu",
+@pytest.mark.slow  # a script smoke run of 20-60 s on 2 shared cores: run by .ci/run with -m slow
+def test_benchmark_smoke(tmp_path, load_script):
+    results = load_script("bench_nft").main(steps=3, rounds=1, repeats=2, batch_size=16, sft_steps=2, device="cpu",
                                           out_md=tmp_path / "nft.md")
     for values in results.values():
         assert values["grpo"] > 0 and math.isfinite(values["nft"] / values["grpo"])

@@ -8,7 +8,6 @@ import math
 import pytest
 import torch
 import yaml
-from hfgen.trainers import NFTConfig, NFTTrainer
 from trl import GRPOConfig, GRPOTrainer
 
 import hfgen
@@ -20,6 +19,7 @@ from hfgen.data.arithmetic import (
     tiny_causal_lm,
 )
 from hfgen.hub import verify_safetensors
+from hfgen.trainers import NFTConfig, NFTTrainer
 
 G = 4  # answers per question
 K = [1 + j % (G - 1) for j in range(6)]  # correct answers in question j's group: r_q in {1/4, 2/4, 3/4}

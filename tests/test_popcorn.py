@@ -5,6 +5,8 @@ import json
 import numpy as np
 import pytest
 import torch
+
+from hfgen.data.microlens import HOOK_WORDS, make_synthetic_microlens, title_effect
 from hfgen.pipelines.popcorn import PopcornStageError, PopularityRetriever, parse_plan
 from hfgen.pipelines.popcorn.modeling_popularity import (
     PopularityCollator,
@@ -15,8 +17,6 @@ from hfgen.pipelines.popcorn.modeling_popularity import (
 from hfgen.pipelines.popcorn.prompts import EXAMPLE_PLAN, build_messages
 from hfgen.pipelines.popcorn.retrieval import minilm_path
 from hfgen.pipelines.popcorn.tiny import tiny_popularity_config, word_tokenizer
-
-from hfgen.data.microlens import HOOK_WORDS, make_synthetic_microlens, title_effect
 
 PLAN = {"title": "Goku's five forms", "cover_prompt": "Goku glowing gold", "video_prompt": "A 3-second power-up"}
 
@@ -156,8 +156,9 @@ def test_popularity_config_validates_and_round_trips(table, tmp_path):
 
 
 def test_popularity_model_learns_with_trainer(tmp_path):
-    from hfgen.pipelines.popcorn.modeling_popularity import compute_metrics
     from transformers import Trainer, TrainingArguments
+
+    from hfgen.pipelines.popcorn.modeling_popularity import compute_metrics
 
     data = make_synthetic_microlens(num_videos=160, num_frames=2, image_size=16, seed=1)
     train, test = data.select(range(128)), data.select(range(128, 160))

@@ -8,6 +8,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 import torch
+
+from hfgen.data.microlens import make_synthetic_microlens
 from hfgen.pipelines import PopcornPipeline
 from hfgen.pipelines.popcorn import (
     OpenAIChatLLM,
@@ -29,8 +31,6 @@ from hfgen.pipelines.popcorn.tiny import (
     tiny_text_to_video,
     word_tokenizer,
 )
-
-from hfgen.data.microlens import make_synthetic_microlens
 
 PLAN = {"title": "Goku's five forms", "cover_prompt": "Goku glowing gold", "video_prompt": "A 3-second power-up"}
 GEN = dict(height=32, width=32, num_frames=9, num_inference_steps=2, video_kwargs={"max_sequence_length": 16})

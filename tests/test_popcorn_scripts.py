@@ -1,22 +1,12 @@
 """The LLMPopcorn experiment script (tiny settings), its data split, its intervals and the official queries."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 
-def _script():
-    path = Path(__file__).resolve().parents[1] / "scripts" / "popcorn_eval.py"
-    spec = importlib.util.spec_from_file_location("popcorn_eval", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_popcorn_eval_script_runs_and_writes_its_table(tmp_path):
-    runs = _script().main(seeds=(0,), num_videos=40, epochs=1, num_queries=2, num_retrieved=2,
+@pytest.mark.slow  # a script smoke run of 20-60 s on 2 shared cores: run by .ci/run with -m slow
+def test_popcorn_eval_script_runs_and_writes_its_table(tmp_path, load_script):
+    runs = load_script("popcorn_eval").main(seeds=(0,), num_videos=40, epochs=1, num_queries=2, num_retrieved=2,
                           results=tmp_path / "r.md", raw=tmp_path / "r.json", work_dir=tmp_path)
     text = (tmp_path / "r.md").read_text()
     assert "Mechanics check (stand-in LM, not a result)" in text and "enhanced − basic" in text
@@ -56,8 +46,8 @@ def test_split_keeps_all_rows_of_one_video_together_and_refuses_bad_fractions():
         split_microlens(datasets.Dataset.from_dict({"x": [1, 2, 3]}))
 
 
-def test_bootstrap_interval_has_the_known_answer():
-    ci = _script().bootstrap_ci
+def test_bootstrap_interval_has_the_known_answer(load_script):
+    ci = load_script("popcorn_eval").bootstrap_ci
     # a constant has a zero-width interval at that constant
     assert ci(np.full(30, 2.5)) == (2.5, 2.5, 2.5)
     # the mean of n draws: the bootstrap interval approaches mean ± 1.96 sd/sqrt(n)

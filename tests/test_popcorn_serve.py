@@ -8,6 +8,7 @@ import time
 import urllib.request
 
 import pytest
+
 from hfgen.pipelines.popcorn.llm import OpenAIChatLLM
 from hfgen.pipelines.popcorn.pipeline_popcorn import PopcornPipeline, PopcornStageError
 from hfgen.pipelines.popcorn.tiny import byte_tokenizer, tiny_causal_lm

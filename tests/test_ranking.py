@@ -7,13 +7,13 @@ import torch
 
 from hfgen.metrics.ranking import (
     MISS_RANK,
-    bootstrap_ci,
-    per_user_metric,
     RANKING_MODULE_PATH,
+    bootstrap_ci,
     expected_random_hr,
     hit_rate_at_k,
     mask_history,
     ndcg_at_k,
+    per_user_metric,
     ranking_metrics,
     target_ranks,
     tpme,

@@ -22,6 +22,7 @@ OUT = "/tmp/hfgen-bad-input-never-created"
 @functools.cache
 def bridge_pipe():
     from diffusers import UNet2DModel
+
     from hfgen.pipelines import BridgeScheduler, ConsistencyBridgePipeline
 
     torch.manual_seed(0)
@@ -36,6 +37,7 @@ def bridge_pipe():
 @functools.cache
 def gft_pipe():
     from diffusers import DDIMScheduler, UNet2DConditionModel
+
     from hfgen.pipelines import GuidanceFreePipeline
 
     torch.manual_seed(0)
@@ -50,10 +52,10 @@ def gft_pipe():
 
 @functools.cache
 def mdm_pipe():
-    from hfgen.pipelines import FirstHittingScheduler, MaskedDiffusionPipeline
     from transformers import BertConfig, BertForMaskedLM
 
     from hfgen.data.text import char_tokenizer
+    from hfgen.pipelines import FirstHittingScheduler, MaskedDiffusionPipeline
 
     tokenizer = char_tokenizer("abc de")
     torch.manual_seed(0)
@@ -259,6 +261,7 @@ for name in ("MaskedDiffusionTrainer", "GFTTrainer", "DDOTrainer", "BridgeTraine
     case(name, "args", lambda name=name: trainer(name, plain_args()))
 def bridge_trainer_with_a_one_channel_unet():
     from diffusers import UNet2DModel
+
     from hfgen.trainers import BridgeTrainer
 
     unet = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16), layers_per_block=1,

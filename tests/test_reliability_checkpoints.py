@@ -12,9 +12,9 @@ import json
 import logging
 
 import pytest
+from test_reliability_saving import tiny_trainer, truncate
 
 from hfgen.guards import checkpoint_problem, last_complete_checkpoint
-from test_reliability_saving import tiny_trainer, truncate
 
 
 def _edit_step(path):
@@ -59,7 +59,7 @@ def test_resume_falls_back_to_the_newest_intact_checkpoint_naming_the_damaged_fi
     assert problem is not None and name in problem, problem
     with caplog.at_level(logging.WARNING, logger="hfgen.guards"):
         assert last_complete_checkpoint(out) == str(out / "checkpoint-2")
-    assert f"checkpoint-3" in caplog.text and name in caplog.text
+    assert "checkpoint-3" in caplog.text and name in caplog.text
 
     trainer = tiny_trainer(tmp_path, max_steps=3, save_steps=1, logging_steps=1)
     with pytest.raises(ValueError, match=f"not a complete checkpoint.*{name}"):

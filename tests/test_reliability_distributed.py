@@ -1,6 +1,6 @@
 """Multi-process training: ``torchrun --nproc_per_node 2`` (CPU, gloo) against one process with the same global
 batch, for a TRL-based trainer (NFT) and a diffusion trainer (masked diffusion); and the accelerate configs
-shipped in ``examples/accelerate``, read by accelerate's own loader and launcher.
+shipped in ``scripts/accelerate``, read by accelerate's own loader and launcher.
 
 The workers are in ``tests/_reliability_workers``. Tolerances: the two ranks hold bitwise-equal parameters; the
 one-process run differs only by float summation order (gradients all-reduced over two half batches), so its
@@ -25,7 +25,11 @@ import torch
 from safetensors.torch import load_file
 
 WORKERS = Path(__file__).parent / "_reliability_workers"
-CONFIGS = Path(__file__).parents[1] / "examples" / "accelerate"
+sys.path.insert(0, str(WORKERS))
+from builders import TRAINERS  # noqa: E402  (every trainer of hfgen's manifests has a builder)
+
+MATCHED = ("nft", "masked_diffusion")  # compared with one process with the same global batch
+CONFIGS = Path(__file__).parents[1] / "scripts" / "accelerate"
 TIMEOUT = 400
 
 
@@ -54,7 +58,7 @@ def _run_both(name, out, global_batch):
 
 
 @pytest.mark.slow  # two interpreters with torch + transformers (+ trl) each: ~40-60 s on 2 shared cores
-@pytest.mark.parametrize("name,global_batch", [("nft", 16), ("masked_diffusion", 8)])
+@pytest.mark.parametrize("name,global_batch", list(zip(MATCHED, (16, 8))))
 def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, name, global_batch):
     two, one = _run_both(name, tmp_path, global_batch)
     info = [json.loads((two / f"rank{r}.json").read_text()) for r in (0, 1)]
@@ -85,7 +89,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, na
 
 # ---------------------------------------------------------------------------------- every other trainer
 
-OTHERS = ("gft", "ddo", "bridge", "consistency_bridge", "consistency_distillation", "mf2", "sequential_rec")
+OTHERS = tuple(name for name in TRAINERS if name not in MATCHED)
 EXTRA = {"ddo": ("ref_model.", "ema_model."), "consistency_bridge": ("ema_target.",),
          "consistency_distillation": ("statistics.",)}  # the state beyond the model that the ranks must share
 MOVING = ("ema_model.", "ema_target.")  # EMAs follow the weights (a reference or teacher statistics stay fixed)

@@ -5,7 +5,7 @@ Entry points: every trainer config's own fields, every model and adapter config'
 constructor, every pipeline's ``__call__``. For each argument, its annotation (or default) gives its kind, and the
 kind gives the bad values: an ``int`` gets ``True`` (a bool is not a size), ``2.5`` and ``"3"``; a ``float`` gets NaN,
 +inf and ``"0.5"``; a ``bool`` gets ``"yes"`` and ``2``; a ``str`` gets ``3`` and an unknown word (except names ending
-in :data:`FREE_TEXT`, which take any text). Fields that transformers' ``TrainingArguments`` / ``PretrainedConfig``
+in [`FREE_TEXT`], which take any text). Fields that transformers' ``TrainingArguments`` / ``PretrainedConfig``
 own are left to transformers. Each call must raise ``ValueError`` / ``TypeError`` naming the argument, never
 return and never raise from inside torch.
 
@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import math
 
 import pytest
 import torch
-
 from test_reliability_bad_inputs import OUT, bridge_pipe, ct_pipe, gft_pipe, image, mdm_pipe
 
 NAN, INF = float("nan"), float("inf")

@@ -160,9 +160,10 @@ def test_an_edited_config_or_tokenizer_file_is_refused_naming_it(tmp_path, case)
 
 def test_a_model_saved_over_a_pipeline_is_what_loads(tmp_path):
     """Both ways: a model over a pipeline, then a pipeline over that model. ``hfgen.load`` and the class agree."""
+    from test_reliability_saving import bridge_pipeline, same, sasrec, weights_of
+
     from hfgen.models import SASRecModel
     from hfgen.pipelines import ConsistencyBridgePipeline
-    from test_reliability_saving import bridge_pipeline, same, sasrec, weights_of
 
     folder = tmp_path / "artifact"
     bridge_pipeline(0).save_pretrained(folder)

@@ -10,13 +10,12 @@ crashed ``hfgen list`` half-way; ``sys.exit`` in a plugin ended ``hfgen list``.
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import pytest
+from test_core_registry import _write_plugin
 
 import hfgen
 from hfgen.registry import REGISTRY, MethodInfo, Paper, find_component, registry_problems
-from test_core_registry import _write_plugin
 
 CLASH = """
 from hfgen import MethodInfo, Paper

@@ -1,5 +1,5 @@
 """``hfgen push`` uploads only regular files inside the folder and never a pickle (issue #25, item 8), against the
-loopback Hub (:mod:`hfgen.testing.fake_hub`) through the real ``huggingface_hub`` client.
+loopback Hub ([`hfgen.testing.fake_hub`]) through the real ``huggingface_hub`` client.
 
 As reported in the issue, before the fix ``upload_folder`` followed a symlink to a file outside the folder (uploading its target) and
 uploaded the pickles inside ``checkpoint-*/`` (``optimizer.pt``, ``rng_state.pth``, ...).
@@ -10,9 +10,9 @@ from __future__ import annotations
 import pickle
 
 import torch
+from test_reliability_saving import same, sasrec, weights_of
 
 import hfgen
-from test_reliability_saving import same, sasrec, weights_of
 
 
 def test_push_uploads_only_regular_files_inside_the_folder_and_no_pickle(tmp_path, fake_hub):

@@ -23,8 +23,11 @@ import torch
 from safetensors.torch import load_file
 
 WORKERS = Path(__file__).parent / "_reliability_workers"
+sys.path.insert(0, str(WORKERS))
+from builders import TRAINERS  # noqa: E402  (every trainer of hfgen's manifests has a builder)
+
 FAST = ["consistency_bridge"]  # the fixed EMA target; ~30 s
-SLOW = ["gft", "nft", "masked_diffusion", "ddo", "bridge", "consistency_distillation", "mf2", "sequential_rec"]
+SLOW = [name for name in TRAINERS if name not in FAST]
 
 
 def _kill_and_resume(root: Path, names: list[str]) -> Path:

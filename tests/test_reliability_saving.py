@@ -31,6 +31,7 @@ from hfgen.hub import STAGING_PREFIX
 
 def bridge_pipeline(seed):
     from diffusers import UNet2DModel
+
     from hfgen.pipelines import BridgeScheduler, ConsistencyBridgePipeline
 
     torch.manual_seed(seed)
@@ -274,8 +275,9 @@ def test_damaged_weights_are_a_clear_error_naming_the_file(kind, fault, tmp_path
 
 def tiny_trainer(tmp_path, **kwargs):
     from datasets import Dataset
-    from hfgen.trainers import MaskedDiffusionConfig, MaskedDiffusionTrainer
     from transformers import BertConfig, BertForMaskedLM
+
+    from hfgen.trainers import MaskedDiffusionConfig, MaskedDiffusionTrainer
 
     torch.manual_seed(0)
     bert = BertForMaskedLM(BertConfig(vocab_size=12, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
@@ -365,6 +367,7 @@ def test_a_folder_created_while_saving_is_merged_not_lost(tmp_path):
 
 def test_configs_accept_numpy_numbers():
     import numpy as np
+
     from hfgen.trainers import SequentialRecConfig
 
     args = SequentialRecConfig(output_dir="unused", max_seq_len=np.int64(8), adapter_learning_rate=np.float32(1e-4))
@@ -405,9 +408,8 @@ def poisoned(cls, at_step, value):
 
 
 def bridge_trainer(tmp_path, cls, **kwargs):
-    from hfgen.trainers import BridgeConfig
-
     from hfgen.data.paired_digits import paired_digits_dataset
+    from hfgen.trainers import BridgeConfig
 
     args = BridgeConfig(output_dir=str(tmp_path / "out"), report_to=[], use_cpu=True, per_device_train_batch_size=4,
                         disable_tqdm=True, seed=0, **kwargs)
@@ -419,9 +421,8 @@ def bridge_trainer(tmp_path, cls, **kwargs):
                                                   ("bridge", float("nan"))])
 def test_a_non_finite_loss_stops_training_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path, trainer_name,
                                                                                                value):
-    from hfgen.trainers import BridgeTrainer, MaskedDiffusionTrainer
-
     from hfgen.guards import NonFiniteLossError
+    from hfgen.trainers import BridgeTrainer, MaskedDiffusionTrainer
 
     settings = dict(max_steps=6, save_steps=2, logging_steps=1)
     if trainer_name == "masked_diffusion":

@@ -15,14 +15,15 @@ import tempfile  # noqa: E402
 from hypothesis.configuration import set_hypothesis_home_dir  # noqa: E402
 
 set_hypothesis_home_dir(tempfile.mkdtemp(prefix="hfgen-hypothesis-"))  # no .hypothesis/ folder in the repository
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
 from hfgen.pipelines import (  # noqa: E402
     AncestralMaskedScheduler,
     BridgeScheduler,
     ConsistencyTrajectoryScheduler,
     FirstHittingScheduler,
 )
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 FAST = settings(max_examples=40, deadline=None, database=None, derandomize=True)  # reproducible in CI
 steps = st.integers(min_value=1, max_value=60)

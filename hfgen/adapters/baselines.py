@@ -7,7 +7,7 @@ Each item embedding reads only the last layer of each encoder, as the official b
 - ``tuning="full"``: fully fine-tuned (FFT);
 - ``tuning="lora"``: frozen with LoRA on the attention query and value projections (peft).
 
-Same item table, cache, recommender, loss and evaluation as :class:`~hfgen.adapters.IISANModel`,
+Same item table, cache, recommender, loss and evaluation as [`~hfgen.adapters.IISANModel`],
 so the comparison is honest.
 """
 
@@ -25,7 +25,7 @@ TUNINGS = ("frozen", "full", "lora")
 
 @dataclass
 class BackboneItemEncoderConfig(SideAdapterConfig):
-    """Configuration of :class:`BackboneItemEncoder`."""
+    """Configuration of [`BackboneItemEncoder`]."""
 
     layers: object = field(default="last", metadata={"help": "Kept layers; the baselines read the last layer only."})
     tuning: str = field(default="frozen", metadata={"help": "'frozen', 'full' (fine-tune the backbones) or 'lora'."})

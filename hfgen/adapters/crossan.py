@@ -2,7 +2,7 @@
 
 CROSSAN (arXiv 2504.10307) adapts more than two frozen foundation models (text, image, video, audio)
 with fully decoupled side adapters and fuses them with MoMEF. No official code exists; this is a
-**reconstruction** on IISAN's building blocks (research note §4), labelled as such:
+**reconstruction** on IISAN's building blocks (arXiv 2404.02059), labelled as such:
 
     s_m   = intra-SAN_m(h_m)                                   one decoupled side adapter per modality
     u     = cross-SAN(h_1..h_M)   u_k = SANB_k(u_{k-1} + sum_m a_m^k DTL_m^k(h_m[k]))   a^k = softmax_m(w^k / tau)
@@ -41,7 +41,7 @@ from hfgen.adapters.side_adapter import (
 
 @dataclass
 class CROSSANConfig(SideAdapterConfig):
-    """Configuration of :class:`CROSSANModel`."""
+    """Configuration of [`CROSSANModel`]."""
 
     modalities: list[str] = field(default_factory=lambda: ["text", "image", "audio", "video"],
                                   metadata={"help": "Names of the modality encoders (any number >= 1)."})
@@ -72,10 +72,10 @@ class CROSSANModel(SideAdapterModel):
     """CROSSAN side adapter over N frozen modality encoders, with MoMEF fusion (reconstruction).
 
     Args:
-        config: a :class:`CROSSANConfig`.
+        config: a [`CROSSANConfig`].
         backbones: ``{"text": BertModel, "image": ViTModel, "audio": ASTModel, "video": VideoMAEModel, ...}``.
 
-    ``forward(...)`` returns :class:`SideAdapterOutput` with ``router_weights`` ``[N, E]`` over the experts
+    ``forward(...)`` returns [`SideAdapterOutput`] with ``router_weights`` ``[N, E]`` over the experts
     ``expert_names`` (the modalities, then ``"cross"``).
     """
 

@@ -15,7 +15,7 @@ computed once and cached. DFN reads them at MF^2's two levels:
     emotion logits  e   = W_e [LN(u); LN(v_1); ...; LN(v_K)] + b_e   # single-label, CE
 
 with ``SideNet`` the gated chain ``s^i = SANB^i(g^i h_i + (1 - g^i) s^{i-1})``, ``g^i = sigmoid(w^i / τ)``
-(:class:`hfgen.adapters.side_adapter.GatedSideNetwork`). The two heads are decoupled: a data set with
+([`hfgen.adapters.side_adapter.GatedSideNetwork`]). The two heads are decoupled: a data set with
 only AU labels (DISFA, BP4D) or only emotion labels (RAF-DB, AffectNet) trains the head it has.
 On disk DFN follows PEFT: ``adapter_config.json`` (with ``"hfgen_adapter_type": "DFNModel"``) and
 ``adapter_model.safetensors`` holding the side network only.
@@ -47,7 +47,6 @@ from hfgen.adapters.side_adapter import (
     select_layers,
 )
 from hfgen.data.faces import check_au_names
-
 from hfgen.guards import check_numeric_fields
 
 
@@ -62,7 +61,7 @@ def weights_fingerprint(model: nn.Module) -> str:
 
 @dataclass
 class DFNConfig(AdapterConfigMixin):
-    """Configuration of :class:`DFNModel`, saved as PEFT's ``adapter_config.json``.
+    """Configuration of [`DFNModel`], saved as PEFT's ``adapter_config.json``.
 
     ``hidden_size``, ``num_hidden_layers``, ``base_au_names``, ``base_model_fingerprint`` and
     ``base_model_name_or_path`` are filled from the MF^2 model when the adapter is built on it.
@@ -110,7 +109,7 @@ class DFNConfig(AdapterConfigMixin):
 
 @dataclass
 class DFNOutput(ModelOutput):
-    """Output of :class:`DFNModel`.
+    """Output of [`DFNModel`].
 
     Args:
         loss: weighted BCE (AU) + CE (emotion) over the labels given.
@@ -124,7 +123,7 @@ class DFNOutput(ModelOutput):
 
 
 class DFNModel(TrainableParametersMixin, nn.Module):
-    """The decoupled side network over a frozen :class:`~hfgen.models.mf2.MF2Model` (see the module docstring).
+    """The decoupled side network over a frozen [`~hfgen.models.mf2.MF2Model`] (see the module docstring).
 
     Use it on images (``dfn(pixel_values=...)``: the frozen MF^2 runs without gradient) or on cached
     states (``states = dfn.cache_states(pixel_values)``, then ``dfn(**states)``: MF^2 never runs, and the
@@ -192,7 +191,7 @@ class DFNModel(TrainableParametersMixin, nn.Module):
         """Run the frozen MF^2 once over ``pixel_values`` and return (and with ``path``, save) its states.
 
         The saved file records the base model's fingerprint and the layers, so that
-        :meth:`load_cached_states` refuses a cache built with another MF^2.
+        [`load_cached_states`] refuses a cache built with another MF^2.
         """
         from tqdm.auto import tqdm
 
@@ -209,7 +208,7 @@ class DFNModel(TrainableParametersMixin, nn.Module):
         return states
 
     def load_cached_states(self, path: str | os.PathLike) -> dict[str, torch.Tensor]:
-        """Load a cache written by :meth:`cache_states`; refuse one built with another MF^2, layers or AUs."""
+        """Load a cache written by [`cache_states`]; refuse one built with another MF^2, layers or AUs."""
         with safe_open(str(path), framework="pt") as f:
             meta = json.loads((f.metadata() or {}).get("hfgen_dfn_cache", "{}"))
             states = {k: f.get_tensor(k) for k in f.keys()}
@@ -249,7 +248,7 @@ class DFNModel(TrainableParametersMixin, nn.Module):
 
         Args:
             pixel_values: ``[B, C, H, W]`` (needs the base model).
-            global_states, au_states: cached states from :meth:`cache_states`.
+            global_states, au_states: cached states from [`cache_states`].
             au_labels: ``[B, K]`` 0/1 floats; emotion_labels: ``[B]`` class ids. Either gives a loss.
         """
         if pixel_values is not None:

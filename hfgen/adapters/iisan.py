@@ -34,7 +34,7 @@ from hfgen.adapters.side_adapter import (
 
 @dataclass
 class IISANConfig(SideAdapterConfig):
-    """Configuration of :class:`IISANModel` (official defaults: 7 blocks of SANB(d, 64), tau = 0.1, e = 64)."""
+    """Configuration of [`IISANModel`] (official defaults: 7 blocks of SANB(d, 64), tau = 0.1, e = 64)."""
 
     fusion: str = field(default="gate", metadata={"help": "How a SAN block mixes layer state and previous block: "
                                                           "'gate' (learnable sigmoid gates) or 'add'."})
@@ -60,7 +60,7 @@ class IISANModel(SideAdapterModel):
     """IISAN / IISAN-Versa side adapter over frozen encoders; outputs item embeddings.
 
     Args:
-        config: an :class:`IISANConfig`.
+        config: an [`IISANConfig`].
         backbones: ``{"text": BertModel, "image": ViTModel}`` (any transformers encoders returning
             ``hidden_states``); may be omitted when the model only reads cached states.
 

@@ -3,18 +3,18 @@
 A side adapter never touches its backbones: each frozen encoder runs once per item (no gradient,
 eval mode), one pooled vector is read from each kept layer, and a small trainable side network
 turns those ``[K, d]`` states into an item embedding. Because the states depend on the item alone,
-they can be computed once and cached (:meth:`SideAdapterModel.cache_hidden_states`); training then
+they can be computed once and cached ([`SideAdapterModel.cache_hidden_states`]); training then
 never runs a backbone.
 
 What lives here, written once for every side-adapter method:
 
-- :func:`select_layers`: which ``hidden_states`` the side network reads (IISAN's LayerDrop,
+- [`select_layers`]: which ``hidden_states`` the side network reads (IISAN's LayerDrop,
   IISAN-Versa's group layer-dropping, or an explicit list);
-- :func:`pool_hidden_states`: the CLS vector or the masked token mean of each kept layer;
-- :class:`SANB`, :class:`GatedSideNetwork` (the intra-modal SAN with learnable gates) and
-  :class:`MixtureSideNetwork` (the inter-modal SAN over any number of modalities, with the
+- [`pool_hidden_states`]: the CLS vector or the masked token mean of each kept layer;
+- [`SANB`], [`GatedSideNetwork`] (the intra-modal SAN with learnable gates) and
+  [`MixtureSideNetwork`] (the inter-modal SAN over any number of modalities, with the
   dimension-transformation layers of IISAN-Versa);
-- :class:`SideAdapterConfig` / :class:`SideAdapterModel`: a PEFT-style folder (see below), item
+- [`SideAdapterConfig`] / [`SideAdapterModel`]: a PEFT-style folder (see below), item
   tables, the hidden-state cache, ``save_pretrained`` / ``from_pretrained`` /
   ``print_trainable_parameters`` / ``push_to_hub``.
 
@@ -442,11 +442,11 @@ class SideAdapterModel(TrainableParametersMixin, nn.Module):
     """Base of hfgen's side adapters: frozen backbones, item table, hidden-state cache, PEFT-style I/O.
 
     Subclasses build their side network in ``__init__`` (after ``super().__init__``) and implement
-    :meth:`embed` from the per-modality layer states ``{m: [N, K_m, d_m]}``.
+    [`embed`] from the per-modality layer states ``{m: [N, K_m, d_m]}``.
 
     The adapter is used three ways: on raw inputs (``adapter(text={...}, image={...})``), on item ids
-    after :meth:`set_item_inputs` (the backbones run on the batch's items), or on item ids after
-    :meth:`cache_hidden_states` / :meth:`load_hidden_state_cache` (no backbone runs at all; the model
+    after [`set_item_inputs`] (the backbones run on the batch's items), or on item ids after
+    [`cache_hidden_states`] / [`load_hidden_state_cache`] (no backbone runs at all; the model
     can even be built without backbones from a config that records their widths).
     """
 
@@ -533,7 +533,7 @@ class SideAdapterModel(TrainableParametersMixin, nn.Module):
 
         Afterwards, ``forward(item_ids)`` reads the cache and never runs a backbone. With ``path``,
         the cache is also written as one safetensors file, with each encoder's fingerprint, so that
-        :meth:`load_hidden_state_cache` refuses a cache built with another encoder.
+        [`load_hidden_state_cache`] refuses a cache built with another encoder.
         """
         from tqdm.auto import tqdm
 
@@ -562,7 +562,7 @@ class SideAdapterModel(TrainableParametersMixin, nn.Module):
         save_file(tensors, str(path), metadata={"hfgen_side_cache": json.dumps(meta)})
 
     def load_hidden_state_cache(self, path: str | os.PathLike) -> None:
-        """Load a cache written by :meth:`cache_hidden_states`; refuse one built with other encoders or layers.
+        """Load a cache written by [`cache_hidden_states`]; refuse one built with other encoders or layers.
 
         The fingerprints must match (config, parameter names and shapes, or every weight byte with
         ``strict_fingerprint``); when the backbones and item inputs are present, the states of a few

@@ -36,7 +36,7 @@ def get_converter(kind: str):
 
 
 def convert(kind: str, source, output=None, **options):
-    """Convert ``source`` with the converter ``kind`` (see :data:`CONVERTERS`); saves to ``output`` if given."""
+    """Convert ``source`` with the converter ``kind`` (see [`CONVERTERS`]); saves to ``output`` if given."""
     fn, fixed = get_converter(kind)
     return fn(source, output, **fixed, **options)
 

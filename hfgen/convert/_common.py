@@ -1,11 +1,11 @@
 """What every converter shares: reading a released checkpoint safely, accounting for every tensor, saving atomically.
 
-- :func:`read_checkpoint` reads safetensors, or a pickle only through ``torch.load(weights_only=True)``
+- [`read_checkpoint`] reads safetensors, or a pickle only through ``torch.load(weights_only=True)``
   (tensors and plain containers; anything else is refused, never unpickled);
-- :class:`KeyMapper` hands out source tensors by name and refuses a state dict with a tensor that no rule
+- [`KeyMapper`] hands out source tensors by name and refuses a state dict with a tensor that no rule
   consumed, or a rule whose tensor is absent, naming the keys;
-- :func:`save_converted` writes ``save_pretrained``'s safetensors folder and a card naming the source
-  through :func:`hfgen.hub.atomic_save_dir` (all or nothing).
+- [`save_converted`] writes ``save_pretrained``'s safetensors folder and a card naming the source
+  through [`hfgen.hub.atomic_save_dir`] (all or nothing).
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def strip_prefix(state: Mapping[str, torch.Tensor], prefixes: tuple[str, ...]) -
 
 
 class KeyMapper:
-    """Hands out the tensors of a source state dict; :meth:`finish` refuses leftovers and absences.
+    """Hands out the tensors of a source state dict; [`finish`] refuses leftovers and absences.
 
     Args:
         state: the source state dict.
@@ -114,7 +114,7 @@ class KeyMapper:
         return key in self.state
 
     def take(self, key: str, shape: tuple[int, ...] | None = None) -> torch.Tensor | None:
-        """The tensor ``key`` (recorded as used); a missing key is recorded and reported by :meth:`finish`."""
+        """The tensor ``key`` (recorded as used); a missing key is recorded and reported by [`finish`]."""
         if key not in self.state:
             self.missing.append(key)
             return None
@@ -139,7 +139,7 @@ class KeyMapper:
 
 
 def load_converted(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
-    """``load_state_dict(strict=True)`` with the target's dtype; a mismatch is a :class:`ConversionError`."""
+    """``load_state_dict(strict=True)`` with the target's dtype; a mismatch is a [`ConversionError`]."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     extra = sorted(set(state) - set(expected))

@@ -3,15 +3,15 @@
 The task is multi-operand integer arithmetic written as a prompt, ``"12+7="``, whose completion is the
 exact decimal answer followed by ``<eos>``. Everything is built offline:
 
-- :func:`arithmetic_dataset`: a ``datasets.DatasetDict`` (``train`` / ``test``) with columns
+- [`arithmetic_dataset`]: a ``datasets.DatasetDict`` (``train`` / ``test``) with columns
   ``prompt`` and ``answer``; the test split holds out whole problems, so it measures generalisation;
-- :func:`arithmetic_reward`: the binary verifier in TRL's reward-function format
+- [`arithmetic_reward`]: the binary verifier in TRL's reward-function format
   (``f(completions, answer, **kwargs) -> list[float]``); dataset columns reach it by name;
-- :func:`arithmetic_tokenizer`: a character-level ``PreTrainedTokenizerFast`` over 15 symbols;
-- :func:`tiny_causal_lm`: a ``Qwen2ForCausalLM`` built from a config (about 0.1 M parameters);
-- :func:`sft_warm_start`: a short teacher-forced warm start, so that groups of sampled answers are mixed
+- [`arithmetic_tokenizer`]: a character-level ``PreTrainedTokenizerFast`` over 15 symbols;
+- [`tiny_causal_lm`]: a ``Qwen2ForCausalLM`` built from a config (about 0.1 M parameters);
+- [`sft_warm_start`]: a short teacher-forced warm start, so that groups of sampled answers are mixed
   (RL from a binary verifier learns nothing from groups that are all right or all wrong);
-- :func:`arithmetic_accuracy`: exact-match accuracy of greedy (or sampled, pass@k) answers.
+- [`arithmetic_accuracy`]: exact-match accuracy of greedy (or sampled, pass@k) answers.
 
 Example::
 

@@ -1,17 +1,17 @@
 """Faces with Action Unit (AU) and emotion labels: a parametric synthetic set and loaders for real layouts.
 
-Synthetic faces (:func:`make_synthetic_faces`) are drawn with PIL from known AU intensities, so every
+Synthetic faces ([`make_synthetic_faces`]) are drawn with PIL from known AU intensities, so every
 label is exact: the brows carry AU1 (inner brow raiser), AU2 (outer brow raiser) and AU4 (brow lowerer,
 with a furrow); the eyes AU5 (upper lid raiser); the cheeks AU6 (cheek raiser); the nose AU9 (nose
 wrinkler); the mouth AU12 (lip corner puller), AU15 (lip corner depressor), AU20 (lip stretcher), AU23
 (lip tightener) and AU26 (jaw drop). A face's emotion is *derived* from its AUs by the EMFACS
-prototypes (:data:`EMOTION_PROTOTYPES`, :func:`emotion_from_aus`), and every face comes with
+prototypes ([`EMOTION_PROTOTYPES`], [`emotion_from_aus`]), and every face comes with
 MFA-style multilevel text (MF^2, arXiv 2504.10351): one description per AU (local level) and one
 emotion description (global level), templated here in place of the paper's GPT-4o descriptions.
 
 Loaders read the real data sets where they live, by path (all need a licence; none downloads):
-:func:`load_disfa`, :func:`load_bp4d` (AU occurrence), :func:`load_rafdb`, :func:`load_affectnet`
-(emotion) and :func:`load_mfa_json` (images + multilevel descriptions). Each returns a
+[`load_disfa`], [`load_bp4d`] (AU occurrence), [`load_rafdb`], [`load_affectnet`]
+(emotion) and [`load_mfa_json`] (images + multilevel descriptions). Each returns a
 ``datasets.Dataset`` with an ``image`` column (``datasets.Image``) and label columns.
 """
 
@@ -121,7 +121,7 @@ def au_prompts(au_names=SYNTHETIC_AUS) -> tuple[list[str], list[str]]:
 def emotion_from_aus(active) -> str:
     """The emotion an AU set shows: the EMFACS prototype of highest Jaccard overlap (ties: table order).
 
-    ``'neutral'`` when no prototype overlaps at least :data:`EMOTION_MATCH_THRESHOLD`.
+    ``'neutral'`` when no prototype overlaps at least [`EMOTION_MATCH_THRESHOLD`].
     """
     active = set(active)
     best, best_score = "neutral", 0.0
@@ -456,7 +456,7 @@ def load_rafdb(root, split: str = "train", aligned: bool = True):
 
     Layout: ``root/EmoLabel/list_patition_label.txt`` (lines ``train_00001.jpg 5``, labels 1..7) and
     ``root/Image/aligned/train_00001_aligned.jpg`` (or ``root/Image/original/train_00001.jpg``).
-    Columns: ``image``, ``emotion`` (names as :data:`EMOTIONS`).
+    Columns: ``image``, ``emotion`` (names as [`EMOTIONS`]).
     """
     if split not in ("train", "test"):
         raise ValueError(f"`split` must be 'train' or 'test', got {split!r}.")

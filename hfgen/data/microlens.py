@@ -156,7 +156,7 @@ def load_microlens(path: str | os.PathLike, covers_dir: str | os.PathLike | None
     """Load a MicroLens-style table (``.csv``, ``.json``/``.jsonl`` or ``.parquet``) as a ``datasets.Dataset``.
 
     Args:
-        path: the table; it must have the columns of :data:`MICROLENS_COLUMNS` except that ``likes``
+        path: the table; it must have the columns of [`MICROLENS_COLUMNS`] except that ``likes``
             and ``views`` may be missing (LLMPopcorn and MMRA use only ``comment_count``).
         covers_dir: optional folder of covers named ``<video_id>.jpg`` (or ``.png``), as MicroLens ships them.
         frames_dir: optional folder with one sub-folder of frame images per ``video_id`` (sorted by name),
@@ -223,7 +223,7 @@ def split_microlens(table, retrieval_fraction: float = 0.4, eval_fraction: float
         seed (`int`): seed of the id shuffle.
 
     Returns:
-        `datasets.DatasetDict` with the splits :data:`SPLIT_NAMES`.
+        `datasets.DatasetDict` with the splits [`SPLIT_NAMES`].
     """
     import datasets
 

@@ -1,9 +1,9 @@
 """Paired image data for diffusion bridges: digits and their edge maps, and paired-image folders.
 
-- :func:`load_paired_digits` / :func:`paired_digits_dataset`: scikit-learn's 8x8 digits (upsampled,
+- [`load_paired_digits`] / [`paired_digits_dataset`]: scikit-learn's 8x8 digits (upsampled,
   e.g. to 16x16) as targets ``x_0`` and their edge maps (Sobel gradient magnitude) as sources ``y``;
   a miniature of Edges2Handbags, offline.
-- :func:`load_paired_image_folder`: the layouts of the bridge papers' data sets, as a ``datasets``
+- [`load_paired_image_folder`]: the layouts of the bridge papers' data sets, as a ``datasets``
   data set: pix2pix "aligned" files (Edges2Handbags, DIODE after DDBM's preprocessing: source and
   target side by side in one image) or two folders with matching file names.
 

@@ -1,7 +1,7 @@
 """Sequential-recommendation data: the IISAN TSV layout, MicroLens-style folders, and a synthetic set.
 
 Internal item ids are ``1..n``; id 0 is the padding item (its title is empty). Sequences are in time
-order. :meth:`RecommendationData.leave_one_out` gives the papers' protocol: per user, the last item
+order. [`RecommendationData.leave_one_out`] gives the papers' protocol: per user, the last item
 is the test target, the one before it the validation target, and the rest is training data.
 
 Real data (the loader takes a path, nothing is downloaded):
@@ -15,7 +15,7 @@ Items that a sequence names but the item table lacks are a documented, counted s
 dropped from the sequence (``num_skipped_interactions``), and users left with fewer than
 ``min_sequence_length`` items are dropped (``num_skipped_users``).
 
-Synthetic data (:func:`make_synthetic_recommendation`): every item has one latent factor per
+Synthetic data ([`make_synthetic_recommendation`]): every item has one latent factor per
 modality, each modality's content shows only its own factor (words, colour, tone, motion), and a
 user's next item follows a Markov chain on all factors. So each modality carries part of the signal
 and an encoder that sees more modalities can predict more.
@@ -141,7 +141,7 @@ def _read_table(path: Path) -> list[list[str]]:
         return [line.rstrip("\n").split("\t", 1) for line in f if line.strip()]
 
 
-#: Named preprocessing presets of :func:`load_recommendation_data`.
+#: Named preprocessing presets of [`load_recommendation_data`].
 #: ``"iisan"``: the official IISAN pipeline (GAIR-Lab/IISAN ``data_utils/preprocess.py::read_behaviors``,
 #: ``min_seq_len=5``, ``max_seq_len=10``): users with at least 5 interactions, the last
 #: ``max_seq_len + 3 = 13`` items of each sequence, and only the items those keep.
@@ -160,7 +160,7 @@ def load_recommendation_data(path: str | Path, min_sequence_length: int | None =
         keep_unused_items: keep items that no kept sequence uses in the item table.
         max_sequence_length: keep only the last ``max_sequence_length`` items of each sequence
             (``None``: all of them). Applied after the user filter, as the official pipeline does.
-        preset: a named preprocessing, ``"iisan"`` (see :data:`PRESETS`: on the IISAN papers'
+        preset: a named preprocessing, ``"iisan"`` (see [`PRESETS`]: on the IISAN papers'
             Instrument data, 10,000 users, 19,246 items, 75,022 interactions). Explicit arguments
             that contradict the preset are refused.
     """
@@ -234,18 +234,18 @@ def sequences_from_interactions(table, user_column: str = "user_id", item_column
                                 timestamp_column: str | None = "timestamp", titles: dict | None = None,
                                 image_paths: dict | None = None, min_sequence_length: int | None = None,
                                 max_sequence_length: int | None = None, preset: str | None = None) -> RecommendationData:
-    """Turn an interactions table (one row per user, item, time) into :class:`RecommendationData`.
+    """Turn an interactions table (one row per user, item, time) into [`RecommendationData`].
 
     Each user's items are put in time order (ties and ``timestamp_column=None`` keep the table's
     order); items get internal ids ``1..n`` (0 = padding) in sorted raw-id order, as
-    :func:`load_recommendation_data` does, and the same filters and presets apply.
+    [`load_recommendation_data`] does, and the same filters and presets apply.
 
     Args:
         table: a pandas ``DataFrame``, a ``datasets.Dataset``, a dict of columns or a list of row dicts.
         user_column / item_column / timestamp_column: column names (``timestamp_column`` may be None).
         titles: ``{raw item id: title}`` (items without one get ``""``).
-        image_paths: ``{raw item id: image path}`` (see :func:`build_item_inputs`).
-        min_sequence_length / max_sequence_length / preset: as in :func:`load_recommendation_data`.
+        image_paths: ``{raw item id: image path}`` (see [`build_item_inputs`]).
+        min_sequence_length / max_sequence_length / preset: as in [`load_recommendation_data`].
 
     Example::
 
@@ -287,7 +287,7 @@ def build_item_inputs(data: RecommendationData, tokenizer=None, image_processor=
     """Backbone inputs of every item (row ``i`` = item id ``i``) for ``adapter.set_item_inputs(*...)``.
 
     Args:
-        data: from :func:`load_recommendation_data` or :func:`sequences_from_interactions`.
+        data: from [`load_recommendation_data`] or [`sequences_from_interactions`].
         tokenizer: any transformers tokenizer: titles become ``{"text": {"input_ids", "attention_mask", ...}}``
             (padded to ``max_length``; the IISAN papers use 30 tokens, lower-cased titles).
         image_processor: any transformers image processor: ``data.image_paths`` become
@@ -337,7 +337,7 @@ PAD, CLS, SEP = 0, 1, 2
 
 
 def synthetic_backbone_configs(modalities=("text", "image"), factor_values: int = 4) -> dict:
-    """Tiny transformers encoder configs that read :func:`make_synthetic_recommendation`'s inputs."""
+    """Tiny transformers encoder configs that read [`make_synthetic_recommendation`]'s inputs."""
     from transformers import ASTConfig, BertConfig, VideoMAEConfig, ViTConfig
 
     make = {

@@ -1,7 +1,7 @@
 """English text that ships with Python: the ``pydoc_data`` help topics, tokenised for language models.
 
 ``pydoc_data.topics`` holds the language reference's help pages (about 470k characters of
-English prose and code). :func:`pydoc_dataset` splits them by topic into train and test, and cuts
+English prose and code). [`pydoc_dataset`] splits them by topic into train and test, and cuts
 each split's token stream into fixed-length blocks, so tests and demos get real text offline.
 """
 

@@ -213,7 +213,7 @@ def run(output_dir, seed: int = 0, steps: int = 300, num_eval: int = 2000):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from hfgen.demo import DemoResult
+    from hfgen.demos import DemoResult
 
     start = time.time()
     output_dir = Path(output_dir)

@@ -102,7 +102,7 @@ def run(output_dir, seed: int = 0, teacher_steps: int = 300, student_steps: int 
     from transformers import set_seed
 
     from hfgen.data.paired_digits import load_paired_digits, paired_digits_dataset
-    from hfgen.demo import DemoResult
+    from hfgen.demos import DemoResult
 
     output_dir = Path(output_dir)
     set_seed(seed)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from hfgen.demo import DemoResult
+from hfgen.demos import DemoResult
 
 MODALITIES = ("text", "image", "audio", "video")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from hfgen.demo import DemoResult
+from hfgen.demos import DemoResult
 
 
 class MarkovChain:

@@ -101,7 +101,7 @@ def save_grid(panels: dict[str, torch.Tensor], path: Path, per_class: int = 8) -
 
 def run(output_dir, seed: int = 0, *, train_steps: int = 250, samples_per_class: int = 40, guidance_scale: float = 2.0,
         inference_steps: int = 20, size: int = 8, channels=(32, 64)):
-    from hfgen.demo import DemoResult
+    from hfgen.demos import DemoResult
     from hfgen.metrics.sample_quality import digits_classifier
 
     output_dir = Path(output_dir)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from hfgen.demo import DemoResult
+from hfgen.demos import DemoResult
 
 
 def _train(item_encoder, splits, popularity, seed: int, epochs: int) -> tuple[float, float]:

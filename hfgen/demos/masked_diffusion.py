@@ -1,6 +1,6 @@
 """Demo: a tiny masked diffusion LM on pydoc text, sampled with FHS and with the T-step ancestral sampler.
 
-Trains a character-level BERT-like denoiser with :class:`~hfgen.trainers.MaskedDiffusionTrainer`
+Trains a character-level BERT-like denoiser with [`~hfgen.trainers.MaskedDiffusionTrainer`]
 and a character-level causal LM judge on the same text, then samples the same model with the
 first-hitting sampler (L network calls) and with MDLM's ancestral sampler at T = 1000 (with the
 no-change cache), both in float64, and reports wall time, network calls, generative
@@ -86,7 +86,7 @@ def run(output_dir, seed: int = 0, *, train_steps: int = 300, judge_steps: int =
     import matplotlib.pyplot as plt
 
     from hfgen.data.text import char_tokenizer, pydoc_dataset
-    from hfgen.demo import DemoResult
+    from hfgen.demos import DemoResult
     from hfgen.metrics.perplexity import generative_perplexity
     from hfgen.pipelines import AncestralMaskedScheduler, FirstHittingScheduler, MaskedDiffusionPipeline
 

@@ -32,7 +32,7 @@ def tiny_mf2_config(tokenizer, image_size: int = 48, patch_size: int = 8, width:
 
 def pretrain(train_faces, tokenizer, output_dir, local_loss_weight: float = 1.0, max_steps: int = 300,
              batch_size: int = 48, learning_rate: float = 2e-3, seed: int = 0, config=None, progress_bar: bool = True):
-    """Pretrain a fresh tiny MF^2 with :class:`~hfgen.trainers.mf2.MF2Trainer`; returns the model (eval mode)."""
+    """Pretrain a fresh tiny MF^2 with [`~hfgen.trainers.mf2.MF2Trainer`]; returns the model (eval mode)."""
     import torch
 
     from hfgen.models.mf2 import MF2Model
@@ -78,7 +78,7 @@ def run(output_dir, seed: int = 0, n_train: int = 1200, n_test: int = 400, max_s
     import torch
 
     from hfgen.data.faces import EMOTIONS, build_face_tokenizer, face_grid, make_synthetic_faces
-    from hfgen.demo import DemoResult
+    from hfgen.demos import DemoResult
 
     start = time.perf_counter()
     output_dir = Path(output_dir)

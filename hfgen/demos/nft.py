@@ -3,7 +3,7 @@
 A 0.1 M-parameter Qwen2 is warm-started by a short SFT on ``a+b=`` problems, so that sampled groups
 of answers are mixed. NFT and RFT then train from that same checkpoint with the same seed, the same
 generations per question and the same off-policy reuse of each rollout (as the paper does), and
-held-out greedy accuracy is tracked. :func:`train_arm` is shared with ``scripts/nft_arithmetic.py``,
+held-out greedy accuracy is tracked. [`train_arm`] is shared with ``scripts/nft_arithmetic.py``,
 which adds TRL's GRPO and several seeds.
 
 At this scale the single-answer task makes RFT plain SFT on the ground truth, so NFT's negative term
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from hfgen.demo import DemoResult
+from hfgen.demos import DemoResult
 
 METHODS = ("nft", "rft", "grpo")
 

@@ -4,9 +4,9 @@ raise the predicted popularity of an LLM's micro-video plans? (the paper's RQ2)
 One run, all offline: a synthetic MicroLens-style table -> train the MMRA-style popularity regressor with
 ``transformers.Trainer`` (nMSE / Spearman / MAE on held-out videos) -> plan each query with the same local
 LM, basic vs enhanced prompt -> render each plan as a prompt-following generator would
-(:func:`hfgen.data.microlens.render_plan`) -> predicted popularity.
+([`hfgen.data.microlens.render_plan`]) -> predicted popularity.
 
-The local LM is :class:`~hfgen.pipelines.popcorn.tiny.ExtractiveLM`, a deterministic stand-in for an
+The local LM is [`~hfgen.pipelines.popcorn.tiny.ExtractiveLM`], a deterministic stand-in for an
 instruction LLM (none can be downloaded here): it only copies words from its prompt. The demo therefore
 checks the mechanism (retrieval brings popular videos' vocabulary into the context, and the regressor,
 trained on real-style data, rewards it), not how well a real LLM uses it.
@@ -133,7 +133,7 @@ def run(output_dir, seed: int = 0):
     from transformers import set_seed
 
     from hfgen.data.microlens import make_synthetic_microlens
-    from hfgen.demo import DemoResult
+    from hfgen.demos import DemoResult
 
     start = time.perf_counter()
     output_dir = Path(output_dir)

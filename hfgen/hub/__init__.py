@@ -1,21 +1,21 @@
 """Model cards, safe saving, pushing to the Hub and loading any saved hfgen artifact.
 
-- :func:`render_model_card` / :func:`save_model_card` fill ``model_cards/<method>.md`` with the
+- [`render_model_card`] / [`save_model_card`] fill ``model_cards/<method>.md`` with the
   Hub metadata every hfgen card carries (``library_name: hfgen``, ``hfgen`` and ``hfgen-<method>``
   tags, the paper, base model, data sets, training config, ``model-index`` results).
-- :func:`atomic_save_dir` writes a folder under a temporary name and renames it into place, so an
-  interrupted save never leaves a half-written folder where a good one was; :func:`verify_folder`
+- [`atomic_save_dir`] writes a folder under a temporary name and renames it into place, so an
+  interrupted save never leaves a half-written folder where a good one was; [`verify_folder`]
   checks a saved folder's safetensors against the checksums written with it.
-- :func:`push` uploads a saved folder with ``huggingface_hub`` in one commit; :class:`HfgenPipelineMixin` gives
+- [`push`] uploads a saved folder with ``huggingface_hub`` in one commit; [`HfgenPipelineMixin`] gives
   hfgen's Diffusers pipelines ``from_pretrained`` of a Hub repo id and ``save_pretrained`` / ``push_to_hub`` that
   carry the hfgen card.
-- :func:`load` loads a local folder or a Hub repo id, dispatching on what the folder holds.
+- [`load`] loads a local folder or a Hub repo id, dispatching on what the folder holds.
 
 Weights are safetensors only: a folder that holds only pickle weights is refused unless the caller
 passes ``allow_pickle=True`` (and even then nothing is unpickled by hfgen itself).
 
-The code lives in four modules, each importable from ``hfgen.hub``: :mod:`hfgen.hub.cards`,
-:mod:`hfgen.hub.saving`, :mod:`hfgen.hub.remote` and :mod:`hfgen.hub.mixins`.
+The code lives in four modules, each importable from ``hfgen.hub``: [`hfgen.hub.cards`],
+[`hfgen.hub.saving`], [`hfgen.hub.remote`] and [`hfgen.hub.mixins`].
 """
 
 from .cards import (  # noqa: F401

@@ -1,4 +1,4 @@
-"""Model cards: :func:`render_model_card` / :func:`save_model_card` fill a method's template (which extends
+"""Model cards: [`render_model_card`] / [`save_model_card`] fill a method's template (which extends
 ``model_cards/_base.md``) with the Hub metadata every hfgen card carries (``library_name: hfgen``, ``hfgen`` and
 ``hfgen-<method>`` tags, the paper, base model, data sets, training config, ``model-index`` results).
 """

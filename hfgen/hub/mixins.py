@@ -24,8 +24,8 @@ from .saving import (
 
 
 class SafeSaveMixin:
-    """For a Diffusers/transformers class: ``save_pretrained`` through :func:`atomic_save_dir` (with checksums),
-    and ``from_pretrained`` of a local folder runs :func:`verify_folder` first. Put it first among the bases."""
+    """For a Diffusers/transformers class: ``save_pretrained`` through [`atomic_save_dir`] (with checksums),
+    and ``from_pretrained`` of a local folder runs [`verify_folder`] first. Put it first among the bases."""
 
     # named so that a Diffusers pipeline saving this class as a component still passes them on
     def save_pretrained(self, save_directory, *args, safe_serialization=None, variant=None, max_shard_size=None,
@@ -54,7 +54,7 @@ class SafeSaveMixin:
                     **ignored_hub_kwargs) -> str:
         """transformers' / Diffusers' ``push_to_hub`` (their common arguments): ``save_pretrained`` into a temporary
         folder, the hfgen model card added when the class is a registered hfgen component and its save wrote none
-        (their own ``push_to_hub`` would write a generic card), then one upload of what :func:`upload_plan` selects.
+        (their own ``push_to_hub`` would write a generic card), then one upload of what [`upload_plan`] selects.
         ``use_temp_dir``, ``commit_description`` and ``tags`` are accepted for compatibility and ignored."""
         unknown = set(ignored_hub_kwargs) - {"use_temp_dir", "commit_description", "tags", "subfolder"}
         if unknown:
@@ -96,16 +96,16 @@ class HfgenPipelineMixin(SafeSaveMixin):
     """For hfgen's Diffusers pipelines (put it first among the bases): what Diffusers' own calls do, plus
 
     - ``from_pretrained("namespace/name")`` downloads the repo's snapshot first and loads that folder, as
-      :func:`load` does (Diffusers' own download step cannot resolve components whose library is not Diffusers);
-    - ``save_pretrained`` writes the hfgen model card (``README.md``; :meth:`model_card_kwargs` adds the
+      [`load`] does (Diffusers' own download step cannot resolve components whose library is not Diffusers);
+    - ``save_pretrained`` writes the hfgen model card (``README.md``; [`model_card_kwargs`] adds the
       pipeline's own facts), and ``save_pretrained(..., push_to_hub=True)`` / ``push_to_hub`` upload that card
       instead of Diffusers' generic one (``library_name: diffusers``, which would advertise a
       ``DiffusionPipeline.from_pretrained`` call that cannot load this class);
-    - weights only as safetensors (a repo holding only pickle weights is refused, as by :func:`load`).
+    - weights only as safetensors (a repo holding only pickle weights is refused, as by [`load`]).
     """
 
     def model_card_kwargs(self) -> dict[str, Any]:
-        """Extra :func:`render_model_card` arguments of this pipeline (base model, training config, template vars)."""
+        """Extra [`render_model_card`] arguments of this pipeline (base model, training config, template vars)."""
         return {}
 
     @classmethod

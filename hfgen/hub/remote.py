@@ -1,5 +1,5 @@
-"""The Hub: :func:`push` / :func:`upload_folder` upload what :func:`upload_plan` selects in one commit;
-:func:`load` loads a local folder or a Hub repo id, dispatching on what the folder holds.
+"""The Hub: [`push`] / [`upload_folder`] upload what [`upload_plan`] selects in one commit;
+[`load`] loads a local folder or a Hub repo id, dispatching on what the folder holds.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 def upload_folder(folder, repo_id: str, *, commit_message: str | None = None, private: bool | None = None,
                   token: str | None = None, create_pr: bool = False, revision: str | None = None,
                   path_in_repo: str | None = None) -> str:
-    """Create ``repo_id`` if needed and upload ``folder`` in one commit: only what :func:`upload_plan` selects
+    """Create ``repo_id`` if needed and upload ``folder`` in one commit: only what [`upload_plan`] selects
     (regular files inside the folder, never a pickle, a symlink's target or an interrupted save); returns the
     commit URL."""
     from huggingface_hub import CommitOperationAdd, HfApi
@@ -48,7 +48,7 @@ def push(
     token: str | None = None,
     revision: str | None = None,
 ) -> str:
-    """Upload a saved hfgen artifact folder to ``repo_id`` in one commit (what :func:`upload_plan` selects);
+    """Upload a saved hfgen artifact folder to ``repo_id`` in one commit (what [`upload_plan`] selects);
     returns the commit URL."""
     folder = Path(folder)
     if not folder.is_dir():
@@ -60,7 +60,7 @@ def push(
 
 
 def upload_plan(folder: str | os.PathLike) -> tuple[list[tuple[str, Path]], list[tuple[Path, str]]]:
-    """What :func:`push` uploads from ``folder``: ``(files, skipped)``. Only regular files inside the folder are
+    """What [`push`] uploads from ``folder``: ``(files, skipped)``. Only regular files inside the folder are
     uploaded (``checkpoint-*`` included); skipped, with the reason: symlinks (a link may point outside the folder:
     its target is never uploaded), pickles (by name or content, at any depth, e.g. a checkpoint's ``optimizer.pt``
     or ``training_args.bin``), hidden entries (``.hfgen-tmp-*`` folders of interrupted saves, caches) and ``*.tmp``."""
@@ -137,7 +137,7 @@ def load(name_or_path: str | os.PathLike, *, allow_pickle: bool = False, revisio
     - ``config.json`` with a ``model_type``: ``transformers.AutoModel`` (hfgen models are registered
       with the Auto classes when hfgen is imported), or the architecture named in ``architectures``.
 
-    The weights are checked first (:func:`verify_folder`): a missing, truncated or corrupted safetensors
+    The weights are checked first ([`verify_folder`]): a missing, truncated or corrupted safetensors
     file raises a ``ValueError`` naming it.
     """
 

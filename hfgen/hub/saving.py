@@ -1,8 +1,8 @@
 """Safe saving: atomic folder commits, checksums of every saved file, verification on load, pickle refusal.
 
-:func:`atomic_save_dir` writes a folder under a temporary name and renames it into place, so an interrupted
-save never leaves a half-written folder where a good one was; :func:`verify_folder` checks a saved folder
-against the checksums written with it; :func:`consistent_load` retries a read that overlapped a save.
+[`atomic_save_dir`] writes a folder under a temporary name and renames it into place, so an interrupted
+save never leaves a half-written folder where a good one was; [`verify_folder`] checks a saved folder
+against the checksums written with it; [`consistent_load`] retries a read that overlapped a save.
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def save_in_progress(folder: str | os.PathLike) -> bool:
 def atomic_save_dir(folder: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder (with ``folder``'s name) to write into; on success it is committed to ``folder``.
 
-    On commit, :data:`CHECKSUMS_NAME` records the size and SHA-256 of every file written; the new entries replace
+    On commit, [`CHECKSUMS_NAME`] records the size and SHA-256 of every file written; the new entries replace
     same-named entries of ``folder`` and every old weights file by renames, and other entries (e.g. a trainer's
     ``checkpoint-*`` folders) are kept; a save of another kind (a model over a pipeline) also moves the old
     kind's marker files and component folders out, so the old artifact no longer loads. Staging happens inside
@@ -173,7 +173,7 @@ def _commit(tmp: Path, folder: Path, old: Path) -> None:
     try:
         # take the old copies out, markers first; the checksum file (the save's generation) goes out after every
         # other entry it lists and comes in before them, so a reader that sees the same generation before and
-        # after reading has read one save (see :func:`consistent_load`)
+        # after reading has read one save (see [`consistent_load`])
         order = sorted([e.name for e in reversed(entries)], key=lambda n: n == CHECKSUMS_NAME)
         order = [n for n in other_kind if n in MARKER_NAMES] + order + stale + [n for n in other_kind if n not in MARKER_NAMES]
         for name in order:
@@ -211,7 +211,7 @@ def _saved_files(folder: Path, name: str | None = None) -> list[Path]:
 
 
 def write_checksums(folder: str | os.PathLike, replace: bool = True) -> Path:
-    """Write :data:`CHECKSUMS_NAME`: size and SHA-256 (the Hub's LFS oid) of every file under ``folder`` (weights,
+    """Write [`CHECKSUMS_NAME`]: size and SHA-256 (the Hub's LFS oid) of every file under ``folder`` (weights,
     configs, scheduler and adapter configs, tokenizer files, a checkpoint's optimizer / scheduler / RNG / trainer
     state) but model cards, that no checksum file of a subfolder (a component saved on its own, e.g. a pipeline's
     ``unet/``) lists, and a fresh ``generation`` id. ``replace``: write a temporary file and rename it into place."""
@@ -234,11 +234,11 @@ def write_checksums(folder: str | os.PathLike, replace: bool = True) -> Path:
 def verify_folder(folder: str | os.PathLike, hashes: bool = True, pickles_required: bool = False) -> None:
     """Raise a ``ValueError`` naming the file if a saved folder's files are missing, truncated, corrupted or edited.
 
-    Every :data:`CHECKSUMS_NAME` of the save (its subfolders included, ``checkpoint-*`` folders excluded) is
+    Every [`CHECKSUMS_NAME`] of the save (its subfolders included, ``checkpoint-*`` folders excluded) is
     checked: each listed file (weights, configs, tokenizer files, ...) exists, with its size and (``hashes=True``)
     its SHA-256, which catches a flipped bit anywhere; then every safetensors file's header and tensor bounds.
     A listed pickle (``training_args.bin``, a checkpoint's ``optimizer.pt``) may be missing unless
-    ``pickles_required`` (for resuming): :func:`push` never uploads pickles and no hfgen load reads them.
+    ``pickles_required`` (for resuming): [`push`] never uploads pickles and no hfgen load reads them.
     """
     folder = Path(folder)
     for manifest in _saved_files(folder, CHECKSUMS_NAME):
@@ -281,10 +281,10 @@ def _generation(folder: Path) -> str | None:
 def consistent_load(folder: str | os.PathLike, read, attempts: int = 40, wait: float = 0.05):
     """``read()`` (a load from ``folder``), retried until it read one whole save.
 
-    A save commits by renames (:func:`atomic_save_dir`) and its checksum file is replaced before any other new
+    A save commits by renames ([`atomic_save_dir`]) and its checksum file is replaced before any other new
     entry comes in and after every old one went out; so when the checksum file is the same before and after
     ``read()``, everything read came from that one save. Otherwise, or if ``read`` failed while a live process
-    was saving there, it is retried; after ``attempts`` tries it is a :class:`ConcurrentSaveError`.
+    was saving there, it is retried; after ``attempts`` tries it is a [`ConcurrentSaveError`].
     """
     folder = Path(folder)
     error: BaseException | None = None
@@ -322,7 +322,7 @@ def _verified(folder: Path) -> Iterator[None]:
 
 
 def verify_once(folder: str | os.PathLike) -> None:
-    """:func:`verify_folder`, unless ``folder`` is inside a folder already verified by the load in progress."""
+    """[`verify_folder`], unless ``folder`` is inside a folder already verified by the load in progress."""
     resolved = Path(folder).resolve()
     if not any(root == resolved or root in resolved.parents for root in _VERIFIED.get()):
         verify_folder(folder)

@@ -4,7 +4,8 @@ from hfgen.registry import MethodInfo, Paper
 
 METHOD = MethodInfo(
     name="analytic_precond",
-    summary=(
+    summary="Analytic preconditioning of consistency-trajectory distillation",
+    description=(
         "Analytic-Precond: consistency trajectory distillation whose preconditioning (the outer scalings f, g of "
         "G(x_t, t, s) = f x_t + g D_theta) is derived from the teacher's PF-ODE and its statistic "
         "l_t = E tr(grad D)/d, estimated on a time grid, instead of CTM's hand-crafted Euler form; with a few-step "
@@ -34,4 +35,5 @@ METHOD = MethodInfo(
     demo="hfgen.demos.analytic_precond:run",
     tags=("consistency-models", "consistency-trajectory-models", "distillation", "unconditional-generation"),
     pipeline_tag="unconditional-image-generation",
+    position=6,
 )

@@ -4,7 +4,8 @@ from hfgen.registry import MethodInfo, Paper
 
 METHOD = MethodInfo(
     name="consistency_bridge",
-    summary=(
+    summary="Consistency diffusion bridges: few-step image-to-image translation (CBD, CBT)",
+    description=(
         "Consistency diffusion bridge models (CDBM): image-to-image translation in 1-4 network evaluations by "
         "learning the consistency function of a denoising diffusion bridge's PF-ODE, distilled from a DDBM teacher "
         "(CBD) or trained without one (CBT); with the DDBM Heun and DBIM samplers as baselines."
@@ -34,4 +35,5 @@ METHOD = MethodInfo(
     demo="hfgen.demos.consistency_bridge:run",
     tags=("diffusion-bridge", "consistency-models", "image-to-image"),
     pipeline_tag="image-to-image",
+    position=5,
 )

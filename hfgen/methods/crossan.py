@@ -4,7 +4,8 @@ from hfgen.registry import MethodInfo, Paper
 
 METHOD = MethodInfo(
     name="crossan",
-    summary=(
+    summary="CROSSAN + MoMEF: side adapters of N modality encoders, fused by experts, for recommendation",
+    description=(
         "CROSSAN: decoupled side adapters for any number of frozen modality encoders (text, image, audio, video) "
         "with a cross-modal side network and Mixture of Modality Expert Fusion (MoMEF); a reconstruction, as no "
         "official code exists."
@@ -35,4 +36,5 @@ METHOD = MethodInfo(
     demo="hfgen.demos.crossan:run",
     tags=("crossan", "momef", "recommendation", "sequential-recommendation", "peft", "side-adapter", "multimodal"),
     pipeline_tag=None,
+    position=8,
 )

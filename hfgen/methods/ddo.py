@@ -4,7 +4,8 @@ from hfgen.registry import MethodInfo, Paper
 
 METHOD = MethodInfo(
     name="ddo",
-    summary=(
+    summary="Direct Discriminative Optimization: fine-tune a likelihood model as its own GAN discriminator",
+    description=(
         "Direct Discriminative Optimization: fine-tune a likelihood model (diffusion or autoregressive) as a GAN "
         "whose discriminator is the log-likelihood ratio to a frozen reference copy, with self-play rounds."
     ),
@@ -27,9 +28,11 @@ METHOD = MethodInfo(
     components={
         "DDOTrainer": "hfgen.trainers.ddo.ddo_trainer:DDOTrainer",
         "DDOConfig": "hfgen.trainers.ddo.ddo_config:DDOConfig",
+        "ddo_self_play": "hfgen.trainers.ddo.self_play:ddo_self_play",
     },
     card_template="hfgen.model_cards:ddo.md",
     demo="hfgen.demos.ddo:run",
     tags=("ddo", "gan", "fine-tuning", "self-play"),
     pipeline_tag=None,
+    position=4,
 )

@@ -4,7 +4,8 @@ from hfgen.registry import MethodInfo, Paper
 
 METHOD = MethodInfo(
     name="gft",
-    summary=(
+    summary="Guidance-free training: one forward pass samples like classifier-free guidance",
+    description=(
         "Guidance-free training: a β-conditioned model trained so that one forward pass at β samples "
         "like classifier-free guidance at scale 1/β (diffusion UNets and autoregressive LMs)."
     ),
@@ -25,13 +26,14 @@ METHOD = MethodInfo(
     components={
         "GFTTrainer": "hfgen.trainers.gft.gft_trainer:GFTTrainer",
         "GFTConfig": "hfgen.trainers.gft.gft_config:GFTConfig",
-        "GFTCausalLM": "hfgen.trainers.gft.modeling_gft:GFTCausalLM",
-        "GFTCausalLMConfig": "hfgen.trainers.gft.modeling_gft:GFTCausalLMConfig",
-        "GuidanceFreePipeline": "hfgen.pipelines.guidance_free.pipeline_guidance_free:GuidanceFreePipeline",
+        "GFTCausalLM": "hfgen.pipelines.gft.modeling_gft:GFTCausalLM",
+        "GFTCausalLMConfig": "hfgen.pipelines.gft.modeling_gft:GFTCausalLMConfig",
+        "GuidanceFreePipeline": "hfgen.pipelines.gft.pipeline_guidance_free:GuidanceFreePipeline",
         "GFTDiTTransformer2DModel": "hfgen.models.gft_dit:GFTDiTTransformer2DModel",
     },
     card_template="hfgen.model_cards:gft.md",
     demo="hfgen.demos.gft:run",
     tags=("guidance-free", "classifier-free-guidance", "diffusion", "autoregressive"),
     pipeline_tag="unconditional-image-generation",
+    position=3,
 )

@@ -4,7 +4,8 @@ from hfgen.registry import MethodInfo, Paper
 
 METHOD = MethodInfo(
     name="iisan",
-    summary=(
+    summary="IISAN / IISAN-Versa: side adapters of frozen multimodal encoders for recommendation",
+    description=(
         "IISAN / IISAN-Versa: adapt frozen multimodal encoders for sequential recommendation with decoupled intra- "
         "and inter-modal side adapter networks that read cacheable per-layer states (symmetric or asymmetric "
         "encoders), under a SASRec recommender."
@@ -46,4 +47,5 @@ METHOD = MethodInfo(
     demo="hfgen.demos.iisan:run",
     tags=("iisan", "recommendation", "sequential-recommendation", "peft", "side-adapter", "multimodal"),
     pipeline_tag=None,
+    position=7,
 )

@@ -4,7 +4,8 @@ from hfgen.registry import MethodInfo, Paper
 
 METHOD = MethodInfo(
     name="masked_diffusion",
-    summary=(
+    summary="Masked diffusion language models with the first-hitting sampler (any masked LM)",
+    description=(
         "Masked diffusion language models with any masked LM as denoiser, sampled exactly by the first-hitting "
         "sampler (one network call per token) or by the T-step ancestral sampler, with float64 categorical sampling."
     ),
@@ -32,4 +33,5 @@ METHOD = MethodInfo(
     demo="hfgen.demos.masked_diffusion:run",
     tags=("masked-diffusion", "discrete-diffusion", "first-hitting-sampler", "text-generation"),
     pipeline_tag="text-generation",
+    position=2,
 )

@@ -4,7 +4,8 @@ from hfgen.registry import MethodInfo, Paper
 
 METHOD = MethodInfo(
     name="mf2",
-    summary=(
+    summary="MF² + DFN: face vision-language pretraining for action units and emotion recognition",
+    description=(
         "MF^2, a multilevel multimodal face foundation model that aligns faces with language globally (emotion "
         "descriptions) and locally (one feature per Action Unit with its description), scores AUs and emotions "
         "zero-shot from text, and adapts to AU detection and emotion recognition with DFN, a decoupled side network "
@@ -38,4 +39,5 @@ METHOD = MethodInfo(
     demo="hfgen.demos.mf2:run",
     tags=("mf2", "dfn", "facial-action-units", "emotion-recognition", "vision-language", "contrastive"),
     pipeline_tag="zero-shot-image-classification",
+    position=9,
 )

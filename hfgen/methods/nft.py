@@ -4,7 +4,8 @@ from hfgen.registry import MethodInfo, Paper
 
 METHOD = MethodInfo(
     name="nft",
-    summary=(
+    summary="Negative-aware Fine-Tuning: RL from a verifier by supervised learning (on TRL's GRPOTrainer)",
+    description=(
         "Negative-aware Fine-Tuning: learn from a binary verifier by supervised learning, fitting the model's own "
         "wrong answers with an implicit negative policy built from the model itself (RFT is neg_weight=0)."
     ),
@@ -30,4 +31,5 @@ METHOD = MethodInfo(
     demo="hfgen.demos.nft:run",
     tags=("trl", "reinforcement-learning", "math-reasoning"),
     pipeline_tag="text-generation",
+    position=1,
 )

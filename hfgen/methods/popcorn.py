@@ -4,7 +4,8 @@ from hfgen.registry import MethodInfo, Paper
 
 METHOD = MethodInfo(
     name="popcorn",
-    summary=(
+    summary="LLMPopcorn: query to micro-video (LLM plan, Diffusers cover and video, popularity score)",
+    description=(
         "LLMPopcorn: an LLM (local transformers model or OpenAI-compatible endpoint), optionally enhanced with "
         "retrieved popular / unpopular videos and a chain-of-thought prompt, plans a micro-video's title, cover and "
         "video prompts; Diffusers text-to-image / text-to-video make it; an MMRA-style model predicts its popularity."
@@ -36,4 +37,5 @@ METHOD = MethodInfo(
     tags=("llmpopcorn", "micro-video", "text-to-video", "popularity-prediction", "rag"),
     pipeline_tag="text-to-video",
     cli="hfgen.pipelines.popcorn.cli:add_parser",
+    position=10,
 )

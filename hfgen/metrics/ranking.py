@@ -41,7 +41,7 @@ def mask_history(scores: torch.Tensor, history: torch.Tensor, padding_idx: int |
     """Set the scores of each user's history items (and of the padding item) to ``-inf``.
 
     The mask depends on the history alone, never on the label: a target that is also a history item
-    is masked too, and :func:`target_ranks` then counts it as a miss (the official IISAN rule).
+    is masked too, and [`target_ranks`] then counts it as a miss (the official IISAN rule).
 
     Args:
         scores: ``[U, n_items]`` scores.
@@ -61,8 +61,8 @@ def mask_history(scores: torch.Tensor, history: torch.Tensor, padding_idx: int |
 def target_ranks(scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """1-based rank of ``target`` in each row of ``scores`` (ties count against the target).
 
-    A target whose score is ``-inf`` (masked by :func:`mask_history`) is not a candidate: its rank is
-    :data:`MISS_RANK`, a miss at every K.
+    A target whose score is ``-inf`` (masked by [`mask_history`]) is not a candidate: its rank is
+    [`MISS_RANK`], a miss at every K.
     """
     if target.dim() != 1 or target.shape[0] != scores.shape[0]:
         raise ValueError(f"`target` must be [U] with U = {scores.shape[0]}, got {tuple(target.shape)}.")
@@ -125,7 +125,7 @@ def bootstrap_ci(values, confidence: float = 0.95, num_resamples: int = 10_000,
     """Mean and percentile-bootstrap confidence interval over users: ``(mean, low, high)``.
 
     Args:
-        values: per-user values ``[U]`` (e.g. :func:`per_user_metric`), or ``[S, U]`` for S seeds
+        values: per-user values ``[U]`` (e.g. [`per_user_metric`]), or ``[S, U]`` for S seeds
             evaluated on the same U users: users are resampled (the same draw for every seed) and the
             statistic is the mean over seeds and users, so the interval covers both sources of spread.
             For a paired comparison of two methods on the same users, pass the per-user difference.

@@ -1,6 +1,6 @@
 """hfgen's transformers models. They register with ``AutoConfig`` / ``AutoModel`` when imported; a plain
 ``import hfgen`` is enough for the Auto classes to find them (and every other hfgen model type: see
-:mod:`hfgen._auto`), without importing them until a saved one is loaded."""
+[`hfgen._auto`]), without importing them until a saved one is loaded."""
 
 from hfgen.models.mdlm_dit import MDLMDiTConfig, MDLMDiTForMaskedLM
 from hfgen.models.mf2 import MF2Config, MF2Model

@@ -20,7 +20,7 @@ positives of each other (UniCL's target, Yang et al. 2022), which is exactly CLI
 descriptions differ. Templated AU descriptions repeat by construction (one text per AU state), so
 without this every batch would be full of false negatives.
 
-Two choices differ from the research note's proposal, both because the proposal collapsed in our
+Two choices differ from the paper's description as first implemented here, because that version collapsed in our
 runs on synthetic faces (all similarities equal, loss stuck at ``log B``): the local loss contrasts a
 feature with every AU's descriptions, not only its own AU's (``per_au=True`` keeps the per-AU mean
 ``(1/K) Σ_k C(s_l ẑ_k t̂_kᵀ)``), and descriptions are pooled by their token mean, not ``[CLS]``.
@@ -39,21 +39,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedConfig, PreTrainedModel
+from transformers import initialization as init
 from transformers.configuration_utils import SubConfigSpec
 from transformers.models.auto.modeling_auto import MODEL_MAPPING
-from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from hfgen.data.faces import EMOTIONS, SYNTHETIC_AUS, check_au_names
-from hfgen.hub import SafeSaveMixin
-
 from hfgen.guards import check_numeric_fields
+from hfgen.hub import SafeSaveMixin
 
 MAX_LOGIT_SCALE = 100.0  # CLIP clips exp(logit_scale) at 100
 
 
 class MF2Config(PreTrainedConfig):
-    r"""Configuration of :class:`MF2Model`.
+    r"""Configuration of [`MF2Model`].
 
     Args:
         vision_config (`dict` or `PreTrainedConfig`): the image encoder, any config whose ``AutoModel`` returns
@@ -114,7 +113,7 @@ class MF2Config(PreTrainedConfig):
 
 @dataclass
 class MF2Output(ModelOutput):
-    """Output of :class:`MF2Model`.
+    """Output of [`MF2Model`].
 
     Args:
         loss: ``λ_g L_glob + λ_l L_loc`` (with ``return_loss``).
@@ -155,7 +154,7 @@ def multi_positive_contrastive_loss(logits: torch.Tensor, positive_mask: torch.T
 
 
 def same_text_mask(text_ids: torch.Tensor) -> torch.Tensor:
-    """``[B, B]`` mask of pairs with the same description id (ids from :meth:`MF2Model.encode_texts`)."""
+    """``[B, B]`` mask of pairs with the same description id (ids from [`MF2Model.encode_texts`])."""
     return text_ids[:, None] == text_ids[None, :]
 
 

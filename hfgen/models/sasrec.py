@@ -20,12 +20,12 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutput
 
-from hfgen.hub import SafeSaveMixin
 from hfgen.guards import check_arguments
+from hfgen.hub import SafeSaveMixin
 
 
 class SASRecConfig(PretrainedConfig):
-    """Configuration of :class:`SASRecModel` (official IISAN defaults: d=64, 2 blocks, 2 heads, 10 items).
+    """Configuration of [`SASRecModel`] (official IISAN defaults: d=64, 2 blocks, 2 heads, 10 items).
 
     Args:
         hidden_size: item-embedding and model width ``d``.

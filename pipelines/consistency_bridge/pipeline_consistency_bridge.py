@@ -11,12 +11,11 @@ from diffusers import DiffusionPipeline, UNet2DModel
 from diffusers.image_processor import PipelineImageInput, VaeImageProcessor
 from diffusers.utils import BaseOutput, replace_example_docstring
 
+from hfgen.guards import check_arguments
 from hfgen.hub import HfgenPipelineMixin
 
 from ..utils import check_callback_inputs, run_callback
 from .scheduling_bridge import BridgeScheduler
-
-from hfgen.guards import check_arguments
 
 EXAMPLE_DOC_STRING = """
     Examples:

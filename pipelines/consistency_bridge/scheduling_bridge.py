@@ -27,10 +27,10 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from hfgen.bridges import BRIDGE_SCHEDULES, _bcast, make_bridge_schedule
+from hfgen.guards import check_arguments
 
 from ..utils import HfgenSchedulerMixin
-from hfgen.guards import check_arguments
+from .bridges import BRIDGE_SCHEDULES, _bcast, make_bridge_schedule
 
 SOLVERS = ("heun", "dbim", "consistency")
 
@@ -51,7 +51,7 @@ class BridgeScheduler(HfgenSchedulerMixin, SchedulerMixin, ConfigMixin):
     """Scheduler for denoising diffusion bridge models (DDBM) and consistency bridge models (CDBM).
 
     Args:
-        noise_schedule (`str`, defaults to `"vp"`): reference SDE, `"vp"` or `"ve"` (see `hfgen.bridges`).
+        noise_schedule (`str`, defaults to `"vp"`): reference SDE, `"vp"` or `"ve"` (see `hfgen.pipelines.consistency_bridge.bridges`).
         beta_min (`float`, defaults to 0.1), beta_d (`float`, defaults to 2.0): VP schedule parameters.
         sigma_max (`float`, defaults to 80.0): terminal time `T` of the VE schedule (VP uses `T = 1`).
         t_min (`float`, defaults to 1e-4): smallest time; also CDBM's `epsilon` (time shift of `h`).

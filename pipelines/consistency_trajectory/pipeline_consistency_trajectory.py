@@ -11,13 +11,12 @@ from diffusers import DiffusionPipeline, ModelMixin, UNet2DModel
 from diffusers.utils import BaseOutput, replace_example_docstring
 from diffusers.utils.torch_utils import randn_tensor
 
+from hfgen.guards import check_arguments
 from hfgen.hub import HfgenPipelineMixin
 
 from ..utils import check_callback_inputs, run_callback
 from .modeling_trajectory_mlp import TrajectoryMLP
 from .scheduling_consistency_trajectory import ConsistencyTrajectoryScheduler
-
-from hfgen.guards import check_arguments
 
 EXAMPLE_DOC_STRING = """
     Examples:

@@ -41,8 +41,9 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from ..utils import HfgenSchedulerMixin
 from hfgen.guards import check_arguments
+
+from ..utils import HfgenSchedulerMixin
 
 PRECONDITIONINGS = ("euler", "variance", "analytic")
 LONG_JUMPS = ("forward", "euler", "implicit")

@@ -10,14 +10,13 @@ import torch
 from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 from diffusers.utils import BaseOutput, replace_example_docstring
 
+from hfgen.guards import check_arguments
 from hfgen.hub import HfgenPipelineMixin
 
-from .masking import TIME_INPUTS, total_noise
 from ..utils import check_callback_inputs, run_callback
+from .masking import TIME_INPUTS, total_noise
 from .scheduling_ancestral_masked import AncestralMaskedScheduler
 from .scheduling_first_hitting import FirstHittingScheduler
-
-from hfgen.guards import check_arguments
 
 EXAMPLE_DOC_STRING = """
     Examples:
@@ -64,7 +63,7 @@ class MaskedDiffusionPipeline(HfgenPipelineMixin, DiffusionPipeline):
     ``timesteps`` of shape ``(batch,)`` (never cached), holding the time ``t`` or, with
     ``time_input="sigma"``, MDLM's noise level ``sigma(t) = -log alpha(t)`` (what MDLM's backbone
     receives; use the ``"loglinear"`` schedule, for which ``sigma(1)`` is finite). To feed a denoiser
-    anything else, override :meth:`denoiser_time` (the time it receives) or :meth:`denoise` (the call).
+    anything else, override [`denoiser_time`] (the time it receives) or [`denoise`] (the call).
 
     Tokens never sampled: the mask, and the rows beyond ``len(tokenizer)``. With a masked-LM tokenizer
     (one that has a ``[CLS]``/``[SEP]`` pair or no EOS) every special token is banned too, because
@@ -168,7 +167,7 @@ class MaskedDiffusionPipeline(HfgenPipelineMixin, DiffusionPipeline):
         return sigma
 
     def denoise(self, sample, timestep, time_conditioned, time_input="t"):
-        """One network call: the denoiser's logits at ``sample`` (and at :meth:`denoiser_time` if it takes one)."""
+        """One network call: the denoiser's logits at ``sample`` (and at [`denoiser_time`] if it takes one)."""
         kwargs = {}
         if time_conditioned:
             time = self.denoiser_time(timestep, time_input)

@@ -6,10 +6,10 @@ import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerMixin, SchedulerOutput
 
+from hfgen.guards import check_arguments
+
 from ..utils import HfgenSchedulerMixin
 from .masking import MASKING_SCHEDULES, SAMPLING_DTYPES, alpha, denoiser_logits, sample_categorical
-
-from hfgen.guards import check_arguments
 
 
 class AncestralMaskedScheduler(HfgenSchedulerMixin, SchedulerMixin, ConfigMixin):

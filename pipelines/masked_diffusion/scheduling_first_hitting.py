@@ -8,6 +8,8 @@ import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerMixin, SchedulerOutput
 
+from hfgen.guards import check_arguments
+
 from ..utils import HfgenSchedulerMixin
 from .masking import (
     MASKING_SCHEDULES,
@@ -18,9 +20,6 @@ from .masking import (
     sample_categorical,
     uniform,
 )
-
-from hfgen.guards import check_arguments
-
 
 PARALLEL_SOLVERS = ("first_order", "extrapolation")
 
@@ -39,7 +38,7 @@ class FirstHittingScheduler(HfgenSchedulerMixin, SchedulerMixin, ConfigMixin):
     parallel decoding) ``k`` positions are unmasked from one network call, conditionally
     independently, in ``ceil(L / k)`` calls; the network sees the time of the group's first hit.
 
-    Because the hitting times do not depend on the tokens, :meth:`set_timesteps` draws them all up
+    Because the hitting times do not depend on the tokens, [`set_timesteps`] draws them all up
     front: ``timesteps[j, b]`` is the time at which row ``b`` calls the network at step ``j``.
 
     ``parallel_solver`` chooses how the ``m``-th token of a group (hit time ``tau_m``, after the group's

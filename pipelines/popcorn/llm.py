@@ -1,8 +1,8 @@
-"""LLM backends of :class:`PopcornPipeline`: one method, ``generate(messages) -> str``.
+"""LLM backends of [`PopcornPipeline`]: one method, ``generate(messages) -> str``.
 
-- :class:`TransformersLLM`: any local transformers causal LM with a chat template, through the
+- [`TransformersLLM`]: any local transformers causal LM with a chat template, through the
   ``text-generation`` pipeline (LLMPopcorn runs Llama-3.3-70B / Qwen2.5-72B / Mistral-Large this way).
-- :class:`OpenAIChatLLM`: any OpenAI-compatible ``/v1/chat/completions`` endpoint (OpenAI, DeepSeek,
+- [`OpenAIChatLLM`]: any OpenAI-compatible ``/v1/chat/completions`` endpoint (OpenAI, DeepSeek,
   vLLM, Ollama, ``transformers serve``) through the ``openai`` client (>= 1.0; the official
   ``infer_gpt`` uses the removed ``openai.ChatCompletion`` API).
 
@@ -33,7 +33,7 @@ class TransformersLLM(LLMBackend):
     Args:
         model: a ``PreTrainedModel``, or a model id / local folder for ``from_pretrained``.
         tokenizer: its tokenizer (needs a ``chat_template``); loaded from ``model`` when it is a path.
-        **generation_kwargs: overrides of :data:`DEFAULT_GENERATION_KWARGS` (e.g. ``do_sample=False``).
+        **generation_kwargs: overrides of [`DEFAULT_GENERATION_KWARGS`] (e.g. ``do_sample=False``).
     """
 
     def __init__(self, model, tokenizer=None, **generation_kwargs: Any):

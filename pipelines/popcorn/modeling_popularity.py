@@ -20,12 +20,12 @@ Choices that differ from the official code, each for a reason:
 - ``e_y`` uses ``ReLU``; the official ``forward`` calls ``self.relu``, which it never defines.
 - The features come from encoders inside the model (a ViT CLS per image, a BERT CLS or mean for the
   title, each projected to ``d``), frozen on request as MMRA's precomputed features are
-  (:meth:`PopularityModel.with_pretrained_text_encoder` puts a pretrained sentence encoder in);
+  ([`PopularityModel.with_pretrained_text_encoder`] puts a pretrained sentence encoder in);
   the cover is the first "frame" of ``V`` (MMRA has no cover; LLMPopcorn generates one).
 - ``num_retrieved=0`` drops the retrieval branch: ``y_hat = MLP(2d -> ...)([t*, v*])``.
 
 Trainable with ``transformers.Trainer`` (MSE loss on ``labels = log2(1 + comments)``); metrics nMSE,
-Spearman and MAE as in MMRA's ``test.py`` (:func:`popularity_metrics`).
+Spearman and MAE as in MMRA's ``test.py`` ([`popularity_metrics`]).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ from hfgen.hub import SafeSaveMixin
 
 
 class PopularityConfig(PretrainedConfig):
-    """Configuration of :class:`PopularityModel`.
+    """Configuration of [`PopularityModel`].
 
     Args:
         text_config: ``BertConfig`` (dict) of the title encoder.
@@ -265,7 +265,7 @@ def popularity_metrics(predictions, labels) -> dict[str, float]:
 
 
 def compute_metrics(eval_pred) -> dict[str, float]:
-    """``Trainer(compute_metrics=...)`` adapter of :func:`popularity_metrics`."""
+    """``Trainer(compute_metrics=...)`` adapter of [`popularity_metrics`]."""
     predictions, labels = eval_pred.predictions, eval_pred.label_ids
     if isinstance(predictions, tuple):
         predictions = predictions[0]
@@ -293,8 +293,8 @@ def sample_frames(frames, num_frames: int) -> list:
 
 class PopularityCollator:
     """Batches MicroLens-style rows (``title_en``, ``caption_en``, ``cover``, ``frames``, ``log_popularity``)
-    for :class:`PopularityModel`, retrieving MMRA's ``K`` neighbours from ``memory`` (a
-    :class:`~.retrieval.PopularityRetriever`) by title + caption similarity. Rows with a ``memory_index``
+    for [`PopularityModel`], retrieving MMRA's ``K`` neighbours from ``memory`` (a
+    [`~.retrieval.PopularityRetriever`]) by title + caption similarity. Rows with a ``memory_index``
     (their own row in the memory) never retrieve themselves."""
 
     def __init__(self, tokenizer, config: PopularityConfig, memory=None, max_length: int = 16):

@@ -80,7 +80,7 @@ def _line_fallback(text: str) -> dict[str, str]:
 
 
 def parse_plan(text: str) -> PopcornPlan:
-    """The plan in an LLM answer; raises :class:`PopcornStageError` (stage ``plan``) naming what is missing."""
+    """The plan in an LLM answer; raises [`PopcornStageError`] (stage ``plan``) naming what is missing."""
     if not isinstance(text, str) or not text.strip():
         raise PopcornStageError("plan", "the LLM answer is empty.")
     body = re.sub(r"<think>.*?</think>", "", text, flags=re.DOTALL)

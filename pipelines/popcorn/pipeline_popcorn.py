@@ -89,11 +89,11 @@ class PopcornPipeline(HfgenPipelineMixin, DiffusionPipeline):
     ``query -> [retrieval of popular / unpopular references] -> [chain-of-thought prompt] -> LLM -> plan
     (title, cover prompt, video prompt) -> text-to-image cover, text-to-video clip -> popularity``.
     Every stage is a component and can be replaced; a missing generator or popularity model skips its
-    stage. A failure raises :class:`PopcornStageError` naming the stage.
+    stage. A failure raises [`PopcornStageError`] naming the stage.
 
     Args:
         llm: an LLM backend, any object with ``generate(messages) -> str``
-            (:class:`TransformersLLM`, :class:`OpenAIChatLLM`).
+            ([`TransformersLLM`], [`OpenAIChatLLM`]).
         text_to_image ([`DiffusionPipeline`], *optional*): the cover generator (Stable Diffusion in the paper),
             or a ``from_pretrained`` id.
         text_to_video ([`DiffusionPipeline`], *optional*): the clip generator (LTX-Video, CogVideoX, HunyuanVideo,

@@ -1,13 +1,13 @@
 """Tiny, offline building blocks for PopcornPipeline's tests, demo and smoke runs (nothing downloads).
 
-- :func:`byte_tokenizer`: a byte-level tokenizer (token id = byte value) with chat special tokens and a
+- [`byte_tokenizer`]: a byte-level tokenizer (token id = byte value) with chat special tokens and a
   chat template, so any text round-trips exactly;
-- :func:`word_tokenizer`: a word-level tokenizer over a corpus (for titles);
-- :func:`tiny_causal_lm`, :func:`tiny_text_to_image`, :func:`tiny_text_to_video`: random-weight
+- [`word_tokenizer`]: a word-level tokenizer over a corpus (for titles);
+- [`tiny_causal_lm`], [`tiny_text_to_image`], [`tiny_text_to_video`]: random-weight
   transformers / Diffusers models built from configs (diffusers' own fast-test sizes);
-- :class:`ScriptedLM`: a real ``PreTrainedModel`` + ``GenerationMixin`` whose next-token distribution is
+- [`ScriptedLM`]: a real ``PreTrainedModel`` + ``GenerationMixin`` whose next-token distribution is
   a point mass: after the last assistant marker it writes ``script(prompt)`` byte by byte, then EOS.
-  The base class writes a fixed answer; :class:`ExtractiveLM` writes a plan built only from words of its
+  The base class writes a fixed answer; [`ExtractiveLM`] writes a plan built only from words of its
   prompt (the query, and the retrieved references when the prompt has them): a deterministic stand-in
   for an instruction LLM where none can be downloaded.
 """
@@ -34,7 +34,7 @@ def _bytes_to_unicode() -> dict[int, str]:
 
 
 def byte_tokenizer(model_max_length: int = 4096):
-    """Byte-level tokenizer: ids 0..255 are the bytes, then :data:`SPECIAL_TOKENS` (EOS ``<|end|>``)."""
+    """Byte-level tokenizer: ids 0..255 are the bytes, then [`SPECIAL_TOKENS`] (EOS ``<|end|>``)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
@@ -124,7 +124,7 @@ def tiny_text_to_video(tokenizer, seed: int = 0):
 
 
 def tiny_popularity_config(vocab_size: int, image_size: int = 32, num_frames: int = 4, num_retrieved: int = 0, **kwargs):
-    """A :class:`PopularityConfig` with 2-layer BERT / ViT encoders of width 32."""
+    """A [`PopularityConfig`] with 2-layer BERT / ViT encoders of width 32."""
     from .modeling_popularity import PopularityConfig
 
     text = dict(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
@@ -136,7 +136,7 @@ def tiny_popularity_config(vocab_size: int, image_size: int = 32, num_frames: in
 
 
 class ScriptedLMConfig(PretrainedConfig):
-    """Configuration of :class:`ScriptedLM`: ``script`` is the answer text; ids come from :func:`byte_tokenizer`."""
+    """Configuration of [`ScriptedLM`]: ``script`` is the answer text; ids come from [`byte_tokenizer`]."""
 
     model_type = "hfgen_scripted_lm"
 
@@ -191,7 +191,7 @@ class ExtractiveLMConfig(ScriptedLMConfig):
 
 
 class ExtractiveLM(ScriptedLM):
-    """A :class:`ScriptedLM` that writes a plan from words of its prompt only.
+    """A [`ScriptedLM`] that writes a plan from words of its prompt only.
 
     Basic prompt: title, cover and video prompts restate the query. With references (LLMPopcorn's
     enhanced prompt): the title adds the two title words whose references have the most comments above

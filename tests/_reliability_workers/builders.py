@@ -9,8 +9,21 @@ from __future__ import annotations
 
 import torch
 
-TRAINERS = ("nft", "masked_diffusion", "gft", "ddo", "bridge", "consistency_bridge", "consistency_distillation",
-            "mf2", "sequential_rec")
+# the trainer class each builder makes; tests/test_core_manifests.py checks that every trainer of hfgen's manifests has one
+BUILDERS = {"nft": "NFTTrainer", "masked_diffusion": "MaskedDiffusionTrainer", "gft": "GFTTrainer", "ddo": "DDOTrainer",
+            "bridge": "BridgeTrainer", "consistency_bridge": "ConsistencyBridgeTrainer",
+            "consistency_distillation": "ConsistencyDistillationTrainer", "mf2": "MF2Trainer",
+            "sequential_rec": "SequentialRecTrainer"}
+TRAINERS = tuple(BUILDERS)
+
+
+def trainers_without_builder(methods) -> set[str]:
+    """The trainer classes (``transformers.Trainer`` subclasses) registered by ``methods`` that no builder makes."""
+    from transformers import Trainer
+
+    trainers = {name for info in methods for name in info.components
+                if isinstance(obj := info.load_component(name), type) and issubclass(obj, Trainer)}
+    return trainers - set(BUILDERS.values())
 COMMON = dict(use_cpu=True, report_to=[], disable_tqdm=True, seed=0, logging_steps=1, dataloader_num_workers=0,
               dataloader_pin_memory=False, learning_rate=1e-3)
 
@@ -26,9 +39,8 @@ def even_first_digit_reward(completions, **kwargs) -> list[float]:
 
 
 def nft(output_dir, reward=None, **kwargs):
-    from hfgen.trainers import NFTConfig, NFTTrainer
-
     from hfgen.data.arithmetic import arithmetic_dataset, arithmetic_tokenizer, tiny_causal_lm
+    from hfgen.trainers import NFTConfig, NFTTrainer
 
     tokenizer = arithmetic_tokenizer()
     # one-digit operands: every prompt "a+b=" has 4 tokens, so no rank's batch pads differently from another's
@@ -41,33 +53,30 @@ def nft(output_dir, reward=None, **kwargs):
                       processing_class=tokenizer)
 
 
-def masked_diffusion(output_dir, trainer_cls=None, **kwargs):
+def masked_diffusion(output_dir, trainer_cls=None, peft_config=None, **kwargs):
     from datasets import Dataset
-    from hfgen.trainers import MaskedDiffusionConfig, MaskedDiffusionTrainer
-    from transformers import BertConfig, BertForMaskedLM
 
     from hfgen.data.text import char_tokenizer
+    from hfgen.testing.tiny_models import tiny_bert_mlm
+    from hfgen.trainers import MaskedDiffusionConfig, MaskedDiffusionTrainer
 
     tokenizer = char_tokenizer("abcdef")
     ids = torch.randint(5, len(tokenizer), (16, 12), generator=torch.Generator().manual_seed(1))
-    torch.manual_seed(0)
-    model = BertForMaskedLM(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1,
-                                       num_attention_heads=2, intermediate_size=64, max_position_embeddings=16,
-                                       hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
+    model = tiny_bert_mlm(len(tokenizer), seed=0)
     args = _args(MaskedDiffusionConfig, output_dir, **{"per_device_train_batch_size": 4, **kwargs})
     return (trainer_cls or MaskedDiffusionTrainer)(model=model, args=args, processing_class=tokenizer,
-                                                   train_dataset=Dataset.from_dict({"input_ids": ids.tolist()}))
+                                                   train_dataset=Dataset.from_dict({"input_ids": ids.tolist()}),
+                                                   **({"peft_config": peft_config} if peft_config else {}))
 
 
 def gft(output_dir, **kwargs):
     from datasets import Dataset
-    from hfgen.trainers import GFTConfig, GFTTrainer
-    from hfgen.trainers.gft import GFTCausalLM
-    from transformers import LlamaConfig, LlamaForCausalLM
 
-    torch.manual_seed(0)
-    lm = LlamaForCausalLM(LlamaConfig(vocab_size=12, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=16))
+    from hfgen.pipelines.gft import GFTCausalLM
+    from hfgen.testing.tiny_models import tiny_llama
+    from hfgen.trainers import GFTConfig, GFTTrainer
+
+    lm = tiny_llama(12, seed=0, max_position_embeddings=16)
     model = GFTCausalLM.from_causal_lm(lm, null_condition_token_id=11)
     g = torch.Generator().manual_seed(1)
     ids = torch.randint(0, 10, (16, 7), generator=g)
@@ -77,8 +86,8 @@ def gft(output_dir, **kwargs):
 
 
 def ddo(output_dir, **kwargs):
+    from hfgen.testing.tiny_models import tiny_llama
     from hfgen.trainers import DDOConfig, DDOTrainer
-    from transformers import LlamaConfig, LlamaForCausalLM
 
     def examples(n, seed):
         g = torch.Generator().manual_seed(seed)
@@ -90,10 +99,7 @@ def ddo(output_dir, **kwargs):
             out.append({"input_ids": ids, "labels": labels})
         return out
 
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=16, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=32,
-                                         pad_token_id=0))
+    model = tiny_llama(16, seed=0, pad_token_id=0)
     args = _args(DDOConfig, output_dir, **{"per_device_train_batch_size": 4, **kwargs})
     return DDOTrainer(model, args=args, train_dataset=examples(16, 1), fake_dataset=examples(16, 2))
 
@@ -105,19 +111,17 @@ def _paired_digits():
 
 
 def _bridge_unet(seed=0):
-    from diffusers import UNet2DModel
+    from hfgen.testing.tiny_models import tiny_unet2d
 
-    torch.manual_seed(seed)
-    return UNet2DModel(sample_size=8, in_channels=2, out_channels=1, block_out_channels=(8, 16), layers_per_block=1,
-                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
-                       norm_num_groups=4)
+    return tiny_unet2d(seed=seed)
 
 
-def bridge(output_dir, **kwargs):
+def bridge(output_dir, peft_config=None, **kwargs):
     from hfgen.trainers import BridgeConfig, BridgeTrainer
 
     args = _args(BridgeConfig, output_dir, **{"per_device_train_batch_size": 4, **kwargs})
-    return BridgeTrainer(_bridge_unet(), args, train_dataset=_paired_digits())
+    return BridgeTrainer(_bridge_unet(), args, train_dataset=_paired_digits(),
+                         **({"peft_config": peft_config} if peft_config else {}))
 
 
 def consistency_bridge(output_dir, **kwargs):
@@ -131,10 +135,10 @@ def consistency_bridge(output_dir, **kwargs):
 
 def consistency_distillation(output_dir, **kwargs):
     from datasets import Dataset
-    from hfgen.pipelines.consistency_trajectory import TrajectoryMLP
-    from hfgen.trainers import ConsistencyDistillationConfig, ConsistencyDistillationTrainer
 
     from hfgen.demos.analytic_precond import ring_teacher
+    from hfgen.pipelines.consistency_trajectory import TrajectoryMLP
+    from hfgen.trainers import ConsistencyDistillationConfig, ConsistencyDistillationTrainer
 
     teacher = ring_teacher()
     data = Dataset.from_dict({"sample": teacher.sample(64, torch.Generator().manual_seed(0)).tolist()})
@@ -149,11 +153,10 @@ def consistency_distillation(output_dir, **kwargs):
 
 
 def mf2(output_dir, **kwargs):
-    from hfgen.trainers.mf2 import MF2Trainer, MF2TrainingConfig
-
     from hfgen.data.faces import build_face_tokenizer, make_synthetic_faces
     from hfgen.demos.mf2 import tiny_mf2_config
     from hfgen.models.mf2 import MF2Model
+    from hfgen.trainers.mf2 import MF2Trainer, MF2TrainingConfig
 
     tokenizer = build_face_tokenizer()
     faces = make_synthetic_faces(16, image_size=16, seed=0)
@@ -164,12 +167,12 @@ def mf2(output_dir, **kwargs):
 
 
 def sequential_rec(output_dir, **kwargs):
-    from hfgen.trainers import SequentialRecConfig, SequentialRecTrainer
     from transformers import AutoModel
 
     from hfgen.adapters import IISANConfig, IISANModel
     from hfgen.data.recommendation import make_synthetic_recommendation, synthetic_backbone_configs
     from hfgen.models import SASRecConfig, SASRecModel
+    from hfgen.trainers import SequentialRecConfig, SequentialRecTrainer
 
     data = make_synthetic_recommendation(num_users=32, seed=0)
     torch.manual_seed(0)

@@ -13,7 +13,7 @@ and writes ``OUT_DIR/NAME/rank<r>_{run,resumed}.safetensors`` (the model's state
 state: EMA targets, reference model, teacher statistics), ``rank<r>_initial.safetensors`` and ``rank<r>.json``
 (world size, distributed type, backend, each run's logged numbers, a SHA-256 of the batch each training step
 received, to show that the ranks train on different examples, and the folders this rank saved through
-:func:`hfgen.hub.atomic_save_dir`: only rank 0 may write a checkpoint's weights, or two ranks' saves race and can
+[`hfgen.hub.atomic_save_dir`]: only rank 0 may write a checkpoint's weights, or two ranks' saves race and can
 drop them). DDO runs with an EMA of its weights (``ema_decay``).
 """
 
@@ -75,7 +75,7 @@ def record_batches(trainer) -> list[str]:
 
 
 def record_atomic_saves() -> list[str]:
-    """Every folder that this process commits through :func:`hfgen.hub.atomic_save_dir`."""
+    """Every folder that this process commits through [`hfgen.hub.atomic_save_dir`]."""
     folders, atomic_save_dir = [], hfgen.hub.atomic_save_dir
 
     def recording(folder):

@@ -8,7 +8,7 @@ Each process trains with ``per_device_train_batch_size = global_batch / world_si
 type, backend and the numbers logged at each step; ``Trainer`` averages the loss over processes).
 
 ``masked_diffusion`` runs a subclass that draws the noise (times and masks) of the whole global batch from a seed
-per step and keeps this process's rows (:class:`GlobalBatchNoise`), so that an example's noise does not depend
+per step and keeps this process's rows ([`GlobalBatchNoise`]), so that an example's noise does not depend
 on how many processes share the batch. NFT generates greedily (``do_sample=False``) for the same reason.
 """
 

@@ -12,7 +12,7 @@ For each trainer NAME, three fresh processes (``python resume_worker.py --leg ..
 - ``killed/`` again: a fresh process that calls ``train(resume_from_checkpoint=True)`` and finishes the run.
 
 The settings are 6 steps, a checkpoint every 2, killed after step 3 (16 examples, 4 a batch: the run crosses an
-epoch boundary after the resumed checkpoint), except in :data:`SETTINGS` (NFT: 8 steps of 4 an epoch, killed after
+epoch boundary after the resumed checkpoint), except in [`SETTINGS`] (NFT: 8 steps of 4 an epoch, killed after
 step 7, so it resumes from checkpoint-6, inside the second epoch).
 
 Each finished run writes ``final.safetensors`` (the model's state dict plus the trainer's extra state: EMA target,

@@ -1,7 +1,7 @@
 """Golden tests: hfgen's diffusion bridges against the official DBIM/DDBM code (thu-ml/DiffusionBridge).
 
 A transcription of the official functions (``_official_ddbm.py``) and hfgen's public path
-(``hfgen.bridges``, ``BridgeScheduler`` driven by the loop of ``ConsistencyBridgePipeline``, and
+(``hfgen.pipelines.consistency_bridge.bridges``, ``BridgeScheduler`` driven by the loop of ``ConsistencyBridgePipeline``, and
 ``BridgeTrainer.compute_loss``) get the same network, the same times and the same Gaussian draws, in float64.
 The network embeds its time input in float32 on both sides, as the official UNet and a diffusers UNet do.
 
@@ -29,9 +29,9 @@ Broken-variant checks (run once, then restored):
 import pytest
 import torch
 from diffusers import UNet2DModel
-from hfgen.pipelines.consistency_bridge import BridgeScheduler
 
-from hfgen.bridges import make_bridge_schedule
+from hfgen.pipelines.consistency_bridge import BridgeScheduler
+from hfgen.pipelines.consistency_bridge.bridges import make_bridge_schedule
 
 from . import _official_ddbm as ddbm
 

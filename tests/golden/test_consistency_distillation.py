@@ -17,9 +17,10 @@ Broken-variant checks (run once, then restored):
 
 import pytest
 import torch
+from transformers.utils import ModelOutput
+
 from hfgen.pipelines.consistency_trajectory import ConsistencyTrajectoryScheduler
 from hfgen.pipelines.consistency_trajectory.scheduling_consistency_trajectory import outer_scalings
-from transformers.utils import ModelOutput
 
 from . import _official_ctm as ctm
 

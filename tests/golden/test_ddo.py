@@ -16,6 +16,7 @@ Broken on purpose once (then restored):
 
 import pytest
 import torch
+
 from hfgen.trainers import DDOConfig, DDOTrainer
 
 from ._official_ddo import EDMLoss_DDO, EDMPrecond, ddo_ar_loss, ddo_edm2_loss

@@ -23,7 +23,8 @@ Broken on purpose once (then restored):
 import pytest
 import torch
 from diffusers import DDPMScheduler, UNet2DConditionModel
-from hfgen.pipelines.guidance_free import beta_embedding
+
+from hfgen.pipelines.gft import beta_embedding
 from hfgen.trainers import GFTConfig, GFTTrainer
 
 from ._official_gft import dit_gft_loss, guidance_scale_embedding, sd_gft_loss, timestep_embedding

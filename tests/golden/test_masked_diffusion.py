@@ -31,8 +31,9 @@ import contextlib
 import numpy as np
 import pytest
 import torch
-from hfgen.pipelines import AncestralMaskedScheduler, FirstHittingScheduler, MaskedDiffusionPipeline
 from transformers.modeling_outputs import MaskedLMOutput
+
+from hfgen.pipelines import AncestralMaskedScheduler, FirstHittingScheduler, MaskedDiffusionPipeline
 
 from . import _official_bd3lm as bd3lm
 from . import _official_mdlm as mdlm

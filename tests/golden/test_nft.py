@@ -19,9 +19,9 @@ Broken on purpose once (then restored):
 
 import pytest
 import torch
-from hfgen.trainers import NFTConfig, NFTTrainer
 
 from hfgen.data.arithmetic import arithmetic_dataset, arithmetic_tokenizer, tiny_causal_lm
+from hfgen.trainers import NFTConfig, NFTTrainer
 
 from ._official_nft import official_nft_pg_loss
 

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
-from hfgen.bridges import BRIDGE_SCHEDULES
 from hfgen.guards import check_numeric_fields
+from hfgen.pipelines.consistency_bridge.bridges import BRIDGE_SCHEDULES
 
 
 @dataclass
@@ -16,6 +16,28 @@ class BridgeConfig(TrainingArguments):
 
     The loss is DDBM's ``E_t lambda(t) ||D(x_t, t, y) - x_0||^2`` with ``lambda = 1 / c_out^2`` and
     ``t ~ U[t_min, T]``, written as the unit-variance regression of the raw network output.
+
+    Parameters:
+        noise_schedule (`str`, *optional*, defaults to `"vp"`):
+            Bridge reference SDE: 'vp' or 've'.
+        beta_min (`float`, *optional*, defaults to `0.1`):
+            VP schedule beta_min.
+        beta_d (`float`, *optional*, defaults to `2.0`):
+            VP schedule beta_d (beta_max = beta_min + beta_d).
+        sigma_max (`float`, *optional*, defaults to `80.0`):
+            Terminal time T of the VE schedule.
+        t_min (`float`, *optional*, defaults to `0.0001`):
+            Smallest training/sampling time (CDBM's epsilon).
+        sigma_data (`float`, *optional*, defaults to `0.5`):
+            Data std of the DDBM preconditioning.
+        cov_xy (`float`, *optional*, defaults to `0.0`):
+            Covariance of x_0 and y assumed by the DDBM preconditioning.
+        source_column (`str`, *optional*, defaults to `"source"`):
+            Data set column of the source image y = x_T.
+        target_column (`str`, *optional*, defaults to `"target"`):
+            Data set column of the target image x_0.
+        save_safetensors (`bool`, *optional*, defaults to `True`):
+            Always safetensors.
     """
 
     noise_schedule: str = field(default="vp", metadata={"help": "Bridge reference SDE: 'vp' or 've'."})
@@ -59,6 +81,33 @@ class ConsistencyBridgeConfig(BridgeConfig):
     DDBM teacher from ``x_t`` to ``r``; ``mode="training"`` (CBT, Eq. 19-20) uses the teacher-free
     estimate ``x_r = a_r y + b_r x_0 + c_r z`` with the noise ``z`` of ``x_t``. The loss is
     ``lambda(t) d(h_theta(x_t, t, y), h_target(x_r, r, y))`` with ``t ~ U[t_min, T - gamma]``.
+
+    Parameters:
+        mode (`str`, *optional*, defaults to `"training"`):
+            'training' (CBT) or 'distillation' (CBD, needs a teacher).
+        gamma (`float`, *optional*, defaults to `0.001`):
+            The consistency function lives on [t_min, T - gamma].
+        time_schedule (`str`, *optional*, defaults to `"sigmoid"`):
+            r(t): 'constant' (r = t - delta_t, lambda = 1) or 'sigmoid' (ECT-style shrinking gap, t - r = t
+            (1 + k sigmoid(-b t)) / q^(stage + 1), lambda = 1 / (t - r)).
+        delta_t (`float`, *optional*, defaults to `0.03333333333333333`):
+            Gap t - r of the 'constant' schedule, in bridge time.
+        sigmoid_b (`float`, *optional*, defaults to `20.0`):
+            b of the 'sigmoid' schedule (CDBM: 1..50; 20 or 50 for CBT).
+        sigmoid_k (`float`, *optional*, defaults to `8.0`):
+            k of the 'sigmoid' schedule (ECT default 8).
+        sigmoid_q (`float`, *optional*, defaults to `2.0`):
+            Gap shrink factor per stage of the 'sigmoid' schedule.
+        stage_steps (`int`, *optional*, defaults to `1000`):
+            Optimizer steps per stage of the 'sigmoid' schedule.
+        target_network (`str`, *optional*, defaults to `"stopgrad"`):
+            'stopgrad' (same weights, no grad) or 'ema'.
+        target_ema_decay (`float`, *optional*, defaults to `0.999`):
+            EMA decay of the target when target_network='ema'.
+        distance (`str`, *optional*, defaults to `"l2"`):
+            'l2' (mean squared error) or 'pseudo_huber'.
+        huber_c (`float | None`, *optional*, defaults to `None`):
+            Pseudo-Huber c; default 0.00054 * sqrt(dimension) as in iCT.
     """
 
     mode: str = field(default="training", metadata={"help": "'training' (CBT) or 'distillation' (CBD, needs a teacher)."})

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import os
-
 import torch
 from diffusers import UNet2DModel
-from hfgen.pipelines.consistency_bridge import BridgeScheduler, ConsistencyBridgePipeline
 from transformers import Trainer
 
-from hfgen.guards import GuardedTrainerMixin
+from hfgen.pipelines.consistency_bridge import BridgeScheduler, ConsistencyBridgePipeline
 
+from ..base import HfgenTrainerMixin, check_args
 from .bridge_config import BridgeConfig
 
-METHOD_NAME = "consistency_bridge"
 
-
-class BridgeTrainer(GuardedTrainerMixin, Trainer):
+class BridgeTrainer(HfgenTrainerMixin, Trainer):
     r"""Train the denoiser ``D(x_t, t, y) = c_skip x_t + c_out F([c_in x_t, y], c_noise)`` of a diffusion bridge.
 
     Args:
@@ -30,11 +26,13 @@ class BridgeTrainer(GuardedTrainerMixin, Trainer):
     """
 
     _tag_names = ["hfgen", "hfgen-consistency-bridge", "ddbm"]
+    method_name = "consistency_bridge"
+    card_args = ("noise_schedule", "t_min", "sigma_data", "cov_xy", "learning_rate", "max_steps",
+                 "per_device_train_batch_size")
     sampler_solver = "dbim"
 
     def __init__(self, model: UNet2DModel, args: BridgeConfig, train_dataset=None, eval_dataset=None, **kwargs):
-        if not isinstance(args, BridgeConfig):
-            raise ValueError(f"`args` must be a BridgeConfig, got {type(args).__name__}.")
+        args = check_args(args, BridgeConfig)
         if model.config.in_channels != 2 * model.config.out_channels:
             raise ValueError(
                 f"`model` must take [x_t, y] on channels: in_channels ({model.config.in_channels}) "
@@ -74,29 +72,8 @@ class BridgeTrainer(GuardedTrainerMixin, Trainer):
         """The trained model as a sampling pipeline (shares the trainer's UNet)."""
         return ConsistencyBridgePipeline(unet=self.accelerator.unwrap_model(self.model), scheduler=self.bridge_scheduler)
 
-    def _save(self, output_dir: str | None = None, state_dict=None):
-        output_dir = output_dir if output_dir is not None else self.args.output_dir
-        if not self.args.should_save:
-            return
-        self.pipeline().save_pretrained(output_dir, safe_serialization=True)
-        with open(os.path.join(output_dir, "training_config.json"), "w") as f:
-            f.write(self.args.to_json_string())
-        self.create_model_card(output_dir=output_dir)
+    def card_tags(self) -> list[str]:
+        return self._tag_names[2:]
 
-    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None):
-        from safetensors.torch import load_file
-
-        weights = os.path.join(resume_from_checkpoint, "unet", "diffusion_pytorch_model.safetensors")
-        (model or self.model).load_state_dict(load_file(weights))
-
-    def create_model_card(self, output_dir: str | None = None, model_name: str | None = None, **kwargs):
-        """Write the hfgen card (``README.md``) of this method into the output directory."""
-        from hfgen.hub import save_model_card
-
-        keys = ("noise_schedule", "t_min", "sigma_data", "cov_xy", "learning_rate", "max_steps", "per_device_train_batch_size")
-        keys += getattr(self, "_card_keys", ())
-        save_model_card(
-            output_dir or self.args.output_dir, METHOD_NAME, model_name=model_name,
-            training_config={k: getattr(self.args, k) for k in keys}, extra_tags=self._tag_names[2:],
-            solver=self.bridge_scheduler.config.solver,
-        )
+    def card_vars(self) -> dict:
+        return {"solver": self.bridge_scheduler.config.solver}

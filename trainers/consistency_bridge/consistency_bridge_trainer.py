@@ -9,6 +9,7 @@ import torch
 from diffusers import UNet2DModel
 from transformers import TrainerCallback
 
+from ..base import check_args
 from .bridge_config import ConsistencyBridgeConfig
 from .bridge_trainer import BridgeTrainer
 
@@ -43,12 +44,12 @@ class ConsistencyBridgeTrainer(BridgeTrainer):
 
     _tag_names = ["hfgen", "hfgen-consistency-bridge", "cdbm"]
     sampler_solver = "consistency"
-    _card_keys = ("mode", "gamma", "time_schedule", "delta_t", "sigmoid_b", "target_network", "distance")
+    card_args = BridgeTrainer.card_args + ("mode", "gamma", "time_schedule", "delta_t", "sigmoid_b",
+                                           "target_network", "distance")
 
     def __init__(self, model: UNet2DModel, args: ConsistencyBridgeConfig, teacher: UNet2DModel | None = None,
                  train_dataset=None, eval_dataset=None, **kwargs):
-        if not isinstance(args, ConsistencyBridgeConfig):
-            raise ValueError(f"`args` must be a ConsistencyBridgeConfig, got {type(args).__name__}.")
+        args = check_args(args, ConsistencyBridgeConfig)
         if args.mode == "distillation" and teacher is None:
             raise ValueError("`teacher` (a trained DDBM UNet) is required for mode='distillation'.")
         public = lambda config: {k: v for k, v in config.items() if not k.startswith("_")}  # noqa: E731

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hfgen.pipelines.consistency_trajectory.scheduling_consistency_trajectory import LONG_JUMPS, PRECONDITIONINGS
 from transformers import TrainingArguments
 
 from hfgen.guards import check_numeric_fields
+from hfgen.pipelines.consistency_trajectory.scheduling_consistency_trajectory import LONG_JUMPS, PRECONDITIONINGS
 
 
 @dataclass
@@ -19,6 +19,44 @@ class ConsistencyDistillationConfig(TrainingArguments):
     ``||G_theta(x_t, t, s) - G_sg(Heun_phi(x_t, t -> u), u, s)||^2``. ``preconditioning`` picks the outer
     scalings ``(f, g)`` of ``G``; ``"analytic"`` estimates the teacher statistics ``l_t`` (and the trend ``s_t``)
     on a grid first.
+
+    Parameters:
+        preconditioning (`str`, *optional*, defaults to `"analytic"`):
+            Outer scalings of G: one of ('euler', 'variance', 'analytic').
+        sigma_min (`float`, *optional*, defaults to `0.002`):
+            Smallest time of the EDM PF-ODE.
+        sigma_max (`float`, *optional*, defaults to `80.0`):
+            Largest time of the EDM PF-ODE.
+        sigma_data (`float`, *optional*, defaults to `0.5`):
+            Data std of the EDM scalings.
+        rho (`float`, *optional*, defaults to `7.0`):
+            Karras grid exponent.
+        num_discretization_steps (`int`, *optional*, defaults to `18`):
+            Intervals N of the training Karras grid (CTM: 18 on CIFAR-10).
+        statistics_grid_size (`int`, *optional*, defaults to `120`):
+            Log-spaced times on which l_t is estimated (paper: 120).
+        statistics_samples (`int`, *optional*, defaults to `1024`):
+            Data samples per statistics time (paper: 4096).
+        statistics_probes (`int`, *optional*, defaults to `1`):
+            Hutchinson probes per sample for tr(grad D).
+        estimate_trend (`bool`, *optional*, defaults to `False`):
+            Also estimate the trend s_t of g_phi = D_phi - l_t x along the teacher ODE (default: s_t = 0;
+            the least-squares s_t inflates g(t, s) by orders of magnitude on intermediate jumps, see the
+            results doc).
+        long_jump (`str`, *optional*, defaults to `"forward"`):
+            Analytic coefficients of jumps with t/s > long_jump_ratio: one of ('forward', 'euler',
+            'implicit').
+        long_jump_ratio (`float`, *optional*, defaults to `10.0`):
+            The t/s above which `long_jump` applies.
+        statistics_path (`str | None`, *optional*, defaults to `None`):
+            A saved `teacher_statistics.safetensors` to reuse instead of estimating (checked against the
+            teacher).
+        data_column (`str`, *optional*, defaults to `"sample"`):
+            Data set column of the data x_0.
+        sampler_gamma (`float`, *optional*, defaults to `0.0`):
+            Re-noising gamma of the saved pipeline's scheduler.
+        save_safetensors (`bool`, *optional*, defaults to `True`):
+            Always safetensors.
     """
 
     preconditioning: str = field(

@@ -7,6 +7,9 @@ import math
 import os
 
 import torch
+from safetensors.torch import load_file, save_file
+from transformers import Trainer
+
 from hfgen.pipelines.consistency_trajectory import (
     AnalyticTables,
     ConsistencyTrajectoryPipeline,
@@ -15,14 +18,10 @@ from hfgen.pipelines.consistency_trajectory import (
     estimate_trend_statistic,
 )
 from hfgen.pipelines.consistency_trajectory.pipeline_consistency_trajectory import trajectory_network
-from safetensors.torch import load_file, save_file
-from transformers import Trainer
 
-from hfgen.guards import GuardedTrainerMixin
-
+from ..base import HfgenTrainerMixin, check_args
 from .consistency_distillation_config import ConsistencyDistillationConfig
 
-METHOD_NAME = "analytic_precond"
 STATISTICS_FILE = "teacher_statistics.safetensors"
 
 
@@ -53,7 +52,7 @@ def load_teacher_statistics(path: str, teacher: torch.nn.Module | None = None) -
     return AnalyticTables(tensors["log_t"], tensors["l_t"], tensors["s_t"])
 
 
-class ConsistencyDistillationTrainer(GuardedTrainerMixin, Trainer):
+class ConsistencyDistillationTrainer(HfgenTrainerMixin, Trainer):
     r"""Distil an EDM teacher denoiser ``D_phi(x, t)`` into a trajectory student (CTM, Sec. 4)::
 
         G_theta(x_t, t, s) = f(t, s) x_t + g(t, s) D_theta(x_t, t, s)
@@ -79,6 +78,9 @@ class ConsistencyDistillationTrainer(GuardedTrainerMixin, Trainer):
     """
 
     _tag_names = ["hfgen", "hfgen-analytic-precond", "consistency-trajectory-models"]
+    method_name = "analytic_precond"
+    card_args = ("preconditioning", "num_discretization_steps", "statistics_grid_size", "statistics_samples",
+                 "sigma_data", "learning_rate", "max_steps", "per_device_train_batch_size")
 
     def __init__(
         self,
@@ -89,8 +91,7 @@ class ConsistencyDistillationTrainer(GuardedTrainerMixin, Trainer):
         eval_dataset=None,
         **kwargs,
     ):
-        if not isinstance(args, ConsistencyDistillationConfig):
-            raise ValueError(f"`args` must be a ConsistencyDistillationConfig, got {type(args).__name__}.")
+        args = check_args(args, ConsistencyDistillationConfig)
         if teacher is None:
             raise ValueError("`teacher` (an EDM denoiser D(x, sigma)) is required.")
         super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset, **kwargs)
@@ -204,42 +205,15 @@ class ConsistencyDistillationTrainer(GuardedTrainerMixin, Trainer):
             denoiser=self.accelerator.unwrap_model(self.model), scheduler=self.trajectory_scheduler
         )
 
-    def _save(self, output_dir: str | None = None, state_dict=None):
-        output_dir = output_dir if output_dir is not None else self.args.output_dir
-        if not self.args.should_save:
-            return
-        self.pipeline().save_pretrained(output_dir, safe_serialization=True)
+    def save_extras(self, output_dir: str) -> None:
+        """The teacher statistics the student was trained with, next to it (with the teacher's fingerprint)."""
         if self.statistics is not None:
             save_teacher_statistics(
                 os.path.join(output_dir, STATISTICS_FILE), self.statistics, teacher_fingerprint(self.teacher)
             )
-        with open(os.path.join(output_dir, "training_config.json"), "w") as f:
-            f.write(self.args.to_json_string())
-        self.create_model_card(output_dir=output_dir)
 
-    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None):
-        weights = os.path.join(resume_from_checkpoint, "denoiser", "diffusion_pytorch_model.safetensors")
-        (model or self.model).load_state_dict(load_file(weights))
+    def card_tags(self) -> list[str]:
+        return self._tag_names[2:]
 
-    def create_model_card(self, output_dir: str | None = None, model_name: str | None = None, **kwargs):
-        """Write the hfgen card (``README.md``) of this method into the output directory."""
-        from hfgen.hub import save_model_card
-
-        keys = (
-            "preconditioning",
-            "num_discretization_steps",
-            "statistics_grid_size",
-            "statistics_samples",
-            "sigma_data",
-            "learning_rate",
-            "max_steps",
-            "per_device_train_batch_size",
-        )
-        save_model_card(
-            output_dir or self.args.output_dir,
-            METHOD_NAME,
-            model_name=model_name,
-            training_config={k: getattr(self.args, k) for k in keys},
-            extra_tags=self._tag_names[2:],
-            preconditioning=self.args.preconditioning,
-        )
+    def card_vars(self) -> dict:
+        return {"preconditioning": self.args.preconditioning}

@@ -1,4 +1,4 @@
-"""Configuration of :class:`~hfgen.trainers.DDOTrainer` (Direct Discriminative Optimization)."""
+"""Configuration of [`~hfgen.trainers.DDOTrainer`] (Direct Discriminative Optimization)."""
 
 from __future__ import annotations
 

@@ -16,23 +16,20 @@ Conditional models (``cond_drop_prob > 0``): the paper keeps random label dropou
 usable with classifier-free guidance, and sets α = 0 for the unconditional part (NVlabs/DDO issue #3). A dropped
 row is scored with the null condition by θ and by the reference; dropped reference samples get weight 0.
 
-Self-play rounds live in :mod:`hfgen.trainers.ddo.self_play`.
+Self-play rounds live in [`hfgen.trainers.ddo.self_play`].
 """
 
 from __future__ import annotations
 
 import copy
-import os
-from collections import defaultdict
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedModel, Trainer, TrainerCallback
+from transformers import Trainer, TrainerCallback
 
-from hfgen.guards import GuardedTrainerMixin
-
+from ..base import HfgenTrainerMixin, check_args
 from .ddo_config import DDOConfig
 
 TOKEN_KEYS = ("input_ids", "attention_mask", "labels")
@@ -201,7 +198,7 @@ class _EMACallback(TrainerCallback):
         self.trainer.update_ema()
 
 
-class DDOTrainer(GuardedTrainerMixin, Trainer):
+class DDOTrainer(HfgenTrainerMixin, Trainer):
     r"""
     Trainer for Direct Discriminative Optimization (DDO).
 
@@ -216,11 +213,13 @@ class DDOTrainer(GuardedTrainerMixin, Trainer):
             ``labels`` with -100 on prompt tokens). Diffusion: ``pixel_values`` (and optionally ``class_labels`` or
             ``encoder_hidden_states``).
         fake_dataset: samples of the reference model in the same format (see
-            :func:`hfgen.trainers.ddo.generate_diffusion_samples` / :func:`~hfgen.trainers.ddo.generate_lm_samples`).
+            [`hfgen.trainers.ddo.generate_diffusion_samples`] / [`~hfgen.trainers.ddo.generate_lm_samples`]).
         noise_scheduler: the Diffusers scheduler the denoiser was pretrained with: an EDM scheduler (σ ∼ log-normal
             with ``p_mean``/``p_std``, EDM preconditioning and weighting) or a DDPM-style one (uniform timesteps,
             ``prediction_type`` target). ``None`` means ``model`` is a causal LM.
         processing_class: a tokenizer; its ``pad_token_id`` is used for padding.
+        eval_dataset (keyword): held-out ``RealFakePairs(real, fake)``; ``evaluate()`` reports the DDO loss and
+            the ``ddo/*`` metrics on it (``eval_``-prefixed).
         null_encoder_hidden_states: ``(L, D)`` null text condition (e.g. the embedding of ""), needed with
             ``cond_drop_prob > 0`` when batches carry ``encoder_hidden_states``.
 
@@ -233,15 +232,14 @@ class DDOTrainer(GuardedTrainerMixin, Trainer):
     """
 
     loss_is_scaled_for_ga = False  # compute_loss returns a per-batch mean
+    method_name = "ddo"
+    card_args = ("alpha", "beta", "learning_rate", "max_steps", "per_device_train_batch_size")
 
     def __init__(self, model: nn.Module, ref_model: nn.Module | None = None, args: DDOConfig | None = None,
                  train_dataset=None, fake_dataset=None, noise_scheduler=None, data_collator=None,
                  processing_class=None, callbacks=None, optimizers=(None, None),
                  null_encoder_hidden_states: torch.Tensor | None = None, **kwargs):
-        if args is None:
-            args = DDOConfig(output_dir="ddo-model")
-        if not isinstance(args, DDOConfig):
-            raise ValueError(f"`args` must be a DDOConfig, got {type(args).__name__}.")
+        args = check_args(args, DDOConfig, "ddo-model")
         if train_dataset is None or fake_dataset is None:
             raise ValueError("`train_dataset` (real data) and `fake_dataset` (reference samples) are both required.")
         if ref_model is None:
@@ -274,7 +272,6 @@ class DDOTrainer(GuardedTrainerMixin, Trainer):
         self.ref_model = ref_model.eval().requires_grad_(False).to(self.args.device)
         if self.ema_model is not None:
             self.ema_model.to(self.args.device)
-        self._metrics: dict[str, list[float]] = defaultdict(list)
 
     # -------------------------------------------------------------------------------- validation
 
@@ -418,16 +415,12 @@ class DDOTrainer(GuardedTrainerMixin, Trainer):
         with torch.no_grad():
             r_real, r_fake = self.accelerator.gather_for_metrics((r_real.detach(), r_fake.detach()))
             accuracy = torch.cat([(r_real > 0).float() + 0.5 * (r_real == 0), (r_fake < 0).float() + 0.5 * (r_fake == 0)])
-            self._metrics["ddo/log_ratio_real"].append(r_real.mean().item())
-            self._metrics["ddo/log_ratio_fake"].append(r_fake.mean().item())
-            self._metrics["ddo/margin"].append((r_real.mean() - r_fake.mean()).item())
-            self._metrics["ddo/accuracy"].append(accuracy.mean().item())
+            metrics = self._metrics["train" if model.training else "eval"]
+            metrics["ddo/log_ratio_real"].append(r_real.mean().item())
+            metrics["ddo/log_ratio_fake"].append(r_fake.mean().item())
+            metrics["ddo/margin"].append((r_real.mean() - r_fake.mean()).item())
+            metrics["ddo/accuracy"].append(accuracy.mean().item())
         return (loss, {"log_ratio_real": r_real, "log_ratio_fake": r_fake}) if return_outputs else loss
-
-    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        logs = {**logs, **{k: sum(v) / len(v) for k, v in self._metrics.items() if v}}
-        self._metrics.clear()
-        super().log(logs, start_time)
 
     # -------------------------------------------------------------------------------- EMA
 
@@ -446,36 +439,15 @@ class DDOTrainer(GuardedTrainerMixin, Trainer):
         ``ddo_ema.safetensors`` and restored on resume, so a resumed run equals an unbroken one."""
         return {} if self.ema_model is None else {"ddo_ema": self.ema_model}
 
-    # -------------------------------------------------------------------------------- saving
+    # -------------------------------------------------------------------------------- card
 
-    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
-        output_dir = output_dir if output_dir is not None else self.args.output_dir
-        model = self.accelerator.unwrap_model(self.model)
-        if isinstance(model, PreTrainedModel) or not hasattr(model, "save_pretrained"):
-            super()._save(output_dir, state_dict=state_dict)
-        elif self.args.should_save:  # a Diffusers model: its own format, safetensors
-            model.save_pretrained(output_dir, safe_serialization=True)
-            with open(os.path.join(output_dir, "ddo_config.json"), "w") as f:
-                f.write(self.args.to_json_string())
-        if self.args.should_save:
-            self.create_model_card(output_dir=output_dir)
+    def card_training_config(self) -> dict[str, Any]:
+        config = {**super().card_training_config(), "model_family": "diffusion" if self.is_diffusion else "causal LM"}
+        if self.args.cond_drop_prob:
+            config["cond_drop_prob"] = self.args.cond_drop_prob
+        if self.args.ema_decay is not None:
+            config["ema_decay"] = self.args.ema_decay
+        return config
 
-    def create_model_card(self, model_name: str | None = None, dataset_name: str | None = None,
-                          tags: list[str] | None = None, output_dir: str | None = None, **kwargs) -> None:
-        """Write the hfgen DDO model card (``README.md``) into ``output_dir`` (default ``args.output_dir``)."""
-        from hfgen.hub import save_model_card
-
-        output_dir = output_dir or self.args.output_dir
-        config = getattr(self.accelerator.unwrap_model(self.model), "config", None)
-        base_model = getattr(config, "_name_or_path", None) or (config.get("_name_or_path") if isinstance(config, dict) else None)
-        save_model_card(
-            output_dir, "ddo", model_name=model_name or os.path.basename(os.path.abspath(output_dir)),
-            base_model=base_model or None, datasets=[dataset_name] if dataset_name else None,
-            training_config={"alpha": self.args.alpha, "beta": self.args.beta, "learning_rate": self.args.learning_rate,
-                             "max_steps": self.args.max_steps, "per_device_train_batch_size":
-                             self.args.per_device_train_batch_size, "model_family":
-                             "diffusion" if self.is_diffusion else "causal LM",
-                             **({"cond_drop_prob": self.args.cond_drop_prob} if self.args.cond_drop_prob else {}),
-                             **({"ema_decay": self.args.ema_decay} if self.args.ema_decay is not None else {})},
-            extra_tags=tags or (), is_diffusion=self.is_diffusion,
-        )
+    def card_vars(self) -> dict[str, Any]:
+        return {"is_diffusion": self.is_diffusion}

@@ -159,7 +159,7 @@ def ddo_self_play(model: nn.Module, args: DDOConfig, train_dataset,
         args: a [`DDOConfig`]; each round trains ``max_steps`` / ``num_train_epochs`` in ``output_dir/round_<n>``.
         train_dataset: real data (see [`DDOTrainer`]).
         generate_fn: ``generate_fn(reference, num_samples, round) -> fake_dataset``; called with
-            ``args.num_reference_samples`` (e.g. a wrapper of :func:`generate_diffusion_samples`), after seeding
+            ``args.num_reference_samples`` (e.g. a wrapper of [`generate_diffusion_samples`]), after seeding
             ``random``/NumPy/torch with a seed derived from ``args.seed`` and the round, so that a generator that
             draws from the global RNG gives the same samples in a resumed run.
         metric_fn: ``metric_fn(model) -> float``; evaluated on the reference at step 0 and every
@@ -180,7 +180,7 @@ def ddo_self_play(model: nn.Module, args: DDOConfig, train_dataset,
 
     Each round's best model is saved in ``output_dir/round_<n>/best`` and the metrics of all rounds so far in
     ``output_dir/self_play.json``; ``trainer.log`` also records ``self_play/*`` values in the round's log history.
-    After round ``n`` the resume state is written atomically (:func:`hfgen.hub.atomic_save_dir`) to
+    After round ``n`` the resume state is written atomically ([`hfgen.hub.atomic_save_dir`]) to
     ``output_dir/self_play_checkpoint-<n>``: ``model.safetensors`` (the best weights, i.e. the next reference) and
     ``self_play_state.json`` (round index, settings, architecture, every round's record); the previous one is
     then deleted. Each round's training is seeded from ``args.seed`` (as ``Trainer`` does), so no RNG state needs

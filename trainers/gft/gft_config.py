@@ -21,6 +21,30 @@ class GFTConfig(TrainingArguments):
     the diffusion target, cross-entropy on the next token). Defaults follow the official code (thu-ml/GFT):
     β ~ U(0, 1), condition dropout 0.1, ε-prediction on a 1000-step linear DDPM schedule.
     ``beta_min = beta_max = 1`` is ordinary conditional training with condition dropout, i.e. CFG training.
+
+    Parameters:
+        cond_drop_prob (`float`, *optional*, defaults to `0.1`):
+            Probability of replacing an example's condition by the null condition (its β input is then 1, as
+            in the official code). 0.1 for DiT/LlamaGen; 0.0 works too because GFT evaluates the null branch
+            explicitly (the official SD1.5 recipe).
+        beta_min (`float`, *optional*, defaults to `0.0`):
+            Lower end of the training distribution β ~ U(beta_min, beta_max).
+        beta_max (`float`, *optional*, defaults to `1.0`):
+            Upper end of β ~ U(beta_min, beta_max); at most 1.
+        prediction_type (`str | None`, *optional*, defaults to `None`):
+            Diffusion target, one of ('epsilon', 'v_prediction', 'sample'); None uses the noise scheduler's
+            own. The GFT interpolation is linear in whichever output space the loss uses.
+        num_train_timesteps (`int`, *optional*, defaults to `1000`):
+            Timesteps of the default DDPMScheduler.
+        noise_schedule (`str`, *optional*, defaults to `"linear"`):
+            `beta_schedule` of the default DDPMScheduler (the *noise* schedule; unrelated to the GFT
+            temperature β), one of ('linear', 'scaled_linear', 'squaredcos_cap_v2').
+        null_class_label (`int | None`, *optional*, defaults to `None`):
+            Null label of a class-conditional unet; None means the last class embedding (`num_class_embeds -
+            1`), the convention GuidanceFreePipeline samples with.
+        null_condition_token_id (`int | None`, *optional*, defaults to `None`):
+            Autoregressive models: the token that replaces the condition token (position 0) for the
+            unconditional branch; None uses `model.config.null_condition_token_id`.
     """
 
     cond_drop_prob: float = field(

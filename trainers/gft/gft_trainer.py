@@ -16,15 +16,14 @@ keep the sampled β in the interpolation, as in the official code.
 from __future__ import annotations
 
 import copy
-import os
 
 import torch
 import torch.nn.functional as F
-from hfgen.pipelines.guidance_free.modeling_beta_conditioning import has_beta_input, unet_timestep_cond
 from transformers import PreTrainedModel, Trainer, TrainerCallback
 
-from hfgen.guards import GuardedTrainerMixin
+from hfgen.pipelines.gft.modeling_beta_conditioning import has_beta_input, unet_timestep_cond
 
+from ..base import HfgenTrainerMixin, check_args
 from .gft_config import GFTConfig
 
 
@@ -49,36 +48,37 @@ def gft_interpolate(sampling_output: torch.Tensor, unconditional_output: torch.T
     return beta * sampling_output + (1.0 - beta) * unconditional_output.detach()
 
 
-class GFTTrainer(GuardedTrainerMixin, Trainer):
+class GFTTrainer(HfgenTrainerMixin, Trainer):
     r"""Guidance-free training of a Diffusers UNet or a transformers causal LM.
 
     Args:
         model: (a) a ``UNet2DConditionModel`` with a β input (``time_cond_proj_dim``; from scratch, or
-            :func:`~hfgen.pipelines.guidance_free.add_beta_conditioning` of a CFG model for fine-tuning), either
+            [`~hfgen.pipelines.gft.add_beta_conditioning`] of a CFG model for fine-tuning), either
             class-conditional (``num_class_embeds = num_classes + 1``, last label = null) or text-conditional
             (batches carry ``encoder_hidden_states``; pass ``null_encoder_hidden_states``, e.g. the embedding of "");
-            batches carry ``pixel_values`` (and ``labels`` for classes). (b) a :class:`GFTCausalLM`; batches carry
+            batches carry ``pixel_values`` (and ``labels`` for classes). (b) a [`GFTCausalLM`]; batches carry
             ``input_ids`` whose first token is the condition (and optionally ``labels`` with -100 to ignore).
-        args (:class:`GFTConfig`): training arguments.
+        args ([`GFTConfig`]): training arguments.
         noise_scheduler: the diffusion training scheduler; default ``DDPMScheduler(num_train_timesteps,
             beta_schedule=noise_schedule, prediction_type)`` from ``args``.
         null_encoder_hidden_states (`torch.Tensor`, *optional*): ``(L, D)`` null text condition.
 
     The β input of a UNet takes the form stored in its config (see
-    :func:`~hfgen.pipelines.guidance_free.add_beta_conditioning`): the SD1.5 form (default) or the DiT form. With
+    [`~hfgen.pipelines.gft.add_beta_conditioning`]): the SD1.5 form (default) or the DiT form. With
     ``args.ema_decay`` set, ``trainer.ema_model`` holds an EMA of the weights (a frozen copy, updated after each
     optimizer step, saved with each checkpoint and restored on resume; export it with ``save_pretrained``).
 
-    Subclass hooks: :meth:`sample_beta`, :meth:`diffusion_loss`, :meth:`lm_loss`, :meth:`denoise`.
+    Subclass hooks: [`sample_beta`], [`diffusion_loss`], [`lm_loss`], [`denoise`].
     """
 
     _tag_names = ["hfgen", "gft"]
+    method_name = "gft"
+    card_args = ("cond_drop_prob", "beta_min", "beta_max", "beta_power", "null_branch_beta", "ema_decay",
+                 "learning_rate", "max_steps", "num_train_epochs", "per_device_train_batch_size")
 
     def __init__(self, model, args: GFTConfig | None = None, train_dataset=None, eval_dataset=None, noise_scheduler=None,
                  null_encoder_hidden_states: torch.Tensor | None = None, **kwargs):
-        args = args if args is not None else GFTConfig(output_dir="gft-output")
-        if not isinstance(args, GFTConfig):
-            raise ValueError(f"`args` must be a GFTConfig, got {type(args).__name__}.")
+        args = check_args(args, GFTConfig, "gft-output")
         self.is_diffusion = not isinstance(model, PreTrainedModel)
         if self.is_diffusion:
             self._init_diffusion(model, args, noise_scheduler, null_encoder_hidden_states)
@@ -92,7 +92,6 @@ class GFTTrainer(GuardedTrainerMixin, Trainer):
         if self.ema_model is not None:
             self.ema_model.to(self.args.device)
         self.model_accepts_loss_kwargs = False  # the loss is ours: let Trainer scale it for accumulation
-        self._gft_metrics: dict[str, list[float]] = {}
 
     def _init_diffusion(self, unet, args, noise_scheduler, null_encoder_hidden_states):
         from diffusers import DDPMScheduler
@@ -103,7 +102,7 @@ class GFTTrainer(GuardedTrainerMixin, Trainer):
         if args.guidance_free and not has_beta_input(unet):
             raise ValueError(
                 f"`model` ({type(unet).__name__}) has no β input: GFT needs a UNet2DConditionModel with "
-                "`time_cond_proj_dim` (build one, or convert a CFG model with hfgen.pipelines.guidance_free."
+                "`time_cond_proj_dim` (build one, or convert a CFG model with hfgen.pipelines.gft."
                 "add_beta_conditioning). Only beta_min = beta_max = 1 (plain CFG training) works without it."
             )
         self.num_class_embeds = getattr(config, "num_class_embeds", None)
@@ -123,7 +122,7 @@ class GFTTrainer(GuardedTrainerMixin, Trainer):
         self.prediction_type = args.prediction_type or noise_scheduler.config.prediction_type
 
     def _init_lm(self, model, args):
-        from .modeling_gft import GFTCausalLM
+        from hfgen.pipelines.gft.modeling_gft import GFTCausalLM
 
         if args.guidance_free and not isinstance(model, GFTCausalLM):
             raise ValueError(
@@ -238,60 +237,20 @@ class GFTTrainer(GuardedTrainerMixin, Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss, metrics = (self.diffusion_loss if self.is_diffusion else self.lm_loss)(model, inputs)
         for key, value in metrics.items():
-            self._gft_metrics.setdefault(key, []).append(value)
+            self._metrics["train" if model.training else "eval"][key].append(value)
         return (loss, None) if return_outputs else loss
 
-    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-        """Evaluation reports the GFT loss (there are no logits to gather)."""
-        inputs = self._prepare_inputs(inputs)
-        with torch.no_grad():
-            loss = self.compute_loss(model, inputs)
-        return loss.detach(), None, None
-
-    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if self._gft_metrics and "loss" in logs:
-            logs.update({k: sum(v) / len(v) for k, v in self._gft_metrics.items()})
-            self._gft_metrics.clear()
-        super().log(logs, start_time)
-
-    def _save(self, output_dir: str | None = None, state_dict=None):
-        if not self.args.should_save:  # one writer: other ranks' saves raced it and could drop the weights
-            return
-        output_dir = output_dir if output_dir is not None else self.args.output_dir
-        os.makedirs(output_dir, exist_ok=True)
-        # save_pretrained of the model itself (safetensors; the Diffusers layout for UNets, so pipelines and
-        # hfgen.load read it), the arguments as JSON (no pickled training_args.bin), and the hfgen card
-        self.accelerator.unwrap_model(self.model).save_pretrained(output_dir, safe_serialization=True)
+    def save_extras(self, output_dir: str) -> None:
+        """A diffusion model is saved with its training noise scheduler (``scheduler_config.json``)."""
         if self.is_diffusion:
             self.noise_scheduler.save_pretrained(output_dir)
-        with open(os.path.join(output_dir, "training_args.json"), "w", encoding="utf-8") as f:
-            f.write(self.args.to_json_string())
-        self.create_model_card(output_dir=output_dir)
 
-    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
-        if not self.is_diffusion:
-            return super()._load_from_checkpoint(resume_from_checkpoint, model)
-        from safetensors.torch import load_file
-
-        model = self.accelerator.unwrap_model(model if model is not None else self.model)
-        state = load_file(os.path.join(resume_from_checkpoint, "diffusion_pytorch_model.safetensors"))
-        model.load_state_dict(state)
-
-    def create_model_card(self, model_name: str | None = None, dataset_name: str | None = None, tags=None,
-                          output_dir: str | None = None, **kwargs):
-        """Write hfgen's GFT card (``model_cards/gft.md``) as ``README.md`` of the output folder."""
-        if not self.is_world_process_zero():
-            return
-        from hfgen.hub import save_model_card
-
-        keys = ("cond_drop_prob", "beta_min", "beta_max", "beta_power", "null_branch_beta", "ema_decay", "learning_rate",
-                "max_steps", "num_train_epochs",
-                "per_device_train_batch_size")
-        training_config = {k: getattr(self.args, k) for k in keys}
+    def card_training_config(self) -> dict:
+        config = super().card_training_config()
         if self.is_diffusion:
-            training_config.update(prediction_type=self.prediction_type,
-                                   num_train_timesteps=self.noise_scheduler.config.num_train_timesteps)
-        save_model_card(output_dir or self.args.output_dir, "gft",
-                        model_name=model_name or os.path.basename(os.path.normpath(self.args.output_dir)),
-                        datasets=[dataset_name] if dataset_name else None, training_config=training_config,
-                        extra_tags=list(tags or []), kind="diffusion" if self.is_diffusion else "autoregressive")
+            config.update(prediction_type=self.prediction_type,
+                          num_train_timesteps=self.noise_scheduler.config.num_train_timesteps)
+        return config
+
+    def card_vars(self) -> dict:
+        return {"kind": "diffusion" if self.is_diffusion else "autoregressive"}

@@ -1,4 +1,4 @@
-"""Configuration of :class:`MaskedDiffusionTrainer`."""
+"""Configuration of [`MaskedDiffusionTrainer`]."""
 
 from __future__ import annotations
 
@@ -18,6 +18,19 @@ class MaskedDiffusionConfig(TrainingArguments):
     Everything of [`~transformers.TrainingArguments`] applies; the fields below are the method's. The
     defaults follow the paper's OWT setting (App. H.3: AdamW, learning rate 3e-4, warm-up 2,500 steps,
     gradient clipping 1) where they make sense at any scale; scale ``warmup_steps`` to your run.
+
+    Parameters:
+        masking_schedule (`str`, *optional*, defaults to `"linear"`):
+            alpha(t) of the forward process: 'linear', 'cosine' or 'loglinear' (MDLM). The NELBO does not
+            depend on it (Prop. 3.1); it changes the variance of the estimator.
+        schedule_eps (`float`, *optional*, defaults to `0.001`):
+            eps of the loglinear schedule 1 - (1 - eps) t.
+        time_epsilon (`float`, *optional*, defaults to `0.001`):
+            t is drawn from U(time_epsilon, 1) (MDLM's sampling_eps), which keeps the 1/t weight finite.
+        low_discrepancy_sampling (`bool`, *optional*, defaults to `True`):
+            Stratify t over the batch, t_i = (u_i + i) / B (App. G.2); lowers the loss variance.
+        mask_token_id (`int | None`, *optional*, defaults to `None`):
+            The mask token; defaults to the processing_class's mask_token_id.
     """
 
     masking_schedule: str = field(

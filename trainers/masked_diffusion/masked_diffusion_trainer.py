@@ -5,15 +5,15 @@ from __future__ import annotations
 import inspect
 
 import torch
-from hfgen.pipelines.masked_diffusion.masking import alpha, elbo_weight, total_noise
 from transformers import Trainer
 
-from hfgen.guards import GuardedTrainerMixin
+from hfgen.pipelines.masked_diffusion.masking import alpha, elbo_weight, total_noise
 
+from ..base import HfgenTrainerMixin, check_args
 from .masked_diffusion_config import MaskedDiffusionConfig
 
 
-class MaskedDiffusionTrainer(GuardedTrainerMixin, Trainer):
+class MaskedDiffusionTrainer(HfgenTrainerMixin, Trainer):
     r"""Train an ``AutoModelForMaskedLM`` as the denoiser of a masked diffusion model.
 
     Each sequence gets a time ``t`` (stratified over the batch), each token is masked with
@@ -24,21 +24,22 @@ class MaskedDiffusionTrainer(GuardedTrainerMixin, Trainer):
     with ``mu`` the model's softmax without the mask class (Eq. 4). It equals
     ``sum_n 1/n E[sum_{l masked} -log mu(x_0^l | x_n)] / L`` over exactly-``n``-masked inputs for
     every schedule (Prop. 3.1), so the model learns ``p(x^l | visible tokens)`` at every mask ratio
-    (Prop. 3.2), which is what :class:`~hfgen.pipelines.MaskedDiffusionPipeline` samples with.
+    (Prop. 3.2), which is what [`~hfgen.pipelines.MaskedDiffusionPipeline`] samples with.
 
     The data are ``input_ids`` (fixed-length blocks; an ``attention_mask`` marks padding, which is
-    never masked nor scored). Subclasses can override :meth:`sample_times` or :meth:`corrupt`.
+    never masked nor scored). Subclasses can override [`sample_times`] or [`corrupt`].
 
     With ``args.time_conditioning`` ``"t"`` or ``"sigma"`` the model is time-conditioned, as MDLM's
     backbone can be: its ``forward`` takes ``timesteps`` (shape ``(batch,)``) and receives each row's ``t``
-    or ``sigma(t) = -log alpha(t)`` (:meth:`model_time`). The loss is unchanged.
+    or ``sigma(t) = -log alpha(t)`` ([`model_time`]). The loss is unchanged.
     """
 
+    method_name = "masked_diffusion"
+    card_args = ("masking_schedule", "time_epsilon", "low_discrepancy_sampling", "time_conditioning",
+                 "learning_rate", "per_device_train_batch_size", "max_steps", "num_train_epochs", "seed")
+
     def __init__(self, model=None, args: MaskedDiffusionConfig | None = None, *pargs, **kwargs):
-        if args is None:
-            args = MaskedDiffusionConfig(output_dir="masked_diffusion_output")
-        if not isinstance(args, MaskedDiffusionConfig):
-            raise ValueError(f"`args` must be a MaskedDiffusionConfig, got {type(args).__name__}.")
+        args = check_args(args, MaskedDiffusionConfig, "masked_diffusion_output")
         super().__init__(model, args, *pargs, **kwargs)
         mask_id = args.mask_token_id
         if mask_id is None:
@@ -51,7 +52,6 @@ class MaskedDiffusionTrainer(GuardedTrainerMixin, Trainer):
             if "timesteps" not in inspect.signature(forward).parameters:
                 raise ValueError(f"`time_conditioning={args.time_conditioning!r}` needs a model whose forward takes "
                                  f"`timesteps`; {type(self.model).__name__}.forward does not.")
-        self._metrics = {"nelbo": [], "mask_ratio": []}
 
     def sample_times(self, batch_size: int, device) -> torch.Tensor:
         """``t ~ U(time_epsilon, 1)``, stratified over the batch if ``low_discrepancy_sampling`` (App. G.2)."""
@@ -87,36 +87,10 @@ class MaskedDiffusionTrainer(GuardedTrainerMixin, Trainer):
         weight = elbo_weight(self.args.masking_schedule, t, self.args.schedule_eps).float()
         per_sequence = weight * (nll * masked).sum(1) / maskable.sum(1)  # NELBO per token, one draw of t
         loss = per_sequence.mean()
-        if model.training:  # averaged over processes, as Trainer does for the logged loss
-            stats = torch.stack([loss.detach(), (masked.sum() / maskable.sum()).to(loss.dtype)])
-            nelbo, mask_ratio = self.accelerator.reduce(stats, reduction="mean").tolist()
-            self._metrics["nelbo"].append(nelbo)
-            self._metrics["mask_ratio"].append(mask_ratio)
+        # averaged over processes, as Trainer does for the logged loss
+        stats = torch.stack([loss.detach(), (masked.sum() / maskable.sum()).to(loss.dtype)])
+        nelbo, mask_ratio = self.accelerator.reduce(stats, reduction="mean").tolist()
+        mode = "train" if model.training else "eval"
+        self._metrics[mode]["nelbo"].append(nelbo)
+        self._metrics[mode]["mask_ratio"].append(mask_ratio)
         return (loss, outputs) if return_outputs else loss
-
-    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if "loss" in logs:
-            for key, values in self._metrics.items():
-                if values:
-                    logs[key] = sum(values) / len(values)
-            self._metrics = {key: [] for key in self._metrics}
-        super().log(logs, start_time)
-
-    def _save(self, output_dir: str | None = None, state_dict=None):
-        super()._save(output_dir, state_dict)
-        if self.args.should_save:
-            self.create_model_card(output_dir=output_dir)
-
-    def create_model_card(self, output_dir: str | None = None, model_name: str | None = None, **kwargs):
-        """Write the hfgen model card (``model_cards/masked_diffusion.md``) as ``README.md``."""
-        from hfgen.hub import save_model_card
-
-        config = self.model.config
-        keys = ("masking_schedule", "time_epsilon", "low_discrepancy_sampling", "time_conditioning", "learning_rate",
-                "per_device_train_batch_size", "max_steps", "num_train_epochs", "seed")
-        save_model_card(
-            output_dir or self.args.output_dir, "masked_diffusion",
-            model_name=model_name or f"{type(self.model).__name__} masked diffusion model",
-            base_model=getattr(config, "_name_or_path", None) or None,
-            training_config={key: getattr(self.args, key) for key in keys},
-        )

@@ -1,4 +1,4 @@
-"""Training configuration of :class:`~hfgen.trainers.mf2.MF2Trainer` (MF^2 pretraining, arXiv 2504.10351)."""
+"""Training configuration of [`~hfgen.trainers.mf2.MF2Trainer`] (MF^2 pretraining, arXiv 2504.10351)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,6 @@ from dataclasses import dataclass, field
 from transformers import TrainingArguments
 
 from hfgen.guards import check_numeric_fields
-
-# The model's own configuration is `hfgen.models.mf2.MF2Config` (a `PreTrainedConfig`); it is
-# re-exported here so that `hfgen.trainers.MF2Config` names that one class too.
-from hfgen.models.mf2 import MF2Config  # noqa: F401
 
 
 @dataclass

@@ -1,29 +1,26 @@
 """MF^2 pretraining (arXiv 2504.10351) as a subclass of ``transformers.Trainer``.
 
 Each example is a face image with its multilevel descriptions (the MFA format): one global
-(emotion-level) description and one description per AU. :class:`MF2DataCollator` turns a batch
-into model inputs; :meth:`MF2Trainer.compute_loss` is MF^2's ``λ_g L_glob + λ_l L_loc``
-(:class:`hfgen.models.mf2.MF2Model`), and both terms and the two logit scales are logged.
+(emotion-level) description and one description per AU. [`MF2DataCollator`] turns a batch
+into model inputs; [`MF2Trainer.compute_loss`] is MF^2's ``λ_g L_glob + λ_l L_loc``
+([`hfgen.models.mf2.MF2Model`]), and both terms and the two logit scales are logged.
 Everything else (optimiser, schedule, checkpointing, resume, logging, multi-process training) is
 ``Trainer``'s; saving writes the model, the tokenizer and the hfgen model card.
 """
 
 from __future__ import annotations
 
-import os
-from collections import defaultdict
-
 import torch
 from transformers import Trainer
 
 from hfgen.data.faces import pixel_values_from_images
-from hfgen.guards import GuardedTrainerMixin
 
+from ..base import HfgenTrainerMixin, check_args
 from .mf2_config import MF2TrainingConfig
 
 
 class MF2DataCollator:
-    """Batch MFA-style examples into :class:`~hfgen.models.mf2.MF2Model` inputs.
+    """Batch MFA-style examples into [`~hfgen.models.mf2.MF2Model`] inputs.
 
     An example holds ``pixel_values`` (``[C, H, W]``) or ``image`` (PIL / array, resized to
     ``image_size``), ``global_text`` (str) and ``au_texts`` (one str per AU, in the model's AU order).
@@ -61,14 +58,14 @@ class MF2DataCollator:
         return batch
 
 
-class MF2Trainer(GuardedTrainerMixin, Trainer):
-    """Pretrain :class:`~hfgen.models.mf2.MF2Model` on images with multilevel (global + per-AU) descriptions.
+class MF2Trainer(HfgenTrainerMixin, Trainer):
+    """Pretrain [`~hfgen.models.mf2.MF2Model`] on images with multilevel (global + per-AU) descriptions.
 
     Args:
         model: an ``MF2Model``.
-        args: an :class:`MF2TrainingConfig`.
+        args: an [`MF2TrainingConfig`].
         processing_class: the description tokenizer (needed unless ``data_collator`` is given).
-        data_collator: defaults to :class:`MF2DataCollator` at the model's image size.
+        data_collator: defaults to [`MF2DataCollator`] at the model's image size.
 
     Example::
 
@@ -79,13 +76,12 @@ class MF2Trainer(GuardedTrainerMixin, Trainer):
     """
 
     _tag_names = ["hfgen", "mf2"]
+    method_name = "mf2"
+    card_args = ("global_loss_weight", "local_loss_weight", "learning_rate", "max_steps", "per_device_train_batch_size")
 
     def __init__(self, model, args: MF2TrainingConfig | None = None, data_collator=None, train_dataset=None,
                  eval_dataset=None, processing_class=None, **kwargs):
-        if args is None:
-            args = MF2TrainingConfig("mf2-output")
-        if not isinstance(args, MF2TrainingConfig):
-            raise ValueError(f"`args` must be an MF2TrainingConfig, got {type(args).__name__}.")
+        args = check_args(args, MF2TrainingConfig, "mf2-output")
         if data_collator is None:
             if processing_class is None:
                 raise ValueError("Pass `processing_class` (the description tokenizer) or a `data_collator`.")
@@ -93,7 +89,6 @@ class MF2Trainer(GuardedTrainerMixin, Trainer):
                                             max_length=args.max_text_length, num_aus=len(model.config.au_names))
         super().__init__(model=model, args=args, data_collator=data_collator, train_dataset=train_dataset,
                          eval_dataset=eval_dataset, processing_class=processing_class, **kwargs)
-        self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = model(**inputs, return_loss=True, global_loss_weight=self.args.global_loss_weight,
@@ -108,47 +103,6 @@ class MF2Trainer(GuardedTrainerMixin, Trainer):
         self._metrics[mode]["local_logit_scale"].append(unwrapped.local_logit_scale.exp().item())
         return (outputs.loss, outputs) if return_outputs else outputs.loss
 
-    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-        inputs = self._prepare_inputs(inputs)
-        with torch.no_grad():
-            loss = self.compute_loss(model, inputs)
-        return loss.detach(), None, None
-
-    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        mode = "eval" if any(k.startswith("eval_") for k in logs) else "train"
-        prefix = "eval_" if mode == "eval" else ""
-        logs = {**logs, **{prefix + k: sum(v) / len(v) for k, v in self._metrics[mode].items() if v}}
-        self._metrics[mode].clear()
-        super().log(logs, start_time)
-
-    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
-        super()._save(output_dir, state_dict=state_dict)
-        if self.args.should_save:
-            self.create_model_card(output_dir=output_dir or self.args.output_dir)
-
-    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
-        # Trainer's own loader reads model.safetensors with a bare load_state_dict, which skips (with a warning
-        # only) every weight that transformers saves under the checkpoint names of its conversion mappings, e.g.
-        # the ViT vision tower; from_pretrained applies the mapping, and strict loading proves nothing is missed.
-        model = self.accelerator.unwrap_model(model if model is not None else self.model)
-        if hasattr(model, "peft_config"):  # PEFT checkpoints hold adapter weights only: Trainer's loader handles them
-            return super()._load_from_checkpoint(resume_from_checkpoint, model)
-        loaded = type(model).from_pretrained(resume_from_checkpoint, dtype=next(model.parameters()).dtype)
-        model.load_state_dict(loaded.state_dict())
-
-    def create_model_card(self, model_name: str | None = None, dataset_name: str | None = None,
-                          tags: list[str] | None = None, output_dir: str | None = None, **kwargs) -> None:
-        """Write the hfgen MF^2 model card (``README.md``) into ``output_dir`` (default ``args.output_dir``)."""
-        from hfgen.hub import save_model_card
-
-        output_dir = output_dir or self.args.output_dir
+    def card_vars(self) -> dict:
         config = self.accelerator.unwrap_model(self.model).config
-        save_model_card(
-            output_dir, "mf2", model_name=model_name or os.path.basename(os.path.abspath(output_dir)),
-            base_model=config._name_or_path or None, datasets=[dataset_name] if dataset_name else None,
-            training_config={"global_loss_weight": self.args.global_loss_weight,
-                             "local_loss_weight": self.args.local_loss_weight,
-                             "learning_rate": self.args.learning_rate, "max_steps": self.args.max_steps,
-                             "per_device_train_batch_size": self.args.per_device_train_batch_size},
-            extra_tags=tags or (), au_names=config.au_names, emotion_names=config.emotion_names,
-        )
+        return {"au_names": config.au_names, "emotion_names": config.emotion_names}

@@ -1,4 +1,4 @@
-"""Configuration of :class:`~hfgen.trainers.NFTTrainer` (Negative-aware Fine-Tuning, arXiv 2505.18116)."""
+"""Configuration of [`~hfgen.trainers.NFTTrainer`] (Negative-aware Fine-Tuning, arXiv 2505.18116)."""
 
 from __future__ import annotations
 

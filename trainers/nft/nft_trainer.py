@@ -19,23 +19,20 @@ formulas themselves match the official code (NVlabs/NFT).
 Only the scoring and the loss change; generation (transformers, vLLM), reward functions, logging
 and distributed training are ``GRPOTrainer``'s. The hooks, for subclasses:
 
-- :meth:`NFTTrainer._score_questions`: rewards -> correctness ``c_a``, correct rate ``r_q``, weight ``omega(q)``;
-- :meth:`NFTTrainer._compute_loss`: the NFT loss (TRL's loss hook), built on :func:`nft_per_token_loss`.
+- [`NFTTrainer._score_questions`]: rewards -> correctness ``c_a``, correct rate ``r_q``, weight ``omega(q)``;
+- [`NFTTrainer._compute_loss`]: the NFT loss (TRL's loss hook), built on [`nft_per_token_loss`].
 """
 
 from __future__ import annotations
-
-import os
-import textwrap
-from pathlib import Path
 
 import torch
 from transformers.utils import logging
 from trl import GRPOTrainer
 from trl.trainer.utils import get_config_model_id
 
-from hfgen.guards import GuardedTrainerMixin, make_epochs_resumable
+from hfgen.guards import make_epochs_resumable
 
+from ..base import HfgenTrainerMixin, check_args
 from .nft_config import NFTConfig
 
 logger = logging.get_logger(__name__)
@@ -91,10 +88,10 @@ def nft_per_token_loss(
     return loss, proxy
 
 
-class NFTTrainer(GuardedTrainerMixin, GRPOTrainer):
+class NFTTrainer(HfgenTrainerMixin, GRPOTrainer):
     """Trainer for Negative-aware Fine-Tuning (NFT); ``NFTConfig(neg_weight=0.0)`` gives RFT.
 
-    Takes the arguments of :class:`trl.GRPOTrainer`. ``reward_funcs`` score each answer; an answer is
+    Takes the arguments of [`trl.GRPOTrainer`]. ``reward_funcs`` score each answer; an answer is
     correct when its weighted reward sum exceeds ``args.correct_threshold``.
 
     Example::
@@ -112,26 +109,16 @@ class NFTTrainer(GuardedTrainerMixin, GRPOTrainer):
     """
 
     _tag_names = ["trl", "nft", "hfgen"]
-    _name = "NFT"
-    _paper = {
-        "title": "Bridging Supervised Learning and Reinforcement Learning in Math Reasoning",
-        "id": "2505.18116",
-        # docstyle-ignore
-        "citation": textwrap.dedent("""\
-            @article{chen2025nft,
-                title   = {{Bridging Supervised Learning and Reinforcement Learning in Math Reasoning}},
-                author  = {Huayu Chen and Kaiwen Zheng and Qinsheng Zhang and Ganqu Cui and Yin Cui and Haotian Ye and Tsung-Yi Lin and Ming-Yu Liu and Jun Zhu and Haoxiang Wang},
-                year    = 2025,
-                eprint  = {arXiv:2505.18116},
-            }"""),
-    }
+    method_name = "nft"
+    # TRL's GRPOTrainer evaluates by generating and already logs its metrics per mode: keep its versions
+    log = GRPOTrainer.log
+    prediction_step = GRPOTrainer.prediction_step
 
     def __init__(self, model, reward_funcs=None, args: NFTConfig | None = None, **kwargs):
         if args is None:
             model_name = model if isinstance(model, str) else get_config_model_id(model.config)
             args = NFTConfig(f"{model_name.split('/')[-1]}-NFT")
-        if not isinstance(args, NFTConfig):
-            raise TypeError(f"`args` must be an NFTConfig, got {type(args).__name__}.")
+        args = check_args(args, NFTConfig)
         if reward_funcs is None or (isinstance(reward_funcs, (list, tuple)) and len(reward_funcs) == 0):
             raise ValueError("`reward_funcs` must give at least one reward function or model: NFT learns from rewards.")
         super().__init__(model, reward_funcs, args=args, **kwargs)
@@ -403,53 +390,16 @@ class NFTTrainer(GuardedTrainerMixin, GRPOTrainer):
 
     # --------------------------------------------------------------------------------------- cards
 
-    def _write_model_card(self, folder, model_name=None, dataset_name=None, tags=None):
-        from hfgen.hub import save_model_card
-
-        base_model = get_config_model_id(self.model.config)
-        if isinstance(tags, str):
-            tags = [tags]
+    def card_training_config(self) -> dict:
         args = self.args
-        training_config = {
-            "neg_weight": args.neg_weight,
-            "question_weight": args.question_weight,
-            "negative_clamp": args.negative_clamp,
-            "rq_clip": list(args.rq_clip),
-            "ratio_type": args.ratio_type,
-            "loss_type": args.loss_type,
-            "dynamic_sampling": args.dynamic_sampling,
-            "max_refill_rounds": args.max_refill_rounds,
-            "num_generations": args.num_generations,
-            "temperature": args.temperature,
-            "max_completion_length": args.max_completion_length,
-            "learning_rate": args.learning_rate,
-            "per_device_train_batch_size": args.per_device_train_batch_size,
-            "gradient_accumulation_steps": args.gradient_accumulation_steps,
-            "steps_per_generation": args.steps_per_generation,
-            "beta": args.beta,
-            "seed": args.seed,
-            "global_step": self.state.global_step,
-        }
-        save_model_card(
-            folder,
-            "nft",
-            model_name=model_name or Path(folder).name,
-            base_model=base_model if base_model and not os.path.isdir(base_model) else None,
-            datasets=dataset_name,
-            training_config=training_config,
-            extra_tags=["rft" if args.neg_weight == 0 else "nft", *(tags or [])],
-            neg_weight=args.neg_weight,
-            **({"repo_id": args.hub_model_id} if args.hub_model_id else {}),
-        )
+        keys = ("neg_weight", "question_weight", "negative_clamp", "rq_clip", "ratio_type", "loss_type",
+                "dynamic_sampling", "max_refill_rounds", "num_generations", "temperature", "max_completion_length",
+                "learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "steps_per_generation", "beta", "seed")
+        config = {key: getattr(args, key) for key in keys}
+        return {**config, "rq_clip": list(args.rq_clip), "global_step": self.state.global_step}
 
-    def create_model_card(self, model_name=None, dataset_name=None, tags=None, **kwargs):
-        """Write hfgen's NFT model card to ``args.output_dir/README.md`` (TRL calls this on checkpoints and push)."""
-        if self.is_world_process_zero():
-            os.makedirs(self.args.output_dir, exist_ok=True)
-            self._write_model_card(self.args.output_dir, model_name, dataset_name, tags)
+    def card_tags(self) -> list[str]:
+        return ["rft" if self.args.neg_weight == 0 else "nft"]
 
-    def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
-        """Save the model (safetensors) as ``transformers.Trainer`` does, with the NFT model card next to it."""
-        super().save_model(output_dir, _internal_call)
-        if self.args.should_save:
-            self._write_model_card(output_dir or self.args.output_dir)
+    def card_vars(self) -> dict:
+        return {"neg_weight": self.args.neg_weight, **({"repo_id": self.args.hub_model_id} if self.args.hub_model_id else {})}

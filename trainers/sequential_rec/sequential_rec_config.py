@@ -1,4 +1,4 @@
-"""Configuration of :class:`~hfgen.trainers.SequentialRecTrainer` (IISAN's training defaults)."""
+"""Configuration of [`~hfgen.trainers.SequentialRecTrainer`] (IISAN's training defaults)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from transformers import TrainingArguments
 
 from hfgen.guards import check_numeric_fields
-
 
 #: Defaults of the fields left unset (None), per recipe.
 RECIPES = {
@@ -35,6 +34,36 @@ class SequentialRecConfig(TrainingArguments):
     ``recipe="hfgen"`` keeps hfgen's earlier defaults: linear decay, ``max_grad_norm=1.0``, one
     candidate per *distinct* item of the batch, no early stopping. Any field given explicitly wins
     over the recipe.
+
+    Parameters:
+        recipe (`str`, *optional*, defaults to `"iisan"`):
+            Defaults of the unset fields below: `"iisan"` (official recipe) or `"hfgen"` (hfgen's earlier defaults).
+        lr_scheduler_type (`str | None`, *optional*, defaults to `None`):
+            None: `"constant"` (iisan) / `"linear"` (hfgen).
+        max_grad_norm (`float | None`, *optional*, defaults to `None`):
+            None: 0, no clipping (iisan) / 1.0 (hfgen).
+        in_batch_negatives (`str | None`, *optional*, defaults to `None`):
+            `"slots"`: one candidate per batch slot, duplicates kept (iisan); `"distinct"`: one per distinct item
+            (hfgen). None: the recipe's.
+        early_stopping_patience (`int | None`, *optional*, defaults to `None`):
+            Stop after this many evaluations without a gain in `metric_for_best_model`; 0: never. None: 10 (iisan)
+            / 0 (hfgen).
+        adapter_learning_rate (`float | None`, *optional*, defaults to `0.0001`):
+            Learning rate of the item encoder (side adapter); None: `learning_rate`.
+        backbone_learning_rate (`float | None`, *optional*, defaults to `None`):
+            Learning rate of trainable backbone weights (full fine-tuning, LoRA); None:
+            `adapter_learning_rate`. The official FFT baseline uses 5e-5 (text).
+        max_seq_len (`int`, *optional*, defaults to `10`):
+            History length; training sequences hold one item more.
+        logq_correction (`bool`, *optional*, defaults to `True`):
+            Subtract log p(item) (training popularity) from in-batch logits (sampling-bias correction).
+        eval_exclude_history (`bool`, *optional*, defaults to `True`):
+            Remove every history item from the ranked candidates (official IISAN rule: a target seen before is a
+            miss); False: rank all items (only padding removed). The label never changes the candidates.
+        eval_top_k (`list[int]`, *optional*, defaults to `[10]`):
+            K of HR@K and NDCG@K.
+        item_batch_size (`int`, *optional*, defaults to `1024`):
+            Items per batch when embedding the whole item table for full-ranking evaluation.
     """
 
     recipe: str = field(default="iisan", metadata={"help": "Defaults of the unset fields below: 'iisan' (official "

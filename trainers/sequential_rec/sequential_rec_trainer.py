@@ -2,7 +2,7 @@
 
 The model is ``SequentialRecommender(recommender=SASRecModel, item_encoder=IISANModel | CROSSANModel |
 BackboneItemEncoder | None)``; the trainer optimises the in-batch softmax loss of the IISAN papers
-(:func:`in_batch_softmax_loss`) and evaluates HR@K / NDCG@K by ranking every item, with each user's
+([`in_batch_softmax_loss`]) and evaluates HR@K / NDCG@K by ranking every item, with each user's
 history masked. It is a ``transformers.Trainer``, so ``accelerate launch`` / DDP, logging,
 checkpointing and callbacks work as usual; a save writes the recommender (``config.json`` +
 ``model.safetensors``), the adapter (``item_encoder/adapter_config.json`` +
@@ -15,13 +15,14 @@ import warnings
 from pathlib import Path
 
 import torch
-from hfgen.trainers.sequential_rec.sequential_rec_config import SequentialRecConfig
 from safetensors.torch import load_file
 from torch import nn
 from transformers import EarlyStoppingCallback, Trainer
 
-from hfgen.guards import GuardedTrainerMixin
 from hfgen.metrics.ranking import hit_rate_at_k, mask_history, ndcg_at_k, target_ranks
+from hfgen.trainers.sequential_rec.sequential_rec_config import SequentialRecConfig
+
+from ..base import HfgenTrainerMixin, check_args
 
 
 class SequentialRecommender(nn.Module):
@@ -70,7 +71,7 @@ class SequentialRecommender(nn.Module):
             self.item_encoder.save_pretrained(Path(folder) / "item_encoder", model_card=False)
 
     def load_weights(self, folder: str | Path) -> None:
-        """Load weights written by :meth:`save_pretrained` into this model (in place)."""
+        """Load weights written by [`save_pretrained`] into this model (in place)."""
         self.recommender.load_state_dict(load_file(str(Path(folder) / "model.safetensors")))
         if self.item_encoder is not None:
             state = load_file(str(Path(folder) / "item_encoder" / "adapter_model.safetensors"))
@@ -138,15 +139,15 @@ class SequentialRecCollator:
         return batch
 
 
-class SequentialRecTrainer(GuardedTrainerMixin, Trainer):
+class SequentialRecTrainer(HfgenTrainerMixin, Trainer):
     """Trainer for sequential recommendation with an (optionally side-adapted) item encoder.
 
     Args:
-        model: the recommender, a :class:`~hfgen.models.SASRecModel` (or a ready
-            :class:`SequentialRecommender`).
-        item_encoder: a side adapter (:class:`~hfgen.adapters.IISANModel`, ``CROSSANModel``) or a
+        model: the recommender, a [`~hfgen.models.SASRecModel`] (or a ready
+            [`SequentialRecommender`]).
+        item_encoder: a side adapter ([`~hfgen.adapters.IISANModel`], ``CROSSANModel``) or a
             baseline ``BackboneItemEncoder``, with its item table or cache set; ``None`` for ID-based SASRec.
-        args: a :class:`SequentialRecConfig`.
+        args: a [`SequentialRecConfig`].
         train_dataset / eval_dataset: from ``RecommendationData.leave_one_out``.
         item_popularity: ``[n_items]`` training interaction counts, for the logQ correction.
 
@@ -155,9 +156,7 @@ class SequentialRecTrainer(GuardedTrainerMixin, Trainer):
 
     def __init__(self, model, item_encoder=None, args: SequentialRecConfig | None = None, train_dataset=None,
                  eval_dataset=None, item_popularity: torch.Tensor | None = None, data_collator=None, **kwargs):
-        args = args or SequentialRecConfig(output_dir="sequential_rec")
-        if not isinstance(args, SequentialRecConfig):
-            raise ValueError(f"`args` must be a SequentialRecConfig, got {type(args).__name__}.")
+        args = check_args(args, SequentialRecConfig, "sequential_rec")
         if not isinstance(model, SequentialRecommender):
             model = SequentialRecommender(model, item_encoder)
         if args.max_seq_len > model.recommender.config.max_seq_len:
@@ -222,7 +221,7 @@ class SequentialRecTrainer(GuardedTrainerMixin, Trainer):
         history item is removed from the candidates, so a repeated target is a miss (official IISAN rule).
 
         The per-user ranks are kept in ``self.eval_ranks[prefix]`` (e.g. for
-        :func:`~hfgen.metrics.ranking.bootstrap_ci`).
+        [`~hfgen.metrics.ranking.bootstrap_ci`]).
 
         A dict of datasets gives ``{prefix}_{name}_hr@K`` for each, logged as one evaluation.
         """
@@ -262,38 +261,24 @@ class SequentialRecTrainer(GuardedTrainerMixin, Trainer):
             metrics[f"{prefix}_ndcg@{k}"] = ndcg_at_k(ranks, k)
         return metrics
 
-    # -------------------------------------------------------------------------------- save / load
+    # -------------------------------------------------------------------------------- card
 
-    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
-        output_dir = Path(output_dir or self.args.output_dir)
-        if not self.args.should_save:
-            return
-        output_dir.mkdir(parents=True, exist_ok=True)
-        self.accelerator.unwrap_model(self.model).save_pretrained(output_dir)
-        self.create_model_card(output_dir=output_dir)
+    @property
+    def method_name(self) -> str:
+        """The item encoder's method (``iisan``, ``crossan``); ``iisan`` for ID-based or baseline encoders."""
+        encoder = self.accelerator.unwrap_model(self.model).item_encoder
+        return getattr(encoder, "method_name", None) or "iisan"
 
-    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
-        self.accelerator.unwrap_model(model or self.model).load_weights(resume_from_checkpoint)
+    def card_training_config(self) -> dict:
+        encoder = self.accelerator.unwrap_model(self.model).item_encoder
+        a = self.args
+        return {"learning_rate": a.learning_rate, "adapter_learning_rate": a.adapter_learning_rate,
+                "batch_size": a.per_device_train_batch_size, "epochs": a.num_train_epochs, "max_seq_len": a.max_seq_len,
+                "logq_correction": a.logq_correction, "recipe": a.recipe,
+                "in_batch_negatives": a.in_batch_negatives, "early_stopping_patience": a.early_stopping_patience,
+                "item_encoder": type(encoder).__name__ if encoder is not None else "ids"}
 
-    def _load_best_model(self):
-        self.accelerator.unwrap_model(self.model).load_weights(self.state.best_model_checkpoint)
-
-    def create_model_card(self, model_name: str | None = None, dataset_name: str | None = None,
-                          output_dir: str | Path | None = None, **kwargs) -> None:
-        """Write the hfgen card of the item encoder's method (``iisan``, ``crossan``) as ``README.md``."""
-        from hfgen.hub import save_model_card
-
-        core = self.accelerator.unwrap_model(self.model)
-        encoder = core.item_encoder
-        method = getattr(encoder, "method_name", None) or "iisan"
+    def card_vars(self) -> dict:
+        encoder = self.accelerator.unwrap_model(self.model).item_encoder
         bases = (encoder.config.backbone_names or {}) if encoder is not None else {}
-        save_model_card(output_dir or self.args.output_dir, method,
-                        model_name=model_name or Path(self.args.output_dir).name,
-                        base_model=next((b for b in bases.values() if "/" in b), None),
-                        datasets=[dataset_name] if dataset_name else None, backbones=bases,
-                        training_config={"learning_rate": self.args.learning_rate,
-                                         "adapter_learning_rate": self.args.adapter_learning_rate,
-                                         "batch_size": self.args.per_device_train_batch_size,
-                                         "epochs": self.args.num_train_epochs, "max_seq_len": self.args.max_seq_len,
-                                         "logq_correction": self.args.logq_correction,
-                                         "item_encoder": type(encoder).__name__ if encoder is not None else "ids"})
+        return {"backbones": bases, "base_model": next((b for b in bases.values() if "/" in b), None)}

@@ -6,7 +6,7 @@
     au_f1.compute(predictions=[[1, 0], [1, 1]], references=[[1, 0], [0, 1]], au_names=["AU1", "AU2"])
     # {'f1_AU1': 0.666..., 'f1_AU2': 1.0, 'mean_f1': 0.833...}
 
-The math lives in :func:`hfgen.metrics.face.au_f1`.
+The math lives in [`hfgen.metrics.face.au_f1`].
 """
 
 import datasets

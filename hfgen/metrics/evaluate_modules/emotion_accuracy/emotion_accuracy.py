@@ -5,7 +5,7 @@
     acc = evaluate.load(emotion_accuracy_module_path())
     acc.compute(predictions=[0, 2, 1], references=[0, 2, 2])   # {'accuracy': 0.666...}
 
-The math lives in :func:`hfgen.metrics.face.emotion_accuracy`.
+The math lives in [`hfgen.metrics.face.emotion_accuracy`].
 """
 
 import datasets

@@ -6,7 +6,7 @@
     # {'hr@10': 0.5, 'ndcg@10': 0.3154...}
 
 ``predictions`` are ranked item lists (best first, history already removed), ``references`` the
-target items. The math lives in :mod:`hfgen.metrics.ranking`.
+target items. The math lives in [`hfgen.metrics.ranking`].
 """
 
 import datasets

@@ -9,7 +9,7 @@ guidance-distilled models: a ``UNet2DConditionModel`` with ``time_cond_proj_dim`
 
 which ``TimestepEmbedding`` projects with ``cond_proj`` (a bias-free linear map) and adds to the
 timestep embedding before its MLP: the "linear" β injection of the official DiT code. Because the
-embedding is the one :meth:`StableDiffusionPipeline.get_guidance_scale_embedding` computes from
+embedding is the one [`StableDiffusionPipeline.get_guidance_scale_embedding`] computes from
 ``guidance_scale − 1``, a text-to-image GFT UNet also samples guidance-free in the stock
 ``StableDiffusionPipeline(guidance_scale=1/β)`` (which skips CFG when ``time_cond_proj_dim`` is set).
 
@@ -93,16 +93,16 @@ def add_beta_conditioning(unet, time_cond_proj_dim: int = 256, beta_embedding_ty
     zero-initialised, so that the new model's output equals the original's for every β (GFT
     fine-tuning starts from the pretrained model; official code: ``cond_proj.weight`` zeroed).
 
-    ``beta_embedding_type`` (see :func:`beta_embedding`) is stored in the UNet's config as ``gft_beta_embedding``
+    ``beta_embedding_type`` (see [`beta_embedding`]) is stored in the UNet's config as ``gft_beta_embedding``
     (Diffusers warns that it does not know the key when loading, and keeps it): ``"guidance_scale"`` (the SD1.5
     form; stock ``StableDiffusionPipeline(guidance_scale=1/β)`` can sample it) or ``"timestep"`` (the DiT form,
-    smooth in β; sample it with :class:`GuidanceFreePipeline`)."""
+    smooth in β; sample it with [`GuidanceFreePipeline`])."""
     from diffusers import UNet2DConditionModel, UNet2DModel
 
     if isinstance(unet, UNet2DModel):
         raise ValueError(
             "`unet` is a UNet2DModel, which has no `time_cond_proj_dim` input for β. Build the same network as a "
-            "UNet2DConditionModel without cross-attention blocks (see hfgen.pipelines.guidance_free docs)."
+            "UNet2DConditionModel without cross-attention blocks (see hfgen.pipelines.gft docs)."
         )
     if not isinstance(unet, UNet2DConditionModel):
         raise ValueError(f"`unet` must be a UNet2DConditionModel, got {type(unet).__name__}.")

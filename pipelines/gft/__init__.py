@@ -8,10 +8,14 @@ from .modeling_beta_conditioning import (
     has_beta_input,
     unet_timestep_cond,
 )
+from .modeling_gft import BetaEmbedding, GFTCausalLM, GFTCausalLMConfig
 from .pipeline_guidance_free import GuidanceFreePipeline
 
 __all__ = [
     "BETA_EMBEDDING_TYPES",
+    "BetaEmbedding",
+    "GFTCausalLM",
+    "GFTCausalLMConfig",
     "GuidanceFreePipeline",
     "add_beta_conditioning",
     "beta_embedding",

@@ -10,12 +10,11 @@ from diffusers.schedulers import KarrasDiffusionSchedulers
 from diffusers.utils import replace_example_docstring
 from diffusers.utils.torch_utils import randn_tensor
 
+from hfgen.guards import check_arguments
 from hfgen.hub import HfgenPipelineMixin
 
 from ..utils import check_callback_inputs, run_callback
 from .modeling_beta_conditioning import guidance_scale_to_beta, has_beta_input, unet_timestep_cond
-
-from hfgen.guards import check_arguments
 
 EXAMPLE_DOC_STRING = """
     Examples:
