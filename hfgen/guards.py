@@ -20,6 +20,7 @@ changes nothing else:
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -100,9 +101,20 @@ def _value_problem(name: str, kind: str, value, optional: bool):
 
 
 def _annotation_kind(annotation) -> tuple[str | None, bool]:
-    """(``int``/``float``/``bool``/``str`` or ``None`` for anything else, whether ``None`` is allowed)."""
-    text = str(annotation).replace("typing.", "").replace("Optional[", "").replace("]", "|None").replace(" ", "")
-    parts = [p for p in text.split("|") if p]
+    """(``int``/``float``/``bool``/``str`` or ``None`` for anything else, whether ``None`` is allowed).
+
+    ``annotation`` is a string (``from __future__ import annotations``) or a resolved type: ``HfArgumentParser``
+    replaces a dataclass's string annotations with the types they name."""
+    import types
+    import typing
+
+    if isinstance(annotation, str):
+        text = annotation.replace("typing.", "").replace("Optional[", "").replace("]", "|None").replace(" ", "")
+        parts = [p for p in text.split("|") if p]
+    else:
+        union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+        members = typing.get_args(annotation) if union else (annotation,)
+        parts = ["None" if m is type(None) else getattr(m, "__name__", str(m)) for m in members]
     optional = "None" in parts or "NoneType" in parts
     parts = [p for p in parts if p not in ("None", "NoneType")]
     if parts in (["int"], ["bool"], ["str"], ["float"]):
@@ -110,6 +122,18 @@ def _annotation_kind(annotation) -> tuple[str | None, bool]:
     if sorted(parts) == ["float", "int"]:
         return "float", optional
     return None, optional
+
+
+@functools.cache
+def _declared_types(cls: type) -> dict:
+    """The annotations as the class declares them (``HfArgumentParser`` rewrites ``dataclasses.fields(...).type``,
+    dropping ``| None``, so the field objects cannot be trusted after a config was parsed from the command line)."""
+    import typing
+
+    try:
+        return typing.get_type_hints(cls)
+    except Exception:  # an annotation that does not evaluate here: fall back to the field objects
+        return {}
 
 
 def check_numeric_fields(config, base: type) -> None:
@@ -123,10 +147,11 @@ def check_numeric_fields(config, base: type) -> None:
     import dataclasses
 
     inherited = {f.name for f in dataclasses.fields(base)} if dataclasses.is_dataclass(base) else set()
+    hints = _declared_types(type(config))
     for f in dataclasses.fields(config):
         if f.name in inherited and f.name not in type(config).__dict__.get("__annotations__", {}):
             continue
-        kind, optional = _annotation_kind(f.type)
+        kind, optional = _annotation_kind(hints.get(f.name, f.type))
         if kind is None:
             continue
         error = _value_problem(f.name, kind, getattr(config, f.name), optional)

@@ -31,6 +31,15 @@ class GFTConfig(TrainingArguments):
             Lower end of the training distribution β ~ U(beta_min, beta_max).
         beta_max (`float`, *optional*, defaults to `1.0`):
             Upper end of β ~ U(beta_min, beta_max); at most 1.
+        beta_power (`float`, *optional*, defaults to `1.0`):
+            Shape of the β distribution: β = beta_min + (beta_max − beta_min)·u^beta_power, u ~ U(0, 1) (the official
+            SD1.5 `--pho`; 1 = uniform, > 1 puts more mass near beta_min).
+        null_branch_beta (`str`, *optional*, defaults to `"one"`):
+            β input of the stop-gradient unconditional branch: 'one' (β = 1, as the official DiT and LlamaGen code)
+            or 'none' (no β input, as the official SD1.5 code; equal to 'one' while the β projection is zero).
+        ema_decay (`float | None`, *optional*, defaults to `None`):
+            Keep an EMA of the weights (`trainer.ema_model`), updated after each optimizer step and checkpointed; the
+            official recipes use 0.9999. None = off.
         prediction_type (`str | None`, *optional*, defaults to `None`):
             Diffusion target, one of ('epsilon', 'v_prediction', 'sample'); None uses the noise scheduler's
             own. The GFT interpolation is linear in whichever output space the loss uses.

@@ -29,6 +29,9 @@ class MaskedDiffusionConfig(TrainingArguments):
             t is drawn from U(time_epsilon, 1) (MDLM's sampling_eps), which keeps the 1/t weight finite.
         low_discrepancy_sampling (`bool`, *optional*, defaults to `True`):
             Stratify t over the batch, t_i = (u_i + i) / B (App. G.2); lowers the loss variance.
+        time_conditioning (`str | None`, *optional*, defaults to `None`):
+            None: a time-agnostic denoiser (any masked LM). 't' or 'sigma': the model's forward takes `timesteps` and
+            receives t or sigma(t) = -log alpha(t) (MDLM's time-conditioned backbone).
         mask_token_id (`int | None`, *optional*, defaults to `None`):
             The mask token; defaults to the processing_class's mask_token_id.
     """

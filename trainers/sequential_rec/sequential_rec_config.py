@@ -99,6 +99,7 @@ class SequentialRecConfig(TrainingArguments):
     def __post_init__(self):
         if self.recipe not in RECIPES:
             raise ValueError(f"`recipe` must be one of {sorted(RECIPES)}, got {self.recipe!r}.")
+        check_numeric_fields(self, TrainingArguments)  # wrong types and NaN, naming the field
         for name, value in RECIPES[self.recipe].items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
@@ -106,7 +107,6 @@ class SequentialRecConfig(TrainingArguments):
             raise ValueError(f"`in_batch_negatives` must be 'slots' or 'distinct', got {self.in_batch_negatives!r}.")
         if self.early_stopping_patience < 0:
             raise ValueError(f"`early_stopping_patience` must be >= 0, got {self.early_stopping_patience}.")
-        check_numeric_fields(self, TrainingArguments)  # wrong types and NaN, naming the field
         if self.max_seq_len < 1:
             raise ValueError(f"`max_seq_len` must be >= 1, got {self.max_seq_len}.")
         if self.adapter_learning_rate is not None and self.adapter_learning_rate <= 0:
