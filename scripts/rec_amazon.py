@@ -305,8 +305,10 @@ def interval(runs: dict, metric: str, k: int = 10, resamples: int = 10_000, minu
     values = torch.stack([per_user_metric(torch.tensor(r), metric, k) for r in runs["test_ranks"]])
     if minus is not None:
         other = torch.stack([per_user_metric(torch.tensor(r), metric, k) for r in minus["test_ranks"]])
+        if "best_epoch" not in minus:  # an untrained, deterministic baseline: the same ranks for every seed
+            other = other[:1].expand(len(values), -1)
         n = min(len(values), len(other))
-        values = values[:n] - (other[:n] if len(other) > 1 else other[:1].expand(n, -1))
+        values = values[:n] - other[:n]
     return tuple(100 * v for v in bootstrap_ci(values, num_resamples=resamples))
 
 
@@ -355,7 +357,7 @@ def write_report(a, record) -> None:
         lines.append(row)
     if ref_name:
         lines += ["", f"Paired differences {ref_name} − method (same users and seeds; bootstrap 95% CI over users, ×100); "
-                  "an interval containing 0 is no difference:", "",
+                  "the seeds both methods have (all, against popularity); an interval containing 0 is no difference:", "",
                   "| method | Δ HR@10 [95% CI] | Δ NDCG@10 [95% CI] |", "|---|---|---|"]
         for name, r in results.items():
             if name != ref_name:
