@@ -544,3 +544,30 @@ def test_every_card_is_the_skeleton_plus_its_method_section():
         assert ModelCard(text).data.library_name == "hfgen"
         for unseen in ("research notes", "shared/research", "docs/results", "scripts/"):
             assert unseen not in text, (info.name, unseen)
+
+
+# ------------------------------------------------------------------ issue 22 item 9: never a pickle on the Hub
+
+
+@pytest.mark.parametrize("name", ["masked_diffusion", "gft"])
+def test_trainer_push_to_hub_uploads_no_pickle(name, tmp_path, fake_hub):
+    """transformers' own ``Trainer.push_to_hub`` (checkpoint pushes included, ``push_to_hub=True``) uploads no
+    ``training_args.bin`` and no other pickle: the arguments go up as ``training_args.json``. Seen failing before
+    the base's ``_no_pickle_uploads``: with ``hub_strategy="checkpoint"`` the repo held
+    ``last-checkpoint/optimizer.pt``, ``rng_state.pth`` and ``scheduler.pt``. (Items 4 and 5 are
+    proved with PEFT's own loaders in ``test_trainer_peft.py`` and ``test_side_adapter_io.py``.)"""
+    import sys
+
+    from huggingface_hub import HfApi
+
+    sys.path.insert(0, str(Path(__file__).parent / "_reliability_workers"))
+    from builders import build
+
+    repo_id = f"hfgen-ci/push-no-pickle-{name}"
+    trainer = build(name, tmp_path / name, max_steps=2, save_strategy="steps", save_steps=1, push_to_hub=True,
+                    hub_model_id=repo_id, hub_strategy="checkpoint")
+    trainer.train()
+    trainer.push_to_hub()
+    files = HfApi().list_repo_files(repo_id)
+    assert "training_args.json" in files and "README.md" in files, files
+    assert not [f for f in files if f.endswith((".bin", ".pt", ".pth", ".pkl", ".ckpt"))], files

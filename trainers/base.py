@@ -74,6 +74,36 @@ def _training_args_as_json():
         trainer_module.torch.save = torch_save
 
 
+# never uploaded by a trainer's Hub pushes: pickles (a checkpoint's optimizer/scheduler/RNG state, `*.bin`)
+PICKLE_PATTERNS = ["*.bin", "*.pt", "*.pth", "*.pkl", "*.pickle", "*.ckpt"]
+
+
+@contextlib.contextmanager
+def _no_pickle_uploads():
+    """Inside, ``transformers.Trainer``'s Hub uploads (``push_to_hub``, checkpoint pushes) skip every pickle:
+    ``hub_strategy="checkpoint"`` would otherwise upload ``optimizer.pt``, ``scheduler.pt`` and ``rng_state.pth``."""
+    import transformers.trainer as trainer_module
+
+    hf_api = trainer_module.hf_api
+
+    class NoPickleApi:
+        def __init__(self, api):
+            self._api = api
+
+        def __getattr__(self, name):
+            return getattr(self._api, name)
+
+        def upload_folder(self, *args, ignore_patterns=None, **kwargs):
+            ignore = [ignore_patterns] if isinstance(ignore_patterns, str) else list(ignore_patterns or [])
+            return self._api.upload_folder(*args, ignore_patterns=ignore + PICKLE_PATTERNS, **kwargs)
+
+    trainer_module.hf_api = lambda *args, **kwargs: NoPickleApi(hf_api(*args, **kwargs))
+    try:
+        yield
+    finally:
+        trainer_module.hf_api = hf_api
+
+
 DIFFUSERS_LORA_NAME = "pytorch_lora_weights.safetensors"
 
 
@@ -189,8 +219,13 @@ class HfgenTrainerMixin(GuardedTrainerMixin):
         self.create_model_card(output_dir=output_dir)
 
     def _push_from_checkpoint(self, checkpoint_folder):
-        with _training_args_as_json():
+        with _training_args_as_json(), _no_pickle_uploads():
             super()._push_from_checkpoint(checkpoint_folder)
+
+    def push_to_hub(self, *args, **kwargs):
+        """``Trainer.push_to_hub``, never uploading a pickle (see [`PICKLE_PATTERNS`])."""
+        with _no_pickle_uploads():
+            return super().push_to_hub(*args, **kwargs)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         model = self.accelerator.unwrap_model(model if model is not None else self.model)
