@@ -142,7 +142,8 @@ def test_exception_mid_write_keeps_the_previous_save_whole(kind, tmp_path, monke
 # --------------------------------------------------------------------- exception at each rename of the commit
 
 
-@pytest.mark.parametrize("mode", ["killed", "error"])
+# "killed" (the cut leaves the staging folder behind) takes minutes on 2 cores: slow, run by .ci/run
+@pytest.mark.parametrize("mode", [pytest.param("killed", marks=pytest.mark.slow), "error"])
 @pytest.mark.parametrize("kind", ["pipeline", "model"])
 def test_a_commit_cut_at_any_rename_loads_old_or_new_or_fails_loudly(kind, mode, tmp_path, monkeypatch):
     """``killed``: no rename after the cut runs (a dead process); ``error``: one rename fails and the save rolls back."""
