@@ -3,12 +3,17 @@
 Runs the comparisons of ``tests/golden/`` (masked diffusion, bridges, consistency distillation) and prints
 one Markdown row per comparison: the largest absolute and relative difference, or the number of differing
 tokens for samplers of discrete tokens. Float64 unless the row says otherwise; all seeds are fixed.
+For NFT, DDO and GFT it runs their golden tests (``pytest -s``) and summarises the ``GOLDEN`` lines they print:
+the largest relative loss and gradient difference over each group of cases.
 
     python scripts/fidelity_agreement.py
 """
 
+import re
+import subprocess
 import sys
 import tempfile
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +45,40 @@ def tokens_row(method, what, pairs, note=""):
     differ = sum(int((o != p).sum()) for o, p in pairs)
     total = sum(p.numel() for _, p in pairs)
     print(f"| {method} | {what} | {differ} of {total} tokens differ | | {note} |", flush=True)
+
+
+GOLDEN_LINE = re.compile(r"GOLDEN (?P<method>\w+) (?P<case>.*?):? loss (?P<loss>\S+) grad (?P<grad>\S+)$")
+GOLDEN_GROUPS = {  # (method, first word of the case) -> the row's comparison
+    ("nft", "token"): "per-token loss (`ratio_type=\"token\"`), on- and off-policy",
+    ("nft", "sequence"): "per-sequence loss (`ratio_type=\"sequence\"`), on- and off-policy",
+    ("ddo", "edm"): "EDM loss, App. D `EDMLoss_DDO` (float64)",
+    ("ddo", "ar"): "autoregressive loss, Eq. 1 + Eq. 13 (float64)",
+    ("ddo", "edm2"): "EDM2 learned-uncertainty loss (float64)",
+    ("gft", "dit"): "DiT training loss (float64)",
+    ("gft", "sd"): "SD1.5 training loss (float64)",
+}
+
+
+def golden_test_rows():
+    """Run the NFT, DDO and GFT golden tests and print, per group of cases, the largest relative differences
+    their ``GOLDEN`` lines report (loss: |ours − official| / |official|; gradient: max-abs normalised)."""
+    files = [f"tests/golden/test_{name}.py" for name in ("nft", "ddo", "gft")]
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", *files], cwd=ROOT,
+                         capture_output=True, text=True, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    if run.returncode != 0:
+        raise SystemExit(f"golden tests failed:\n{run.stdout[-3000:]}")
+    groups = defaultdict(list)
+    for line in run.stdout.splitlines():
+        match = GOLDEN_LINE.search(line.strip())
+        if match:
+            key = (match["method"], match["case"].split()[0])
+            groups[key].append((float(match["loss"]), float(match["grad"])))
+    for (method, case), what in GOLDEN_GROUPS.items():
+        values = groups[(method, case)]
+        if not values:
+            raise SystemExit(f"no GOLDEN line for {method} {case}")
+        loss, grad = max(v[0] for v in values), max(v[1] for v in values)
+        print(f"| {method.upper()} | {what} | | loss {loss:.1e}, gradient {grad:.1e} | {len(values)} case{'s' if len(values) > 1 else ''} |", flush=True)
 
 
 def main():
@@ -96,6 +135,8 @@ def main():
         with tempfile.TemporaryDirectory() as tmp:
             ours, official, _ = gc.student_pair(preconditioning, tmp)
         row("consistency distillation", f"student output G(x_t, t, s) ({preconditioning})", ours, official)
+
+    golden_test_rows()
 
 
 if __name__ == "__main__":
