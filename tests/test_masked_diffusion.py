@@ -562,3 +562,50 @@ def empirical_for(sequences, vocab, length):
     for row, c in zip(*np.unique(sequences.numpy(), axis=0, return_counts=True)):
         counts[index[tuple(row)]] = c
     return counts
+
+
+# ------------------------------------------------- random draws follow Diffusers' randn_tensor device convention
+
+
+def test_uniform_draws_on_the_generator_device_then_moves(monkeypatch):
+    """A CUDA generator cannot draw CPU numbers nor a CPU generator CUDA ones, so every draw happens on the
+    generator's device and is then moved (``meta`` stands in for the accelerator here). Broken-variant check:
+    the previous ``torch.rand(..., generator=g, device=device)`` records ``meta`` and fails."""
+    from hfgen.pipelines.masked_diffusion.masking import uniform
+
+    devices = []
+    real = torch.rand
+    monkeypatch.setattr(torch, "rand", lambda *a, **kw: devices.append(torch.device(kw.get("device") or "cpu"))
+                        or real(*a, **kw))
+    out = uniform((2, 3), torch.Generator().manual_seed(0), torch.float64, "meta")
+    assert out.device.type == "meta" and devices == [torch.device("cpu")]
+    out = uniform((2, 3), [torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)], device="meta")
+    assert out.device.type == "meta" and devices[1:] == [torch.device("cpu")] * 2
+    assert uniform((2, 3), None, device="meta").device.type == "meta"  # no generator: drawn where it is used
+    same = uniform((2, 3), torch.Generator().manual_seed(0), torch.float64, "cpu")
+    assert torch.equal(same, real((2, 3), generator=torch.Generator().manual_seed(0), dtype=torch.float64))
+
+
+@pytest.mark.parametrize("scheduler", [FirstHittingScheduler(tokens_per_step=2, parallel_solver="predictor_corrector"),
+                                       FirstHittingScheduler(tokens_per_step=2, parallel_solver="extrapolation"),
+                                       AncestralMaskedScheduler()])
+@pytest.mark.parametrize("per_row", [False, True])
+def test_every_sampler_draw_uses_the_generator_device(scheduler, per_row, monkeypatch):
+    """Both masked-diffusion samplers, hitting times included, pass the generator's device to every draw
+    (before, the hitting times were drawn with ``device=None`` and the tokens on the model's device).
+    Broken-variant check: with the previous ``uniform`` and hitting-time draw, the four first-hitting cases
+    fail; the ancestral ones pass on a CPU-only machine, where the model's device is the generator's."""
+    calls = []
+    real = torch.rand
+
+    def recording_rand(*args, **kwargs):
+        if kwargs.get("generator") is not None:
+            calls.append((kwargs.get("device"), kwargs["generator"].device))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "rand", recording_rand)
+    pipe = make_pipeline(TableDenoiser(), scheduler)
+    generator = [torch.Generator().manual_seed(i) for i in range(2)] if per_row else torch.Generator().manual_seed(0)
+    pipe(input_ids=torch.full((L,), MASK), num_samples=2, mask_token_id=MASK, output_type="pt",
+         num_inference_steps=2, generator=generator)
+    assert calls and all(device is not None and torch.device(device) == gen for device, gen in calls)
