@@ -466,8 +466,7 @@ def predictor_corrector_law(model, length=4):
     nodes, weights = (nodes + 1) / 2, weights / 2
 
     def log_mu(state):
-        ids = torch.tensor([[MASK if v is None else v for v in state]])
-        return torch.log_softmax(model.forward(ids).logits[0, :, : model.vocab], -1).detach().numpy()
+        return np.log(model.conditional(state))
 
     orders = list(itertools.permutations(range(length)))
     law = {x: 0.0 for x in itertools.product(range(model.vocab), repeat=length)}
@@ -499,13 +498,18 @@ def test_predictor_corrector_exact_law_on_a_context_model_is_not_closer_to_fhs()
     Broken-variant check: a corrector that ignores the current output (weight 0) makes the chi-square test
     against this law fail (p = 0.0). With a time-agnostic model only the law of ``w`` matters, and
     ``1 - w`` has the same law, so this test cannot see the weight's direction; the next test pins it."""
+    measured = {0: (0.1549, 0.1518), 1: (0.1725, 0.2117), 2: (0.1879, 0.2255), 3: (0.1531, 0.1750),
+                4: (0.1363, 0.1676), 5: (0.0830, 0.0808)}  # (first order, predictor-corrector)
+    for seed, (tv_first, tv_corrected) in measured.items():
+        model = TableDenoiser(length=4, seed=seed)
+        target = law_of_ordered_partitions_for(model, 4)
+        corrected = predictor_corrector_law(model)
+        first = law_of_ordered_partitions_for(model, 4, group=2)
+        assert corrected.sum() == pytest.approx(1.0) and first.sum() == pytest.approx(1.0)
+        assert 0.5 * np.abs(first - target).sum() == pytest.approx(tv_first, abs=1e-4)
+        assert 0.5 * np.abs(corrected - target).sum() == pytest.approx(tv_corrected, abs=1e-4)
     model = TableDenoiser(length=4, seed=1)
-    target = law_of_ordered_partitions_for(model, 4)
-    corrected = predictor_corrector_law(model)
-    first = law_of_ordered_partitions_for(model, 4, group=2)
-    assert corrected.sum() == pytest.approx(1.0)
-    tv_corrected, tv_first = 0.5 * np.abs(corrected - target).sum(), 0.5 * np.abs(first - target).sum()
-    assert tv_first == pytest.approx(0.1725, abs=1e-3) and tv_corrected == pytest.approx(0.2117, abs=1e-3)
+    corrected, first = predictor_corrector_law(model), law_of_ordered_partitions_for(model, 4, group=2)
     pipe = make_pipeline(model, FirstHittingScheduler(parallel_solver="predictor_corrector"))
     out = pipe(input_ids=torch.full((4,), MASK), num_samples=200_000, mask_token_id=MASK, output_type="pt",
                num_inference_steps=2, generator=torch.Generator().manual_seed(0))
@@ -547,8 +551,7 @@ def law_of_ordered_partitions_for(model, length, group=1):
         for x in law:
             state, p = [None] * length, 1 / len(orders)
             for block in blocks:
-                ids = torch.tensor([[MASK if v is None else v for v in state]])
-                mu = torch.softmax(model.forward(ids).logits[0, :, : model.vocab], -1).detach().numpy()
+                mu = model.conditional(tuple(state))
                 p *= np.prod([mu[pos, x[pos]] for pos in block])
                 for pos in block:
                     state[pos] = x[pos]
