@@ -77,7 +77,7 @@ class FirstHittingScheduler(HfgenSchedulerMixin, SchedulerMixin, ConfigMixin):
     outputs at visible positions; the SUBS carry-over would make them the token itself, and the corrector
     would then keep the predicted token). On enumerable context-dependent test models the corrector is
     measured further from exact FHS than first order for 4 of 6 models (see the tests): the next group
-    was predicted from tokens the corrector then changes. Use it only with denoisers of that kind, and
+    was predicted from tokens the corrector then changes. Use it only with a denoiser for which (ii) holds, and
     measure. A ``callback_on_step_end`` edit of the last group's positions is overwritten by the corrector.
 
     Args:
