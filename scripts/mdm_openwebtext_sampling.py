@@ -17,8 +17,13 @@ Paper-scale run (after ``hfgen convert mdlm <mdlm-owt checkpoint> mdlm-owt-hfgen
     python scripts/mdm_openwebtext_sampling.py --model mdlm-owt-hfgen --tokenizer gpt2 --judge gpt2-large \\
         --num-samples 64 --batch-size 16 --steps 128 256 512 1024 2048 --output results/mdm_owt.json
 
-``--tokenizer`` / ``--judge`` are local folders (or Hub ids when online). The paper's high-order FHS variants
-(extrapolation, predictor-corrector) are not in hfgen; N < L here is first-order parallel FHS.
+``--tokenizer`` / ``--judge`` are local folders (or Hub ids when online). N < L is first-order parallel FHS
+unless ``--parallel-solver`` picks a second-order one: ``extrapolation`` (Alg. 3), ``predictor_corrector``
+(Alg. 4) or ``paper`` (the paper's choice, Sec. 6.1 / App. J.2.1: extrapolation for N <= 128, the
+predictor-corrector for N >= 256; N in between, which the paper does not use, gets extrapolation). Both are
+hfgen's reconstructions of the paper's text (see ``FirstHittingScheduler``); the predictor-corrector reads the
+denoiser's outputs at already decoded positions, which an MDLM backbone is never trained on, so on MDLM it is
+not a reproduction of the paper's Alg. 4.
 """
 
 from __future__ import annotations
@@ -83,11 +88,11 @@ def sample(pipe, scheduler, num_samples, batch_size, seq_len, mask_token_id, ste
     start = time.perf_counter()
     for b, first in enumerate(range(0, num_samples, batch_size)):
         n = min(batch_size, num_samples - first)
-        # the global RNG, not a `generator`: the schedulers draw FHS hit times on the CPU and token choices on the
-        # model's device, and one torch.Generator cannot serve both devices
-        torch.manual_seed(seed + b)
+        # a generator on the model's device: the samplers draw on the generator's device (Diffusers' convention),
+        # and a CPU one would make the ancestral sampler draw its B x L x V uniforms on the CPU
+        generator = torch.Generator(device).manual_seed(seed + b)
         out = pipe(input_ids=torch.full((seq_len,), mask_token_id, device=device), num_samples=n, mask_token_id=mask_token_id,
-                   num_inference_steps=steps, generator=None, output_type="pt")
+                   num_inference_steps=steps, generator=generator, output_type="pt")
         rows.append(out.sequences.cpu())
         nfe += out.nfe
     if device.type == "cuda":
@@ -95,8 +100,20 @@ def sample(pipe, scheduler, num_samples, batch_size, seq_len, mask_token_id, ste
     return torch.cat(rows), nfe, time.perf_counter() - start
 
 
+PARALLEL_SOLVERS = ("first_order", "extrapolation", "predictor_corrector", "paper")
+
+
+def parallel_solver_for(choice: str, steps: int) -> str:
+    """The scheduler's ``parallel_solver`` for ``steps`` network calls; ``"paper"``: extrapolation for N <= 128,
+    the predictor-corrector for N >= 256 (arXiv 2409.02908, Sec. 6.1, App. J.2.1)."""
+    if choice == "paper":
+        return "predictor_corrector" if steps >= 256 else "extrapolation"
+    return choice
+
+
 def main(model, tokenizer, judge, judge_tokenizer=None, *, seq_len=1024, num_samples=64, batch_size=16,
-         steps=(128, 256, 512, 1024, 2048), dtypes=("float64", "float32"), seed=0, device=None, output=None):
+         steps=(128, 256, 512, 1024, 2048), dtypes=("float64", "float32"), seed=0, device=None, output=None,
+         parallel_solver="first_order"):
     """Run the grid; ``model`` / ``tokenizer`` / ``judge`` are loaded objects or paths. Returns the result rows."""
     from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
@@ -118,6 +135,8 @@ def main(model, tokenizer, judge, judge_tokenizer=None, *, seq_len=1024, num_sam
     mask_token_id = tokenizer.mask_token_id if mask_token_id is None else mask_token_id
     if mask_token_id is None:
         raise ValueError("The model's config and the tokenizer define no mask token.")
+    if parallel_solver not in PARALLEL_SOLVERS:
+        raise ValueError(f"`parallel_solver` must be one of {PARALLEL_SOLVERS}, got {parallel_solver!r}.")
     bad = [s for s in steps if not isinstance(s, int) or s < 1]
     if bad or seq_len < 1 or num_samples < 1 or batch_size < 1:
         raise ValueError(f"`steps`, `seq_len`, `num_samples`, `batch_size` must be positive integers (bad steps: {bad}).")
@@ -128,7 +147,11 @@ def main(model, tokenizer, judge, judge_tokenizer=None, *, seq_len=1024, num_sam
     grid = []
     for dtype in dtypes:
         grid.append((f"FHS (exact, N=L), {dtype}", FirstHittingScheduler(sampling_dtype=dtype), None))
-        grid += [(f"FHS parallel N={n}, {dtype}", FirstHittingScheduler(sampling_dtype=dtype), n) for n in steps if n < seq_len]
+        for n in (n for n in steps if n < seq_len):
+            solver = parallel_solver_for(parallel_solver, n)
+            label = "" if solver == "first_order" else f" ({solver})"
+            grid.append((f"FHS parallel N={n}{label}, {dtype}",
+                         FirstHittingScheduler(sampling_dtype=dtype, parallel_solver=solver), n))
         grid += [(f"ancestral T={n}, {dtype}", AncestralMaskedScheduler(sampling_dtype=dtype), n) for n in steps]
     results = []
     for name, scheduler, n in grid:
@@ -140,7 +163,7 @@ def main(model, tokenizer, judge, judge_tokenizer=None, *, seq_len=1024, num_sam
         results.append(row)
         print(f"{name:<36} NFE {nfe:>7}  {seconds:8.1f} s  gen-PPL {row['gen_ppl']:9.2f}  entropy {row['entropy']:.3f}", flush=True)
     setting = {"model": str(model_name), "seq_len": seq_len, "num_samples": num_samples, "batch_size": batch_size,
-               "seed": seed, "device": str(device), "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+               "seed": seed, "parallel_solver": parallel_solver, "device": str(device), "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
                "torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine()}
     if output:
         Path(output).parent.mkdir(parents=True, exist_ok=True)
@@ -161,6 +184,9 @@ if __name__ == "__main__":
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None)
     parser.add_argument("--output", default="mdm_openwebtext_sampling.json")
+    parser.add_argument("--parallel-solver", default="first_order", choices=PARALLEL_SOLVERS,
+                        help="parallel FHS for N < L: first order, a second-order reconstruction, or the paper's choice")
     a = parser.parse_args()
     main(a.model, a.tokenizer, a.judge, seq_len=a.seq_len, num_samples=a.num_samples, batch_size=a.batch_size,
-         steps=tuple(a.steps), dtypes=tuple(a.dtypes), seed=a.seed, device=a.device, output=a.output)
+         steps=tuple(a.steps), dtypes=tuple(a.dtypes), seed=a.seed, device=a.device, output=a.output,
+         parallel_solver=a.parallel_solver)

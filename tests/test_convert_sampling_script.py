@@ -5,6 +5,7 @@ import json
 import math
 from pathlib import Path
 
+import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -49,3 +50,23 @@ def test_sampling_grid_smoke(tmp_path):
     again = script.main(model, tokenizer, judge, seq_len=8, num_samples=3, batch_size=2, steps=(4,), dtypes=("float64",),
                         device="cpu")
     assert again[0]["gen_ppl"] == fhs["gen_ppl"] and again[0]["entropy"] == fhs["entropy"]
+
+
+def test_parallel_solver_choice():
+    """``--parallel-solver paper``: extrapolation for N <= 128, predictor-corrector for N >= 256 (Sec. 6.1)."""
+    script = load_script()
+    assert [script.parallel_solver_for("paper", n) for n in (64, 128, 256, 1024)] == [
+        "extrapolation", "extrapolation", "predictor_corrector", "predictor_corrector"]
+    assert script.parallel_solver_for("first_order", 512) == "first_order"
+    tokenizer = char_tokenizer("abcdefgh .")
+    torch.manual_seed(0)
+    model = MDLMDiTForMaskedLM(MDLMDiTConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1,
+                                             num_attention_heads=2, cond_dim=8, mask_token_id=tokenizer.mask_token_id))
+    judge = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_positions=16, n_embd=16, n_layer=1, n_head=2))
+    rows = script.main(model, tokenizer, judge, seq_len=8, num_samples=2, batch_size=2, steps=(2, 4),
+                       dtypes=("float64",), device="cpu", parallel_solver="predictor_corrector")
+    assert [r["sampler"] for r in rows[1:3]] == ["FHS parallel N=2 (predictor_corrector), float64",
+                                                 "FHS parallel N=4 (predictor_corrector), float64"]
+    assert rows[1]["nfe"] == 2 and rows[2]["nfe"] == 4  # the corrector adds no network call
+    with pytest.raises(ValueError, match="parallel_solver"):
+        script.main(model, tokenizer, judge, seq_len=8, steps=(4,), device="cpu", parallel_solver="heun")

@@ -63,10 +63,18 @@ def elbo_weight(schedule: str, t: torch.Tensor, eps: float = 1e-3) -> torch.Tens
 
 
 def uniform(shape, generator=None, dtype=torch.float64, device=None) -> torch.Tensor:
-    """``U[0, 1)`` of ``shape`` in ``dtype``; a list of generators draws row ``b`` from ``generator[b]``."""
+    """``U[0, 1)`` of ``shape`` in ``dtype`` on ``device``; a list of generators draws row ``b`` from ``generator[b]``.
+
+    As Diffusers' ``randn_tensor``: the numbers are drawn on the generator's own device, then moved to
+    ``device`` (without a generator, on ``device`` directly), so a CPU generator gives the same numbers
+    whatever device the model runs on, and a CUDA generator works with CPU-side draws (the hitting times).
+    """
     if isinstance(generator, list):
-        return torch.cat([torch.rand((1, *shape[1:]), generator=g, dtype=dtype, device=device) for g in generator])
-    return torch.rand(shape, generator=generator, dtype=dtype, device=device)
+        rows = [torch.rand((1, *shape[1:]), generator=g, dtype=dtype, device=g.device) for g in generator]
+        return torch.cat([row.to(device) for row in rows])
+    if generator is None:
+        return torch.rand(shape, dtype=dtype, device=device)
+    return torch.rand(shape, generator=generator, dtype=dtype, device=generator.device).to(device)
 
 
 def denoiser_logits(logits, mask_token_id, temperature=1.0, forbidden_tokens=None, dtype=torch.float64):

@@ -212,7 +212,10 @@ class MaskedDiffusionPipeline(HfgenPipelineMixin, DiffusionPipeline):
             time_input (`str`, defaults to `"t"`): what a time-conditioned denoiser (one whose
                 ``forward`` takes ``timesteps``) receives: ``"t"`` or ``"sigma"`` (``-log alpha(t)``,
                 MDLM's backbone input). Ignored for time-agnostic denoisers.
-            generator (`torch.Generator` or a list of one per sequence, *optional*): the randomness.
+            generator (`torch.Generator` or a list of one per sequence, *optional*): the randomness. As in
+                Diffusers' ``randn_tensor``, numbers are drawn on the generator's device and then moved, so a
+                CPU generator gives the same random numbers wherever the denoiser runs (a generator on the
+                denoiser's device is faster for the ancestral sampler, which draws ``B x L x V`` per step).
             output_type (`str`, defaults to `"text"`): ``"text"`` (token ids and decoded text),
                 ``"pt"`` or ``"np"`` (token ids).
             return_dict (`bool`, defaults to `True`): return a
