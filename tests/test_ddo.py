@@ -449,7 +449,7 @@ def test_ddo_condition_dropout_trains_text_conditional_unet_with_null_states(tmp
 # ------------------------------------------------------------------------------ EMA of θ
 
 
-def ema_run(tmp_path, decay, steps=4, **kwargs):
+def ema_run(tmp_path, decay, steps=4, peft_config=None, **kwargs):
     from transformers import TrainerCallback
 
     trajectory = []
@@ -463,7 +463,8 @@ def ema_run(tmp_path, decay, steps=4, **kwargs):
 
     trainer = DDOTrainer(tiny_llama(), args=make_args(tmp_path, ema_decay=decay, max_steps=steps, learning_rate=1e-2,
                                                       **kwargs),
-                         train_dataset=token_examples(16, 1), fake_dataset=token_examples(16, 2), callbacks=[Record()])
+                         train_dataset=token_examples(16, 1), fake_dataset=token_examples(16, 2), callbacks=[Record()],
+                         peft_config=peft_config)
     trainer.train()
     return trainer, trajectory
 
@@ -509,6 +510,42 @@ def test_ddo_ema_is_checkpointed_and_resume_is_exact(tmp_path):
                        train_dataset=token_examples(16, 1), fake_dataset=token_examples(16, 2))
     with pytest.raises(ValueError, match="ddo_ema.safetensors"):
         again.train(resume_from_checkpoint=str(tmp_path / "a" / "checkpoint-2"))
+
+
+def test_ddo_ema_with_peft_config_averages_the_adapter_and_checkpoints_it_alone(tmp_path):
+    """With ``peft_config`` + ``ema_decay`` the EMA is a copy of the adapted (PEFT) model: its parameters match the
+    trained model's 1:1 by name, each LoRA parameter is the closed-form EMA of its own trajectory, the frozen base
+    is bitwise the model's, a checkpoint's ``ddo_ema.safetensors`` holds the adapter's EMA only, and resume is exact.
+
+    Checked on purpose: with the EMA copied before the adapter is added (the old order), training stops at the
+    first EMA update with ``RuntimeError: The size of tensor a (16) must match the size of tensor b (4)`` (the
+    EMA's base parameters were zipped against the LoRA ones)."""
+    from peft import LoraConfig, PeftModel
+    from safetensors import safe_open
+
+    lora = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], lora_dropout=0.0, init_lora_weights=False)
+    decay = 0.7
+    trainer, trajectory = ema_run(tmp_path / "a", decay, steps=4, peft_config=lora, save_strategy="steps",
+                                  save_steps=2)
+    assert isinstance(trainer.model, PeftModel) and isinstance(trainer.ema_model, PeftModel)
+    online, ema = dict(trainer.model.named_parameters()), dict(trainer.ema_model.named_parameters())
+    assert list(online) == list(ema)
+    trained = [n for n, p in online.items() if p.requires_grad]
+    assert trained and all("lora_" in n for n in trained) and trainer._ema_names == trained
+    k = len(trajectory) - 1
+    for name in trained:
+        expected = decay**k * trajectory[0][name] + sum((1 - decay) * decay ** (k - i) * trajectory[i][name]
+                                                        for i in range(1, k + 1))
+        torch.testing.assert_close(ema[name].double(), expected, rtol=1e-5, atol=1e-7, msg=name)
+    assert any(not torch.allclose(ema[n], online[n]) for n in trained)  # the EMA lags θ
+    assert all(torch.equal(ema[n], p) for n, p in online.items() if not p.requires_grad)  # the frozen base
+    with safe_open(str(tmp_path / "a" / "checkpoint-2" / "ddo_ema.safetensors"), "pt") as f:
+        assert sorted(f.keys()) == sorted(n.replace(".", "/") for n in trained)
+    resumed = DDOTrainer(tiny_llama(), args=make_args(tmp_path / "b", ema_decay=decay, max_steps=4, learning_rate=1e-2),
+                         train_dataset=token_examples(16, 1), fake_dataset=token_examples(16, 2), peft_config=lora)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "a" / "checkpoint-2"))
+    for (n, a), b in zip(trainer.ema_model.state_dict().items(), resumed.ema_model.state_dict().values()):
+        assert torch.equal(a, b), n
 
 
 def test_ddo_self_play_evaluates_and_keeps_the_ema(tmp_path):
