@@ -223,6 +223,8 @@ class DDOTrainer(HfgenTrainerMixin, Trainer):
             the ``ddo/*`` metrics on it (``eval_``-prefixed).
         null_encoder_hidden_states: ``(L, D)`` null text condition (e.g. the embedding of ""), needed with
             ``cond_drop_prob > 0`` when batches carry ``encoder_hidden_states``.
+        peft_config: a PEFT config (e.g. ``LoraConfig``): θ becomes ``model`` with that adapter, the reference
+            stays the plain ``model`` (see [`~hfgen.trainers.base.HfgenTrainerMixin`] for adapter-only saves).
 
     With ``args.ema_decay`` set, ``trainer.ema_model`` holds the EMA of θ (a separate frozen copy of the trained
     module, initialised to θ, updated after each optimizer step, saved in each checkpoint and restored on resume);
