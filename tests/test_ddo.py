@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from hfgen.testing import tiny_models
 from hfgen.trainers import DDOConfig, DDOTrainer
 from hfgen.trainers.ddo import ddo_self_play, denoising_log_likelihood, generate_lm_samples, sequence_log_prob
 
@@ -18,13 +19,8 @@ def make_args(tmp_path, **kwargs):
     return DDOConfig(**{**defaults, **kwargs})
 
 
-def tiny_llama(seed=0, vocab_size=16):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=vocab_size, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=32, pad_token_id=0)
-    return LlamaForCausalLM(config)
+def tiny_llama():
+    return tiny_models.tiny_llama(pad_token_id=0)
 
 
 def token_examples(n, seed, prompt_len=2, min_len=4, max_len=7, vocab_size=16):
@@ -40,17 +36,15 @@ def token_examples(n, seed, prompt_len=2, min_len=4, max_len=7, vocab_size=16):
 
 
 def tiny_unet(seed=0, conditional=False):
-    from diffusers import UNet2DConditionModel, UNet2DModel
+    from diffusers import UNet2DConditionModel
 
+    if not conditional:
+        return tiny_models.tiny_unet2d(seed, in_channels=1)
     torch.manual_seed(seed)
-    common = dict(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16), layers_per_block=1,
-                  norm_num_groups=4)
-    if conditional:
-        return UNet2DConditionModel(down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-                                    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=8,
-                                    attention_head_dim=2, **common)
-    return UNet2DModel(down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
-                       **common)
+    return UNet2DConditionModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16),
+                                layers_per_block=1, norm_num_groups=4, cross_attention_dim=8, attention_head_dim=2,
+                                down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))
 
 
 def image_examples(n, seed, conditional=False):
@@ -328,12 +322,7 @@ def test_ddo_self_play_logs_each_round_and_never_returns_worse_than_its_referenc
 
 def class_conditional_trainer(tmp_path, **kwargs):
     """Class-conditional UNet2DModel: classes 0-2 and the null label 3 (the last class embedding)."""
-    from diffusers import UNet2DModel
-
-    torch.manual_seed(0)
-    unet = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16), layers_per_block=1,
-                       norm_num_groups=4, down_block_types=("DownBlock2D", "DownBlock2D"),
-                       up_block_types=("UpBlock2D", "UpBlock2D"), num_class_embeds=4)
+    unet = tiny_models.tiny_unet2d(0, in_channels=1, num_class_embeds=4)
     real = [{**ex, "class_labels": torch.tensor(i % 3)} for i, ex in enumerate(image_examples(8, 1))]
     fake = [{**ex, "class_labels": torch.tensor((i + 1) % 3)} for i, ex in enumerate(image_examples(8, 2))]
     args = make_args(tmp_path, **{"alpha": 2.0, "beta": 0.05, "cond_drop_prob": 0.5, **kwargs})
