@@ -537,6 +537,21 @@ def test_ddo_ema_with_peft_config_averages_the_adapter_and_checkpoints_it_alone(
         assert torch.equal(a, b), n
 
 
+def test_ddo_self_play_refuses_peft_config_before_any_work(tmp_path):
+    """Before the guard, a run drew samples and trained a round, then loading its best (adapted) weights into the
+    plain policy failed with ``RuntimeError: Error(s) in loading state_dict for LlamaForCausalLM``. Checked on
+    purpose: without the guard this test fails (``generate_fn`` is called: ``AssertionError: no sample may be drawn``)."""
+    from peft import LoraConfig
+
+    def generate(ref, n, r):
+        raise AssertionError("no sample may be drawn")
+
+    args = make_args(tmp_path, num_rounds=1, num_reference_samples=8, max_steps=2)
+    with pytest.raises(ValueError, match="`peft_config` is not supported by `ddo_self_play`"):
+        ddo_self_play(tiny_llama(), args, token_examples(8, 1), generate, lambda m: 0.0,
+                      peft_config=LoraConfig(r=4, target_modules=["q_proj"]))
+
+
 def test_ddo_self_play_evaluates_and_keeps_the_ema(tmp_path):
     """With ema_decay = 1 the EMA never leaves the reference: every evaluation sees the reference, so the round keeps
     step 0 and the next reference is bitwise the pretrained model, although θ itself was trained."""
