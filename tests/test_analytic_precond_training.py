@@ -10,6 +10,7 @@ import hfgen
 from hfgen.demos.analytic_precond import GaussianMixtureDenoiser, ring_teacher, sliced_wasserstein
 from hfgen.pipelines import ConsistencyTrajectoryPipeline, ConsistencyTrajectoryScheduler
 from hfgen.pipelines.consistency_trajectory import TrajectoryMLP, outer_scalings
+from hfgen.testing.tiny_models import tiny_unet2d
 from hfgen.trainers import ConsistencyDistillationConfig, ConsistencyDistillationTrainer
 from hfgen.trainers.consistency_distillation import load_teacher_statistics
 
@@ -279,20 +280,7 @@ def test_analytic_trainer_without_data_or_with_bad_long_jump_is_rejected(tmp_pat
 
 
 def test_unet_student_gets_the_target_time_as_class_label_and_returns_images():
-    from diffusers import UNet2DModel
-
-    torch.manual_seed(0)
-    unet = UNet2DModel(
-        sample_size=8,
-        in_channels=1,
-        out_channels=1,
-        block_out_channels=(8, 16),
-        norm_num_groups=4,
-        layers_per_block=1,
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-        class_embed_type="timestep",
-    )
+    unet = tiny_unet2d(0, in_channels=1, class_embed_type="timestep")
     pipe = ConsistencyTrajectoryPipeline(unet, ConsistencyTrajectoryScheduler())
     pipe.set_progress_bar_config(disable=True)
     images = pipe(

@@ -5,21 +5,16 @@ import math
 import numpy as np
 import pytest
 import torch
-from diffusers import UNet2DModel
 
 from hfgen.pipelines import BridgeScheduler, ConsistencyBridgePipeline
 from hfgen.pipelines.consistency_bridge.bridges import VEBridgeSchedule, VPBridgeSchedule, make_bridge_schedule
+from hfgen.testing.tiny_models import tiny_unet2d
 
 SCHEDULES = [VPBridgeSchedule(), VEBridgeSchedule()]
 
 
 def tiny_unet(channels=1, size=8, seed=0):
-    torch.manual_seed(seed)
-    return UNet2DModel(
-        sample_size=size, in_channels=2 * channels, out_channels=channels, block_out_channels=(8, 16),
-        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
-        layers_per_block=1, norm_num_groups=4,
-    )
+    return tiny_unet2d(seed, sample_size=size, in_channels=2 * channels, out_channels=channels)
 
 
 def oracle_output(scheduler, x, t, denoised, consistency=False):

@@ -11,6 +11,7 @@ from test_consistency_bridge import tiny_unet
 import hfgen
 from hfgen.data.paired_digits import edge_map, load_paired_digits, load_paired_image_folder, paired_digits_dataset
 from hfgen.pipelines import BridgeScheduler, ConsistencyBridgePipeline
+from hfgen.testing.tiny_models import tiny_unet2d
 from hfgen.trainers import BridgeConfig, BridgeTrainer, ConsistencyBridgeConfig, ConsistencyBridgeTrainer
 
 
@@ -134,11 +135,7 @@ def test_configs_reject_bad_values(tmp_path, cls, kwargs, match):
 
 
 def test_trainers_reject_bad_models(tmp_path, data):
-    from diffusers import UNet2DModel
-
-    unconditional = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16),
-                                down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
-                                layers_per_block=1, norm_num_groups=4)
+    unconditional = tiny_unet2d(in_channels=1)
     with pytest.raises(ValueError, match="in_channels"):
         BridgeTrainer(unconditional, small_args(BridgeConfig, tmp_path), train_dataset=data)
     with pytest.raises(ValueError, match="teacher"):

@@ -10,6 +10,7 @@ import torch
 import hfgen
 from hfgen.hub import UnsafeWeightsError, atomic_save_dir, check_weights_safe, save_model_card, verify_safetensors
 from hfgen.registry import REGISTRY, MethodInfo, Paper
+from hfgen.testing.tiny_models import tiny_unet2d
 
 TOY = MethodInfo(
     name="toy_hub",
@@ -28,13 +29,7 @@ def toy_method():
 
 
 def _tiny_unet(seed=0):
-    from diffusers import UNet2DModel
-
-    torch.manual_seed(seed)
-    return UNet2DModel(
-        sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16), layers_per_block=1,
-        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4,
-    )
+    return tiny_unet2d(seed, in_channels=1)
 
 
 def _save_artifact(folder, method="toy_hub"):

@@ -15,6 +15,7 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
+from hfgen.testing import tiny_models
 from hfgen.trainers.ddo import DDOConfig, ddo_self_play, generate_lm_samples, sequence_log_prob
 
 NUM_ROUNDS = 3
@@ -22,12 +23,7 @@ PROMPT = torch.tensor([3])
 
 
 def tiny_llama(hidden_size=16):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=16, hidden_size=hidden_size, intermediate_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=32, pad_token_id=0)
-    return LlamaForCausalLM(config)
+    return tiny_models.tiny_llama(hidden_size=hidden_size, pad_token_id=0)
 
 
 def token_examples(n, seed):

@@ -90,6 +90,28 @@ def test_adapter_save_load_round_trip_in_peft_format(mf2, faces, tmp_path):
         assert torch.allclose(base_free(**states).au_logits, want.au_logits, atol=1e-6)
 
 
+def test_peft_own_loaders_refuse_a_dfn_folder_with_a_message_naming_hfgen(mf2, tmp_path):
+    """PEFT-style, not PEFT format (as the other side adapters): PEFT's own loaders cannot build a DFN and
+    must say so, naming hfgen and the call that loads it. Broken once on purpose: writing the bare
+    ``peft_type = "DFN"`` again (the old behaviour) fails the first assertion, and both calls
+    raise a bare ``KeyError: 'DFN'`` (checked by hand with PEFT 0.21.2)."""
+    from peft import PeftConfig, PeftModel
+
+    import hfgen
+
+    DFNModel(DFNConfig(bottleneck_size=4), mf2).save_pretrained(tmp_path / "dfn", model_card=False)
+    saved = json.loads((tmp_path / "dfn" / "adapter_config.json").read_text())
+    assert saved["peft_type"].startswith("HFGEN_DFN: an hfgen side adapter")
+    calls = {"PeftConfig.from_pretrained": lambda: PeftConfig.from_pretrained(str(tmp_path / "dfn")),
+             "PeftModel.from_pretrained": lambda: PeftModel.from_pretrained(mf2, str(tmp_path / "dfn"))}
+    for name, call in calls.items():
+        with pytest.raises(KeyError) as err:
+            call()
+        assert "an hfgen side adapter, not a PEFT method" in str(err.value), (name, err.value)
+        assert "hfgen.adapters.DFNModel.from_pretrained(path, base_model)" in str(err.value), (name, err.value)
+    assert isinstance(hfgen.load(tmp_path / "dfn", base_model=mf2), DFNModel)  # what the message says works
+
+
 def test_adapter_refuses_another_base_model(mf2, tmp_path):
     DFNModel(DFNConfig(), mf2).save_pretrained(tmp_path / "dfn", model_card=False)
     torch.manual_seed(2)

@@ -12,6 +12,8 @@ import functools
 import pytest
 import torch
 
+from hfgen.testing.tiny_models import tiny_unet2d
+
 NAN, INF = float("nan"), float("inf")
 OUT = "/tmp/hfgen-bad-input-never-created"
 
@@ -21,15 +23,9 @@ OUT = "/tmp/hfgen-bad-input-never-created"
 
 @functools.cache
 def bridge_pipe():
-    from diffusers import UNet2DModel
-
     from hfgen.pipelines import BridgeScheduler, ConsistencyBridgePipeline
 
-    torch.manual_seed(0)
-    unet = UNet2DModel(sample_size=8, in_channels=2, out_channels=1, block_out_channels=(8, 16), layers_per_block=1,
-                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
-                       norm_num_groups=4)
-    pipe = ConsistencyBridgePipeline(unet, BridgeScheduler(solver="consistency"))
+    pipe = ConsistencyBridgePipeline(tiny_unet2d(0), BridgeScheduler(solver="consistency"))
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -260,14 +256,9 @@ for name in ("MaskedDiffusionTrainer", "GFTTrainer", "DDOTrainer", "BridgeTraine
              "ConsistencyDistillationTrainer", "MF2Trainer", "SequentialRecTrainer"):
     case(name, "args", lambda name=name: trainer(name, plain_args()))
 def bridge_trainer_with_a_one_channel_unet():
-    from diffusers import UNet2DModel
-
     from hfgen.trainers import BridgeTrainer
 
-    unet = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16), layers_per_block=1,
-                       norm_num_groups=4, down_block_types=("DownBlock2D", "DownBlock2D"),
-                       up_block_types=("UpBlock2D", "UpBlock2D"))
-    return BridgeTrainer(model=unet, args=config("BridgeConfig"))
+    return BridgeTrainer(model=tiny_unet2d(in_channels=1), args=config("BridgeConfig"))
 
 
 case("BridgeTrainer", "model", bridge_trainer_with_a_one_channel_unet)

@@ -25,20 +25,15 @@ import hfgen
 import hfgen.hub
 from hfgen.guards import checkpoint_problem, last_complete_checkpoint
 from hfgen.hub import STAGING_PREFIX
+from hfgen.testing.tiny_models import tiny_unet2d
 
 # ------------------------------------------------------------------------------------ artifacts
 
 
 def bridge_pipeline(seed):
-    from diffusers import UNet2DModel
-
     from hfgen.pipelines import BridgeScheduler, ConsistencyBridgePipeline
 
-    torch.manual_seed(seed)
-    unet = UNet2DModel(sample_size=8, in_channels=2, out_channels=1, block_out_channels=(8, 16), layers_per_block=1,
-                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
-                       norm_num_groups=4)
-    return ConsistencyBridgePipeline(unet, BridgeScheduler(solver="consistency"))
+    return ConsistencyBridgePipeline(tiny_unet2d(seed), BridgeScheduler(solver="consistency"))
 
 
 def iisan_adapter(seed):

@@ -18,7 +18,9 @@ with ``SideNet`` the gated chain ``s^i = SANB^i(g^i h_i + (1 - g^i) s^{i-1})``, 
 ([`hfgen.adapters.side_adapter.GatedSideNetwork`]). The two heads are decoupled: a data set with
 only AU labels (DISFA, BP4D) or only emotion labels (RAF-DB, AffectNet) trains the head it has.
 On disk DFN follows PEFT: ``adapter_config.json`` (with ``"hfgen_adapter_type": "DFNModel"``) and
-``adapter_model.safetensors`` holding the side network only.
+``adapter_model.safetensors`` holding the side network only. Like the other side adapters it is PEFT-style,
+not PEFT format: PEFT's own loaders raise ``KeyError`` whose text names hfgen and ``DFNModel.from_pretrained``
+(see [`hfgen.adapters.side_adapter`]).
 """
 
 from __future__ import annotations
@@ -86,7 +88,8 @@ class DFNConfig(AdapterConfigMixin):
     inference_mode: bool = field(default=False, metadata={"help": "PEFT field: True when loaded for inference."})
 
     hfgen_adapter_type = "DFNModel"
-    peft_type = "DFN"
+    hfgen_loader_args = "path, base_model"
+    peft_type = "DFN"  # written as peft_type_message("DFN", ...): PEFT's own loaders refuse it naming hfgen
 
     def __post_init__(self):
         check_numeric_fields(self, object)  # types and finiteness of every typed field

@@ -291,10 +291,10 @@ def iisan_head(dim: int, embedding_dim: int, kind: str = "iisan") -> nn.Sequenti
 # ------------------------------------------------------------------------------ config & model
 
 
-def peft_type_message(method: str, adapter_class: str) -> str:
+def peft_type_message(method: str, adapter_class: str, loader_args: str = "path, backbones") -> str:
     """The ``peft_type`` written by hfgen side adapters: readable as an error message when PEFT looks it up."""
     return (f"HFGEN_{method}: an hfgen side adapter, not a PEFT method; PEFT cannot load it. Load it with "
-            f"hfgen.load(path) or hfgen.adapters.{adapter_class}.from_pretrained(path, backbones)")
+            f"hfgen.load(path) or hfgen.adapters.{adapter_class}.from_pretrained({loader_args})")
 
 
 class AdapterConfigMixin:
@@ -303,9 +303,15 @@ class AdapterConfigMixin:
 
     peft_type: str
     hfgen_adapter_type: str
+    hfgen_loader_args = "path, backbones"  # the arguments of the adapter's from_pretrained, for the message
 
     def to_dict(self) -> dict:
-        return {**dataclasses.asdict(self), "peft_type": self.peft_type, "hfgen_adapter_type": self.hfgen_adapter_type}
+        """The ``adapter_config.json`` content. ``peft_type`` is deliberately not a PEFT method name: PEFT's own
+        loaders (``PeftConfig.from_pretrained``, ``PeftModel.from_pretrained``, ``AutoPeftModel...``,
+        transformers' ``load_adapter``) then fail with ``KeyError`` showing this text, which names hfgen and
+        the call that loads the file."""
+        return {**dataclasses.asdict(self), "hfgen_adapter_type": self.hfgen_adapter_type,
+                "peft_type": peft_type_message(self.peft_type, self.hfgen_adapter_type, self.hfgen_loader_args)}
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> None:
         Path(save_directory).mkdir(parents=True, exist_ok=True)
@@ -383,13 +389,6 @@ class SideAdapterConfig(AdapterConfigMixin):
             raise ValueError(f"`gate_temperature` must be > 0, got {self.gate_temperature!r}.")
         if self.activation not in ("relu", "gelu"):
             raise ValueError(f"`activation` must be 'relu' or 'gelu', got {self.activation!r}.")
-
-    def to_dict(self) -> dict:
-        """The ``adapter_config.json`` content. ``peft_type`` is deliberately not a PEFT method name: PEFT's own
-        loaders (``PeftConfig.from_pretrained``, ``PeftModel.from_pretrained``, ``AutoPeftModel...``,
-        transformers' ``load_adapter``) then fail with ``KeyError`` showing this text, which names hfgen and
-        the call that loads the file."""
-        return {**super().to_dict(), "peft_type": peft_type_message(self.peft_type, self.hfgen_adapter_type)}
 
     def modality_option(self, name: str, modality: str):
         value = getattr(self, name)

@@ -5,7 +5,8 @@
 - [`KeyMapper`] hands out source tensors by name and refuses a state dict with a tensor that no rule
   consumed, or a rule whose tensor is absent, naming the keys;
 - [`save_converted`] writes ``save_pretrained``'s safetensors folder and a card naming the source
-  through [`hfgen.hub.atomic_save_dir`] (all or nothing).
+  through [`hfgen.hub.atomic_save_dir`] (all or nothing);
+- [`finish_conversion`], every converter's tail: refuse leftovers, load strictly, cast, eval, save with a card.
 """
 
 from __future__ import annotations
@@ -175,3 +176,18 @@ def save_converted(model, output: str | os.PathLike, card: str) -> Path:
         model.save_pretrained(tmp)  # transformers and Diffusers models save safetensors by default
         (tmp / "README.md").write_text(card, encoding="utf-8")
     return Path(output)
+
+
+def finish_conversion(model, state: dict[str, torch.Tensor], *, torch_dtype: torch.dtype, output, kind: str,
+                      source, usage: str, method: str | None, notes: str = "", mapper: KeyMapper | None = None):
+    """The tail every converter shares: ``mapper.finish()`` (refuse leftover or missing tensors) when given,
+    [`load_converted`], cast to ``torch_dtype``, eval mode, and with ``output`` [`save_converted`] with the card of
+    [`conversion_card`] (``usage``: the code that loads the saved folder). Returns the model."""
+    if mapper is not None:
+        mapper.finish()
+    load_converted(model, state)
+    model = (model if torch_dtype == torch.float32 else model.to(torch_dtype)).eval()
+    if output is not None:
+        save_converted(model, output, conversion_card(kind, str(source), type(model).__name__, usage, method=method,
+                                                      notes=notes))
+    return model

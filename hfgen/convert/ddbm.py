@@ -19,14 +19,7 @@ import os
 
 import torch
 
-from hfgen.convert._common import (
-    ConversionError,
-    KeyMapper,
-    conversion_card,
-    load_converted,
-    read_checkpoint,
-    save_converted,
-)
+from hfgen.convert._common import ConversionError, KeyMapper, finish_conversion, read_checkpoint
 
 # ``train_ddbm.sh`` / ``args.sh`` (DDBM @ 1a928343): e2h: 64 px, 192 channels, 3 res blocks; diode: 256 px, 256, 2
 PRESETS = {
@@ -151,10 +144,7 @@ def convert_ddbm(source: str | os.PathLike, output: str | os.PathLike | None = N
     converted = convert_state_dict(dict(checkpoint), config, set(unet.state_dict()))
     if any(v is None for v in converted.values()):
         raise ConversionError("the DDBM checkpoint is missing tensors (see above).")
-    load_converted(unet, converted)
-    unet = (unet if torch_dtype == torch.float32 else unet.to(torch_dtype)).eval()
-    if output is not None:
-        usage = f"""
+    usage = f"""
 import torch
 from diffusers import UNet2DModel
 from hfgen.pipelines import BridgeScheduler, ConsistencyBridgePipeline
@@ -166,5 +156,5 @@ scheduler = BridgeScheduler(noise_schedule="vp", beta_min=0.1, beta_d=2.0, sigma
 pipe = ConsistencyBridgePipeline(unet, scheduler)
 images = pipe(image=source_images, num_inference_steps=20).images
 """
-        save_converted(unet, output, conversion_card("ddbm", str(source), "UNet2DModel", usage, method="consistency_bridge"))
-    return unet
+    return finish_conversion(unet, converted, torch_dtype=torch_dtype, output=output, kind="ddbm", source=source,
+                             usage=usage, method="consistency_bridge")

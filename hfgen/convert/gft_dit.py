@@ -15,14 +15,7 @@ import re
 
 import torch
 
-from hfgen.convert._common import (
-    ConversionError,
-    KeyMapper,
-    conversion_card,
-    load_converted,
-    read_checkpoint,
-    save_converted,
-)
+from hfgen.convert._common import ConversionError, KeyMapper, finish_conversion, read_checkpoint
 
 DIT_HEADS = {384: 6, 768: 12, 1024: 16, 1152: 16}
 
@@ -93,11 +86,7 @@ def convert_gft_dit(source: str | os.PathLike, output: str | os.PathLike | None 
         if beta_dim is not None:
             out[f"{emb}.timestep_embedder.cond_proj.weight"] = mapper.take("t_embedder.cond_proj.weight")
         out[f"{emb}.class_embedder.embedding_table.weight"] = mapper.take("y_embedder.embedding_table.weight")
-    mapper.finish()
-    load_converted(model, out)
-    model = (model if torch_dtype == torch.float32 else model.to(torch_dtype)).eval()
-    if output is not None:
-        usage = f"""
+    usage = f"""
 import torch
 from diffusers import DDIMScheduler
 from hfgen.models.gft_dit import GFTDiTTransformer2DModel
@@ -112,6 +101,5 @@ for t in scheduler.timesteps:  # guidance-free: ONE network call per step at tem
     latents = scheduler.step(out[:, :{in_channels}], t, latents).prev_sample  # learned-sigma channels dropped
 # decode `latents / 0.18215` with the sd-vae-ft-ema VAE, as DiT does
 """
-        save_converted(model, output, conversion_card("gft-dit", str(source), "GFTDiTTransformer2DModel", usage,
-                                                      method="gft"))
-    return model
+    return finish_conversion(model, out, torch_dtype=torch_dtype, output=output, kind="gft-dit", source=source,
+                             usage=usage, method="gft", mapper=mapper)

@@ -14,14 +14,7 @@ import os
 
 import torch
 
-from hfgen.convert._common import (
-    ConversionError,
-    KeyMapper,
-    conversion_card,
-    load_converted,
-    read_checkpoint,
-    save_converted,
-)
+from hfgen.convert._common import ConversionError, KeyMapper, finish_conversion, read_checkpoint
 
 
 def convert_gft_sd15(source: str | os.PathLike, output: str | os.PathLike | None = None, *,
@@ -50,11 +43,7 @@ def convert_gft_sd15(source: str | os.PathLike, output: str | os.PathLike | None
     unet = UNet2DConditionModel.from_config(config)
     mapper = KeyMapper(checkpoint, "the GFT SD1.5 UNet")
     state = {key: mapper.take(key, tuple(value.shape)) for key, value in unet.state_dict().items()}
-    mapper.finish()
-    load_converted(unet, state)
-    unet = (unet if torch_dtype == torch.float32 else unet.to(torch_dtype)).eval()
-    if output is not None:
-        usage = f"""
+    usage = f"""
 import torch
 from diffusers import DDIMScheduler, UNet2DConditionModel
 from hfgen.pipelines import GuidanceFreePipeline
@@ -67,5 +56,5 @@ latents = pipe(prompt_embeds=prompt_embeds, beta=1 / 3.0, num_inference_steps=50
 # one UNet call per step; beta = 1/guidance_scale. Decode with SD1.5's VAE. The stock
 # StableDiffusionPipeline(guidance_scale=1/beta) also samples it guidance-free (one call per step).
 """
-        save_converted(unet, output, conversion_card("gft-sd15", str(source), "UNet2DConditionModel", usage, method="gft"))
-    return unet
+    return finish_conversion(unet, state, torch_dtype=torch_dtype, output=output, kind="gft-sd15", source=source,
+                             usage=usage, method="gft", mapper=mapper)

@@ -25,10 +25,8 @@ import torch
 from hfgen.convert._common import (
     ConversionError,
     KeyMapper,
-    conversion_card,
-    load_converted,
+    finish_conversion,
     read_checkpoint,
-    save_converted,
     strip_prefix,
     tensors_only,
 )
@@ -178,11 +176,7 @@ def convert_mdlm(source: str | os.PathLike, output: str | os.PathLike | None = N
     heads = num_attention_heads or folder_config.get("n_heads") or folder_config.get("num_attention_heads")
     config = config_from_state(state, mask_token_id=mask_token_id, num_attention_heads=heads, **defaults)
     converted = convert_state_dict(state, config.num_hidden_layers)
-    model = MDLMDiTForMaskedLM(config)
-    load_converted(model, converted)
-    model = model.to(torch_dtype).eval()
-    if output is not None:
-        usage = f"""
+    usage = f"""
 import torch, hfgen  # importing hfgen registers model_type "hfgen_mdlm_dit" with the Auto classes
 from transformers import AutoModelForMaskedLM, AutoTokenizer
 from hfgen.pipelines import FirstHittingScheduler, MaskedDiffusionPipeline
@@ -193,8 +187,7 @@ tokenizer.add_special_tokens({{"mask_token": "<|mask|>"}})  # id {config.mask_to
 pipe = MaskedDiffusionPipeline(denoiser=model, tokenizer=tokenizer, scheduler=FirstHittingScheduler())
 out = pipe(seq_len=1024, generator=torch.Generator().manual_seed(0))
 """
-        notes = (f"\nKind `{kind}`: time_conditioning={config.time_conditioning}, parameterization="
-                 f"`{config.parameterization}`, {'EMA' if use_ema and 'ema' in checkpoint else 'raw'} weights.")
-        save_converted(model, output, conversion_card(kind, str(source), type(model).__name__, usage,
-                                                      method="masked_diffusion", notes=notes))
-    return model
+    notes = (f"\nKind `{kind}`: time_conditioning={config.time_conditioning}, parameterization="
+             f"`{config.parameterization}`, {'EMA' if use_ema and 'ema' in checkpoint else 'raw'} weights.")
+    return finish_conversion(MDLMDiTForMaskedLM(config), converted, torch_dtype=torch_dtype, output=output, kind=kind,
+                             source=source, usage=usage, method="masked_diffusion", notes=notes)

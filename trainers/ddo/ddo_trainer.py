@@ -26,10 +26,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from accelerate.utils import is_peft_model
 from torch import nn
 from transformers import Trainer, TrainerCallback
 
-from ..base import HfgenTrainerMixin, check_args
+from ..base import HfgenTrainerMixin, _add_adapter, _is_adapted_diffusers_model, check_args
 from .ddo_config import DDOConfig
 
 TOKEN_KEYS = ("input_ids", "attention_mask", "labels")
@@ -222,10 +223,15 @@ class DDOTrainer(HfgenTrainerMixin, Trainer):
             the ``ddo/*`` metrics on it (``eval_``-prefixed).
         null_encoder_hidden_states: ``(L, D)`` null text condition (e.g. the embedding of ""), needed with
             ``cond_drop_prob > 0`` when batches carry ``encoder_hidden_states``.
+        peft_config: a PEFT config (e.g. ``LoraConfig``): θ becomes ``model`` with that adapter, the reference
+            stays the plain ``model`` (see [`~hfgen.trainers.base.HfgenTrainerMixin`] for adapter-only saves).
 
-    With ``args.ema_decay`` set, ``trainer.ema_model`` holds the EMA of θ (a separate frozen module, initialised
-    to θ, updated after each optimizer step, saved in each checkpoint and restored on resume); export it with
-    ``trainer.ema_model.save_pretrained(...)``.
+    With ``args.ema_decay`` set, ``trainer.ema_model`` holds the EMA of θ (a separate frozen copy of the trained
+    module, initialised to θ, updated after each optimizer step, saved in each checkpoint and restored on resume);
+    export it with ``trainer.ema_model.save_pretrained(...)``. With ``peft_config`` the copy is made after the
+    adapter is added (as Diffusers' scripts build ``EMAModel(unet.parameters())`` after ``add_adapter``): the EMA
+    averages the adapter's parameters, the frozen base stays the model's, checkpoints hold the adapter's EMA only,
+    and the export is an adapter (``save_pretrained`` of a PEFT model, ``save_lora_adapter`` of a Diffusers one).
 
     Logged: ``ddo/log_ratio_real``, ``ddo/log_ratio_fake`` (means of r on each half), ``ddo/margin`` (their
     difference) and ``ddo/accuracy`` (how often the implicit discriminator classifies a sample right, ties 1/2).
@@ -238,7 +244,7 @@ class DDOTrainer(HfgenTrainerMixin, Trainer):
     def __init__(self, model: nn.Module, ref_model: nn.Module | None = None, args: DDOConfig | None = None,
                  train_dataset=None, fake_dataset=None, noise_scheduler=None, data_collator=None,
                  processing_class=None, callbacks=None, optimizers=(None, None),
-                 null_encoder_hidden_states: torch.Tensor | None = None, **kwargs):
+                 null_encoder_hidden_states: torch.Tensor | None = None, peft_config=None, **kwargs):
         args = check_args(args, DDOConfig, "ddo-model")
         if train_dataset is None or fake_dataset is None:
             raise ValueError("`train_dataset` (real data) and `fake_dataset` (reference samples) are both required.")
@@ -247,6 +253,8 @@ class DDOTrainer(HfgenTrainerMixin, Trainer):
         elif ref_model is model:
             raise ValueError("`ref_model` must be a separate copy of the model, not the trained model itself.")
         self._check_same_architecture(model, ref_model)
+        if peft_config is not None:  # here, not in the base class: dropout and the EMA must see the adapted model
+            model = _add_adapter(model, peft_config)
         self.is_diffusion = noise_scheduler is not None
         self._check_examples(train_dataset[0], fake_dataset[0])
         if args.disable_dropout:
@@ -261,6 +269,8 @@ class DDOTrainer(HfgenTrainerMixin, Trainer):
             self._init_condition_dropout(model, args, train_dataset[0], null_encoder_hidden_states)
         self.ema_model = None
         if args.ema_decay is not None:
+            # the EMA averages exactly the trained parameters (the adapter's with `peft_config`), matched by name
+            self._ema_names = [n for n, p in model.named_parameters() if p.requires_grad]
             self.ema_model = copy.deepcopy(model).eval().requires_grad_(False)
             callbacks = [_EMACallback(self), *(callbacks or [])]  # before user callbacks that read the EMA
         if data_collator is None:
@@ -426,18 +436,28 @@ class DDOTrainer(HfgenTrainerMixin, Trainer):
 
     @torch.no_grad()
     def update_ema(self) -> None:
-        """``θ_ema ← d·θ_ema + (1 − d)·θ`` for every parameter (``d = ema_decay``); buffers are copied."""
+        """``θ_ema ← d·θ_ema + (1 − d)·θ`` for every trained parameter (``d = ema_decay``), matched by name; frozen
+        parameters (a PEFT adapter's base) never change, so the EMA's stay equal to them; buffers are copied."""
         decay = self.args.ema_decay
         online = self.accelerator.unwrap_model(self.model)
-        for p_ema, p in zip(self.ema_model.parameters(), online.parameters()):
-            p_ema.lerp_(p.detach(), 1.0 - decay)
+        params, ema_params = dict(online.named_parameters()), dict(self.ema_model.named_parameters())
+        for name in self._ema_names:
+            ema_params[name].lerp_(params[name].detach(), 1.0 - decay)
         for b_ema, b in zip(self.ema_model.buffers(), online.buffers()):
             b_ema.copy_(b)
 
     def checkpointed_modules(self) -> dict[str, nn.Module]:
         """The EMA is training state, like the optimizer's moments: saved with each checkpoint as
-        ``ddo_ema.safetensors`` and restored on resume, so a resumed run equals an unbroken one."""
-        return {} if self.ema_model is None else {"ddo_ema": self.ema_model}
+        ``ddo_ema.safetensors`` and restored on resume, so a resumed run equals an unbroken one. With an adapter
+        the file holds the EMA of the trained parameters only (keyed by their names, ``/`` for ``.``), as the
+        checkpoint holds the adapter only: the frozen base is the model's own."""
+        if self.ema_model is None:
+            return {}
+        model = self.accelerator.unwrap_model(self.model)
+        if not (is_peft_model(model) or _is_adapted_diffusers_model(model)):
+            return {"ddo_ema": self.ema_model}
+        ema_params = dict(self.ema_model.named_parameters())
+        return {"ddo_ema": nn.ParameterDict({n.replace(".", "/"): ema_params[n] for n in self._ema_names})}
 
     # -------------------------------------------------------------------------------- card
 

@@ -186,6 +186,10 @@ def ddo_self_play(model: nn.Module, args: DDOConfig, train_dataset,
     then deleted. Each round's training is seeded from ``args.seed`` (as ``Trainer`` does), so no RNG state needs
     saving.
     """
+    if trainer_kwargs.get("peft_config") is not None:  # each round's best θ must load into the next reference
+        raise ValueError("`peft_config` is not supported by `ddo_self_play`: a round's best model becomes the next "
+                         "reference, which needs full weights. Train with `DDOTrainer(..., peft_config=...)` and merge "
+                         "the adapter (`merge_and_unload`) before a next round, or run self-play without an adapter.")
     fingerprint = _fingerprint(model, args, greater_is_better)
     rounds: list[SelfPlayRound] = []
     best_model = model
