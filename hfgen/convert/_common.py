@@ -153,8 +153,9 @@ def load_converted(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> No
 
 
 def conversion_card(kind: str, source: str, cls_name: str, usage: str, method: str | None = None,
-                    notes: str = "") -> str:
-    """A model card naming the source checkpoint and the converter (hfgen metadata when ``method`` is given)."""
+                    notes: str = "", card_vars: dict | None = None) -> str:
+    """A model card naming the source checkpoint and the converter (hfgen metadata when ``method`` is given;
+    ``card_vars`` are the method card template's variables, e.g. ``{"kind": "dit"}``)."""
     body = (f"\n## Converted checkpoint\n\nConverted with `hfgen convert {kind}` from `{source}` into "
             f"`{cls_name}`. Every source tensor was mapped (the converter refuses unmapped or missing tensors); "
             f"the conversion is checked against a transcription of the official architecture on random weights "
@@ -163,7 +164,8 @@ def conversion_card(kind: str, source: str, cls_name: str, usage: str, method: s
         return f"---\nlibrary_name: hfgen\ntags:\n- hfgen\n- hfgen-converted\n---\n\n# {cls_name} (converted)\n{body}"
     from hfgen.hub import render_model_card
 
-    card = render_model_card(method, model_name=f"{cls_name} converted from {source}", extra_tags=["hfgen-converted"])
+    card = render_model_card(method, model_name=f"{cls_name} converted from {source}", extra_tags=["hfgen-converted"],
+                             **(card_vars or {}))
     return str(card) + body
 
 
