@@ -124,6 +124,8 @@ def test_save_and_load_round_trip(models, tmp_path):
     loaded.set_progress_bar_config(disable=True)
     assert torch.equal(sample(loaded, beta=0.5), sample(pipe, beta=0.5))
     assert loaded.num_classes == NUM_CLASSES
+    card = (tmp_path / "pipe" / "README.md").read_text()  # the card's usage is the DiT one, not the UNet one
+    assert "# transformer: a GFT DiT" in card and "UNet2DConditionModel" not in card
 
 
 def test_bad_inputs_name_the_argument(models):

@@ -91,6 +91,9 @@ class GuidanceFreePipeline(HfgenPipelineMixin, DiffusionPipeline):
             raise ValueError(f"`transformer` must be a GFTDiTTransformer2DModel, got {type(transformer).__name__}.")
         self.register_modules(unet=unet, scheduler=scheduler, transformer=transformer)
 
+    def model_card_kwargs(self) -> dict:
+        return {"kind": "dit"} if self.denoiser is not None and self.denoiser is not self.unet else {}
+
     @property
     def denoiser(self) -> UNet2DConditionModel | GFTDiTTransformer2DModel | None:
         """The network called at every step: ``transformer`` if given, else ``unet``."""
