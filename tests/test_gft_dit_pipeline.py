@@ -146,6 +146,17 @@ def test_bad_inputs_name_the_argument(models):
         GuidanceFreePipeline(scheduler=DPMSolverMultistepScheduler())(class_labels=[1])
 
 
+def test_gft_trainer_refuses_the_dit_by_name(models, tmp_path):
+    """``has_beta_input`` is true for the DiT, but GFTTrainer's loss calls the UNet interface: refused up front.
+    Without the check the trainer fails on an unrelated argument (``null_encoder_hidden_states``)."""
+    from hfgen.trainers import GFTConfig, GFTTrainer
+
+    _, dit, _ = models
+    args = GFTConfig(output_dir=str(tmp_path), use_cpu=True, report_to="none", max_steps=1)
+    with pytest.raises(ValueError, match="`model` is a GFTDiTTransformer2DModel"):
+        GFTTrainer(dit, args=args, train_dataset=[{"pixel_values": torch.zeros(4, 8, 8), "labels": 0}])
+
+
 def test_the_official_timestep_shift_is_a_real_difference(models):
     """The official evaluation feeds ``t + 1``; the pipeline feeds ``t`` (Diffusers' convention): not the same
     latents, which is why the references above use ``timestep_shift=0``."""
