@@ -177,7 +177,7 @@ class GuidanceFreePipeline(HfgenPipelineMixin, DiffusionPipeline):
             "encoder_hidden_states": negative_prompt_embeds.to(device=device, dtype=dtype).expand_as(prompt_embeds)}
         return cond, null
 
-    def _unet(self, x, t, beta, condition):
+    def _denoise(self, x, t, beta, condition):
         """One network call; ``beta`` is a float64 CPU tensor (see [`beta_embedding`]) or None (no β input)."""
         if self.denoiser is not self.unet:
             timesteps = t.reshape(-1).expand(x.shape[0]) if torch.is_tensor(t) else torch.full((x.shape[0],), t)
@@ -192,10 +192,10 @@ class GuidanceFreePipeline(HfgenPipelineMixin, DiffusionPipeline):
         """The model output of one step: GFT's single call at β, or CFG's ε_u + s(ε_c − ε_u) (batched, 2 NFEs)."""
         batch_size = latents.shape[0]
         if guidance == "free":
-            return self._unet(latents, t, torch.full((batch_size,), beta, dtype=torch.float64), condition)
+            return self._denoise(latents, t, torch.full((batch_size,), beta, dtype=torch.float64), condition)
         ones = torch.ones(2 * batch_size, dtype=torch.float64)  # a GFT model used with CFG: both branches at β = 1
         both = {k: None if v is None else torch.cat([v, null_condition[k]]) for k, v in condition.items()}
-        cond, uncond = self._unet(torch.cat([latents, latents]), t, ones, both).chunk(2)
+        cond, uncond = self._denoise(torch.cat([latents, latents]), t, ones, both).chunk(2)
         return uncond + guidance_scale * (cond - uncond)
 
     @torch.no_grad()
@@ -271,7 +271,7 @@ class GuidanceFreePipeline(HfgenPipelineMixin, DiffusionPipeline):
         for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
             model_input = self.scheduler.scale_model_input(latents, t)
             if guidance == "conditional":  # CFG at scale 1 is the plain conditional model: one call
-                model_output = self._unet(model_input, t, None, condition)
+                model_output = self._denoise(model_input, t, None, condition)
             else:
                 model_output = self.predict(model_input, t, beta, guidance_scale, guidance, condition, null_condition)
             latents = self.scheduler.step(model_output, t, latents, **step_kwargs).prev_sample
