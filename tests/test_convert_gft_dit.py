@@ -74,19 +74,23 @@ def test_refusals(checkpoint, tmp_path):
         convert("gft-dit", tmp_path / "missing.pt")  # width 32 is no DiT family member
 
 
-def test_card_sampling_loop_makes_one_call_per_step(checkpoint, tmp_path):
-    """The converted card's loop: guidance-free DDIM with one network call per step, learned-sigma channels dropped."""
-    from diffusers import DDIMScheduler
+def test_card_snippet_samples_through_guidance_free_pipeline_with_one_call_per_step(checkpoint, tmp_path):
+    """The converted card's snippet, run as written up to the VAE (not available offline), with this tiny model's
+    labels and 4 steps: GuidanceFreePipeline with the transformer, one network call per step."""
+    import re
 
     _, _, path = checkpoint
-    model = convert("gft-dit", path, num_heads=2)
+    convert("gft-dit", path, tmp_path / "gft-dit", num_heads=2)
+    card = (tmp_path / "gft-dit" / "README.md").read_text()
+    code = re.findall(r"```python\n(.*?)```", card, re.S)[-1]  # the converter's snippet closes the card
+    assert "GuidanceFreePipeline(transformer=transformer" in code
+    code = code[: code.index("vae = ")].replace("[207, 360, 387, 974]", "[1, 2, 3, 9]").replace("=50", "=4")
     calls = []
-    model.register_forward_hook(lambda *a: calls.append(1))
-    scheduler = DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear", clip_sample=False)
-    scheduler.set_timesteps(4)
-    latents = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        for t in scheduler.timesteps:
-            out = model(latents, t.expand(2), class_labels=torch.tensor([3, 4]), beta=1 / 1.5).sample
-            latents = scheduler.step(out[:, :4], t, latents).prev_sample
-    assert len(calls) == 4 and torch.isfinite(latents).all()
+    hook = torch.nn.modules.module.register_module_forward_hook(
+        lambda module, *a: calls.append(1) if isinstance(module, GFTDiTTransformer2DModel) else None)
+    try:
+        namespace = {}
+        exec(code, namespace)
+    finally:
+        hook.remove()
+    assert len(calls) == 4 and namespace["latents"].shape == (4, 4, 8, 8) and torch.isfinite(namespace["latents"]).all()

@@ -65,6 +65,7 @@ class Spec:
     output: Callable[[Any], Any]  # pipeline output -> array to compare
     load_kwargs: Callable[[Any], dict] = field(default=lambda pipe: {})  # what from_pretrained needs besides the folder
     callback_step_key: str = "latents"
+    variant: str = ""  # tells apart two specs of one pipeline class (e.g. in Hub repo ids)
 
 
 def _mdm():
@@ -91,6 +92,18 @@ def _gft():
                                 up_block_types=("UpBlock2D", "UpBlock2D"), mid_block_type=None, norm_num_groups=8,
                                 num_class_embeds=11, time_cond_proj_dim=32)
     return GuidanceFreePipeline(unet=unet, scheduler=DDIMScheduler())
+
+
+def _gft_dit():
+    from diffusers import DPMSolverMultistepScheduler
+
+    from hfgen.models.gft_dit import GFTDiTTransformer2DModel
+    from hfgen.pipelines import GuidanceFreePipeline
+
+    torch.manual_seed(0)
+    dit = GFTDiTTransformer2DModel(num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=8,
+                                   num_layers=1, sample_size=8, num_embeds_ada_norm=10, beta_cond_proj_dim=32)
+    return GuidanceFreePipeline(transformer=dit.eval(), scheduler=DPMSolverMultistepScheduler())
 
 
 def _bridge():
@@ -145,6 +158,11 @@ SPECS = {
         "GuidanceFreePipeline", _gft,
         lambda seed: dict(class_labels=[3, 7], beta=0.5, num_inference_steps=2, generator=_gen(seed), output_type="np"),
         lambda out: out[0]),
+    "GuidanceFreePipeline[dit]": Spec(  # the same pipeline around a converted GFT DiT (`transformer`)
+        "GuidanceFreePipeline", _gft_dit,
+        lambda seed: dict(class_labels=[3, 7], beta=0.5, num_inference_steps=2, generator=_gen(seed),
+                          output_type="latent"),
+        lambda out: out[0], variant="-dit"),
     "ConsistencyBridgePipeline": Spec(
         "ConsistencyBridgePipeline", _bridge,
         lambda seed: dict(image=torch.linspace(0, 1, 2 * 16 * 16).reshape(2, 1, 16, 16), num_inference_steps=2,
@@ -166,7 +184,7 @@ def test_every_registered_pipeline_is_covered():
     import hfgen
 
     registered = {name for info in hfgen.list_methods() for name in info.components if name.endswith("Pipeline")}
-    assert registered == set(SPECS)
+    assert registered == {spec.name for spec in SPECS.values()}
 
 
 def _np(x):
@@ -194,7 +212,7 @@ def test_from_pretrained_by_repo_id_and_push_to_hub_card(spec, tmp_path, fake_hu
 
     pipe = spec.build()
     pipe.set_progress_bar_config(disable=True)
-    repo_id = f"hfgen-ci/eco-{spec.name.lower()}"
+    repo_id = f"hfgen-ci/eco-{spec.name.lower()}{spec.variant}"
     pipe.push_to_hub(repo_id)
 
     card = ModelCard.load(repo_id)
@@ -228,7 +246,7 @@ def test_save_pretrained_and_push_from_save_pretrained_carry_the_card(spec, tmp_
 
     with pytest.raises(AttributeError, match=f"module diffusers has no attribute {spec.name}"):
         DiffusionPipeline.from_pretrained(tmp_path / "saved", **spec.load_kwargs(pipe))
-    repo_id = f"hfgen-ci/eco-save-push-{spec.name.lower()}"
+    repo_id = f"hfgen-ci/eco-save-push-{spec.name.lower()}{spec.variant}"
     pipe.save_pretrained(tmp_path / "pushed", push_to_hub=True, repo_id=repo_id)
     assert ModelCard.load(repo_id).data.library_name == "hfgen"
 

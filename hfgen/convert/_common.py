@@ -154,8 +154,9 @@ def load_converted(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> No
 
 
 def conversion_card(kind: str, source: str, cls_name: str, usage: str, method: str | None = None,
-                    notes: str = "") -> str:
-    """A model card naming the source checkpoint and the converter (hfgen metadata when ``method`` is given)."""
+                    notes: str = "", card_vars: dict | None = None) -> str:
+    """A model card naming the source checkpoint and the converter (hfgen metadata when ``method`` is given;
+    ``card_vars`` are the method card template's variables, e.g. ``{"kind": "dit"}``)."""
     body = (f"\n## Converted checkpoint\n\nConverted with `hfgen convert {kind}` from `{source}` into "
             f"`{cls_name}`. Every source tensor was mapped (the converter refuses unmapped or missing tensors); "
             f"the conversion is checked against a transcription of the official architecture on random weights "
@@ -164,7 +165,8 @@ def conversion_card(kind: str, source: str, cls_name: str, usage: str, method: s
         return f"---\nlibrary_name: hfgen\ntags:\n- hfgen\n- hfgen-converted\n---\n\n# {cls_name} (converted)\n{body}"
     from hfgen.hub import render_model_card
 
-    card = render_model_card(method, model_name=f"{cls_name} converted from {source}", extra_tags=["hfgen-converted"])
+    card = render_model_card(method, model_name=f"{cls_name} converted from {source}", extra_tags=["hfgen-converted"],
+                             **(card_vars or {}))
     return str(card) + body
 
 
@@ -179,15 +181,17 @@ def save_converted(model, output: str | os.PathLike, card: str) -> Path:
 
 
 def finish_conversion(model, state: dict[str, torch.Tensor], *, torch_dtype: torch.dtype, output, kind: str,
-                      source, usage: str, method: str | None, notes: str = "", mapper: KeyMapper | None = None):
+                      source, usage: str, method: str | None, notes: str = "", mapper: KeyMapper | None = None,
+                      card_vars: dict | None = None):
     """The tail every converter shares: ``mapper.finish()`` (refuse leftover or missing tensors) when given,
     [`load_converted`], cast to ``torch_dtype``, eval mode, and with ``output`` [`save_converted`] with the card of
-    [`conversion_card`] (``usage``: the code that loads the saved folder). Returns the model."""
+    [`conversion_card`] (``usage``: the code that loads the saved folder; ``card_vars``: the method card's template
+    variables). Returns the model."""
     if mapper is not None:
         mapper.finish()
     load_converted(model, state)
     model = (model if torch_dtype == torch.float32 else model.to(torch_dtype)).eval()
     if output is not None:
         save_converted(model, output, conversion_card(kind, str(source), type(model).__name__, usage, method=method,
-                                                      notes=notes))
+                                                      notes=notes, card_vars=card_vars))
     return model

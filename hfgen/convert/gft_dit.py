@@ -88,18 +88,22 @@ def convert_gft_dit(source: str | os.PathLike, output: str | os.PathLike | None 
         out[f"{emb}.class_embedder.embedding_table.weight"] = mapper.take("y_embedder.embedding_table.weight")
     usage = f"""
 import torch
-from diffusers import DDIMScheduler
+from diffusers import AutoencoderKL, DPMSolverMultistepScheduler
 from hfgen.models.gft_dit import GFTDiTTransformer2DModel
+from hfgen.pipelines import GuidanceFreePipeline
 
 transformer = GFTDiTTransformer2DModel.from_pretrained("{output}")
-scheduler = DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear", clip_sample=False)  # DiT's schedule
-scheduler.set_timesteps(50)
-latents = torch.randn(4, {in_channels}, {grid * patch}, {grid * patch})
-labels = torch.tensor([207, 360, 387, 974])
-for t in scheduler.timesteps:  # guidance-free: ONE network call per step at temperature beta = 1/cfg_scale
-    out = transformer(latents, t.expand(4), class_labels=labels, beta=1 / 1.5).sample
-    latents = scheduler.step(out[:, :{in_channels}], t, latents).prev_sample  # learned-sigma channels dropped
-# decode `latents / 0.18215` with the sd-vae-ft-ema VAE, as DiT does
+# the sampler of the paper's evaluation (thu-ml/GFT DiT/eval.sh + dpm_sample.py): DPM-Solver++ 2nd order, 50 steps;
+# its defaults are DiT's schedule (linear betas 1e-4 .. 0.02 over 1000 steps, epsilon prediction)
+scheduler = DPMSolverMultistepScheduler(solver_order=2)
+pipe = GuidanceFreePipeline(transformer=transformer, scheduler=scheduler)
+latents = pipe(class_labels=[207, 360, 387, 974], beta=1 / 1.5, num_inference_steps=50,
+               generator=torch.Generator().manual_seed(0), output_type="latent").images
+# ONE transformer call per step at temperature beta = 1/cfg_scale (the learned-sigma channels are dropped);
+# guidance="cfg", guidance_scale=1.5 gives classifier-free guidance (two passes per step) for comparison.
+# The official script feeds the network t + 1 for the scheduler's t; the pipeline feeds t, as Diffusers' DiTPipeline.
+vae = AutoencoderKL.from_pretrained("stabilityai/sd-vae-ft-ema")  # DiT's VAE
+images = vae.decode(latents / 0.18215).sample  # in [-1, 1]
 """
     return finish_conversion(model, out, torch_dtype=torch_dtype, output=output, kind="gft-dit", source=source,
-                             usage=usage, method="gft", mapper=mapper)
+                             usage=usage, method="gft", mapper=mapper, card_vars={"kind": "dit"})

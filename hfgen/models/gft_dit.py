@@ -23,6 +23,10 @@ from diffusers import DiTTransformer2DModel
 from diffusers.configuration_utils import register_to_config
 from diffusers.models.embeddings import CombinedTimestepLabelEmbeddings, TimestepEmbedding, Timesteps
 
+# Diffusers' pipeline loader finds a component's loading method by looking `ModelMixin` up in the module that
+# model_index.json names (here): GuidanceFreePipeline.from_pretrained of a folder with this model needs it.
+from diffusers.models.modeling_utils import ModelMixin  # noqa: F401
+
 
 def dit_sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
     """DiT's ``TimestepEmbedder.timestep_embedding``: ``[cos(t w), sin(t w)]`` with ``w_i = max_period^(-i / half)``."""

@@ -48,7 +48,10 @@ def beta_embedding(beta: torch.Tensor, embedding_dim: int, dtype: torch.dtype = 
     Args:
         embedding_type: ``"guidance_scale"`` (the official SD1.5 form, the default): the sinusoidal guidance-scale
             embedding of w = 1/β − 1, identical to ``StableDiffusionPipeline.get_guidance_scale_embedding``
-            (``[sin, cos]`` of ``1000 w``). It varies fast in β near 0. ``"timestep"`` (the official DiT form,
+            (``[sin, cos]`` of ``1000 w``). It varies fast in β near 0. As in the official code, it is computed
+            in float32 and then cast to ``dtype``, and w in ``beta``'s precision: a float32 ``beta`` gives the
+            official training code's embedding bit for bit, a float64 one that of ``guidance_scale − 1`` in
+            Python floats (the stock pipeline the official sampling uses; [`GuidanceFreePipeline`] passes float64). ``"timestep"`` (the official DiT form,
             ``beta_in="linear"``): DiT's timestep embedding of β·1000 (``[cos, sin]``, frequencies
             ``exp(−ln(10⁴)·i/half)``), smooth in β.
     """
@@ -62,10 +65,15 @@ def beta_embedding(beta: torch.Tensor, embedding_dim: int, dtype: torch.dtype = 
         angles = (beta.float() * 1000.0)[:, None] * freqs.to(beta.device)[None]
         emb = torch.cat([torch.cos(angles), torch.sin(angles)], dim=1).to(dtype)
     else:
-        w = (1.0 / beta.double() - 1.0).to(dtype) * 1000.0  # rounded as Diffusers rounds guidance_scale − 1
-        freqs = torch.exp(torch.arange(half_dim, dtype=dtype, device=beta.device) * -(torch.log(torch.tensor(10000.0)) / (half_dim - 1)))
+        # w = 1/β − 1 in β's precision (at least float32), the embedding in float32 whatever `dtype`, then cast:
+        # float32 β is the official train.py (`torch.reciprocal(beta) - 1`), float64 β the official sampling
+        # (stock StableDiffusionPipeline: `guidance_scale - 1` in Python floats, rounded to float32 once)
+        w = torch.reciprocal(beta if beta.dtype == torch.float64 else beta.float()) - 1.0
+        w = w.float() * 1000.0
+        freqs = torch.exp(torch.arange(half_dim, dtype=torch.float32, device=beta.device)
+                          * -(torch.log(torch.tensor(10000.0)) / (half_dim - 1)))
         angles = w[:, None] * freqs[None, :]
-        emb = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
+        emb = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1).to(dtype)
     if embedding_dim % 2 == 1:
         emb = torch.nn.functional.pad(emb, (0, 1))
     return emb
@@ -78,14 +86,16 @@ def beta_embedding_type(unet) -> str:
 
 def unet_timestep_cond(unet, beta: torch.Tensor | None, dtype: torch.dtype = torch.float32) -> torch.Tensor | None:
     """``timestep_cond`` of ``unet`` for temperatures ``beta`` (None when the UNet has no β input or β is None)."""
-    if beta is None or not has_beta_input(unet):
+    if beta is None or getattr(unet.config, "time_cond_proj_dim", None) is None:
         return None
     return beta_embedding(beta, unet.config.time_cond_proj_dim, dtype, beta_embedding_type(unet))
 
 
-def has_beta_input(unet) -> bool:
-    """Whether ``unet`` takes a β input (a ``timestep_cond`` through ``time_cond_proj_dim``)."""
-    return getattr(unet.config, "time_cond_proj_dim", None) is not None
+def has_beta_input(model) -> bool:
+    """Whether ``model`` takes a β input: a UNet's ``timestep_cond`` through ``time_cond_proj_dim``, or a
+    [`~hfgen.models.gft_dit.GFTDiTTransformer2DModel`]'s ``beta`` through ``beta_cond_proj_dim``."""
+    config = model.config
+    return any(getattr(config, key, None) is not None for key in ("time_cond_proj_dim", "beta_cond_proj_dim"))
 
 
 def add_beta_conditioning(unet, time_cond_proj_dim: int = 256, beta_embedding_type: str = "guidance_scale"):

@@ -1,4 +1,4 @@
-"""Guidance-free sampling (GFT, arXiv 2501.15420): one network call per denoising step."""
+"""Guidance-free sampling (GFT, arXiv 2501.15420): one network call per denoising step, with a UNet or a DiT."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from hfgen.guards import check_arguments
 from hfgen.hub import HfgenPipelineMixin
+from hfgen.models.gft_dit import GFTDiTTransformer2DModel
 
 from ..utils import check_callback_inputs, run_callback
 from .modeling_beta_conditioning import guidance_scale_to_beta, has_beta_input, unet_timestep_cond
@@ -31,38 +32,77 @@ EXAMPLE_DOC_STRING = """
         >>> images = pipe(class_labels=[3, 7], beta=0.5, num_inference_steps=10, output_type="pt").images
         >>> images.shape  # one unet call per step, same quality target as CFG at guidance_scale = 1/beta
         torch.Size([2, 1, 8, 8])
+
+        >>> from diffusers import DPMSolverMultistepScheduler
+        >>> from hfgen.models.gft_dit import GFTDiTTransformer2DModel
+
+        >>> dit = GFTDiTTransformer2DModel(  # a (tiny, untrained) GFT DiT; `hfgen convert gft-dit` makes the real ones
+        ...     num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=8, num_layers=1,
+        ...     sample_size=8, num_embeds_ada_norm=10, beta_cond_proj_dim=32)
+        >>> pipe = GuidanceFreePipeline(transformer=dit, scheduler=DPMSolverMultistepScheduler())
+        >>> latents = pipe(class_labels=[3, 7], beta=1 / 1.5, num_inference_steps=10, output_type="latent").images
+        >>> latents.shape  # one DiT call per step; decode `latents / 0.18215` with the sd-vae-ft-ema VAE
+        torch.Size([2, 4, 8, 8])
         ```
 """
 
 GUIDANCE_MODES = ("free", "cfg")
-OUTPUT_TYPES = ("pil", "np", "pt")
+OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 
 
 class GuidanceFreePipeline(HfgenPipelineMixin, DiffusionPipeline):
-    r"""Sample a GFT-trained UNet at temperature ``beta`` with one forward pass per step, or a CFG-trained
-    UNet (or the same GFT UNet at β = 1) with classifier-free guidance, two passes per step, for comparison.
+    r"""Sample a GFT-trained denoiser at temperature ``beta`` with one forward pass per step, or a CFG-trained
+    one (or the same GFT model at β = 1) with classifier-free guidance, two passes per step, for comparison.
 
     GFT trains ε_θ(x_t | c, β) so that at the optimum ε_θ(x_t | c, β) = ε_u + (ε_c − ε_u)/β: the CFG
     prediction at guidance scale s = 1/β (see ``hfgen.trainers.GFTTrainer``).
 
     Args:
-        unet ([`UNet2DConditionModel`]):
+        unet ([`UNet2DConditionModel`], *optional*):
             The denoiser (ε-, v- or x0-prediction, as its scheduler says). Class-conditional models use
             ``num_class_embeds = num_classes + 1`` with the last label as the null (dropped) class;
             text-conditional ones take ``prompt_embeds``. GFT models have ``time_cond_proj_dim`` (the β input).
         scheduler ([`SchedulerMixin`]):
             Any Diffusers scheduler, e.g. [`DDIMScheduler`] or [`DPMSolverMultistepScheduler`] (the paper's sampler).
+        transformer ([`~hfgen.models.gft_dit.GFTDiTTransformer2DModel`], *optional*):
+            A class-conditional GFT DiT (e.g. from ``hfgen convert gft-dit``), instead of ``unet``, called as
+            ``transformer(x, t, class_labels=y, beta=β)``; its null class is ``num_embeds_ada_norm`` (DiT's
+            ``LabelEmbedder``), and of a learned-sigma output (``out_channels = 2 * in_channels``) only the
+            ε half is used, as in [`~diffusers.DiTPipeline`] and the official GFT sampling. The official evaluation
+            (thu-ml/GFT ``DiT/eval.sh``) samples with ``DPMSolverMultistepScheduler(solver_order=2)`` (its defaults
+            are DiT's linear β schedule over 1000 steps), 50 steps; it feeds the network ``t + 1`` where this
+            pipeline, like ``DiTPipeline``, feeds the scheduler's ``t``.
+
+    Pass one of ``unet`` and ``transformer`` (both are optional components in Diffusers' sense, so that a folder
+    saved with either loads with [`~DiffusionPipeline.from_pretrained`]; sampling needs one, and ``scheduler``).
     """
 
-    model_cpu_offload_seq = "unet"
+    model_cpu_offload_seq = "transformer->unet"
+    _optional_components = ["unet", "scheduler", "transformer"]  # __call__ needs `scheduler` and one denoiser
     _callback_tensor_inputs = ["latents"]
 
-    def __init__(self, unet: UNet2DConditionModel, scheduler: KarrasDiffusionSchedulers):
+    def __init__(self, unet: UNet2DConditionModel | None = None, scheduler: KarrasDiffusionSchedulers | None = None,
+                 transformer: GFTDiTTransformer2DModel | None = None):
         super().__init__()
-        self.register_modules(unet=unet, scheduler=scheduler)
+        if unet is not None and transformer is not None:
+            raise ValueError("Pass one denoiser, `unet` (a UNet2DConditionModel) or `transformer` (a "
+                             "GFTDiTTransformer2DModel), not both.")
+        if transformer is not None and not isinstance(transformer, GFTDiTTransformer2DModel):
+            raise ValueError(f"`transformer` must be a GFTDiTTransformer2DModel, got {type(transformer).__name__}.")
+        self.register_modules(unet=unet, scheduler=scheduler, transformer=transformer)
+
+    def model_card_kwargs(self) -> dict:
+        return {"kind": "dit"} if self.denoiser is not None and self.denoiser is not self.unet else {}
+
+    @property
+    def denoiser(self) -> UNet2DConditionModel | GFTDiTTransformer2DModel | None:
+        """The network called at every step: ``transformer`` if given, else ``unet``."""
+        return self.transformer if getattr(self, "transformer", None) is not None else self.unet
 
     @property
     def num_classes(self) -> int | None:
+        if self.denoiser is not self.unet:  # DiT's LabelEmbedder: num_classes rows + the null row
+            return self.transformer.config.num_embeds_ada_norm
         n = self.unet.config.num_class_embeds
         return None if n is None else n - 1
 
@@ -84,12 +124,15 @@ class GuidanceFreePipeline(HfgenPipelineMixin, DiffusionPipeline):
             raise ValueError(f"`guidance_scale` must be >= 1, got {guidance_scale!r}.")
         if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
             raise ValueError(f"`num_inference_steps` must be a positive int, got {num_inference_steps!r}.")
-        if guidance == "free" and not has_beta_input(self.unet):
-            raise ValueError(
-                "`guidance='free'` needs a GFT model with a β input (`unet.config.time_cond_proj_dim`), but this unet "
-                "has none; train it with GFTTrainer (or add_beta_conditioning + fine-tuning), or sample it with "
-                "guidance='cfg'."
-            )
+        if guidance == "free" and not has_beta_input(self.denoiser):
+            if self.denoiser is self.unet:
+                raise ValueError(
+                    "`guidance='free'` needs a GFT model with a β input (`unet.config.time_cond_proj_dim`), but this "
+                    "unet has none; train it with GFTTrainer (or add_beta_conditioning + fine-tuning), or sample it "
+                    "with guidance='cfg'."
+                )
+            raise ValueError("`guidance='free'` needs a GFT model with a β input, but this transformer has "
+                             "`beta_cond_proj_dim=None` (a plain DiT); sample it with guidance='cfg'.")
         if (class_labels is None) == (prompt_embeds is None):
             raise ValueError("Pass exactly one of `class_labels` (class-conditional unet) or `prompt_embeds`.")
         if class_labels is not None:
@@ -103,6 +146,9 @@ class GuidanceFreePipeline(HfgenPipelineMixin, DiffusionPipeline):
                 )
             batch_size = labels.numel()
         else:
+            if self.denoiser is not self.unet:
+                raise ValueError("`prompt_embeds` were given but the transformer (a DiT) is class-conditional; pass "
+                                 "`class_labels`.")
             batch_size = prompt_embeds.shape[0]
             if guidance == "cfg" and negative_prompt_embeds is None:
                 raise ValueError("`guidance='cfg'` with `prompt_embeds` needs `negative_prompt_embeds` (e.g. of '').")
@@ -111,9 +157,9 @@ class GuidanceFreePipeline(HfgenPipelineMixin, DiffusionPipeline):
         return batch_size
 
     def prepare_latents(self, batch_size, dtype, device, generator, latents=None):
-        size = self.unet.config.sample_size
+        size = self.denoiser.config.sample_size
         size = (size, size) if isinstance(size, int) else tuple(size)
-        shape = (batch_size, self.unet.config.in_channels, *size)
+        shape = (batch_size, self.denoiser.config.in_channels, *size)
         if latents is None:
             latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
         elif latents.shape != shape:
@@ -121,7 +167,7 @@ class GuidanceFreePipeline(HfgenPipelineMixin, DiffusionPipeline):
         return latents.to(device=device, dtype=dtype) * self.scheduler.init_noise_sigma
 
     def prepare_conditions(self, class_labels, prompt_embeds, negative_prompt_embeds, device, dtype):
-        """Return (conditional, null) keyword arguments of the unet call."""
+        """Return (conditional, null) keyword arguments of the denoiser call."""
         if class_labels is not None:
             labels = torch.as_tensor(class_labels, device=device).reshape(-1).long()
             null = torch.full_like(labels, self.null_class_label)
@@ -131,7 +177,13 @@ class GuidanceFreePipeline(HfgenPipelineMixin, DiffusionPipeline):
             "encoder_hidden_states": negative_prompt_embeds.to(device=device, dtype=dtype).expand_as(prompt_embeds)}
         return cond, null
 
-    def _unet(self, x, t, beta, condition):
+    def _denoise(self, x, t, beta, condition):
+        """One network call; ``beta`` is a float64 CPU tensor (see [`beta_embedding`]) or None (no β input)."""
+        if self.denoiser is not self.unet:
+            timesteps = t.reshape(-1).expand(x.shape[0]) if torch.is_tensor(t) else torch.full((x.shape[0],), t)
+            beta = beta if has_beta_input(self.transformer) else None
+            out = self.transformer(x, timesteps.to(x.device), class_labels=condition["class_labels"], beta=beta).sample
+            return out[:, : self.transformer.config.in_channels]  # a learned-sigma output: its ε half
         timestep_cond = unet_timestep_cond(self.unet, beta)
         timestep_cond = None if timestep_cond is None else timestep_cond.to(device=x.device, dtype=x.dtype)
         return self.unet(x, t, timestep_cond=timestep_cond, **condition).sample
@@ -140,10 +192,10 @@ class GuidanceFreePipeline(HfgenPipelineMixin, DiffusionPipeline):
         """The model output of one step: GFT's single call at β, or CFG's ε_u + s(ε_c − ε_u) (batched, 2 NFEs)."""
         batch_size = latents.shape[0]
         if guidance == "free":
-            return self._unet(latents, t, latents.new_full((batch_size,), beta), condition)
-        ones = latents.new_ones(2 * batch_size)  # a GFT unet used with CFG: both branches at β = 1
+            return self._denoise(latents, t, torch.full((batch_size,), beta, dtype=torch.float64), condition)
+        ones = torch.ones(2 * batch_size, dtype=torch.float64)  # a GFT model used with CFG: both branches at β = 1
         both = {k: None if v is None else torch.cat([v, null_condition[k]]) for k, v in condition.items()}
-        cond, uncond = self._unet(torch.cat([latents, latents]), t, ones, both).chunk(2)
+        cond, uncond = self._denoise(torch.cat([latents, latents]), t, ones, both).chunk(2)
         return uncond + guidance_scale * (cond - uncond)
 
     @torch.no_grad()
@@ -172,14 +224,14 @@ class GuidanceFreePipeline(HfgenPipelineMixin, DiffusionPipeline):
             negative_prompt_embeds (`torch.Tensor`, *optional*): the null text condition (e.g. of ``""``), for CFG.
             beta (`float`, *optional*): GFT temperature in ``(0, 1]``; 1 is conditional sampling without guidance.
             guidance_scale (`float`, *optional*): the equivalent CFG scale ``1/beta`` (>= 1). Default: ``beta = 1``.
-            guidance (`str`, defaults to `"free"`): ``"free"``: one call per step at β (needs a GFT unet);
+            guidance (`str`, defaults to `"free"`): ``"free"``: one call per step at β (needs a GFT model);
                 ``"cfg"``: classifier-free guidance at scale ``1/beta`` with two network evaluations per step.
             num_inference_steps (`int`, defaults to 50): denoising steps.
             num_images_per_prompt (`int`, defaults to 1): images per class label (or per row of ``prompt_embeds``).
             generator (`torch.Generator` or a list of them, *optional*): one generator, or one per image.
             latents (`torch.Tensor`, *optional*): the initial noise, ``(B, C, H, W)``.
-            output_type (`str`, defaults to `"pil"`): ``"pil"``, ``"np"`` (``(B, H, W, C)`` in [0, 1]) or ``"pt"``
-                (``(B, C, H, W)`` in [0, 1]).
+            output_type (`str`, defaults to `"pil"`): ``"pil"``, ``"np"`` (``(B, H, W, C)`` in [0, 1]), ``"pt"``
+                (``(B, C, H, W)`` in [0, 1]) or ``"latent"`` (the final latents as they are, e.g. for a VAE).
             return_dict (`bool`, defaults to `True`): return an [`ImagePipelineOutput`] instead of a tuple.
             callback_on_step_end (`Callable`, [`~diffusers.callbacks.PipelineCallback`], *optional*): called at the
                 end of every step as ``callback_on_step_end(self, step, timestep, callback_kwargs)``; may return
@@ -189,6 +241,9 @@ class GuidanceFreePipeline(HfgenPipelineMixin, DiffusionPipeline):
         Examples:
         """
         check_arguments(GuidanceFreePipeline.__call__, locals())  # types and finiteness, from the signature
+        if self.denoiser is None or self.scheduler is None:
+            raise ValueError("This pipeline has no denoiser (`unet` or `transformer`) or no `scheduler`; build it with "
+                             "both, e.g. GuidanceFreePipeline(transformer=..., scheduler=DPMSolverMultistepScheduler()).")
         if isinstance(num_images_per_prompt, bool) or not isinstance(num_images_per_prompt, int) or num_images_per_prompt < 1:
             raise ValueError(f"`num_images_per_prompt` must be a positive integer, got {num_images_per_prompt!r}.")
         callback_inputs = check_callback_inputs(self, callback_on_step_end, callback_on_step_end_tensor_inputs)
@@ -205,9 +260,9 @@ class GuidanceFreePipeline(HfgenPipelineMixin, DiffusionPipeline):
         beta = guidance_scale_to_beta(guidance_scale) if beta is None else float(beta)
         guidance_scale = 1.0 / beta
         if guidance == "cfg" and guidance_scale == 1.0:
-            guidance = "free" if has_beta_input(self.unet) else "conditional"
+            guidance = "free" if has_beta_input(self.denoiser) else "conditional"
 
-        device, dtype = self._execution_device, self.unet.dtype
+        device, dtype = self._execution_device, self.denoiser.dtype
         condition, null_condition = self.prepare_conditions(class_labels, prompt_embeds, negative_prompt_embeds, device, dtype)
         latents = self.prepare_latents(batch_size, dtype, device, generator, latents)
         self.scheduler.set_timesteps(num_inference_steps, device=device)
@@ -216,7 +271,7 @@ class GuidanceFreePipeline(HfgenPipelineMixin, DiffusionPipeline):
         for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
             model_input = self.scheduler.scale_model_input(latents, t)
             if guidance == "conditional":  # CFG at scale 1 is the plain conditional model: one call
-                model_output = self._unet(model_input, t, None, condition)
+                model_output = self._denoise(model_input, t, None, condition)
             else:
                 model_output = self.predict(model_input, t, beta, guidance_scale, guidance, condition, null_condition)
             latents = self.scheduler.step(model_output, t, latents, **step_kwargs).prev_sample
@@ -224,6 +279,8 @@ class GuidanceFreePipeline(HfgenPipelineMixin, DiffusionPipeline):
                 latents = run_callback(self, callback_on_step_end, i, t, callback_inputs, {"latents": latents})["latents"]
 
         self.maybe_free_model_hooks()
+        if output_type == "latent":
+            return ImagePipelineOutput(images=latents) if return_dict else (latents,)
         image = (latents / 2 + 0.5).clamp(0, 1)
         if output_type != "pt":
             image = image.cpu().permute(0, 2, 3, 1).float().numpy()

@@ -6,6 +6,11 @@ beta_in="linear"`` (the released DiT-B/2 and DiT-XL/2: ``DiT/train.sh`` passes `
 ``get_2d_sincos_pos_embed``). Names are the official ones, so ``state_dict()`` has the official keys.
 timm's ``PatchEmbed`` (a strided conv), ``Attention`` (fused qkv, ``(B, N, 3, heads, hd)``, scale ``hd^-0.5``) and
 ``Mlp`` (fc1, tanh-GELU, fc2) are written out with timm's parameter names; label dropout is off (eval).
+
+Sampling (same commit): ``DiT.forward_with_cfg`` (``DiT/models.py``; GFT's copy guides all 4 latent channels) and
+``diffusers_sample`` of ``DiT/dpm_sample.py``, the sampler of the paper's evaluation (``DiT/eval.sh``:
+``--dpm-solver``, 50 steps; ``sample_ddp.py`` passes ``model.forward`` with ``beta = 1/cfg_scale`` for a GFT model,
+``model.forward_with_cfg`` with the null label 1000 for CFG).
 """
 
 import math
@@ -181,3 +186,33 @@ class DiT(nn.Module):
             x = block(x, c)
         x = self.final_layer(x, c)
         return self.unpatchify(x)
+
+    def forward_with_cfg(self, x, t, y, cfg_scale, beta=None):
+        half = x[: len(x) // 2]
+        combined = torch.cat([half, half], dim=0)
+        model_out = self.forward(combined, t, y, beta=beta)
+        eps, rest = model_out[:, :4], model_out[:, 4:]
+        cond_eps, uncond_eps = torch.split(eps, len(eps) // 2, dim=0)
+        half_eps = uncond_eps + cfg_scale * (cond_eps - uncond_eps)
+        eps = torch.cat([half_eps, half_eps], dim=0)
+        return torch.cat([eps, rest], dim=1)
+
+
+def diffusers_sample(nnet, sample_steps, z_init, device, model_kwargs, order=2, timestep_shift=1):
+    """``dpm_sample.diffusers_sample``; the official code feeds the network ``t + 1`` (``timestep_shift=1``), where
+    Diffusers' DiTPipeline (and GuidanceFreePipeline) feed ``t``: a test passes ``timestep_shift=0`` to compare.
+    (``einops.repeat(t + 1, ' -> B', B=...)`` is written as ``expand``.)"""
+    from diffusers import DPMSolverMultistepScheduler
+
+    scheduler = DPMSolverMultistepScheduler(
+        solver_order=order)
+    scheduler.set_timesteps(sample_steps, device=device)
+    timesteps = scheduler.timesteps
+
+    latents = z_init
+    for i, t in enumerate(timesteps):  # noqa: B007 (official)
+        latents = scheduler.scale_model_input(latents, t)
+        t_input = (t + timestep_shift).expand(latents.size(0))
+        noise_pred = nnet(latents, t_input, **model_kwargs)[:, :4]
+        latents = scheduler.step(noise_pred, t, latents, return_dict=False)[0]
+    return latents

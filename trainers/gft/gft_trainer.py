@@ -99,6 +99,9 @@ class GFTTrainer(HfgenTrainerMixin, Trainer):
         config = getattr(unet, "config", None)
         if config is None or not hasattr(config, "in_channels"):
             raise ValueError(f"`model` must be a Diffusers UNet or a GFTCausalLM, got {type(unet).__name__}.")
+        if "beta_cond_proj_dim" in config:  # has_beta_input is true for it, but denoise() speaks the UNet's interface
+            raise ValueError(f"`model` is a {type(unet).__name__} (a GFT DiT): GFTTrainer trains UNet2DConditionModel "
+                             "and GFTCausalLM models; sample the DiT with GuidanceFreePipeline(transformer=...).")
         if args.guidance_free and not has_beta_input(unet):
             raise ValueError(
                 f"`model` ({type(unet).__name__}) has no β input: GFT needs a UNet2DConditionModel with "

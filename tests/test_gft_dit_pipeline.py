@@ -1,0 +1,169 @@
+"""`GuidanceFreePipeline` around a converted GFT DiT (`transformer=`): the official DiT sampling, one call per step.
+
+The network is the tiny official GFT DiT (``tests/golden/_official_gft_dit.py``, thu-ml/GFT @ 9bf5ee45) with random
+weights, converted by ``hfgen convert gft-dit``. The reference loop is the official sampler of the paper's
+evaluation (``DiT/dpm_sample.py`` ``diffusers_sample``: ``DPMSolverMultistepScheduler(solver_order=2)``, the
+learned-sigma half dropped), fed the same initial noise, with the official network or the converted one; the
+official code feeds the network ``t + 1`` where Diffusers' ``DiTPipeline`` and this pipeline feed ``t``, so the
+reference runs with ``timestep_shift=0`` (with the official shift the latents differ, see the last test).
+
+Measured (clean; max abs difference relative to the reference's max abs, as the random weights make the latents
+O(100)): guidance-free with the converted network in both: 0 (identical); with the official network in the
+official loop: 2.3e-7; CFG against the official ``forward_with_cfg``: 3.0e-7 (GFT DiT, β = 1 in both branches)
+and 2.3e-7 (plain DiT, no β). Tolerance 1e-5.
+Broken on purpose once (then restored):
+- the learned-sigma half taken instead of the ε half (``out[:, in_channels:]``): 0.46 / 0.48 / 0.54, all three fail;
+- the null label ``num_classes - 1`` instead of ``num_classes``: both CFG cases fail (1.8e-2, 1.3e-2); the
+  guidance-free one passes (it never uses the null label), as it should;
+- β not fed to the transformer (``beta=None``): guidance-free 0.19 and GFT-DiT CFG 0.15 fail; the plain DiT passes.
+"""
+
+import pytest
+import torch
+from diffusers import DPMSolverMultistepScheduler
+
+from hfgen.convert import convert
+from hfgen.pipelines import GuidanceFreePipeline
+from tests.golden._official_gft_dit import diffusers_sample
+from tests.test_convert_gft_dit import official
+
+STEPS, NUM_CLASSES, LABELS = 4, 10, [1, 7, 9]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """(official DiT, converted GFTDiTTransformer2DModel, converted plain DiT without β input)."""
+    tmp = tmp_path_factory.mktemp("gft_dit")
+    ema = official(1)
+    torch.save({"model": official(0).state_dict(), "ema": ema.state_dict()}, tmp / "gft.pt")
+    torch.save({k: v for k, v in ema.state_dict().items() if k != "t_embedder.cond_proj.weight"}, tmp / "plain.pt")
+    return ema, convert("gft-dit", tmp / "gft.pt", num_heads=2), convert("gft-dit", tmp / "plain.pt", num_heads=2)
+
+
+def rel(a, b) -> float:
+    """Max abs difference relative to the reference's max abs (random weights make the latents O(100))."""
+    return ((a - b).abs().max() / b.abs().max()).item()
+
+
+def noise():
+    return torch.randn(len(LABELS), 4, 8, 8, generator=torch.Generator().manual_seed(0))
+
+
+def pipeline(transformer):
+    pipe = GuidanceFreePipeline(transformer=transformer, scheduler=DPMSolverMultistepScheduler(solver_order=2))
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def sample(pipe, **kwargs):
+    kwargs = {"class_labels": LABELS, "num_inference_steps": STEPS, "latents": noise(), "output_type": "latent", **kwargs}
+    return pipe(**kwargs).images
+
+
+class Converted(torch.nn.Module):
+    """The converted model behind the official call ``model(x, t, y, beta=...)``."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x, t, y, beta=None):
+        return self.model(x, t, class_labels=y, beta=beta).sample
+
+
+def test_guidance_free_sampling_is_the_official_loop_with_one_call_per_step(models):
+    ema, dit, _ = models
+    calls = []
+    hook = dit.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        latents = sample(pipeline(dit), beta=1 / 1.5)
+    finally:
+        hook.remove()
+    assert len(calls) == STEPS  # one network evaluation per step
+    y, beta = torch.tensor(LABELS), torch.full((len(LABELS),), 1 / 1.5)
+    with torch.no_grad():
+        same_net = diffusers_sample(Converted(dit), STEPS, noise(), "cpu", {"y": y, "beta": beta}, timestep_shift=0)
+        official_net = diffusers_sample(ema, STEPS, noise(), "cpu", {"y": y, "beta": beta}, timestep_shift=0)
+    print(f"DIT free: same net {rel(latents, same_net):.2e} official net {rel(latents, official_net):.2e}")
+    assert torch.equal(latents, same_net)
+    assert rel(latents, official_net) < 1e-5
+
+
+@pytest.mark.parametrize("with_beta", [True, False])
+def test_cfg_mode_is_the_official_cfg_combination(models, with_beta):
+    """``guidance="cfg"``: two passes per step (one batched call), ε_u + s(ε_c − ε_u) with the null label
+    ``num_classes`` (DiT's ``LabelEmbedder``), both branches at β = 1 for a GFT DiT, no β for a plain DiT."""
+    ema, dit, plain = models
+    pipe = pipeline(dit if with_beta else plain)
+    calls = []
+    hook = pipe.transformer.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        latents = sample(pipe, guidance="cfg", guidance_scale=1.5)
+    finally:
+        hook.remove()
+    assert len(calls) == STEPS
+    y = torch.tensor(LABELS + [NUM_CLASSES] * len(LABELS))  # sample_ddp.py: y_null = 1000 (= num_classes)
+    kwargs = {"y": y, "cfg_scale": 1.5, "beta": torch.ones(len(y)) if with_beta else None}
+    with torch.no_grad():
+        reference = diffusers_sample(ema.forward_with_cfg, STEPS, torch.cat([noise(), noise()]), "cpu", kwargs,
+                                     timestep_shift=0)
+    reference, _ = reference.chunk(2)  # sample_ddp.py: remove the null-class samples
+    print(f"DIT cfg with_beta={with_beta}: {rel(latents, reference):.2e}")
+    assert rel(latents, reference) < 1e-5
+    if with_beta:  # CFG at scale 1.5 is not the same as guidance-free sampling of this untrained network
+        assert rel(sample(pipe, beta=1 / 1.5), latents) > 1e-3
+
+
+def test_save_and_load_round_trip(models, tmp_path):
+    _, dit, _ = models
+    pipe = pipeline(dit)
+    pipe.save_pretrained(tmp_path / "pipe")
+    loaded = GuidanceFreePipeline.from_pretrained(tmp_path / "pipe")
+    assert type(loaded.transformer) is type(dit) and loaded.unet is None
+    assert isinstance(loaded.scheduler, DPMSolverMultistepScheduler)
+    loaded.set_progress_bar_config(disable=True)
+    assert torch.equal(sample(loaded, beta=0.5), sample(pipe, beta=0.5))
+    assert loaded.num_classes == NUM_CLASSES
+    card = (tmp_path / "pipe" / "README.md").read_text()  # the card's usage is the DiT one, not the UNet one
+    assert "# transformer: a GFT DiT" in card and "UNet2DConditionModel" not in card
+
+
+def test_bad_inputs_name_the_argument(models):
+    _, dit, plain = models
+    pipe = pipeline(dit)
+    for labels in ([1, NUM_CLASSES], [-1], [0.5]):  # label num_classes is the null class
+        with pytest.raises(ValueError, match=r"`class_labels` must be integers in \[0, 9\]"):
+            pipe(class_labels=labels, num_inference_steps=2, output_type="latent")
+    with pytest.raises(ValueError, match="`prompt_embeds`.*class-conditional"):
+        pipe(prompt_embeds=torch.zeros(1, 2, 8), num_inference_steps=2)
+    with pytest.raises(ValueError, match="beta_cond_proj_dim=None"):
+        pipeline(plain)(class_labels=[1], beta=0.5, num_inference_steps=2)
+    with pytest.raises(ValueError, match="not both"):
+        GuidanceFreePipeline(unet=torch.nn.Linear(1, 1), transformer=dit, scheduler=DPMSolverMultistepScheduler())
+    with pytest.raises(ValueError, match="`transformer` must be a GFTDiTTransformer2DModel"):
+        GuidanceFreePipeline(transformer=torch.nn.Linear(1, 1), scheduler=DPMSolverMultistepScheduler())
+    with pytest.raises(ValueError, match="no denoiser"):
+        GuidanceFreePipeline(scheduler=DPMSolverMultistepScheduler())(class_labels=[1])
+
+
+def test_gft_trainer_refuses_the_dit_by_name(models, tmp_path):
+    """``has_beta_input`` is true for the DiT, but GFTTrainer's loss calls the UNet interface: refused up front.
+    Without the check the trainer fails on an unrelated argument (``null_encoder_hidden_states``)."""
+    from hfgen.trainers import GFTConfig, GFTTrainer
+
+    _, dit, _ = models
+    args = GFTConfig(output_dir=str(tmp_path), use_cpu=True, report_to="none", max_steps=1)
+    with pytest.raises(ValueError, match="`model` is a GFTDiTTransformer2DModel"):
+        GFTTrainer(dit, args=args, train_dataset=[{"pixel_values": torch.zeros(4, 8, 8), "labels": 0}])
+
+
+def test_the_official_timestep_shift_is_a_real_difference(models):
+    """The official evaluation feeds ``t + 1``; the pipeline feeds ``t`` (Diffusers' convention): not the same
+    latents, which is why the references above use ``timestep_shift=0``."""
+    ema, _, _ = models
+    y, beta = torch.tensor(LABELS), torch.full((len(LABELS),), 1 / 1.5)
+    with torch.no_grad():
+        shifted = diffusers_sample(ema, STEPS, noise(), "cpu", {"y": y, "beta": beta})
+        unshifted = diffusers_sample(ema, STEPS, noise(), "cpu", {"y": y, "beta": beta}, timestep_shift=0)
+    print(f"DIT shift: {rel(shifted, unshifted):.2e}")
+    assert rel(shifted, unshifted) > 1e-3
