@@ -147,3 +147,14 @@ def test_load_refuses_a_corrupted_artifact_naming_the_file(tmp_path, toy_method)
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     with pytest.raises(ValueError, match="diffusion_pytorch_model.safetensors is not a valid safetensors file"):
         hfgen.load(tmp_path / "art")
+
+
+@pytest.mark.parametrize("method", ["gft", "masked_diffusion", "nft", "mf2"])
+def test_cards_of_local_saves_print_no_none(method):
+    """A folder saved locally has no repo id: the card's snippets fall back to the template's placeholder instead of
+    printing ``from_pretrained("None")`` (the pipelines passed ``repo_id=None``, which Jinja's ``default`` keeps;
+    with that behaviour restored this test fails for every method listed)."""
+    from hfgen.hub import render_model_card
+
+    card = str(render_model_card(method, pipeline_class=None, repo_id=None, base_model=None))
+    assert '"None"' not in card and "path/or/repo-id" in card

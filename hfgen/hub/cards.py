@@ -80,11 +80,11 @@ def render_model_card(
         method=info,
         paper=info.paper,
         model_name=model_name or f"{info.name} model",
-        base_model=base_model,
         datasets=datasets or [],
         training_config=training_config or {},
         eval_results=eval_results or [],
-        **template_vars,
+        # unset values stay undefined, so the templates' ``default(...)`` applies (a None would print "None")
+        **{k: v for k, v in dict(base_model=base_model, **template_vars).items() if v is not None},
     ))
 
 
