@@ -94,3 +94,26 @@ def test_card_snippet_samples_through_guidance_free_pipeline_with_one_call_per_s
     finally:
         hook.remove()
     assert len(calls) == 4 and namespace["latents"].shape == (4, 4, 8, 8) and torch.isfinite(namespace["latents"]).all()
+
+
+def test_dit_training_checkpoint_with_args_namespace(checkpoint, tmp_path):
+    """DiT's / GFT's ``train.py`` saves ``{"model", "ema", "opt", "args"}`` with ``args`` an ``argparse.Namespace``
+    (thu-ml/GFT @ 9bf5ee45, ``DiT/train.py`` lines 352-359): it converts (``weights_only=True`` plus that one class),
+    while a pickled object of any other class is still refused. Without the allowlist the first convert fails with
+    "cannot be read with torch.load(weights_only=True)"."""
+    import argparse
+    import pathlib
+
+    ema, model, _ = checkpoint
+    opt = torch.optim.AdamW(model.parameters())
+    args = argparse.Namespace(model="DiT-B/2", image_size=256, beta_in="linear", rm_guidance=True, ckpt=None, lr=1e-4)
+    torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "args": args},
+               tmp_path / "0400000.pt")
+    converted = convert("gft-dit", tmp_path / "0400000.pt", num_heads=2)
+    x, t, y, beta = inputs()
+    with torch.no_grad():
+        assert (converted(x, t, class_labels=y, beta=beta).sample - ema(x, t, y, beta=beta)).abs().max() < 1e-5
+    args.results_dir = pathlib.PurePosixPath("results")  # any other class stays refused
+    torch.save({"ema": ema.state_dict(), "args": args}, tmp_path / "other.pt")
+    with pytest.raises(ConversionError, match="weights_only=True"):
+        convert("gft-dit", tmp_path / "other.pt", num_heads=2)

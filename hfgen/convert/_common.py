@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,25 +26,34 @@ SAFETENSORS_SUFFIX = ".safetensors"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
 
-def _load_pickle(path: Path) -> Any:
+def _unpickler_reason(err: Exception) -> str:
+    """The line of torch's weights_only error that names what was refused (its first line only says it failed)."""
+    lines = [line.strip() for line in re.sub(r"\x1b\[[0-9;]*m", "", str(err)).splitlines() if line.strip()]
+    reason = next((line for line in lines if "Unsupported" in line or "WeightsUnpickler" in line), lines[0] if lines else "")
+    return reason.split(" Please use ")[0]
+
+
+def _load_pickle(path: Path, safe_globals: tuple[type, ...] = ()) -> Any:
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(list(safe_globals)):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # weights_only refuses any global that is not a tensor or plain container
         raise ConversionError(
-            f"{path} cannot be read with torch.load(weights_only=True): {str(err).splitlines()[0]} "
+            f"{path} cannot be read with torch.load(weights_only=True): {_unpickler_reason(err)} "
             "hfgen never unpickles arbitrary objects (it can run code). Re-save the tensors alone where the "
             "original code is installed, e.g. `safetensors.torch.save_file(ckpt['state_dict'], 'model.safetensors')`, "
             "and convert that file."
         ) from None
 
 
-def read_checkpoint(source: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
+def read_checkpoint(source: str | os.PathLike, safe_globals: tuple[type, ...] = ()) -> tuple[dict[str, Any], dict[str, Any]]:
     """Read ``source`` (a file, or a folder holding one weights file) into ``(checkpoint, config)``.
 
     ``checkpoint`` is a dict: a flat ``name -> tensor`` state dict for safetensors, or whatever dict
     ``torch.load(weights_only=True)`` returns (e.g. a Lightning checkpoint ``{"state_dict": ..., "ema": ...}``).
     ``config`` is the folder's ``config.json`` when there is one, else ``{}``. Sharded safetensors in a folder
-    are merged.
+    are merged. ``safe_globals``: plain-data classes a converter's source format pickles besides tensors (added to
+    ``weights_only``'s allowlist for this read only).
     """
     path = Path(source)
     if not path.exists():
@@ -70,7 +80,7 @@ def read_checkpoint(source: str | os.PathLike) -> tuple[dict[str, Any], dict[str
 
             checkpoint.update(load_file(str(file)))
         elif file.suffix in PICKLE_SUFFIXES:
-            loaded = _load_pickle(file)
+            loaded = _load_pickle(file, safe_globals)
             if not isinstance(loaded, Mapping):
                 raise ConversionError(f"{file} holds a {type(loaded).__name__}, not a dict of tensors.")
             checkpoint.update(loaded)

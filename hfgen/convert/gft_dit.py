@@ -1,6 +1,7 @@
 """GFT's released DiT-B/2 and DiT-XL/2 (thu-ml/GFT, ``DiT/``) into [`~hfgen.models.gft_dit.GFTDiTTransformer2DModel`].
 
-The official checkpoints are DiT's own format (``{"model", "ema", ...}`` or a bare state dict). The
+The official checkpoints are DiT's own format (a bare state dict, or ``train.py``'s ``{"model", "ema", "opt",
+"args"}``, read with ``torch.load(weights_only=True)`` plus ``argparse.Namespace`` for ``args``). The
 architecture is read off the tensor shapes; the head count, which shapes do not carry, follows the DiT family
 (S: 384/6, B: 768/12, L: 1024/16, XL: 1152/16) unless given. The fixed sin-cos ``pos_embed`` is checked against
 the one Diffusers computes, and the shared timestep / class / β embedders are copied into every block (Diffusers'
@@ -10,6 +11,7 @@ with another β embedder is refused by name.
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 
@@ -43,7 +45,9 @@ def convert_gft_dit(source: str | os.PathLike, output: str | os.PathLike | None 
     """
     from hfgen.models.gft_dit import GFTDiTTransformer2DModel
 
-    checkpoint, _ = read_checkpoint(source)
+    # DiT's (and GFT's) train.py saves {"model", "ema", "opt", "args"} with ``args`` an argparse.Namespace of the
+    # command line: that class, and nothing else, joins the weights_only allowlist
+    checkpoint, _ = read_checkpoint(source, safe_globals=(argparse.Namespace,))
     state = dict(_state(checkpoint, use_ema))
     for key in ("x_embedder.proj.weight", "pos_embed", "final_layer.linear.weight", "y_embedder.embedding_table.weight"):
         if key not in state:
