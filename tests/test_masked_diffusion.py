@@ -394,6 +394,21 @@ class TimeOnlyDenoiser(ToyDenoiser):
         return MaskedLMOutput(logits=torch.cat([logits, torch.full_like(logits[..., :1], -torch.inf)], dim=-1))
 
 
+def pooled_token_error(model, length=32, rows=4000):
+    """``error(solver, steps)``: total variation between the pooled token law of ``rows`` sampled sequences of
+    ``length`` tokens (seed 0) and the exact law of the time-only ``model``."""
+    tau = torch.linspace(0, 1, 20001, dtype=torch.float64)
+    exact = torch.trapezoid(torch.softmax(model.token_logits(tau), -1), tau, dim=0)
+
+    def error(solver, steps):
+        pipe = make_pipeline(model, FirstHittingScheduler(parallel_solver=solver))
+        out = pipe(input_ids=torch.full((length,), MASK), num_samples=rows, mask_token_id=MASK, output_type="pt",
+                   num_inference_steps=steps, generator=torch.Generator().manual_seed(0)).sequences
+        return 0.5 * (torch.nn.functional.one_hot(out.flatten(), V).double().mean(0) - exact).abs().sum().item()
+
+    return error
+
+
 def test_high_order_solvers_are_exact_fhs_with_one_token_per_call():
     outs = {}
     for solver in ("first_order", "extrapolation", "predictor_corrector"):
@@ -412,17 +427,7 @@ def test_extrapolation_error_is_below_first_order_and_falls_faster():
     On a smooth but faster-varying law (``2 t^2``) the 4-call extrapolation was worse than first order
     (0.032 vs 0.017) and better at 8 and 16 calls: like any extrapolating multistep solver it needs steps
     small against the time scale of the denoiser."""
-    length, rows = 32, 4000
-    model = TimeOnlyDenoiser()
-    tau = torch.linspace(0, 1, 20001, dtype=torch.float64)
-    exact = torch.trapezoid(torch.softmax(model.token_logits(tau), -1), tau, dim=0)
-
-    def error(solver, steps):
-        pipe = make_pipeline(model, FirstHittingScheduler(parallel_solver=solver))
-        out = pipe(input_ids=torch.full((length,), MASK), num_samples=rows, mask_token_id=MASK, output_type="pt",
-                   num_inference_steps=steps, generator=torch.Generator().manual_seed(0)).sequences
-        return 0.5 * (torch.nn.functional.one_hot(out.flatten(), V).double().mean(0) - exact).abs().sum().item()
-
+    error = pooled_token_error(TimeOnlyDenoiser())
     first = {steps: error("first_order", steps) for steps in (4, 8)}
     second = {steps: error("extrapolation", steps) for steps in (4, 8)}
     assert first[8] > 0.004  # the first-order error is well above the sampling noise (~1e-3)
@@ -438,17 +443,7 @@ def test_predictor_corrector_error_is_below_first_order_and_falls_faster():
     Broken-variant check: a corrector that ignores the current output (weight 0, a first-order redraw) gives
     0.0110 / 0.0055 / 0.0019 and fails. This pooled metric cannot see the direction of the weight (``1 - w``
     gave 0.0095 / 0.0032 / 0.0007: the mirrored time has nearly the same law); the next test pins it."""
-    length, rows = 32, 4000
-    model = TimeOnlyDenoiser()
-    tau = torch.linspace(0, 1, 20001, dtype=torch.float64)
-    exact = torch.trapezoid(torch.softmax(model.token_logits(tau), -1), tau, dim=0)
-
-    def error(solver, steps):
-        pipe = make_pipeline(model, FirstHittingScheduler(parallel_solver=solver))
-        out = pipe(input_ids=torch.full((length,), MASK), num_samples=rows, mask_token_id=MASK, output_type="pt",
-                   num_inference_steps=steps, generator=torch.Generator().manual_seed(0)).sequences
-        return 0.5 * (torch.nn.functional.one_hot(out.flatten(), V).double().mean(0) - exact).abs().sum().item()
-
+    error = pooled_token_error(TimeOnlyDenoiser())
     first = {steps: error("first_order", steps) for steps in (8, 16)}
     corrected = {steps: error("predictor_corrector", steps) for steps in (8, 16)}
     assert corrected[8] < first[8] - 0.002 and corrected[16] < first[16] / 2
