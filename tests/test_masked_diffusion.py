@@ -65,19 +65,19 @@ def outcomes(length=L, vocab=V):
     return list(itertools.product(range(vocab), repeat=length))
 
 
-def law_of_ordered_partitions(model, partition_probs):
+def law_of_ordered_partitions(model, partition_probs, length=L):
     """``P(x) = sum_pi P(pi) prod_blocks prod_{l in block} mu(x_l | x before the block)``."""
-    law = {x: 0.0 for x in outcomes()}
+    law = {x: 0.0 for x in outcomes(length, model.vocab)}
     for blocks, prob in partition_probs:
         for x in law:
-            state, p = [None] * L, prob
+            state, p = [None] * length, prob
             for block in blocks:
                 mu = model.conditional(tuple(state))
                 p *= np.prod([mu[pos, x[pos]] for pos in block])
                 for pos in block:
                     state[pos] = x[pos]
             law[x] += p
-    return np.array([law[x] for x in outcomes()])
+    return np.array([law[x] for x in outcomes(length, model.vocab)])
 
 
 def fhs_law(model):
@@ -539,19 +539,9 @@ def test_predictor_corrector_redraws_from_the_time_interpolation(monkeypatch):
 
 def law_of_ordered_partitions_for(model, length, group=1):
     """FHS (``group = 1``) or first-order parallel FHS with ``group`` tokens per call, for any ``length``."""
-    law = {x: 0.0 for x in itertools.product(range(model.vocab), repeat=length)}
     orders = list(itertools.permutations(range(length)))
-    for order in orders:
-        blocks = [order[i:i + group] for i in range(0, length, group)]
-        for x in law:
-            state, p = [None] * length, 1 / len(orders)
-            for block in blocks:
-                mu = model.conditional(tuple(state))
-                p *= np.prod([mu[pos, x[pos]] for pos in block])
-                for pos in block:
-                    state[pos] = x[pos]
-            law[x] += p
-    return np.array(list(law.values()))
+    return law_of_ordered_partitions(
+        model, [([order[i:i + group] for i in range(0, length, group)], 1 / len(orders)) for order in orders], length)
 
 
 def empirical_for(sequences, vocab, length):
