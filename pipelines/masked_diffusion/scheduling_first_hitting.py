@@ -139,7 +139,7 @@ class FirstHittingScheduler(HfgenSchedulerMixin, SchedulerMixin, ConfigMixin):
         n = torch.as_tensor(num_masked)
         if n.dtype.is_floating_point or n.dtype == torch.bool or n.numel() == 0 or bool((n < 0).any()):
             raise ValueError(f"`num_masked` must be a non-empty integer tensor of counts >= 0, got {num_masked!r}.")
-        n = n.long().reshape(-1)
+        n = n.long().reshape(-1).cpu()  # the times are computed on the CPU (a pipeline passes counts on its device)
         n_max = int(n.max())
         if num_inference_steps is None:
             k = self.config.tokens_per_step
@@ -150,7 +150,7 @@ class FirstHittingScheduler(HfgenSchedulerMixin, SchedulerMixin, ConfigMixin):
         # Lemma C.1 / Eq. 29: 1 - alpha(tau_{m-1}) = (1 - alpha(tau_m)) u_m^{1/m} for m = n, ..., 1,
         # i.e. the order statistics of n i.i.d. clocks, drawn from the latest without sorting.
         m = n[:, None] - torch.arange(n_max)  # [B, n_max] masked count before each hit
-        u = uniform((len(n), n_max), generator, torch.float64, n.device)  # on the CPU, moved below
+        u = uniform((len(n), n_max), generator, torch.float64, n.device)  # drawn on the generator's device, moved to the CPU
         log_rate = torch.where(m > 0, torch.log(u) / m.clamp(min=1), torch.zeros(()))
         one = torch.ones((), dtype=torch.float64)
         log_survival = torch.log1p(-self._alpha(one)) + log_rate.cumsum(dim=1)
@@ -244,7 +244,11 @@ class FirstHittingScheduler(HfgenSchedulerMixin, SchedulerMixin, ConfigMixin):
         index = positions[..., None].expand(-1, -1, model_output.shape[-1])
         log_mu_next = torch.log_softmax(denoiser_logits(model_output.gather(1, index), mask_token_id, temperature,
                                                         forbidden_tokens, torch.float64), dim=-1)
-        log_mu = torch.where(torch.isfinite(log_mu_j), torch.lerp(log_mu_j, log_mu_next, weight[..., None]), log_mu_j)
+        weight = weight[..., None]
+        # log-linear interpolation; a -inf end (a banned token, or a carry-over output at a visible position) stays
+        # -inf for any weight > 0 (torch.lerp would give nan there)
+        log_mu = torch.where(torch.isfinite(log_mu_j) & torch.isfinite(log_mu_next), torch.lerp(log_mu_j, log_mu_next, weight),
+                             torch.where(weight > 0, torch.minimum(log_mu_j, log_mu_next), log_mu_j))
         dtype = SAMPLING_DTYPES[self.config.sampling_dtype]
         tokens = sample_categorical(log_mu.to(dtype), generator, dtype)
         redraw = chosen & (counts[:, None] > 0)  # rows that finished keep their last group as predicted
