@@ -22,6 +22,8 @@ import statistics
 import time
 from pathlib import Path
 
+import torch
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
@@ -52,7 +54,8 @@ def main(seeds=(0, 1, 2), max_steps: int = 200, eval_every: int = 25, sft_steps:
         warm.append(curves["nft"][-1]["accuracy"][0])
     summary = {"seeds": list(seeds), "curves": curves, "warm_start_accuracy": warm,
                "seconds": time.perf_counter() - start,
-               "settings": dict(max_steps=max_steps, sft_steps=sft_steps, steps_per_generation=steps_per_generation)}
+               "settings": dict(max_steps=max_steps, sft_steps=sft_steps, steps_per_generation=steps_per_generation),
+               "torch_threads": torch.get_num_threads()}
     if out_json:
         Path(out_json).write_text(json.dumps(summary, indent=1))
     write_report(summary, out_md, out_fig)
@@ -101,7 +104,8 @@ def write_report(summary: dict, out_md: str | Path, out_fig: str | Path) -> None
     ])
     text = f"""# NFT results (hfgen)
 
-Written by `scripts/nft_arithmetic.py` ({total:.0f} s on this machine's CPU). Only numbers the script printed.
+Written by `scripts/nft_arithmetic.py` ({total:.0f} s on this machine's CPU, {summary.get("torch_threads", "?")} torch
+thread(s)). Only numbers the script printed.
 
 ## NFT vs RFT vs GRPO on held-out arithmetic
 
