@@ -135,9 +135,9 @@ def test_bad_inputs_name_the_argument(models):
         with pytest.raises(ValueError, match=r"`class_labels` must be integers in \[0, 9\]"):
             pipe(class_labels=labels, num_inference_steps=2, output_type="latent")
     with pytest.raises(ValueError, match="`prompt_embeds`.*class-conditional"):
-        pipe(prompt_embeds=torch.zeros(1, 2, 8), num_inference_steps=2)
+        pipe(prompt_embeds=torch.zeros(1, 2, 8), num_inference_steps=2, output_type="latent")
     with pytest.raises(ValueError, match="beta_cond_proj_dim=None"):
-        pipeline(plain)(class_labels=[1], beta=0.5, num_inference_steps=2)
+        pipeline(plain)(class_labels=[1], beta=0.5, num_inference_steps=2, output_type="latent")
     with pytest.raises(ValueError, match="not both"):
         GuidanceFreePipeline(unet=torch.nn.Linear(1, 1), transformer=dit, scheduler=DPMSolverMultistepScheduler())
     with pytest.raises(ValueError, match="`transformer` must be a GFTDiTTransformer2DModel"):
@@ -167,3 +167,26 @@ def test_the_official_timestep_shift_is_a_real_difference(models):
         unshifted = diffusers_sample(ema, STEPS, noise(), "cpu", {"y": y, "beta": beta}, timestep_shift=0)
     print(f"DIT shift: {rel(shifted, unshifted):.2e}")
     assert rel(shifted, unshifted) > 1e-3
+
+
+def test_images_are_decoded_by_the_vae_and_refused_without_one(models):
+    """With a ``vae`` the pipeline decodes ``latents / vae.config.scaling_factor`` as Diffusers' ``DiTPipeline`` does
+    (checked against a by-hand decode of the ``"latent"`` output, same noise); without one a DiT pipeline refuses any
+    ``output_type`` but ``"latent"``, naming it (before this check, ``"pil"`` turned raw latents into RGBA images)."""
+    from diffusers import AutoencoderKL
+
+    _, dit, _ = models
+    torch.manual_seed(0)
+    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 16),
+                        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                        norm_num_groups=4, scaling_factor=0.18215).eval()
+    pipe = GuidanceFreePipeline(transformer=dit, scheduler=DPMSolverMultistepScheduler(solver_order=2), vae=vae)
+    pipe.set_progress_bar_config(disable=True)
+    images = sample(pipe, beta=0.5, output_type="pt")
+    latents = sample(pipe, beta=0.5)
+    with torch.no_grad():
+        by_hand = (vae.decode(latents / 0.18215).sample / 2 + 0.5).clamp(0, 1)
+    assert images.shape == (len(LABELS), 3, 16, 16)
+    torch.testing.assert_close(images, by_hand)
+    with pytest.raises(ValueError, match="output_type"):
+        sample(pipeline(dit), beta=0.5, output_type="pil")

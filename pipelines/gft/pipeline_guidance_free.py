@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 
 import torch
-from diffusers import DiffusionPipeline, ImagePipelineOutput, UNet2DConditionModel
+from diffusers import AutoencoderKL, DiffusionPipeline, ImagePipelineOutput, UNet2DConditionModel
 from diffusers.schedulers import KarrasDiffusionSchedulers
 from diffusers.utils import replace_example_docstring
 from diffusers.utils.torch_utils import randn_tensor
@@ -73,23 +73,29 @@ class GuidanceFreePipeline(HfgenPipelineMixin, DiffusionPipeline):
             are DiT's linear β schedule over 1000 steps), 50 steps; it feeds the network ``t + 1`` where this
             pipeline, like ``DiTPipeline``, feeds the scheduler's ``t``.
 
+        vae ([`AutoencoderKL`], *optional*):
+            Decodes latents into images (``vae.decode(latents / vae.config.scaling_factor)``, as [`~diffusers.DiTPipeline`]
+            does), e.g. ``stabilityai/sd-vae-ft-ema`` for DiT or the Stable Diffusion VAE. Without it the denoiser's
+            samples are the images (pixel-space UNets), or, for a latent model, only ``output_type="latent"`` is
+            accepted.
+
     Pass one of ``unet`` and ``transformer`` (both are optional components in Diffusers' sense, so that a folder
     saved with either loads with [`~DiffusionPipeline.from_pretrained`]; sampling needs one, and ``scheduler``).
     """
 
-    model_cpu_offload_seq = "transformer->unet"
-    _optional_components = ["unet", "scheduler", "transformer"]  # __call__ needs `scheduler` and one denoiser
+    model_cpu_offload_seq = "transformer->unet->vae"
+    _optional_components = ["unet", "scheduler", "transformer", "vae"]  # __call__ needs `scheduler` and one denoiser
     _callback_tensor_inputs = ["latents"]
 
     def __init__(self, unet: UNet2DConditionModel | None = None, scheduler: KarrasDiffusionSchedulers | None = None,
-                 transformer: GFTDiTTransformer2DModel | None = None):
+                 transformer: GFTDiTTransformer2DModel | None = None, vae: AutoencoderKL | None = None):
         super().__init__()
         if unet is not None and transformer is not None:
             raise ValueError("Pass one denoiser, `unet` (a UNet2DConditionModel) or `transformer` (a "
                              "GFTDiTTransformer2DModel), not both.")
         if transformer is not None and not isinstance(transformer, GFTDiTTransformer2DModel):
             raise ValueError(f"`transformer` must be a GFTDiTTransformer2DModel, got {type(transformer).__name__}.")
-        self.register_modules(unet=unet, scheduler=scheduler, transformer=transformer)
+        self.register_modules(unet=unet, scheduler=scheduler, transformer=transformer, vae=vae)
 
     def model_card_kwargs(self) -> dict:
         return {"kind": "dit"} if self.denoiser is not None and self.denoiser is not self.unet else {}
@@ -116,6 +122,10 @@ class GuidanceFreePipeline(HfgenPipelineMixin, DiffusionPipeline):
             raise ValueError(f"`guidance` must be one of {GUIDANCE_MODES}, got {guidance!r}.")
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"`output_type` must be one of {OUTPUT_TYPES}, got {output_type!r}.")
+        if output_type != "latent" and self.denoiser is not self.unet and getattr(self, "vae", None) is None:
+            raise ValueError(f"`output_type={output_type!r}` needs a `vae` to decode the DiT's latents: build the "
+                             "pipeline with `vae=AutoencoderKL.from_pretrained(...)` (DiT: stabilityai/sd-vae-ft-ema), "
+                             "or pass `output_type='latent'`.")
         if beta is not None and guidance_scale is not None:
             raise ValueError("Pass either `beta` or `guidance_scale` (= 1/beta), not both.")
         if beta is not None and not 0.0 < beta <= 1.0:
@@ -231,7 +241,8 @@ class GuidanceFreePipeline(HfgenPipelineMixin, DiffusionPipeline):
             generator (`torch.Generator` or a list of them, *optional*): one generator, or one per image.
             latents (`torch.Tensor`, *optional*): the initial noise, ``(B, C, H, W)``.
             output_type (`str`, defaults to `"pil"`): ``"pil"``, ``"np"`` (``(B, H, W, C)`` in [0, 1]), ``"pt"``
-                (``(B, C, H, W)`` in [0, 1]) or ``"latent"`` (the final latents as they are, e.g. for a VAE).
+                (``(B, C, H, W)`` in [0, 1]), decoded by ``vae`` when the pipeline has one, or ``"latent"`` (the final
+                latents as they are).
             return_dict (`bool`, defaults to `True`): return an [`ImagePipelineOutput`] instead of a tuple.
             callback_on_step_end (`Callable`, [`~diffusers.callbacks.PipelineCallback`], *optional*): called at the
                 end of every step as ``callback_on_step_end(self, step, timestep, callback_kwargs)``; may return
@@ -281,6 +292,8 @@ class GuidanceFreePipeline(HfgenPipelineMixin, DiffusionPipeline):
         self.maybe_free_model_hooks()
         if output_type == "latent":
             return ImagePipelineOutput(images=latents) if return_dict else (latents,)
+        if getattr(self, "vae", None) is not None:  # as DiTPipeline / StableDiffusionPipeline
+            latents = self.vae.decode(latents.to(self.vae.dtype) / self.vae.config.scaling_factor).sample
         image = (latents / 2 + 0.5).clamp(0, 1)
         if output_type != "pt":
             image = image.cpu().permute(0, 2, 3, 1).float().numpy()
