@@ -161,7 +161,7 @@ class FirstHittingScheduler(HfgenSchedulerMixin, SchedulerMixin, ConfigMixin):
         self.unmask_counts = (n[None] - start).clamp(0, k).to(device)  # [steps, B]
         self.num_inference_steps = len(self.timesteps)
         self._group_size = k
-        self._previous_log_mu = None
+        self._previous_output = None
         self._last_group = None  # predictor-corrector: the last group, to be corrected at the next call
         self._step_index = 0
 
@@ -194,10 +194,8 @@ class FirstHittingScheduler(HfgenSchedulerMixin, SchedulerMixin, ConfigMixin):
         self._step_index += 1
         k = int(counts.max())
         extrapolate = self.config.parallel_solver == "extrapolation"
-        if extrapolate:  # the previous call's normalised log-probabilities, kept for the next step
-            previous = self._previous_log_mu
-            self._previous_log_mu = torch.log_softmax(
-                denoiser_logits(model_output, mask_token_id, temperature, forbidden_tokens, torch.float64), dim=-1)
+        if extrapolate:  # the previous call's output, kept for the next step (normalised where gathered: per position)
+            previous, self._previous_output = self._previous_output, model_output
         if self.config.parallel_solver == "predictor_corrector":
             sample = self._correct_last_group(model_output, sample, counts, mask_token_id, temperature,
                                               forbidden_tokens, generator)
@@ -210,13 +208,14 @@ class FirstHittingScheduler(HfgenSchedulerMixin, SchedulerMixin, ConfigMixin):
         dtype = SAMPLING_DTYPES[self.config.sampling_dtype]
         index = positions[..., None].expand(-1, -1, model_output.shape[-1])
         if extrapolate and previous is not None and k > 1:
-            log_mu = self._previous_log_mu.gather(1, index)  # [B, k, V]
+            log_mu = self._log_mu(model_output, index, mask_token_id, temperature, forbidden_tokens)  # [B, k, V]
             # column m of the group is its m-th hit: Lagrange extrapolation from (tau_{j-1}, tau_j) to tau_m
             start = j * self._group_size
             tau_m = self.hit_times[:, start:start + k].to(log_mu)
             tau_j, tau_prev = self.timesteps[j].to(log_mu), self.timesteps[j - 1].to(log_mu)
             weight = ((tau_m - tau_j[:, None]) / (tau_j - tau_prev)[:, None]).nan_to_num(0.0)  # >= 0, 0 for m = 1
-            slope = torch.where(torch.isfinite(log_mu), log_mu - previous.gather(1, index), 0.0).nan_to_num(0.0)
+            previous_log_mu = self._log_mu(previous, index, mask_token_id, temperature, forbidden_tokens)
+            slope = torch.where(torch.isfinite(log_mu), log_mu - previous_log_mu, 0.0).nan_to_num(0.0)
             logits = (log_mu + weight[..., None] * slope).to(dtype)
         else:
             logits = denoiser_logits(model_output.gather(1, index), mask_token_id, temperature, forbidden_tokens, dtype)
@@ -226,9 +225,14 @@ class FirstHittingScheduler(HfgenSchedulerMixin, SchedulerMixin, ConfigMixin):
             start = j * self._group_size
             self._last_group = (positions, chosen, self.timesteps[j].to(sample.device),
                                 self.hit_times[:, start:start + k].to(sample.device),
-                                torch.log_softmax(denoiser_logits(model_output.gather(1, index), mask_token_id, temperature,
-                                                                  forbidden_tokens, torch.float64), dim=-1))
+                                self._log_mu(model_output, index, mask_token_id, temperature, forbidden_tokens))
         return SchedulerOutput(prev_sample=prev_sample) if return_dict else (prev_sample,)
+
+    @staticmethod
+    def _log_mu(model_output, index, mask_token_id, temperature, forbidden_tokens):
+        """float64 normalised log-probabilities of ``model_output`` at the gathered positions ``index``."""
+        logits = denoiser_logits(model_output.gather(1, index), mask_token_id, temperature, forbidden_tokens, torch.float64)
+        return torch.log_softmax(logits, dim=-1)
 
     def _correct_last_group(self, model_output, sample, counts, mask_token_id, temperature, forbidden_tokens,
                             generator):
@@ -242,8 +246,7 @@ class FirstHittingScheduler(HfgenSchedulerMixin, SchedulerMixin, ConfigMixin):
         tau_next = self.timesteps[self._step_index - 1].to(tau_j)  # the current call's time, < tau_m < tau_j
         weight = ((tau_j[:, None] - tau_m) / (tau_j - tau_next)[:, None]).nan_to_num(0.0).clamp(0, 1)  # [B, k - 1]
         index = positions[..., None].expand(-1, -1, model_output.shape[-1])
-        log_mu_next = torch.log_softmax(denoiser_logits(model_output.gather(1, index), mask_token_id, temperature,
-                                                        forbidden_tokens, torch.float64), dim=-1)
+        log_mu_next = self._log_mu(model_output, index, mask_token_id, temperature, forbidden_tokens)
         weight = weight[..., None]
         # log-linear interpolation; a -inf end (a banned token, or a carry-over output at a visible position) stays
         # -inf for any weight > 0 (torch.lerp would give nan there)
