@@ -230,7 +230,8 @@ class DDOTrainer(HfgenTrainerMixin, Trainer):
     module, initialised to θ, updated after each optimizer step, saved in each checkpoint and restored on resume);
     export it with ``trainer.ema_model.save_pretrained(...)``. With ``peft_config`` the copy is made after the
     adapter is added (as Diffusers' scripts build ``EMAModel(unet.parameters())`` after ``add_adapter``): the EMA
-    averages the adapter's parameters, the frozen base stays the model's, checkpoints hold the adapter's EMA only,
+    averages the adapter's parameters (the copy also holds a frozen copy of the base, equal to the model's: one more
+    full copy in memory, besides ``ref_model``), checkpoints hold the adapter's EMA only,
     and the export is an adapter (``save_pretrained`` of a PEFT model, ``save_lora_adapter`` of a Diffusers one).
 
     Logged: ``ddo/log_ratio_real``, ``ddo/log_ratio_fake`` (means of r on each half), ``ddo/margin`` (their
@@ -450,7 +451,7 @@ class DDOTrainer(HfgenTrainerMixin, Trainer):
         """The EMA is training state, like the optimizer's moments: saved with each checkpoint as
         ``ddo_ema.safetensors`` and restored on resume, so a resumed run equals an unbroken one. With an adapter
         the file holds the EMA of the trained parameters only (keyed by their names, ``/`` for ``.``), as the
-        checkpoint holds the adapter only: the frozen base is the model's own."""
+        checkpoint holds the adapter only: the EMA copy's frozen base equals the model's."""
         if self.ema_model is None:
             return {}
         model = self.accelerator.unwrap_model(self.model)
