@@ -136,3 +136,6 @@ def main():
 
 if __name__ == "__main__":
     main()
+    if torch.distributed.is_initialized():  # a rank exiting with live gloo threads can abort ("terminate called ...")
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
