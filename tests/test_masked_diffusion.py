@@ -450,6 +450,24 @@ def test_predictor_corrector_error_is_below_first_order_and_falls_faster():
     assert corrected[8] / corrected[16] > first[8] / first[16]  # halving the step helps the corrector more
 
 
+def gauss_legendre_unit(n):
+    """Gauss-Legendre nodes and weights on [0, 1]."""
+    nodes, weights = np.polynomial.legendre.leggauss(n)
+    return (nodes + 1) / 2, weights / 2
+
+
+def mean_probability(logits, weights, token):
+    """``sum_i weights[i] softmax(logits[i])[token]``: a quadrature of a token's probability over the rows."""
+    return weights @ np.exp(logits - np.logaddexp.reduce(logits, axis=1, keepdims=True))[:, token]
+
+
+def _two_call_law_setup(model, length):
+    """``log mu(state)``, every unmasking order, and a zero law over all sequences, for the two-call laws below."""
+    orders = list(itertools.permutations(range(length)))
+    law = {x: 0.0 for x in itertools.product(range(model.vocab), repeat=length)}
+    return (lambda state: np.log(model.conditional(state))), orders, law
+
+
 def predictor_corrector_law(model, length=4):
     """Exact law of the reconstructed Alg. 4 with two tokens per call on ``length = 4`` tokens, linear schedule:
     order ``s`` uniform; ``s1, s2`` predicted from the all-mask output ``mu_0``; the next call sees ``s1`` and the
@@ -457,14 +475,8 @@ def predictor_corrector_law(model, length=4):
     ``w = (tau_1 - tau_2) / (tau_1 - tau_3)``, a ratio of two i.i.d. exponential spacings, so ``w ~ U(0, 1)``
     (integrated by 40-point Gauss-Legendre). The table model's output at a visible position ignores that
     position's own token (``U[l, l] = 0``), so ``mu_1`` at ``s2`` does not depend on ``y``."""
-    nodes, weights = np.polynomial.legendre.leggauss(40)
-    nodes, weights = (nodes + 1) / 2, weights / 2
-
-    def log_mu(state):
-        return np.log(model.conditional(state))
-
-    orders = list(itertools.permutations(range(length)))
-    law = {x: 0.0 for x in itertools.product(range(model.vocab), repeat=length)}
+    nodes, weights = gauss_legendre_unit(40)
+    log_mu, orders, law = _two_call_law_setup(model, length)
     first = log_mu((None,) * length)
     for s1, s2, s3, s4 in orders:
         for x in law:
@@ -473,8 +485,7 @@ def predictor_corrector_law(model, length=4):
                 state = [None] * length
                 state[s1], state[s2] = x[s1], y
                 second = log_mu(tuple(state))
-                lerp = (1 - nodes[:, None]) * first[s2] + nodes[:, None] * second[s2]
-                corrected = weights @ np.exp(lerp - np.logaddexp.reduce(lerp, axis=1, keepdims=True))[:, x[s2]]
+                corrected = mean_probability((1 - nodes[:, None]) * first[s2] + nodes[:, None] * second[s2], weights, x[s2])
                 total += np.exp(first[s2, y] + second[s3, x[s3]] + second[s4, x[s4]]) * corrected
             law[x] += np.exp(first[s1, x[s1]]) * total / len(orders)
     return np.array(list(law.values()))
@@ -486,23 +497,16 @@ def extrapolation_law(model, length=4):
     group's first hit) is drawn from ``mu_1`` and ``s4`` from ``log mu_1 + w (log mu_1 - log mu_0)`` with
     ``w = (tau_3 - tau_4) / (tau_1 - tau_3)``, a ratio of one uniform spacing to the sum of two, whose density is
     ``2 / (1 + w)^3`` (integrated by 80-point Gauss-Legendre through its inverse CDF ``w = (1 - q)^(-1/2) - 1``)."""
-    q, q_weights = np.polynomial.legendre.leggauss(80)
-    q, q_weights = (q + 1) / 2, q_weights / 2
+    q, q_weights = gauss_legendre_unit(80)
     w = 1 / np.sqrt(1 - q) - 1
-
-    def log_mu(state):
-        return np.log(model.conditional(state))
-
-    orders = list(itertools.permutations(range(length)))
-    law = {x: 0.0 for x in itertools.product(range(model.vocab), repeat=length)}
+    log_mu, orders, law = _two_call_law_setup(model, length)
     first = log_mu((None,) * length)
     for s1, s2, s3, s4 in orders:
         for x in law:
             state = [None] * length
             state[s1], state[s2] = x[s1], x[s2]
             second = log_mu(tuple(state))
-            logits = second[s4] + w[:, None] * (second[s4] - first[s4])
-            extrapolated = q_weights @ np.exp(logits - np.logaddexp.reduce(logits, axis=1, keepdims=True))[:, x[s4]]
+            extrapolated = mean_probability(second[s4] + w[:, None] * (second[s4] - first[s4]), q_weights, x[s4])
             law[x] += np.exp(first[s1, x[s1]] + first[s2, x[s2]] + second[s3, x[s3]]) * extrapolated / len(orders)
     return np.array(list(law.values()))
 
