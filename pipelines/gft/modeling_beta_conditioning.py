@@ -51,9 +51,9 @@ def beta_embedding(beta: torch.Tensor, embedding_dim: int, dtype: torch.dtype = 
             (``[sin, cos]`` of ``1000 w``). It varies fast in β near 0. As in the official code, it is computed
             in float32 and then cast to ``dtype``, and w in ``beta``'s precision: a float32 ``beta`` gives the
             official training code's embedding bit for bit, a float64 one that of ``guidance_scale − 1`` in
-            Python floats (the stock pipeline the official sampling uses; [`GuidanceFreePipeline`] passes float64). ``"timestep"`` (the official DiT form,
-            ``beta_in="linear"``): DiT's timestep embedding of β·1000 (``[cos, sin]``, frequencies
-            ``exp(−ln(10⁴)·i/half)``), smooth in β.
+            Python floats (the stock pipeline the official sampling uses; [`GuidanceFreePipeline`] passes float64).
+            ``"timestep"`` (the official DiT form, ``beta_in="linear"``): DiT's timestep embedding of β·1000
+            (``[cos, sin]``, frequencies ``exp(−ln(10⁴)·i/half)``), smooth in β.
     """
     if beta.ndim != 1:
         raise ValueError(f"`beta` must be a 1-D tensor, got shape {tuple(beta.shape)}.")
