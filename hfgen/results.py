@@ -1,0 +1,158 @@
+"""Raw run records and the one interval helper every published number goes through.
+
+Every experiment or benchmark script in ``scripts/`` ends with :func:`write_record`, which writes one JSON file
+under ``docs/results/raw/<method>/``: the exact command, the git commit (and whether the tree was dirty), the seeds,
+the torch thread count, library versions, the device, the wall time, the settings (including each arm's tuning
+budget) and every per-seed metric. Tables in ``docs/`` are rendered from these files by
+``scripts/collect_results.py``; nothing is typed in by hand.
+
+Summaries use :func:`interval` (mean and two-sided 95% Student-t interval over seeds) and :func:`paired` (the same
+on per-seed differences, method minus baseline). A difference whose interval contains 0 is "no difference"
+(:func:`verdict`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+RAW_DIR = Path(__file__).resolve().parent.parent / "docs" / "results" / "raw"
+RECORD_FIELDS = ("method", "name", "command", "commit", "dirty", "seeds", "torch_threads", "versions", "device",
+                 "wall_s", "settings", "metrics", "created")
+_LIBRARIES = ("torch", "transformers", "diffusers", "trl", "peft", "accelerate", "datasets", "numpy")
+
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=RAW_DIR.parent, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
+def _versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in _LIBRARIES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def _torch_threads() -> int | None:
+    torch = sys.modules.get("torch")
+    return torch.get_num_threads() if torch is not None else None
+
+
+def write_record(method: str, name: str, *, seeds: Sequence[int], metrics: Mapping, settings: Mapping | None = None,
+                 started: float | None = None, device: str = "cpu", raw_dir: str | Path | None = None) -> Path:
+    """Write ``<raw_dir>/<method>/<name>.json`` atomically and return its path.
+
+    ``metrics`` holds every per-seed value (e.g. ``{"nft": {"accuracy": [0.31, 0.29, ...]}}``, one entry per seed in
+    ``seeds`` order); ``settings`` the run's configuration, including each arm's tuning budget; ``started`` the
+    ``time.time()`` at the start of the run (for ``wall_s``).
+    """
+    if not method or not name or "/" in name or "/" in method:
+        raise ValueError(f"method and name must be non-empty path components, got method={method!r}, name={name!r}")
+    if not seeds:
+        raise ValueError("seeds must list the seeds the run used")
+    record = {
+        "method": method,
+        "name": name,
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "commit": _git("rev-parse", "HEAD"),
+        "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "seeds": [int(s) for s in seeds],
+        "torch_threads": _torch_threads(),
+        "versions": _versions(),
+        "device": device,
+        "wall_s": None if started is None else round(time.time() - started, 1),
+        "settings": dict(settings or {}),
+        "metrics": metrics,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    folder = Path(raw_dir or RAW_DIR) / method
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
+    staging = path.with_suffix(".json.tmp")
+    staging.write_text(json.dumps(record, indent=1, sort_keys=False, default=float) + "\n")
+    os.replace(staging, path)
+    return path
+
+
+def read_record(path: str | Path) -> dict:
+    """Load a record and check it has every field :func:`write_record` writes (``ValueError`` naming the missing)."""
+    record = json.loads(Path(path).read_text())
+    missing = [f for f in RECORD_FIELDS if f not in record]
+    if missing:
+        raise ValueError(f"{path} is not a raw run record: missing {missing}")
+    return record
+
+
+def _t975(dof: int) -> float:
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, dof))
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Mean of ``n`` per-seed values with its two-sided 95% Student-t interval ``[low, high]``."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+
+    def contains(self, value: float) -> bool:
+        return self.low <= value <= self.high
+
+    def format(self, digits: int = 3) -> str:
+        if self.n < 2:
+            return f"{self.mean:.{digits}f} (1 seed, no interval)"
+        return f"{self.mean:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
+
+
+def interval(values: Sequence[float]) -> Interval:
+    """Mean and 95% t-interval over seeds (the interval every table in ``docs/`` states)."""
+    xs = [float(v) for v in values]
+    if not xs or any(not math.isfinite(v) for v in xs):
+        raise ValueError(f"values must be a non-empty sequence of finite numbers, got {values!r}")
+    n = len(xs)
+    mean = sum(xs) / n
+    if n < 2:
+        return Interval(mean, mean, mean, n)
+    sd = math.sqrt(sum((v - mean) ** 2 for v in xs) / (n - 1))
+    half = _t975(n - 1) * sd / math.sqrt(n)
+    return Interval(mean, mean - half, mean + half, n)
+
+
+def paired(method: Sequence[float], baseline: Sequence[float]) -> Interval:
+    """Interval of the per-seed differences ``method - baseline`` (same seeds, same order)."""
+    if len(method) != len(baseline):
+        raise ValueError(f"paired needs one value per seed in both arms, got {len(method)} and {len(baseline)}")
+    return interval([float(a) - float(b) for a, b in zip(method, baseline)])
+
+
+def verdict(difference: Interval, higher_is_better: bool = True) -> str:
+    """"better" / "worse" when the paired interval excludes 0, else "no difference" (or "1 seed")."""
+    if difference.n < 2:
+        return "1 seed"
+    if difference.contains(0.0):
+        return "no difference"
+    return "better" if (difference.mean > 0) == higher_is_better else "worse"
+
+
+def equivalent(difference: Interval, margin: float) -> bool:
+    """Equivalence with a margin fixed in advance: the whole interval lies inside ``[-margin, margin]``."""
+    return difference.n >= 2 and -margin <= difference.low and difference.high <= margin
