@@ -164,7 +164,8 @@ def dit_inputs(seed, batch=3, length=11):
 
 def record_dit():
     network = dit()
-    tensors = {f"weights.{k}": v for k, v in network.state_dict().items()}
+    # numbered, so that the test can rebuild the state-dict order (the order of an EMA's shadow parameters)
+    tensors = {f"weights.{i:03d}.{k}": v for i, (k, v) in enumerate(network.state_dict().items())}
     with torch.no_grad():
         sedd, mdlm = official("sedd", True, network), official("subs", False, network)
         sedd.mask_index = mdlm.mask_index = VOCAB - 1

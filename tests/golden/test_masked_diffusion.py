@@ -132,9 +132,8 @@ def recorded_denoiser(model, recording):
     return model
 
 
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("num_steps", [5, 40])
-def test_ancestral_step_matches_mdlm_ddpm_update(queue, dtype, num_steps):
+def ancestral_pair(queue, dtype, num_steps):
+    """``(hfgen tokens, MDLM tokens)``: hfgen's ancestral run on the uniforms of the recorded ``_ddpm_update`` run."""
     recording, _ = load_recording("mdlm", "ddpm_update")
     official = recording[f"{dtype}.steps{num_steps}.tokens"]
     rows, torch_dtype, g = official.shape[0], getattr(torch, dtype), torch.Generator().manual_seed(0)
@@ -148,16 +147,21 @@ def test_ancestral_step_matches_mdlm_ddpm_update(queue, dtype, num_steps):
     ours = pipeline(model, scheduler)(input_ids=torch.full((L,), MASK), num_samples=rows, mask_token_id=MASK,
                                       num_inference_steps=num_steps, use_cache=False, output_type="pt").sequences
     assert not queue.items
+    return ours, official
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("num_steps", [5, 40])
+def test_ancestral_step_matches_mdlm_ddpm_update(queue, dtype, num_steps):
+    ours, official = ancestral_pair(queue, dtype, num_steps)
     assert (official != MASK).all()
     assert torch.equal(ours, official), f"{(ours != official).sum()} of {official.numel()} tokens differ"
 
 
-@pytest.mark.parametrize("schedule", ["linear", "loglinear"])
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("seed", [0, 1])
-def test_first_hitting_matches_bd3lm(queue, schedule, dtype, seed):
+def first_hitting_pair(queue, schedule, dtype, seed):
+    """``(hfgen tokens, BD3-LM tokens, hfgen times, BD3-LM times)``: hfgen's first-hitting run on the draws of the
+    recorded ``_semi_ar_sampler`` run (batch 1, one block)."""
     recording, _ = load_recording("bd3lm", "first_hitting")
-    official, official_times = recording[f"seed{seed}.tokens"], recording[f"seed{seed}.hit_times"]
     torch_dtype = getattr(torch, dtype)
     queue.items.append(recording[f"seed{seed}.time_uniforms"][None])
     filled = torch.zeros(L, dtype=torch.bool)
@@ -172,7 +176,15 @@ def test_first_hitting_matches_bd3lm(queue, schedule, dtype, seed):
     scheduler = FirstHittingScheduler(masking_schedule=schedule, schedule_eps=1e-3, sampling_dtype=dtype)
     ours = pipeline(model, scheduler)(input_ids=torch.full((L,), MASK), mask_token_id=MASK, output_type="pt").sequences
     assert not queue.items
-    torch.testing.assert_close(scheduler.hit_times[0], official_times, rtol=1e-13, atol=0)
+    return ours, recording[f"seed{seed}.tokens"], scheduler.hit_times[0], recording[f"seed{seed}.hit_times"]
+
+
+@pytest.mark.parametrize("schedule", ["linear", "loglinear"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_first_hitting_matches_bd3lm(queue, schedule, dtype, seed):
+    ours, official, our_times, official_times = first_hitting_pair(queue, schedule, dtype, seed)
+    torch.testing.assert_close(our_times, official_times, rtol=1e-13, atol=0)
     assert torch.equal(ours, official), f"{(ours != official).sum()} of {L} tokens differ"
 
 
