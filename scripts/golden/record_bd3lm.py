@@ -25,7 +25,6 @@ real ones, seeded, and recorded as they are drawn.
 
 import numpy as np
 import torch
-
 from _common import arguments, stand_in, write
 
 args = arguments(__doc__.splitlines()[0], "kuleshov-group/bd3lms")
@@ -79,29 +78,32 @@ class Recorder:
         setattr(self.owner, self.name, self.original)
 
 
+def run(seed):
+    """One first-hitting run: the tokens, sampling steps, the times ``t`` handed to each update, and the draws."""
+    toy = TimedDenoiser()
+    model, times = official(toy), []
+    step = model._ddpm_caching_update
+
+    def update(x, t, dt, p_x0=None):
+        times.append(t.reshape(()).clone())
+        return step(x=x, t=t, dt=dt, p_x0=p_x0)
+
+    model._ddpm_caching_update = update
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    with (Recorder(np.random, "rand") as times_u, Recorder(torch, "randint") as picks,
+          Recorder(torch, "rand_like") as token_u, torch.no_grad()):
+        tokens, steps = model._semi_ar_sampler(n_samples=1, num_steps=2 * L, num_strides=1, seqlen=L, context_size=L)
+    return toy, {"tokens": tokens, "hit_times": torch.stack(times),
+                 "time_uniforms": torch.tensor(times_u.values, dtype=torch.float64),
+                 "picks": torch.cat(picks.values), "token_uniforms": torch.cat(token_u.values), "steps": torch.tensor(steps)}
+
+
 def main():
     tensors = {}
     for seed in (0, 1):
-        toy = TimedDenoiser()
-        model = official(toy)
-        times = []
-        step = model._ddpm_caching_update
-
-        def update(x, t, dt, p_x0=None):
-            times.append(t.reshape(()).clone())
-            return step(x=x, t=t, dt=dt, p_x0=p_x0)
-
-        model._ddpm_caching_update = update
-        np.random.seed(seed)
-        torch.manual_seed(seed)
-        with (Recorder(np.random, "rand") as times_u, Recorder(torch, "randint") as picks,
-              Recorder(torch, "rand_like") as token_u, torch.no_grad()):
-            tokens, steps = model._semi_ar_sampler(n_samples=1, num_steps=2 * L, num_strides=1, seqlen=L, context_size=L)
-        tensors.update({
-            f"seed{seed}.tokens": tokens, f"seed{seed}.hit_times": torch.stack(times),
-            f"seed{seed}.time_uniforms": torch.tensor(times_u.values, dtype=torch.float64),
-            f"seed{seed}.picks": torch.cat(picks.values), f"seed{seed}.token_uniforms": torch.cat(token_u.values),
-            f"seed{seed}.steps": torch.tensor(steps)})
+        toy, outputs = run(seed)
+        tensors.update({f"seed{seed}.{k}": v for k, v in outputs.items()})
     tensors.update({f"denoiser.{k}": v for k, v in toy.state_dict().items()})
     write(args, "bd3lm", "first_hitting", tensors, file="diffusion.py, noise_schedule.py",
           function="Diffusion._semi_ar_sampler (sampling.first_hitting=True) with _ddpm_caching_update; LogLinearNoise",

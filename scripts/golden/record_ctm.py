@@ -22,7 +22,6 @@ and the GAN feature networks; the names ``get_xl_feature``, ``gaussian_blur``, n
 """
 
 import torch
-
 from _common import arguments, stand_in, write
 
 args = arguments(__doc__.splitlines()[0], "sony/ctm")

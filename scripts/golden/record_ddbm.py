@@ -21,7 +21,6 @@ documented semantics). ``einops`` is the real package.
 
 import torch
 import torch.nn.functional as F
-
 from _common import arguments, stand_in, write
 
 args = arguments(__doc__.splitlines()[0], "alexzhou907/DDBM")

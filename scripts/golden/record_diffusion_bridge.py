@@ -32,7 +32,6 @@ import tempfile
 
 import torch
 import torch.distributed as dist
-
 from _common import arguments, stand_in, write
 
 args = arguments(__doc__.splitlines()[0], "thu-ml/DiffusionBridge")

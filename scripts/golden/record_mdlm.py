@@ -32,7 +32,6 @@ import importlib.util
 
 import torch
 import torch.nn.functional as F
-
 from _common import arguments, stand_in, write
 
 args = arguments(__doc__.splitlines()[0], "kuleshov-group/mdlm")
