@@ -93,7 +93,7 @@ def record_schedules():
                 tensors[f"{key}.{part}"] = value
     write(args, "diffusion_bridge", "schedules", tensors, file=FILE,
           function="VPNoiseSchedule / VENoiseSchedule (get_alpha_rho, get_abc, get_f_g2), DDBMPreCond._get_scalings_and_weightings",
-          seeds={"none": "the times are tests/golden/test_bridge.py grid(): linspace(1e-4, T - 1e-3, 257) and T - 1e-6"})
+          seeds={"times (no random draws)": "tests/golden/test_bridge.py grid(): linspace(1e-4, T - 1e-3, 257) and T - 1e-6"})
 
 
 def record_samplers():
