@@ -63,6 +63,7 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-timeout", "ruff", "fastapi", "uvicorn", "hypothesis>=6.100"],  # fastapi/uvicorn: `transformers serve`
+        "golden": ["einops", "omegaconf"],  # scripts/golden/: what the official MDLM and DDBM modules import
     },
     entry_points={
         "console_scripts": ["hfgen=hfgen.cli:main"],

@@ -1,7 +1,7 @@
 """Measure how closely hfgen agrees with the official code on the golden tests' inputs (docs/results/fidelity.md).
 
-Runs the comparisons of ``tests/golden/`` (masked diffusion, bridges, consistency distillation) and prints
-one Markdown row per comparison: the largest absolute and relative difference, or the number of differing
+Runs the comparisons of ``tests/golden/`` (masked diffusion, bridges, consistency distillation: hfgen against the
+official outputs recorded in ``tests/golden/data/`` by ``scripts/golden/``) and prints one Markdown row per comparison: the largest absolute and relative difference, or the number of differing
 tokens for samplers of discrete tokens. Float64 unless the row says otherwise; all seeds are fixed.
 For NFT, DDO and GFT it runs their golden tests (``pytest -s``) and summarises the ``GOLDEN`` lines they print:
 the largest relative loss and gradient difference over each group of cases.
@@ -16,17 +16,15 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.golden import _official_ctm as ctm  # noqa: E402
-from tests.golden import _official_ddbm as ddbm  # noqa: E402
 from tests.golden import test_bridge as gb  # noqa: E402
 from tests.golden import test_consistency_distillation as gc  # noqa: E402
 from tests.golden import test_masked_diffusion as gm  # noqa: E402
+from tests.golden.recorded import load_recording  # noqa: E402
 
 
 def diffs(ours, official):
@@ -102,17 +100,17 @@ def main():
         tokens_row("masked diffusion", f"first-hitting tokens vs BD3-LM ({dtype})", pairs, "linear + loglinear, 2 seeds")
         if dtype == "float64":
             row("masked diffusion", "first-hitting times vs BD3-LM `t *= u**(1/n)`",
-                np.concatenate([a for a, _ in times]), np.concatenate([b for _, b in times]))
+                torch.cat([a for a, _ in times]), torch.cat([b for _, b in times]))
 
+    schedules, _ = load_recording("diffusion_bridge", "schedules")
     for name in ("vp", "ve"):
-        ours, theirs, t = gb.make_bridge_schedule(name), gb.official_schedule(name), gb.grid(name)
-        row("bridges", f"{name.upper()} schedule a_t, b_t, c_t", torch.stack(ours.abc(t)), torch.stack(theirs.get_abc(t)),
-            "257 times in [1e-4, T - 1e-6]")
+        ours, t = gb.make_bridge_schedule(name), schedules[f"{name}.t"]
+        row("bridges", f"{name.upper()} schedule a_t, b_t, c_t", torch.stack(ours.abc(t)), schedules[f"{name}.abc"],
+            "258 times in [1e-4, T - 1e-6]")
         sched = gb.BridgeScheduler(noise_schedule=name, sigma_data=0.5, cov_xy=0.125)
-        precond = ddbm.DDBMPreCond(gb.official_schedule(name), sigma_data=0.5, cov_xy=0.125)
-        c_skip, c_in, c_out, _, _ = precond._get_scalings_and_weightings(t)
+        official = [schedules[f"{name}.precond.0.5.0.125.{part}"] for part in ("c_skip", "c_out", "c_in")]
         row("bridges", f"{name.upper()} DDBM preconditioning c_skip, c_out, c_in", torch.stack(sched.scalings(t, consistency=False)),
-            torch.stack([c_skip, c_out, c_in]), "sigma_data 0.5, cov_xy 0.125")
+            torch.stack(official), "sigma_data 0.5, cov_xy 0.125")
         with tempfile.TemporaryDirectory() as tmp:
             loss, official_loss, grad, official_grad = gb.loss_pair(name, tmp)
         row("bridges", f"{name.upper()} training loss", loss, official_loss)
@@ -126,12 +124,11 @@ def main():
             ours, official, _, _ = gb.heun_pair(name, churn)
             row("bridges", f"{name.upper()} `sample_heun`, churn = {churn}", ours, official, "5 steps")
 
+    student, _ = load_recording("ctm", "student")
     for preconditioning in ("euler", "variance"):
-        t, s = gc.time_pairs()
-        f, g = gc.outer_scalings(t, s, preconditioning, gc.SIGMA_DATA, gc.SIGMA_MIN)
-        c_skip, c_out = ctm.get_outer_scalings(ctm.CTMArgs(gc.SIGMA_DATA, gc.SIGMA_MIN), t, s, preconditioning)
+        f, g = gc.outer_scalings(student["t"], student["s"], preconditioning, gc.SIGMA_DATA, gc.SIGMA_MIN)
         row("consistency distillation", f"outer scalings f, g ({preconditioning})", torch.stack([f, g]),
-            torch.stack([c_skip, c_out]), "400 (t, s) pairs")
+            torch.stack([student[f"{preconditioning}.c_skip"], student[f"{preconditioning}.c_out"]]), "400 (t, s) pairs")
         with tempfile.TemporaryDirectory() as tmp:
             ours, official, _ = gc.student_pair(preconditioning, tmp)
         row("consistency distillation", f"student output G(x_t, t, s) ({preconditioning})", ours, official)

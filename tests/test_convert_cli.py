@@ -8,19 +8,20 @@ from safetensors.torch import save_file
 
 from hfgen.cli import main
 from hfgen.models.mdlm_dit import MDLMDiTForMaskedLM
-from tests.test_convert_mdlm import inputs, official_model
+from tests.test_convert_mdlm import RECORDING, recorded_weights
 
 
 @pytest.fixture
 def source(tmp_path):
-    model = official_model()
+    """The official MDLM DiT's recorded tiny weights (``tests/golden/data/mdlm/dit``) as a safetensors file."""
+    weights = recorded_weights()
     path = tmp_path / "mdlm.safetensors"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
-    return model, path
+    save_file(weights, str(path))
+    return weights, path
 
 
 def test_convert_writes_a_loadable_folder(source, tmp_path, capsys):
-    official, path = source
+    _, path = source
     out = tmp_path / "converted"
     assert main(["convert", "sedd-absorb", str(path), str(out), "-o", "use_ema=False"]) == 0
     assert capsys.readouterr().out.strip() == str(out.resolve())
@@ -28,9 +29,9 @@ def test_convert_writes_a_loadable_folder(source, tmp_path, capsys):
     assert json.loads((out / "config.json").read_text())["model_type"] == "hfgen_mdlm_dit"
     assert str(path) in (out / "README.md").read_text()
     model = MDLMDiTForMaskedLM.from_pretrained(out).eval()
-    ids, sigma = inputs()
+    ids, sigma = RECORDING["sedd.input_ids"], RECORDING["sedd.sigma"]
     with torch.no_grad():
-        assert (model(input_ids=ids, sigma=sigma).logits - official(ids, sigma)).abs().max() < 1e-5
+        assert (model(input_ids=ids, sigma=sigma).logits - RECORDING["sedd.logits"]).abs().max() < 1e-5
     # an existing output is not replaced silently
     assert main(["convert", "mdlm", str(path), str(out)]) == 2
     assert "--overwrite" in capsys.readouterr().err
@@ -39,7 +40,7 @@ def test_convert_writes_a_loadable_folder(source, tmp_path, capsys):
 
 
 def test_bad_input_is_one_line_naming_it(source, tmp_path, capsys):
-    official, path = source
+    weights, path = source
     with pytest.raises(SystemExit):
         main(["convert", "no-such-kind", str(path), str(tmp_path / "o")])
     assert "invalid choice" in capsys.readouterr().err
@@ -49,7 +50,7 @@ def test_bad_input_is_one_line_naming_it(source, tmp_path, capsys):
     assert "torch_dtype=float99" in capsys.readouterr().err
     assert main(["convert", "mdlm", str(tmp_path / "absent.safetensors"), str(tmp_path / "o")]) == 2
     assert "does not exist" in capsys.readouterr().err
-    state = {k: v.contiguous() for k, v in official.state_dict().items()}
+    state = dict(weights)
     state["output_layer.extra_head.weight"] = torch.zeros(3)
     save_file(state, str(tmp_path / "extra.safetensors"))
     assert main(["convert", "mdlm", str(tmp_path / "extra.safetensors"), str(tmp_path / "o")]) == 2
@@ -76,9 +77,9 @@ def test_hfgen_load_dispatches_converted_folders(source, tmp_path):
 def test_cli_converts_a_ddbm_teacher_with_options(tmp_path, capsys):
     from diffusers import UNet2DModel
 
-    from tests.test_convert_ddbm import official as official_ddbm
+    from tests.test_convert_ddbm import recorded_state
 
-    torch.save(official_ddbm().state_dict(), tmp_path / "ema.pt")
+    torch.save(recorded_state()[0], tmp_path / "ema.pt")
     args = ["convert", "ddbm", str(tmp_path / "ema.pt"), str(tmp_path / "teacher"), "-o", "image_size=16", "-o", "num_channels=32",
             "-o", "num_res_blocks=1", "-o", "channel_mult=1,2", "-o", "attention_resolutions=8", "-o", "num_head_channels=32"]
     assert main(args) == 0, capsys.readouterr().err

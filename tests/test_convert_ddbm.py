@@ -1,55 +1,72 @@
 """DDBM teachers: ``hfgen convert ddbm`` maps the official ADM UNet onto a Diffusers ``UNet2DModel`` exactly.
 
-The official ``UNetModel`` (``tests/golden/_official_ddbm_unet.py``, alexzhou907/DDBM @ 1a928343, ``ddbm/unet.py``),
-built tiny with the released models' options (scale-shift norm, ResBlock up/down-sampling, fixed channels per
-head, concatenated source) and random weights everywhere, is saved as a ``torch.save`` state dict (read back with
-``weights_only=True``), converted, and both networks are run on the same ``(x_t, y, c_noise)``.
+``scripts/golden/record_ddbm.py`` built the official ``UNetModel`` (alexzhou907/DDBM, ``ddbm/unet.py``, run from a
+checkout; provenance in ``tests/golden/data/ddbm/unet.provenance.json``) tiny with the released models' options
+(scale-shift norm, ResBlock up/down-sampling, fixed channels per head, concatenated source), filled every tensor
+with :func:`seeded_weight`, and recorded the tensors' names, shapes and sums with the network's output on fixed
+``(x_t, y, c_noise)``. Here the same weights are regenerated (their sums checked), saved as a ``torch.save``
+state dict (read back with ``weights_only=True``), converted, and the converted UNet must give the recorded output.
 
 Broken on purpose (then restored): reading the flash-attention ``qkv`` as the legacy ``(h three d)`` layout
-(q, k, v interleaved per head) gives a max abs diff of 0.62 (fails); swapping ``norm1``/``norm2`` in the ResBlock
-mapping is refused before any output (``norm1.weight`` has shape (64,), the model expects (32,)).
+(q, k, v interleaved per head) gives a max abs diff of 0.83 (fails; clean: 4.2e-6 on outputs of order 5); swapping ``norm1``/``norm2`` in the
+ResBlock mapping is refused before any output (``norm1.weight`` has shape (64,), the model expects (32,)).
 """
+
+from collections import OrderedDict
 
 import pytest
 import torch
 
 from hfgen.convert import ConversionError, convert
 from hfgen.pipelines import BridgeScheduler, ConsistencyBridgePipeline
-from tests.golden._official_ddbm_unet import UNetModel
+from tests.golden.recorded import load_recording
 
 TINY = dict(image_size=16, num_channels=32, num_res_blocks=1, channel_mult=(1, 2), attention_resolutions="8",
             num_head_channels=32)
+# the same network in the official ``UNetModel``'s arguments (``attention_resolutions`` as downsampling rates)
+TINY_OFFICIAL = dict(image_size=16, in_channels=3, model_channels=32, out_channels=3, num_res_blocks=1,
+                     attention_resolutions=[2], channel_mult=(1, 2), num_head_channels=32, use_scale_shift_norm=True,
+                     resblock_updown=True, condition_mode="concat")
+GRAY = dict(TINY_OFFICIAL, image_size=8, in_channels=1, out_channels=1)
 
 
-def official(seed=0):
-    torch.manual_seed(seed)
-    model = UNetModel(image_size=16, in_channels=3, model_channels=32, out_channels=3, num_res_blocks=1,
-                      attention_resolutions=[2], channel_mult=(1, 2), num_head_channels=32, use_scale_shift_norm=True,
-                      resblock_updown=True, condition_mode="concat")
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            p.copy_(torch.randn_like(p) * 0.1 + (1.0 if name.endswith("norm.weight") or ".0.weight" in name and p.ndim == 1 else 0.0))
-    return model.eval()
+def seeded_weight(name, shape, index):
+    """The ``index``-th tensor of a recorded state dict: ``N(0, 0.1^2)`` from seed ``1000 + index``, plus 1 for
+    normalisation scales (``*norm.weight``, and the GroupNorms at index 0 of ``in_layers``/``out_layers``/``out``)."""
+    g = torch.Generator().manual_seed(1000 + index)
+    scale = name.endswith("norm.weight") or ".0.weight" in name and len(shape) == 1
+    return torch.randn(tuple(shape), generator=g) * 0.1 + (1.0 if scale else 0.0)
+
+
+def recorded_state(name="unet"):
+    """The official state dict of recording ``ddbm/<name>``, in its order, regenerated from the seeds."""
+    recording, _ = load_recording("ddbm", name)
+    state = OrderedDict()
+    for key in sorted(k for k in recording if k.startswith("shape.")):
+        index, tensor_name = key.removeprefix("shape.").split(".", 1)
+        state[tensor_name] = seeded_weight(tensor_name, recording[key].tolist(), int(index))
+        if f"sum.{index}.{tensor_name}" in recording:
+            torch.testing.assert_close(state[tensor_name].double().sum(), recording[f"sum.{index}.{tensor_name}"],
+                                       rtol=1e-12, atol=1e-9)
+    return state, recording
 
 
 @pytest.fixture
 def checkpoint(tmp_path):
-    model = official()
+    state, recording = recorded_state()
     path = tmp_path / "ema_0.9999_tiny.pt"
-    torch.save(model.state_dict(), path)
-    return model, path
+    torch.save(state, path)
+    return state, recording, path
 
 
 def test_parity_and_pipeline(checkpoint, tmp_path):
-    model, path = checkpoint
+    _, recording, path = checkpoint
     unet = convert("ddbm", path, tmp_path / "teacher", **TINY)
     assert unet.config.in_channels == 6 and unet.config.down_block_types == ("ResnetDownsampleBlock2D", "AttnDownBlock2D")
-    g = torch.Generator().manual_seed(0)
-    x, y, c_noise = torch.randn(2, 3, 16, 16, generator=g), torch.randn(2, 3, 16, 16, generator=g), torch.tensor([-1.3, 2.7])
+    x, y, c_noise, want = recording["x"], recording["xT"], recording["c_noise"], recording["output"]
     with torch.no_grad():
-        want = model(x, c_noise, xT=y)
         got = unet(torch.cat([x, y], dim=1), c_noise).sample
-    assert (got - want).abs().max() < 1e-5
+    assert got.shape == want.shape and (got - want).abs().max() < 1e-5
     # the converted folder is a teacher for ConsistencyBridgePipeline (and hence the CBD trainer)
     from diffusers import UNet2DModel
 
@@ -61,15 +78,14 @@ def test_parity_and_pipeline(checkpoint, tmp_path):
 
 
 def test_unmapped_missing_and_unsafe_sources_are_refused(checkpoint, tmp_path):
-    model, _ = checkpoint
-    state = model.state_dict()
+    state, _, _ = checkpoint
     torch.save({**state, "label_emb.weight": torch.zeros(10, 128)}, tmp_path / "extra.pt")
     with pytest.raises(ConversionError, match=r"unmapped tensors.*label_emb\.weight"):
         convert("ddbm", tmp_path / "extra.pt", **TINY)
     torch.save({k: v for k, v in state.items() if k != "middle_block.1.qkv.bias"}, tmp_path / "missing.pt")
     with pytest.raises(ConversionError, match=r"missing tensors: middle_block\.1\.qkv\.bias"):
         convert("ddbm", tmp_path / "missing.pt", **TINY)
-    torch.save({"model": model}, tmp_path / "pickled_module.pt")  # a pickled nn.Module, not tensors
+    torch.save({"model": torch.nn.Linear(2, 2)}, tmp_path / "pickled_module.pt")  # a pickled nn.Module, not tensors
     with pytest.raises(ConversionError, match="weights_only=True"):
         convert("ddbm", tmp_path / "pickled_module.pt", **TINY)
     with pytest.raises(ValueError, match="preset"):
@@ -96,11 +112,7 @@ def test_converted_teacher_distils_with_the_cbd_trainer(tmp_path):
     from hfgen.data.paired_digits import paired_digits_dataset
     from hfgen.trainers import ConsistencyBridgeConfig, ConsistencyBridgeTrainer
 
-    torch.manual_seed(0)
-    gray = UNetModel(image_size=8, in_channels=1, model_channels=32, out_channels=1, num_res_blocks=1,
-                     attention_resolutions=[2], channel_mult=(1, 2), num_head_channels=32, use_scale_shift_norm=True,
-                     resblock_updown=True, condition_mode="concat")
-    torch.save(gray.state_dict(), tmp_path / "gray.pt")
+    torch.save(recorded_state("unet_gray_shapes")[0], tmp_path / "gray.pt")  # the official names and shapes
     teacher = convert("ddbm", tmp_path / "gray.pt", image_size=8, num_channels=32, num_res_blocks=1, channel_mult=(1, 2),
                       attention_resolutions="4", num_head_channels=32, in_channels=1)
     student = copy.deepcopy(teacher).train()

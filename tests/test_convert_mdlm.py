@@ -1,12 +1,13 @@
-"""MDLM / SEDD-absorb DiT: the official architecture and hfgen's native model agree through the converter.
+"""MDLM / SEDD-absorb DiT: hfgen's converter against recorded outputs of the official network.
 
-The official ``DIT`` (transcribed in ``tests/golden/_official_mdlm_dit.py`` from kuleshov-group/mdlm @
-c112c526, ``models/dit.py``) is built tiny with random weights in every tensor (its zero-initialised adaLN
-and output layers included, so that every path is exercised), its state dict is converted, and both
-networks are run on the same tokens and noise levels.
+``scripts/golden/record_mdlm.py`` built the official ``DIT`` (kuleshov-group/mdlm, ``models/dit.py``, run from a
+checkout; provenance in ``tests/golden/data/mdlm/dit.provenance.json``) tiny, with random weights in every tensor
+(its zero-initialised adaLN and output layers included, so that every path is exercised), and recorded those
+weights with its outputs on fixed tokens and noise levels. Here exactly those weights are converted and hfgen's
+native model must give the recorded outputs.
 
 Checked by breaking the library on purpose (then restored):
-(clean: max abs diff 8.3e-7 on logits of order 1)
+(clean: max abs diff 1.1e-6 on logits of order 1)
 - swapping ``shift`` and ``scale`` in ``MDLMDiTBlock``'s attention modulation: max abs diff 0.93 (parity fails);
 - dropping the final ``F.silu`` of ``SigmaEmbedding``: max abs diff 2.6 (parity fails);
 - mapping ``blocks.*.mlp.2.weight`` onto ``fc1.weight`` in the converter: refused ("missing
@@ -23,34 +24,28 @@ from safetensors.torch import save_file
 
 from hfgen.convert import CONVERTERS, ConversionError, convert
 from hfgen.models.mdlm_dit import MDLMDiTConfig, MDLMDiTForMaskedLM
-from tests.golden._official_mdlm_dit import DIT, process_sigma, sedd_parameterization
+from tests.golden.recorded import load_recording
 
 VOCAB, HIDDEN, COND, BLOCKS, HEADS = 37, 32, 16, 2, 4
+RECORDING, PROVENANCE = load_recording("mdlm", "dit")
 
 
-def official_model(seed=0):
-    torch.manual_seed(seed)
-    model = DIT(VOCAB, HIDDEN, COND, BLOCKS, HEADS, dropout=0.1)
-    with torch.no_grad():
-        for name, p in model.named_parameters():  # random everywhere, including the zero-initialised layers
-            p.copy_(torch.randn_like(p) * (0.15 if "norm" not in name else 0.2) + (1.0 if "norm" in name else 0.0))
-    return model.eval()
-
-
-def inputs(seed=1, batch=3, length=11):
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(0, VOCAB, (batch, length), generator=g)
-    ids[:, ::3] = VOCAB - 1  # some masked positions
-    sigma = torch.rand(batch, generator=g) * 3
-    return ids, sigma
+def recorded_weights():
+    """The official ``DIT``'s state dict, in its order (the recording numbers its keys)."""
+    numbered = sorted((k.removeprefix("weights."), v) for k, v in RECORDING.items() if k.startswith("weights."))
+    return {k.split(".", 1)[1]: v for k, v in numbered}
 
 
 @pytest.fixture
 def official_file(tmp_path):
-    model = official_model()
     path = tmp_path / "model.safetensors"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
-    return model, path
+    save_file(recorded_weights(), str(path))
+    return path
+
+
+def max_diff(a, b):
+    assert a.shape == b.shape, (a.shape, b.shape)
+    return (a - b).abs().max().item()
 
 
 def test_registry_lists_the_mdlm_kinds():
@@ -58,59 +53,53 @@ def test_registry_lists_the_mdlm_kinds():
 
 
 def test_parity_time_conditioned_sedd_absorb(official_file, tmp_path):
-    official, path = official_file
-    native = convert("sedd-absorb", path, tmp_path / "out")
+    native = convert("sedd-absorb", official_file, tmp_path / "out")
     assert native.config.time_conditioning and native.config.parameterization == "sedd"
     assert (native.config.num_attention_heads, native.config.num_hidden_layers) == (HEADS, BLOCKS)
-    ids, sigma = inputs()
+    ids, sigma, want = RECORDING["sedd.input_ids"], RECORDING["sedd.sigma"], RECORDING["sedd.logits"]
     with torch.no_grad():
-        want = official(ids, process_sigma(sigma, True))
         got = native(input_ids=ids, sigma=sigma).logits
-    assert got.shape == want.shape == (3, 11, VOCAB)
-    assert (got - want).abs().max() < 1e-5
-    # the time argument of the pipeline: timesteps t -> sigma(t) = -log(1 - (1 - eps) t)
-    t = torch.tensor([0.1, 0.5, 0.999])
-    with torch.no_grad():
-        want_t = official(ids, -torch.log1p(-(1 - 1e-3) * t))
-        assert (native(input_ids=ids, timesteps=t).logits - want_t).abs().max() < 1e-5
-        # SEDD's log score and hfgen's logits give the same denoiser mu on masked positions (App. D.3)
-        score = sedd_parameterization(want.clone(), ids, sigma)
-        masked = ids == VOCAB - 1
-        mu_sedd = score[..., :-1].softmax(-1)[masked]
-        mu_native = got[..., :-1].softmax(-1)[masked]
-        assert (mu_sedd - mu_native).abs().max() < 1e-5
+        assert got.shape == (3, 11, VOCAB)
+        assert max_diff(got, want) < 1e-5
+        # the time argument of the pipeline: timesteps t -> sigma(t) = -log(1 - (1 - eps) t)
+        got_t = native(input_ids=ids, timesteps=RECORDING["sedd.timesteps"]).logits
+        assert max_diff(got_t, RECORDING["sedd.logits_at_timesteps"]) < 1e-5
+    # SEDD's log score (``_sedd_parameterization``) and hfgen's logits give the same denoiser mu on masked positions (App. D.3)
+    masked = ids == VOCAB - 1
+    mu_sedd = RECORDING["sedd.log_score"][..., :-1].softmax(-1)[masked]
+    assert max_diff(got[..., :-1].softmax(-1)[masked], mu_sedd) < 1e-5
 
 
-def test_parity_time_agnostic_mdlm_ignores_time(official_file, tmp_path):
-    official, path = official_file
-    native = convert("mdlm", path)
+def test_parity_time_agnostic_mdlm_ignores_time(official_file):
+    native = convert("mdlm", official_file)
     assert not native.config.time_conditioning
-    ids, sigma = inputs(seed=2)
+    ids, want = RECORDING["mdlm.input_ids"], RECORDING["mdlm.logits"]  # MDLM calls the network with sigma = 0
     with torch.no_grad():
-        want = official(ids, process_sigma(sigma, False))  # MDLM calls the network with sigma = 0
-        assert (native(input_ids=ids).logits - want).abs().max() < 1e-5
-        assert (native(input_ids=ids, timesteps=torch.rand(3)).logits - want).abs().max() < 1e-5
+        assert max_diff(native(input_ids=ids).logits, want) < 1e-5
+        assert max_diff(native(input_ids=ids, timesteps=torch.rand(3)).logits, want) < 1e-5
 
 
 def test_lightning_checkpoint_with_ema_and_prefix(tmp_path):
-    official = official_model(seed=3)
-    ema_model = official_model(seed=4)
-    state = {f"backbone.{k}": v for k, v in official.state_dict().items()}
-    shadow = [p.detach().clone() for p in ema_model.parameters()]
+    """The EMA shadow (one tensor per parameter, in ``parameters()`` order) holds the recorded weights; the raw
+    ``state_dict`` holds other weights, which ``use_ema=False`` must convert instead."""
+    weights = recorded_weights()
+    raw = {k: v if k == "rotary_emb.inv_freq" else 0.5 * v + 0.01 for k, v in weights.items()}
+    shadow = [v.clone() for k, v in weights.items() if k != "rotary_emb.inv_freq"]
     path = tmp_path / "last.ckpt"
-    torch.save({"state_dict": state, "ema": {"decay": 0.9999, "num_updates": 7, "shadow_params": shadow,
-                                            "collected_params": []}}, path)
-    ids, sigma = inputs(seed=5)
+    torch.save({"state_dict": {f"backbone.{k}": v for k, v in raw.items()},
+                "ema": {"decay": 0.9999, "num_updates": 7, "shadow_params": shadow, "collected_params": []}}, path)
+    save_file(raw, str(tmp_path / "raw.safetensors"))
+    ids, sigma = RECORDING["sedd.input_ids"], RECORDING["sedd.sigma"]
     with torch.no_grad():
         ema_native = convert("sedd-absorb", path)
-        raw_native = convert("sedd-absorb", path, use_ema=False)
-        assert (ema_native(input_ids=ids, sigma=sigma).logits - ema_model(ids, sigma)).abs().max() < 1e-5
-        assert (raw_native(input_ids=ids, sigma=sigma).logits - official(ids, sigma)).abs().max() < 1e-5
+        assert max_diff(ema_native(input_ids=ids, sigma=sigma).logits, RECORDING["sedd.logits"]) < 1e-5
+        raw_logits = convert("sedd-absorb", path, use_ema=False)(input_ids=ids, sigma=sigma).logits
+        assert max_diff(raw_logits, convert("sedd-absorb", tmp_path / "raw.safetensors")(input_ids=ids, sigma=sigma).logits) == 0
+        assert max_diff(raw_logits, RECORDING["sedd.logits"]) > 0.1
 
 
-def test_unmapped_and_missing_tensors_are_refused_by_name(official_file, tmp_path):
-    official, _ = official_file
-    state = {k: v.contiguous() for k, v in official.state_dict().items()}
+def test_unmapped_and_missing_tensors_are_refused_by_name(tmp_path):
+    state = recorded_weights()
     extra = dict(state, **{"blocks.0.attn_extra.weight": torch.zeros(2)})
     save_file(extra, str(tmp_path / "extra.safetensors"))
     with pytest.raises(ConversionError, match=r"unmapped tensors.*blocks\.0\.attn_extra\.weight"):
@@ -126,16 +115,15 @@ def test_pickles_with_objects_are_refused(tmp_path):
     import argparse
 
     path = tmp_path / "last.ckpt"
-    torch.save({"state_dict": official_model().state_dict(), "hyper_parameters": argparse.Namespace(lr=1)}, path)
+    torch.save({"state_dict": recorded_weights(), "hyper_parameters": argparse.Namespace(lr=1)}, path)
     with pytest.raises(ConversionError, match=r"weights_only=True"):
         convert("mdlm", path)
 
 
 def test_converted_folder_loads_with_auto_class_and_samples_with_fhs(official_file, tmp_path):
     """After ``import hfgen`` (a fresh interpreter), ``AutoModelForMaskedLM`` loads the folder; FHS samples with it."""
-    _, path = official_file
     out = tmp_path / "converted"
-    convert("sedd-absorb", path, out)
+    convert("sedd-absorb", official_file, out)
     assert (out / "model.safetensors").is_file() and "Converted with `hfgen convert sedd-absorb`" in (out / "README.md").read_text()
     code = f"""
 import torch, hfgen
@@ -168,15 +156,14 @@ def test_native_config_validation():
     assert math.isclose(float(model(input_ids=torch.zeros(1, 4, dtype=torch.long), sigma=1.0).logits.abs().max()), 0.0)
 
 
-def test_checkpoint_without_rotary_buffer_needs_the_head_count(official_file, tmp_path):
-    official, _ = official_file
-    state = {k: v.contiguous() for k, v in official.state_dict().items() if k != "rotary_emb.inv_freq"}
+def test_checkpoint_without_rotary_buffer_needs_the_head_count(tmp_path):
+    state = {k: v for k, v in recorded_weights().items() if k != "rotary_emb.inv_freq"}
     save_file({f"backbone.{k}": v for k, v in state.items()}, str(tmp_path / "model.safetensors"))
     with pytest.raises(ConversionError, match="num_attention_heads"):
         convert("mdlm", tmp_path / "model.safetensors")
     (tmp_path / "config.json").write_text('{"n_heads": 4, "time_conditioning": true}')  # a Hub-style folder
     native = convert("mdlm", tmp_path)
     assert native.config.time_conditioning and native.config.num_attention_heads == HEADS
-    ids, sigma = inputs()
     with torch.no_grad():
-        assert (native(input_ids=ids, sigma=sigma).logits - official(ids, sigma)).abs().max() < 1e-5
+        got = native(input_ids=RECORDING["sedd.input_ids"], sigma=RECORDING["sedd.sigma"]).logits
+    assert max_diff(got, RECORDING["sedd.logits"]) < 1e-5

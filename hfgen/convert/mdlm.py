@@ -61,7 +61,7 @@ KINDS = {"mdlm": {"time_conditioning": False, "parameterization": "subs"},
          "sedd-absorb": {"time_conditioning": True, "parameterization": "sedd"}}
 
 
-def _official_state(checkpoint: dict, use_ema: bool) -> dict[str, torch.Tensor]:
+def _dit_state(checkpoint: dict, use_ema: bool) -> dict[str, torch.Tensor]:
     """The ``DIT`` module's state dict: Lightning's ``state_dict`` (EMA weights swapped in) or a flat dict."""
     if "state_dict" in checkpoint:
         state = tensors_only(checkpoint["state_dict"], "the checkpoint's 'state_dict'")
@@ -167,7 +167,7 @@ def convert_mdlm(source: str | os.PathLike, output: str | os.PathLike | None = N
     if kind not in KINDS:
         raise ValueError(f"`kind` must be one of {sorted(KINDS)}, got {kind!r}.")
     checkpoint, folder_config = read_checkpoint(source)
-    state = _official_state(checkpoint, use_ema)
+    state = _dit_state(checkpoint, use_ema)
     defaults = dict(KINDS[kind])
     if "time_conditioning" in folder_config:  # the Hub MDLM wrapper's config.json records it
         defaults["time_conditioning"] = bool(folder_config["time_conditioning"])

@@ -1,11 +1,12 @@
-"""Golden tests: hfgen's consistency trajectory student against the official CTM code (sony/ctm).
+"""Golden tests: hfgen's consistency trajectory student against recorded outputs of the official CTM code (sony/ctm).
 
-A transcription of CTM's scalings and of ``get_denoised_and_G`` (``_official_ctm.py``) and hfgen's public
-path (``outer_scalings``, ``ConsistencyTrajectoryScheduler`` and ``ConsistencyDistillationTrainer.trajectory``)
-get the same student network and the same ``(x_t, t, s)``, in float64, for ``preconditioning="euler"``
-(CTM's default ``outer_parametrization``) and ``"variance"``. The network embeds its time inputs in
-float32 on both sides (hfgen hands it float32 ``c_noise``; CTM hands float64 ``log(t) / 4``, which the
-test network rounds the same way).
+``scripts/golden/record_ctm.py`` ran CTM's ``KarrasDenoiser`` scalings and ``get_denoised_and_G(ctm=True)`` through
+the student branch of ``EDMPrecond_CTM.forward`` (from a checkout; provenance in
+``tests/golden/data/ctm/student.provenance.json``) on the toy student defined here and fixed ``(x_t, t, s)``, in
+float64, for ``outer_parametrization="euler"`` (CTM's default) and ``"variance"``. hfgen's public path
+(``outer_scalings``, ``ConsistencyTrajectoryScheduler`` and ``ConsistencyDistillationTrainer.trajectory``) gets
+the same student weights and inputs. The network rounds its inputs to float32 on both sides (hfgen hands it
+float32 ``c_noise``; CTM hands float64 ``log(t) / 4`` and ``x`` cast to float32).
 
 Broken-variant checks (run once, then restored):
 - ``"variance"`` outer ``c_skip`` without the ``- sigma_min`` shift (``(s^2 + sd^2) / (t^2 + sd^2)``) in
@@ -22,7 +23,7 @@ from transformers.utils import ModelOutput
 from hfgen.pipelines.consistency_trajectory import ConsistencyTrajectoryScheduler
 from hfgen.pipelines.consistency_trajectory.scheduling_consistency_trajectory import outer_scalings
 
-from . import _official_ctm as ctm
+from .recorded import load_recording
 
 SIGMA_MIN, SIGMA_MAX, SIGMA_DATA = 0.002, 80.0, 0.5
 
@@ -44,23 +45,23 @@ def rel(a, b):
 
 @pytest.mark.parametrize("preconditioning", ["euler", "variance"])
 def test_scalings_match_ctm(preconditioning):
-    args = ctm.CTMArgs(SIGMA_DATA, SIGMA_MIN, outer_parametrization=preconditioning)
-    t, s = time_pairs()
+    recording, _ = load_recording("ctm", "student")
+    t, s = recording["t"], recording["s"]
     f, g = outer_scalings(t, s, preconditioning, SIGMA_DATA, SIGMA_MIN)
-    c_skip, c_out = ctm.get_outer_scalings(args, t, s, preconditioning)
-    assert rel(f, c_skip) < 1e-14
-    assert (g - c_out).abs().max().item() < 1e-15
+    assert rel(f, recording[f"{preconditioning}.c_skip"]) < 1e-14
+    assert (g - recording[f"{preconditioning}.c_out"]).abs().max().item() < 1e-15
     sched = ConsistencyTrajectoryScheduler(preconditioning=preconditioning)
     ones = torch.ones(len(t), 3, dtype=torch.float64)
-    assert rel(sched.scale_model_input(ones, t)[:, 0], ctm.get_c_in(args, t)) < 1e-14
+    assert rel(sched.scale_model_input(ones, t)[:, 0], recording["c_in"]) < 1e-14
     # the network's time input: CTM's rescaling round trip, log(exp(250 log t / 250) - 1e-44) / 4
-    official_c_noise = ctm.unrescaling_t(ctm.rescaling_t(t)).log() / 4
+    official_c_noise = recording["c_noise"]
     assert (sched.c_noise(t).double() - official_c_noise).abs().max().item() < 1e-6  # hfgen's is float32
     torch.testing.assert_close(sched.c_noise(t), official_c_noise.float(), rtol=0, atol=0)
 
 
 class ToyStudent(torch.nn.Module):
-    """``F(c_in x, c_noise(t), c_noise(s))``; time inputs rounded to float32 as an embedding layer would."""
+    """``F(c_in x, c_noise(t), c_noise(s))``; all inputs rounded to float32 as a float32 network would (CTM's
+    ``EDMPrecond_CTM`` hands its network ``x`` in float32)."""
 
     def __init__(self, dim=3, seed=0):
         super().__init__()
@@ -69,7 +70,7 @@ class ToyStudent(torch.nn.Module):
         self.b, self.c = (torch.nn.Parameter(torch.randn(dim, generator=g, dtype=torch.float64)) for _ in range(2))
 
     def net(self, x, c_t, c_s):
-        c_t, c_s = c_t.float().double()[:, None], c_s.float().double()[:, None]
+        x, c_t, c_s = x.float().double(), c_t.float().double()[:, None], c_s.float().double()[:, None]
         return torch.tanh(x @ self.A + self.b * c_t + self.c * torch.sin(3 * c_s)) * 2
 
     def forward(self, x, c_t, c_s):  # hfgen's TrajectoryMLP interface
@@ -77,23 +78,19 @@ class ToyStudent(torch.nn.Module):
 
 
 def student_pair(preconditioning, output_dir):
-    """``(hfgen G, CTM G, x_t)`` on the same student, ``x_t``, ``t`` and ``s``."""
+    """``(hfgen G, CTM's recorded G, x_t)`` on the same student, ``x_t``, ``t`` and ``s``."""
     from trainers.consistency_distillation import ConsistencyDistillationConfig, ConsistencyDistillationTrainer
 
+    recording, _ = load_recording("ctm", "student")
     student = ToyStudent()
+    student.load_state_dict({k.removeprefix("student."): v for k, v in recording.items() if k.startswith("student.")})
     args = ConsistencyDistillationConfig(output_dir=str(output_dir), preconditioning=preconditioning, sigma_min=SIGMA_MIN,
                                          sigma_max=SIGMA_MAX, sigma_data=SIGMA_DATA, report_to=[], use_cpu=True,
                                          num_discretization_steps=4)
     trainer = ConsistencyDistillationTrainer(student, args, teacher=torch.nn.Identity())
-    t, s = time_pairs()
-    x_t = t[:, None] * torch.randn(len(t), 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    ours = trainer.trajectory(student, x_t, t, s)
-
-    def official_model(rescaled_x, rescaled_t, s=None):
-        return ctm.edm_precond_ctm_student(student.net, rescaled_x, rescaled_t, s, dtype=torch.float64)
-
-    official = ctm.get_denoised_and_G(ctm.CTMArgs(SIGMA_DATA, SIGMA_MIN, preconditioning), official_model, x_t, t, s)
-    return ours, official, x_t
+    x_t = recording["x_t"]
+    ours = trainer.trajectory(student, x_t, recording["t"], recording["s"])
+    return ours, recording[f"{preconditioning}.G"], x_t
 
 
 @pytest.mark.parametrize("preconditioning", ["euler", "variance"])

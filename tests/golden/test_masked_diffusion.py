@@ -1,42 +1,49 @@
-"""Golden tests: hfgen's masked-diffusion samplers against the official MDLM and BD3-LM code.
+"""Golden tests: hfgen's masked-diffusion samplers against recorded outputs of the official MDLM and BD3-LM code.
 
-Identical uniforms go to a transcription of the official function (``_official_mdlm.py``,
-``_official_bd3lm.py``) and to hfgen's public path (``MaskedDiffusionPipeline`` with
-``AncestralMaskedScheduler`` or ``FirstHittingScheduler``); the tokens must be identical, in float64 and in
-float32 sampling, and the first-hitting times equal to float64 rounding.
+The recordings (``tests/golden/data/mdlm/``, ``tests/golden/data/bd3lm/``, with their provenance) were made by
+``scripts/golden/record_mdlm.py`` and ``scripts/golden/record_bd3lm.py``, which run the official functions from a
+checkout of kuleshov-group/mdlm and kuleshov-group/bd3lms on the toy denoisers defined here (their weights are
+recorded too). hfgen's public path (``MaskedDiffusionPipeline`` with ``AncestralMaskedScheduler`` or
+``FirstHittingScheduler``) gets the same uniforms; the tokens must be identical, in float64 and in float32
+sampling, and the first-hitting times equal to float64 rounding.
 
 How the uniforms are shared: hfgen draws every random number through ``masking.uniform``; the tests
 replace it by a queue holding, in hfgen's order, the official draws mapped to hfgen's layout:
-- ancestral step: MDLM races ``V`` classes with the mask class at ``mask_index`` standing for "stay
-  masked"; hfgen races ``V + 1`` classes (the mask class impossible, class ``V`` = "stay"), so hfgen's
-  uniforms are MDLM's plus MDLM's mask-column uniform appended as class ``V``;
-- first hitting: BD3-LM picks the ``randint(0, n)``-th masked position; hfgen picks the masked position
-  with the largest key, so the keys are 1 at BD3-LM's position and 0.5 at the others; the token uniforms
-  are BD3-LM's row at that position.
+- ancestral step: MDLM (``Diffusion._ddpm_update``) races ``V`` classes with the mask class at ``mask_index``
+  standing for "stay masked"; hfgen races ``V + 1`` classes (the mask class impossible, class ``V`` = "stay"),
+  so hfgen's uniforms are MDLM's plus MDLM's mask-column uniform appended as class ``V``. MDLM's uniforms came
+  from a seeded ``torch.Generator`` (regenerated here and checked against their recorded sums);
+- first hitting: BD3-LM (``Diffusion._semi_ar_sampler``) picks the ``randint(0, n)``-th masked position; hfgen
+  picks the masked position with the largest key, so the keys are 1 at BD3-LM's position and 0.5 at the others;
+  the token uniforms are BD3-LM's recorded row at that position.
 
-The grid: MDLM's ``_ddpm_update(x, t, dt)`` is called on hfgen's grid ``linspace(1, 0, T + 1)``. MDLM's own
+The grid: MDLM's ``_ddpm_update(x, t, dt)`` was called on hfgen's grid ``linspace(1, 0, T + 1)``. MDLM's own
 ``_sample`` ends at ``t = 1e-5`` and then takes an argmax ("noise removal"); hfgen's last step ends at
 ``t = 0`` and samples. That loop-level choice is not pinned here (it is documented in the scheduler).
 
+First hitting, times: BD3-LM's sampler starts at ``t = 1`` and its ``LogLinearNoise`` masks with probability
+``t`` (``compute_loss_scaling_and_move_chance`` returns ``t``), whatever hfgen's schedule; hfgen's hitting times
+follow the same recursion in its own time, and its model gets that time, so both of hfgen's schedules
+(``linear``, ``loglinear``) meet the one recording. BD3-LM samples in float64; hfgen's float32 sampling gets
+the recorded uniforms rounded to float32.
+
 Broken-variant checks (run once, then restored):
 - ancestral: the "stay masked" mass taken as ``(1 - alpha_t)/(1 - alpha_t)`` instead of
-  ``(1 - alpha_s)/(1 - alpha_t)`` in ``AncestralMaskedScheduler.step``: all 4 cases fail, 13, 15, 4 and 7
-  of 64 tokens differ.
+  ``(1 - alpha_s)/(1 - alpha_t)`` in ``AncestralMaskedScheduler.step``: all 4 cases fail,
+  13, 15, 4 and 7 of 64 tokens differ.
 - first hitting: ``u ** (1 / (n + 1))`` instead of ``u ** (1 / n)`` in ``FirstHittingScheduler.set_timesteps``:
-  all 8 cases fail, the hitting times differ by up to 0.059 (linear) and 0.081 (loglinear).
+  all 8 cases fail, the hitting times differ by up to 0.11 (seed 0) and 0.050 (seed 1).
 """
 
 import contextlib
 
-import numpy as np
 import pytest
 import torch
 from transformers.modeling_outputs import MaskedLMOutput
 
 from hfgen.pipelines import AncestralMaskedScheduler, FirstHittingScheduler, MaskedDiffusionPipeline
 
-from . import _official_bd3lm as bd3lm
-from . import _official_mdlm as mdlm
+from .recorded import load_recording
 
 V, L = 12, 8  # vocabulary including the mask, which is the last id (as in MDLM's GPT-2 vocabulary)
 MASK = V - 1
@@ -120,41 +127,27 @@ def pipeline(model, scheduler):
     return pipe
 
 
+def recorded_denoiser(model, recording):
+    model.load_state_dict({k.removeprefix("denoiser."): v for k, v in recording.items() if k.startswith("denoiser.")})
+    return model
+
+
 def ancestral_pair(queue, dtype, num_steps):
-    """``(hfgen tokens, MDLM tokens)`` of one ancestral run from the same uniforms (``queue`` feeds hfgen)."""
-    torch_dtype = getattr(torch, dtype)
-    model = AgnosticDenoiser()
-    noise, rows = mdlm.LogLinearNoise(eps=1e-3), 8
-    grid = torch.linspace(1, 0, num_steps + 1, dtype=torch.float64)
-    g = torch.Generator().manual_seed(0)
+    """``(hfgen tokens, MDLM tokens)``: hfgen's ancestral run on the uniforms of the recorded ``_ddpm_update`` run."""
+    recording, _ = load_recording("mdlm", "ddpm_update")
+    official = recording[f"{dtype}.steps{num_steps}.tokens"]
+    rows, torch_dtype, g = official.shape[0], getattr(torch, dtype), torch.Generator().manual_seed(0)
+    uniforms = [torch.rand((rows, L, V), generator=g, dtype=torch_dtype) for _ in range(num_steps)]
+    sums = torch.stack([u.double().sum() for u in uniforms])
+    torch.testing.assert_close(sums, recording[f"{dtype}.steps{num_steps}.uniform_sums"], rtol=0, atol=0)
+    queue.items += [torch.cat([u, u[..., MASK:MASK + 1]], dim=-1) for u in uniforms]  # class V = MDLM's mask column
 
-    def forward(x, sigma):  # Diffusion.forward: backbone then SUBS; the model is time-agnostic
-        return mdlm.subs_parameterization(model.logits(x).to(torch_dtype), x, MASK)
-
-    x = torch.full((rows, L), MASK)
-    with torch.no_grad():
-        for i in range(num_steps):
-            draws = []
-
-            def rand_like(probs, draws=draws):
-                u = torch.rand(probs.shape, generator=g, dtype=probs.dtype)
-                draws.append(u)
-                return u
-
-            # MDLM's timesteps share the dtype of its probabilities (float32 there)
-            t = grid[i].to(torch_dtype) * torch.ones(rows, 1, dtype=torch_dtype)
-            dt = (grid[i] - grid[i + 1]).to(torch_dtype)
-            x = mdlm.ddpm_update(x, t, dt, noise=noise, forward=forward, mask_index=MASK,
-                                 rand_like=rand_like)
-            (u,) = draws
-            queue.items.append(torch.cat([u, u[..., MASK:MASK + 1]], dim=-1))  # class V = MDLM's mask column
-    official = x
-
+    model = recorded_denoiser(AgnosticDenoiser(), recording)
     scheduler = AncestralMaskedScheduler(masking_schedule="loglinear", schedule_eps=1e-3, sampling_dtype=dtype)
-    out = pipeline(model, scheduler)(input_ids=torch.full((L,), MASK), num_samples=rows, mask_token_id=MASK,
-                                     num_inference_steps=num_steps, use_cache=False, output_type="pt")
+    ours = pipeline(model, scheduler)(input_ids=torch.full((L,), MASK), num_samples=rows, mask_token_id=MASK,
+                                      num_inference_steps=num_steps, use_cache=False, output_type="pt").sequences
     assert not queue.items
-    return out.sequences, official
+    return ours, official
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -166,49 +159,24 @@ def test_ancestral_step_matches_mdlm_ddpm_update(queue, dtype, num_steps):
 
 
 def first_hitting_pair(queue, schedule, dtype, seed):
-    """``(hfgen tokens, BD3-LM tokens, hfgen times, BD3-LM times)``: BD3-LM's FHS (batch 1, one block): same hitting times, same positions, same tokens.
-
-    BD3-LM's ``t`` is the masking probability ``1 - alpha`` of its loglinear schedule, ``t = (1 - eps) t_hfgen``;
-    both recursions start at ``1 - alpha(1)``, so ``t_bd3lm = (1 - alpha(t_hfgen))`` at every hit. The
-    denoiser is time-conditioned, so a wrong time changes the tokens too. BD3-LM samples in float64; the
-    float32 case feeds ``p_x0`` in float32 to the same ``_sample_categorical`` (MDLM's precision).
-    """
+    """``(hfgen tokens, BD3-LM tokens, hfgen times, BD3-LM times)``: hfgen's first-hitting run on the draws of the
+    recorded ``_semi_ar_sampler`` run (batch 1, one block)."""
+    recording, _ = load_recording("bd3lm", "first_hitting")
     torch_dtype = getattr(torch, dtype)
-    eps = 1e-3
-    scale = 1.0 if schedule == "linear" else 1 - eps  # 1 - alpha(t) = scale * t
-    model = TimedDenoiser()
-    rng = np.random.default_rng(seed)
-    g = torch.Generator().manual_seed(seed)
+    queue.items.append(recording[f"seed{seed}.time_uniforms"][None])
+    filled = torch.zeros(L, dtype=torch.bool)
+    for pick, u in zip(recording[f"seed{seed}.picks"].tolist(), recording[f"seed{seed}.token_uniforms"]):
+        position = int((~filled).nonzero()[pick, 0])  # BD3-LM's randint(0, n)-th masked position
+        filled[position] = True
+        keys = torch.full((1, L), 0.5, dtype=torch.float64)
+        keys[0, position] = 1.0
+        queue.items += [keys, u[None, position:position + 1].to(torch_dtype)]
 
-    x, t = torch.full((1, L), MASK), scale * 1.0
-    times_u, times, keys_and_tokens = [], [], []
-    with torch.no_grad():
-        while (x == MASK).any():
-            n = int((x == MASK).sum())
-
-            def rand():
-                times_u.append(rng.random())
-                return times_u[-1]
-
-            t = bd3lm.first_hitting_time(t, n, rand)
-            times.append(t)
-            t_model = torch.tensor([t / scale], dtype=torch.float64)  # the same network input time on both sides
-            p_x0 = torch.softmax(model.logits(x, t_model).index_fill(-1, torch.tensor([MASK]), -torch.inf), -1)
-            j = int(rng.integers(0, n))
-            u = torch.rand((1, L, V), generator=g, dtype=torch_dtype)
-            position = int((x[0] == MASK).nonzero()[j, 0])
-            x = bd3lm.first_hitting_update(x, p_x0.to(torch_dtype), MASK, rand_like=lambda p, u=u: u,
-                                           randint=lambda lo, hi, size, j=j: torch.tensor([j]))
-            keys = torch.full((1, L), 0.5, dtype=torch.float64)
-            keys[0, position] = 1.0
-            keys_and_tokens += [keys, u[:, position:position + 1]]
-    official = x
-
-    queue.items += [torch.tensor([times_u], dtype=torch.float64), *keys_and_tokens]
-    scheduler = FirstHittingScheduler(masking_schedule=schedule, schedule_eps=eps, sampling_dtype=dtype)
-    out = pipeline(model, scheduler)(input_ids=torch.full((L,), MASK), mask_token_id=MASK, output_type="pt")
+    model = recorded_denoiser(TimedDenoiser(), recording)
+    scheduler = FirstHittingScheduler(masking_schedule=schedule, schedule_eps=1e-3, sampling_dtype=dtype)
+    ours = pipeline(model, scheduler)(input_ids=torch.full((L,), MASK), mask_token_id=MASK, output_type="pt").sequences
     assert not queue.items
-    return out.sequences, official, (scale * scheduler.hit_times[0]).numpy(), np.array(times)
+    return ours, recording[f"seed{seed}.tokens"], scheduler.hit_times[0], recording[f"seed{seed}.hit_times"]
 
 
 @pytest.mark.parametrize("schedule", ["linear", "loglinear"])
@@ -216,19 +184,16 @@ def first_hitting_pair(queue, schedule, dtype, seed):
 @pytest.mark.parametrize("seed", [0, 1])
 def test_first_hitting_matches_bd3lm(queue, schedule, dtype, seed):
     ours, official, our_times, official_times = first_hitting_pair(queue, schedule, dtype, seed)
-    np.testing.assert_allclose(our_times, official_times, rtol=1e-13, atol=0)
+    torch.testing.assert_close(our_times, official_times, rtol=1e-13, atol=0)
     assert torch.equal(ours, official), f"{(ours != official).sum()} of {L} tokens differ"
 
 
-def test_sample_categorical_equals_mdlm_race(monkeypatch):
-    """``masking.sample_categorical`` on the same uniforms as MDLM's ``_sample_categorical`` (both dtypes)."""
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_sample_categorical_equals_mdlm_race(monkeypatch, dtype):
+    """``masking.sample_categorical`` on the uniforms MDLM's ``_sample_categorical`` drew (an impossible class included)."""
     from hfgen.pipelines.masked_diffusion import masking
 
-    g = torch.Generator().manual_seed(0)
-    for dtype in (torch.float64, torch.float32):
-        probs = torch.softmax(3 * torch.randn(64, 50, generator=g, dtype=torch.float64), -1).to(dtype)
-        probs[:, 7] = 0  # an impossible class
-        u = torch.rand(probs.shape, generator=g, dtype=dtype)
-        official = mdlm._sample_categorical(probs, rand_like=lambda p, u=u: u)
-        monkeypatch.setattr(masking, "uniform", lambda shape, generator=None, dtype=None, device=None, u=u: u.clone())
-        assert torch.equal(masking.sample_categorical(probs.log(), dtype=dtype), official)
+    recording, _ = load_recording("mdlm", "sample_categorical")
+    probs, u = recording[f"{dtype}.probs"], recording[f"{dtype}.uniforms"]
+    monkeypatch.setattr(masking, "uniform", lambda shape, generator=None, dtype=None, device=None: u.clone())
+    assert torch.equal(masking.sample_categorical(probs.log(), dtype=getattr(torch, dtype)), recording[f"{dtype}.samples"])
