@@ -4,7 +4,8 @@ Runs the comparisons of ``tests/golden/`` (masked diffusion, bridges, consistenc
 one Markdown row per comparison: the largest absolute and relative difference, or the number of differing
 tokens for samplers of discrete tokens. Float64 unless the row says otherwise; all seeds are fixed.
 For NFT, DDO and GFT it runs their golden tests (``pytest -s``) and summarises the ``GOLDEN`` lines they print:
-the largest relative loss and gradient difference over each group of cases.
+the largest relative loss and gradient difference over each group of cases (NFT and GFT DiT against recorded
+official outputs, ``tests/golden/data/``; DDO and GFT SD1.5 against derivations from the papers' equations).
 
     python scripts/fidelity_agreement.py
 """
@@ -49,13 +50,13 @@ def tokens_row(method, what, pairs, note=""):
 
 GOLDEN_LINE = re.compile(r"GOLDEN (?P<method>\w+) (?P<case>.*?):? loss (?P<loss>\S+) grad (?P<grad>\S+)$")
 GOLDEN_GROUPS = {  # (method, first word of the case) -> the row's comparison
-    ("nft", "token"): "per-token loss (`ratio_type=\"token\"`), on- and off-policy",
-    ("nft", "sequence"): "per-sequence loss (`ratio_type=\"sequence\"`), on- and off-policy",
-    ("ddo", "edm"): "EDM loss, App. D `EDMLoss_DDO` (float64)",
-    ("ddo", "ar"): "autoregressive loss, Eq. 1 + Eq. 13 (float64)",
-    ("ddo", "edm2"): "EDM2 learned-uncertainty loss (float64)",
-    ("gft", "dit"): "DiT training loss (float64)",
-    ("gft", "sd"): "SD1.5 training loss (float64)",
+    ("nft", "token"): "per-token loss (`ratio_type=\"token\"`), on- and off-policy, recorded official",
+    ("nft", "sequence"): "per-sequence loss (`ratio_type=\"sequence\"`), on- and off-policy, recorded official",
+    ("ddo", "edm"): "EDM loss vs derivation (App. D, Eq. 13; float64)",
+    ("ddo", "ar"): "autoregressive loss vs derivation (Eq. 1 + Eq. 13; float64)",
+    ("ddo", "edm2"): "EDM2 learned-uncertainty loss vs derivation (float64)",
+    ("gft", "dit"): "DiT training loss, recorded official (float64)",
+    ("gft", "sd"): "SD1.5 training loss vs derivation (float64)",
 }
 
 

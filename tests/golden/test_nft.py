@@ -13,7 +13,7 @@ constant normalisers are matched (official: token sum / 1000, or the plain sum o
 The official per-answer branch (``ratio_type="sequence"``) with a question weight (``normalize`` 1 or 2) fails on
 its own shapes (``docs/results/fidelity.md``, "NFT"; the recording's ``findings``); those cases compare with the
 recorded unweighted per-answer losses times the question weight, the one evident fix.
-Measured: max relative difference 1.2e-7 (loss) and 3.5e-7 (gradient, max-abs normalised) over all cases.
+Measured: max relative difference 1.2e-7 (loss) and 3.4e-7 (gradient, max-abs normalised) over all cases.
 Broken on purpose once (then restored):
 - ``nft_per_token_loss`` with ``proxy = (1 - r_q * ratio)`` (the ``/ (1 - r_q)`` dropped): 36 of 38 cases fail
   (only the two RFT cases, ``neg_weight=0``, are blind to it), gradient max rel. diff up to 0.70;
