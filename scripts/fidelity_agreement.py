@@ -5,7 +5,8 @@ one Markdown row per comparison: the largest absolute and relative difference, o
 tokens for samplers of discrete tokens. Float64 unless the row says otherwise; all seeds are fixed.
 For NFT, DDO and GFT it runs their golden tests (``pytest -s``) and summarises the ``GOLDEN`` lines they print:
 the largest relative loss and gradient difference over each group of cases (NFT and GFT DiT against recorded
-official outputs, ``tests/golden/data/``; DDO and GFT SD1.5 against derivations from the papers' equations).
+official outputs, ``tests/golden/data/``; DDO and GFT SD1.5 against derivations from the papers' equations), and
+compares IISAN's in-batch loss with its recording.
 
     python scripts/fidelity_agreement.py
 """
@@ -82,6 +83,28 @@ def golden_test_rows():
         print(f"| {method.upper()} | {what} | | loss {loss:.1e}, gradient {grad:.1e} | {len(values)} case{'s' if len(values) > 1 else ''} |", flush=True)
 
 
+def iisan_row():
+    """hfgen's in-batch loss (``negatives="slots"``) and its gradients against the recorded official IISAN loss."""
+    from hfgen.trainers.sequential_rec import in_batch_softmax_loss
+    from tests.golden.recorded import load_recording
+    from tests.test_iisan import official_loss_inputs
+
+    recorded, _ = load_recording("iisan", "inbatch_loss")
+    inputs = official_loss_inputs()
+    ids = inputs["ids"]
+    cand, inverse = torch.unique(ids, return_inverse=True)
+    users = inputs["users"].clone().requires_grad_(True)
+    items = inputs["item_embs"].clone().requires_grad_(True)
+    loss = in_batch_softmax_loss(users, ids, cand, inverse, items, inputs["pop_prob_list"].log(), negatives="slots")
+    grad_users, grad_items = torch.autograd.grad(loss, [users, items])
+    official_items = torch.zeros_like(grad_items).index_add(0, inverse.reshape(-1), recorded["grad_slot_embs"])
+    rel = max(((grad_users - recorded["grad_users"]).abs().max() / recorded["grad_users"].abs().max()).item(),
+              ((grad_items - official_items).abs().max() / official_items.abs().max()).item())
+    print(f"| IISAN | in-batch loss (`negatives=\"slots\"`), recorded official (float32) | | loss "
+          f"{abs(loss.item() - recorded['loss'].item()) / abs(recorded['loss'].item()):.1e}, gradient {rel:.1e} | "
+          f"3 users, 4 slots |", flush=True)
+
+
 def main():
     torch.set_num_threads(1)
     print("| method | comparison | max abs diff | max rel diff | note |")
@@ -138,6 +161,7 @@ def main():
         row("consistency distillation", f"student output G(x_t, t, s) ({preconditioning})", ours, official)
 
     golden_test_rows()
+    iisan_row()
 
 
 if __name__ == "__main__":
