@@ -65,8 +65,9 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-timeout", "ruff", "fastapi", "uvicorn", "hypothesis>=6.100"],  # fastapi/uvicorn: `transformers serve`
-        # scripts/golden/record_gft.py only: the official DiT imports timm's PatchEmbed, Attention and Mlp
-        "golden": ["timm"],
+        # scripts/golden/record_gft.py only (the official DiT imports timm's PatchEmbed, Attention and Mlp,
+        # DiT/dpm_sample.py einops); the script can also take them from a side folder (--pydeps)
+        "golden": ["timm", "einops"],
     },
     entry_points={
         "console_scripts": ["hfgen=hfgen.cli:main"],

@@ -152,9 +152,12 @@ def main():
             findings[f"sequence_normalize_{normalize}"] = "runs"
         except RuntimeError as error:
             findings[f"sequence_normalize_{normalize}"] = f"RuntimeError: {error}"
+    import transformers
+    import trl
+
     write_recording(
         "nft", "pg_loss", tensors, repository="https://github.com/NVlabs/NFT", checkout=checkout,
-        commit=args.commit, file="dp_actor.py",
+        commit=args.commit, file="dp_actor.py", versions={"transformers": transformers.__version__, "trl": trl.__version__},
         function="DataParallelPPOActor.update_policy (NFT branch, neg_weight >= 0) with clamp_preserve_grad",
         seeds={"tests.golden.test_nft.nft_inputs": 0},
         micro_batches="one answer per micro-batch: `<case>.pg_loss` is each answer's official pg_loss, "
