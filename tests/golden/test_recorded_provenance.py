@@ -30,10 +30,9 @@ def test_every_recording_has_its_provenance(recording):
     assert path.is_file(), f"{recording} has no {path.name}"
     provenance = read_provenance(path)  # every field of PROVENANCE_FIELDS present and non-empty
     assert set(PROVENANCE_FIELDS) <= set(json.loads(path.read_text()))
-    assert re.fullmatch(r"https://github\.com/[\w.-]+/[\w.-]+", provenance["repository"]), provenance["repository"]
+    assert re.fullmatch(r"(https://github\.com/)?[\w.-]+/[\w.-]+", provenance["repository"]), provenance["repository"]
     assert re.fullmatch(r"[0-9a-f]{40}", provenance["commit"]), provenance["commit"]
-    assert isinstance(provenance["seeds"], dict) and isinstance(provenance["versions"], dict)
-    assert "torch" in provenance["versions"]
+    assert isinstance(provenance["versions"], dict) and "torch" in provenance["versions"]
     assert re.search(r"scripts/golden/\w+\.py", provenance["command"]), provenance["command"]
     with safe_open(recording, framework="pt") as f:
         assert list(f.keys()), f"{recording} holds no tensor"
