@@ -56,6 +56,7 @@ GOLDEN_GROUPS = {  # (method, first word of the case) -> the row's comparison
     ("ddo", "edm"): "EDM loss vs derivation (App. D, Eq. 13; float64)",
     ("ddo", "ar"): "autoregressive loss vs derivation (Eq. 1 + Eq. 13; float64)",
     ("ddo", "edm2"): "EDM2 learned-uncertainty loss vs derivation (float64)",
+    ("ddo", "edm-loss"): "EDM likelihood proxy vs recorded official `EDMLoss` (float32)",
     ("gft", "dit"): "DiT training loss, recorded official (float64)",
     ("gft", "sd"): "SD1.5 training loss vs derivation (float64)",
 }
