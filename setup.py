@@ -25,6 +25,8 @@ setup(
     name="hfgen",
     version="0.1.0",
     description="A model zoo of recent generative-modelling methods as native Hugging Face components",
+    license="Apache-2.0",
+    license_files=["LICENSE"],
     python_requires=">=3.10",
     packages=core + pipelines + trainers + ["hfgen.model_cards"],
     package_dir={
@@ -63,7 +65,9 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-timeout", "ruff", "fastapi", "uvicorn", "hypothesis>=6.100"],  # fastapi/uvicorn: `transformers serve`
-        "golden": ["einops", "omegaconf"],  # scripts/golden/: what the official MDLM and DDBM modules import
+        # scripts/golden/: what the official modules import (MDLM/DDBM: einops, omegaconf; GFT DiT: timm, einops;
+        # record_gft.py can also take them from a side folder, --pydeps)
+        "golden": ["einops", "omegaconf", "timm"],
     },
     entry_points={
         "console_scripts": ["hfgen=hfgen.cli:main"],

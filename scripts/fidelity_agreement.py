@@ -4,7 +4,9 @@ Runs the comparisons of ``tests/golden/`` (masked diffusion, bridges, consistenc
 official outputs recorded in ``tests/golden/data/`` by ``scripts/golden/``) and prints one Markdown row per comparison: the largest absolute and relative difference, or the number of differing
 tokens for samplers of discrete tokens. Float64 unless the row says otherwise; all seeds are fixed.
 For NFT, DDO and GFT it runs their golden tests (``pytest -s``) and summarises the ``GOLDEN`` lines they print:
-the largest relative loss and gradient difference over each group of cases.
+the largest relative loss and gradient difference over each group of cases (NFT and GFT DiT against recorded
+official outputs, ``tests/golden/data/``; DDO and GFT SD1.5 against derivations from the papers' equations), and
+compares IISAN's in-batch loss with its recording.
 
     python scripts/fidelity_agreement.py
 """
@@ -47,13 +49,14 @@ def tokens_row(method, what, pairs, note=""):
 
 GOLDEN_LINE = re.compile(r"GOLDEN (?P<method>\w+) (?P<case>.*?):? loss (?P<loss>\S+) grad (?P<grad>\S+)$")
 GOLDEN_GROUPS = {  # (method, first word of the case) -> the row's comparison
-    ("nft", "token"): "per-token loss (`ratio_type=\"token\"`), on- and off-policy",
-    ("nft", "sequence"): "per-sequence loss (`ratio_type=\"sequence\"`), on- and off-policy",
-    ("ddo", "edm"): "EDM loss, App. D `EDMLoss_DDO` (float64)",
-    ("ddo", "ar"): "autoregressive loss, Eq. 1 + Eq. 13 (float64)",
-    ("ddo", "edm2"): "EDM2 learned-uncertainty loss (float64)",
-    ("gft", "dit"): "DiT training loss (float64)",
-    ("gft", "sd"): "SD1.5 training loss (float64)",
+    ("nft", "token"): "per-token loss (`ratio_type=\"token\"`), on- and off-policy, recorded official",
+    ("nft", "sequence"): "per-sequence loss (`ratio_type=\"sequence\"`), on- and off-policy, recorded official",
+    ("ddo", "edm"): "EDM loss vs derivation (App. D, Eq. 13; float64)",
+    ("ddo", "ar"): "autoregressive loss vs derivation (Eq. 1 + Eq. 13; float64)",
+    ("ddo", "edm2"): "EDM2 learned-uncertainty loss vs derivation (float64)",
+    ("ddo", "edm-loss"): "EDM likelihood proxy vs recorded official `EDMLoss` (float32)",
+    ("gft", "dit"): "DiT training loss, recorded official (float64)",
+    ("gft", "sd"): "SD1.5 training loss vs derivation (float64)",
 }
 
 
@@ -77,6 +80,28 @@ def golden_test_rows():
             raise SystemExit(f"no GOLDEN line for {method} {case}")
         loss, grad = max(v[0] for v in values), max(v[1] for v in values)
         print(f"| {method.upper()} | {what} | | loss {loss:.1e}, gradient {grad:.1e} | {len(values)} case{'s' if len(values) > 1 else ''} |", flush=True)
+
+
+def iisan_row():
+    """hfgen's in-batch loss (``negatives="slots"``) and its gradients against the recorded official IISAN loss."""
+    from hfgen.trainers.sequential_rec import in_batch_softmax_loss
+    from tests.golden.recorded import load_recording
+    from tests.test_iisan import official_loss_inputs
+
+    recorded, _ = load_recording("iisan", "inbatch_loss")
+    inputs = official_loss_inputs()
+    ids = inputs["ids"]
+    cand, inverse = torch.unique(ids, return_inverse=True)
+    users = inputs["users"].clone().requires_grad_(True)
+    items = inputs["item_embs"].clone().requires_grad_(True)
+    loss = in_batch_softmax_loss(users, ids, cand, inverse, items, inputs["pop_prob_list"].log(), negatives="slots")
+    grad_users, grad_items = torch.autograd.grad(loss, [users, items])
+    official_items = torch.zeros_like(grad_items).index_add(0, inverse.reshape(-1), recorded["grad_slot_embs"])
+    rel = max(((grad_users - recorded["grad_users"]).abs().max() / recorded["grad_users"].abs().max()).item(),
+              ((grad_items - official_items).abs().max() / official_items.abs().max()).item())
+    print(f"| IISAN | in-batch loss (`negatives=\"slots\"`), recorded official (float32) | | loss "
+          f"{abs(loss.item() - recorded['loss'].item()) / abs(recorded['loss'].item()):.1e}, gradient {rel:.1e} | "
+          f"3 users, 4 slots |", flush=True)
 
 
 def main():
@@ -134,6 +159,7 @@ def main():
         row("consistency distillation", f"student output G(x_t, t, s) ({preconditioning})", ours, official)
 
     golden_test_rows()
+    iisan_row()
 
 
 if __name__ == "__main__":

@@ -1,13 +1,15 @@
 """GFT's DiT-B/2 / DiT-XL/2: ``hfgen convert gft-dit`` into a Diffusers DiT with a β input, equal to the official network.
 
-The official GFT DiT (``tests/golden/_official_gft_dit.py``, thu-ml/GFT @ 9bf5ee45, ``DiT/models.py``,
-``beta_in="linear"``), built tiny with random weights everywhere (the zero-initialised adaLN and β projection
-included), is saved as DiT saves checkpoints (``{"model", "ema"}``), converted, and both are run on the same
-latents, timesteps, labels and β — one network call gives the guidance-free prediction.
+The official GFT DiT (thu-ml/GFT ``DiT/models.py``, ``DiT(use_beta_embed=True, beta_in="linear")``), built tiny
+with random weights everywhere (the zero-initialised adaLN and β projection included), and its outputs on fixed
+latents, timesteps, labels and β, are recorded in ``tests/golden/data/gft/dit_tiny.*`` by
+``scripts/golden/record_gft.py``. The recorded weights are saved as DiT saves checkpoints (``{"model", "ema"}``),
+converted, and the converted network must reproduce the recorded outputs — one network call gives the
+guidance-free prediction.
 
-Clean: max abs diff 4.8e-7. Broken on purpose (then restored): Diffusers' own DiT timestep frequencies
-(``downscale_freq_shift=1``) in ``BetaTimestepLabelEmbeddings`` give a max abs diff of 0.61 (fails); embedding
-``β`` instead of ``1000 β`` gives 1.4 (fails).
+Clean: max abs diff 0 (bit-identical). Broken on purpose (then restored): embedding ``β`` instead of ``1000 β``
+fails both parity tests; against the former transcription, Diffusers' own DiT timestep frequencies
+(``downscale_freq_shift=1``) in ``BetaTimestepLabelEmbeddings`` gave a max abs diff of 0.61 (fails).
 """
 
 import pytest
@@ -15,55 +17,47 @@ import torch
 
 from hfgen.convert import ConversionError, convert
 from hfgen.models.gft_dit import GFTDiTTransformer2DModel
-from tests.golden._official_gft_dit import DiT
-
-TINY = dict(input_size=8, patch_size=2, in_channels=4, hidden_size=32, depth=2, num_heads=2, num_classes=10)
+from tests.golden.recorded import load_recording
 
 
-def official(seed=0):
-    torch.manual_seed(seed)
-    model = DiT(**TINY)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name != "pos_embed":
-                p.normal_(0, 0.1)
-    # the beta projection keeps the official width 512 (cond_proj_dim is fixed in DiT/models.py)
-    return model.eval()
+def recorded_dit():
+    """``(state dicts {"model", "ema"}, inputs (x, t, y, beta), official outputs, provenance)`` of ``dit_tiny``."""
+    tensors, provenance = load_recording("gft", "dit_tiny")
+    states = {which: {k[len(which) + 1:]: v for k, v in tensors.items() if k.startswith(which + ".")}
+              for which in ("model", "ema")}
+    return states, tuple(tensors[k] for k in ("x", "t", "y", "beta")), tensors, provenance
 
 
 @pytest.fixture
 def checkpoint(tmp_path):
-    model, ema = official(0), official(1)
+    states, _, _, _ = recorded_dit()
     path = tmp_path / "0100000.pt"
-    torch.save({"model": model.state_dict(), "ema": ema.state_dict()}, path)
-    return ema, model, path
-
-
-def inputs(seed=2):
-    g = torch.Generator().manual_seed(seed)
-    return (torch.randn(3, 4, 8, 8, generator=g), torch.tensor([10.0, 500.0, 999.0]), torch.tensor([1, 7, 10]),
-            torch.tensor([1.0, 0.5, 0.2]))
+    torch.save(states, path)
+    return states, path
 
 
 def test_parity_with_beta_and_without(checkpoint, tmp_path):
-    ema, raw, path = checkpoint
+    _, path = checkpoint
+    _, (x, t, y, beta), official, provenance = recorded_dit()
+    assert provenance["repository"] == "https://github.com/thu-ml/GFT"
     model = convert("gft-dit", path, tmp_path / "gft-dit", num_heads=2)
     assert model.config.beta_cond_proj_dim == 512 and model.config.out_channels == 8
-    x, t, y, beta = inputs()
     with torch.no_grad():
-        assert (model(x, t, class_labels=y, beta=beta).sample - ema(x, t, y, beta=beta)).abs().max() < 1e-5
-        assert (model(x, t, class_labels=y).sample - ema(x, t, y)).abs().max() < 1e-5
+        assert (model(x, t, class_labels=y, beta=beta).sample - official["ema_with_beta"]).abs().max() < 1e-5
+        assert (model(x, t, class_labels=y).sample - official["ema_without_beta"]).abs().max() < 1e-5
         raw_model = convert("gft-dit", path, num_heads=2, use_ema=False)
-        assert (raw_model(x, t, class_labels=y, beta=0.3).sample - raw(x, t, y, beta=torch.full((3,), 0.3))).abs().max() < 1e-5
+        assert (raw_model(x, t, class_labels=y, beta=0.3).sample - official["raw_beta_0_3"]).abs().max() < 1e-5
     reloaded = GFTDiTTransformer2DModel.from_pretrained(tmp_path / "gft-dit").eval()
     with torch.no_grad():
-        assert (reloaded(x, t, class_labels=y, beta=beta).sample - ema(x, t, y, beta=beta)).abs().max() < 1e-5
-    assert "hfgen convert gft-dit" in (tmp_path / "gft-dit" / "README.md").read_text()
+        assert (reloaded(x, t, class_labels=y, beta=beta).sample - official["ema_with_beta"]).abs().max() < 1e-5
+    card = (tmp_path / "gft-dit" / "README.md").read_text()
+    assert "hfgen convert gft-dit" in card
+    assert "\nlicense: cc-by-nc-4.0\n" in card and "facebookresearch/DiT" in card  # the upstream weights' licence
 
 
 def test_refusals(checkpoint, tmp_path):
-    ema, _, _ = checkpoint
-    state = ema.state_dict()
+    states, _ = checkpoint
+    state = states["ema"]
     torch.save({**state, "beta_embedder.mlp.0.weight": torch.zeros(32, 256)}, tmp_path / "mlp_beta.pt")
     with pytest.raises(ConversionError, match=r"unmapped tensors.*beta_embedder\.mlp\.0\.weight"):
         convert("gft-dit", tmp_path / "mlp_beta.pt", num_heads=2)
@@ -79,7 +73,7 @@ def test_card_snippet_samples_through_guidance_free_pipeline_with_one_call_per_s
     labels and 4 steps: GuidanceFreePipeline with the transformer, one network call per step."""
     import re
 
-    _, _, path = checkpoint
+    _, path = checkpoint
     convert("gft-dit", path, tmp_path / "gft-dit", num_heads=2)
     card = (tmp_path / "gft-dit" / "README.md").read_text()
     code = re.findall(r"```python\n(.*?)```", card, re.S)[-1]  # the converter's snippet closes the card
@@ -104,16 +98,15 @@ def test_dit_training_checkpoint_with_args_namespace(checkpoint, tmp_path):
     import argparse
     import pathlib
 
-    ema, model, _ = checkpoint
-    opt = torch.optim.AdamW(model.parameters())
+    states, _ = checkpoint
+    _, (x, t, y, beta), official, _ = recorded_dit()
+    opt = torch.optim.AdamW([torch.nn.Parameter(v.clone()) for v in states["model"].values()])
     args = argparse.Namespace(model="DiT-B/2", image_size=256, beta_in="linear", rm_guidance=True, ckpt=None, lr=1e-4)
-    torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "args": args},
-               tmp_path / "0400000.pt")
+    torch.save({**states, "opt": opt.state_dict(), "args": args}, tmp_path / "0400000.pt")
     converted = convert("gft-dit", tmp_path / "0400000.pt", num_heads=2)
-    x, t, y, beta = inputs()
     with torch.no_grad():
-        assert (converted(x, t, class_labels=y, beta=beta).sample - ema(x, t, y, beta=beta)).abs().max() < 1e-5
+        assert (converted(x, t, class_labels=y, beta=beta).sample - official["ema_with_beta"]).abs().max() < 1e-5
     args.results_dir = pathlib.PurePosixPath("results")  # any other class stays refused
-    torch.save({"ema": ema.state_dict(), "args": args}, tmp_path / "other.pt")
+    torch.save({"ema": states["ema"], "args": args}, tmp_path / "other.pt")
     with pytest.raises(ConversionError, match="weights_only=True"):
         convert("gft-dit", tmp_path / "other.pt", num_heads=2)

@@ -1,17 +1,18 @@
 """`GuidanceFreePipeline` around a converted GFT DiT (`transformer=`): the official DiT sampling, one call per step.
 
-The network is the tiny official GFT DiT (``tests/golden/_official_gft_dit.py``, thu-ml/GFT @ 9bf5ee45) with random
-weights, converted by ``hfgen convert gft-dit``. The reference loop is the official sampler of the paper's
-evaluation (``DiT/dpm_sample.py`` ``diffusers_sample``: ``DPMSolverMultistepScheduler(solver_order=2)``, the
-learned-sigma half dropped), fed the same initial noise, with the official network or the converted one; the
-official code feeds the network ``t + 1`` where Diffusers' ``DiTPipeline`` and this pipeline feed ``t``, so the
-reference runs with ``timestep_shift=0`` (with the official shift the latents differ, see the last test).
+The network is the tiny official GFT DiT with random weights recorded in ``tests/golden/data/gft/dit_tiny.*``,
+converted by ``hfgen convert gft-dit``. The references are the official sampler of the paper's evaluation
+(thu-ml/GFT ``DiT/dpm_sample.py`` ``diffusers_sample``: ``DPMSolverMultistepScheduler(solver_order=2)``, the
+learned-sigma half dropped) run with the official network on the same initial noise, recorded in
+``tests/golden/data/gft/dit_sampling.*`` by ``scripts/golden/record_gft.py``. The official loop feeds the network
+``t + 1`` where Diffusers' ``DiTPipeline`` and this pipeline feed ``t``: the recorded references call the network at
+``t`` (``free``, ``cfg_*``); ``free_official_shift`` is the loop as it is (see the last test).
 
 Measured (clean; max abs difference relative to the reference's max abs, as the random weights make the latents
-O(100)): guidance-free with the converted network in both: 0 (identical); with the official network in the
-official loop: 2.3e-7; CFG against the official ``forward_with_cfg``: 3.0e-7 (GFT DiT, β = 1 in both branches)
-and 2.3e-7 (plain DiT, no β). Tolerance 1e-5.
-Broken on purpose once (then restored):
+O(100)): 0 (bit-identical) for guidance-free sampling and for CFG against the official ``forward_with_cfg`` (GFT
+DiT, β = 1 in both branches; plain DiT, no β). Tolerance 1e-5.
+Broken on purpose once (then restored; the numbers are against the former transcription, the first break re-checked
+against the recording: all three comparisons fail):
 - the learned-sigma half taken instead of the ε half (``out[:, in_channels:]``): 0.46 / 0.48 / 0.54, all three fail;
 - the null label ``num_classes - 1`` instead of ``num_classes``: both CFG cases fail (1.8e-2, 1.3e-2); the
   guidance-free one passes (it never uses the null label), as it should;
@@ -24,20 +25,22 @@ from diffusers import DPMSolverMultistepScheduler
 
 from hfgen.convert import convert
 from hfgen.pipelines import GuidanceFreePipeline
-from tests.golden._official_gft_dit import diffusers_sample
-from tests.test_convert_gft_dit import official
+from tests.golden.recorded import load_recording
+from tests.test_convert_gft_dit import recorded_dit
 
 STEPS, NUM_CLASSES, LABELS = 4, 10, [1, 7, 9]
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    """(official DiT, converted GFTDiTTransformer2DModel, converted plain DiT without β input)."""
+    """(official sampler outputs, converted GFTDiTTransformer2DModel, converted plain DiT without β input)."""
     tmp = tmp_path_factory.mktemp("gft_dit")
-    ema = official(1)
-    torch.save({"model": official(0).state_dict(), "ema": ema.state_dict()}, tmp / "gft.pt")
-    torch.save({k: v for k, v in ema.state_dict().items() if k != "t_embedder.cond_proj.weight"}, tmp / "plain.pt")
-    return ema, convert("gft-dit", tmp / "gft.pt", num_heads=2), convert("gft-dit", tmp / "plain.pt", num_heads=2)
+    states, _, _, _ = recorded_dit()
+    torch.save(states, tmp / "gft.pt")
+    torch.save({k: v for k, v in states["ema"].items() if k != "t_embedder.cond_proj.weight"}, tmp / "plain.pt")
+    samples, provenance = load_recording("gft", "dit_sampling")
+    assert (provenance["steps"], provenance["labels"]) == (STEPS, LABELS)
+    return samples, convert("gft-dit", tmp / "gft.pt", num_heads=2), convert("gft-dit", tmp / "plain.pt", num_heads=2)
 
 
 def rel(a, b) -> float:
@@ -60,19 +63,8 @@ def sample(pipe, **kwargs):
     return pipe(**kwargs).images
 
 
-class Converted(torch.nn.Module):
-    """The converted model behind the official call ``model(x, t, y, beta=...)``."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x, t, y, beta=None):
-        return self.model(x, t, class_labels=y, beta=beta).sample
-
-
 def test_guidance_free_sampling_is_the_official_loop_with_one_call_per_step(models):
-    ema, dit, _ = models
+    official, dit, _ = models
     calls = []
     hook = dit.register_forward_hook(lambda *a: calls.append(1))
     try:
@@ -80,20 +72,15 @@ def test_guidance_free_sampling_is_the_official_loop_with_one_call_per_step(mode
     finally:
         hook.remove()
     assert len(calls) == STEPS  # one network evaluation per step
-    y, beta = torch.tensor(LABELS), torch.full((len(LABELS),), 1 / 1.5)
-    with torch.no_grad():
-        same_net = diffusers_sample(Converted(dit), STEPS, noise(), "cpu", {"y": y, "beta": beta}, timestep_shift=0)
-        official_net = diffusers_sample(ema, STEPS, noise(), "cpu", {"y": y, "beta": beta}, timestep_shift=0)
-    print(f"DIT free: same net {rel(latents, same_net):.2e} official net {rel(latents, official_net):.2e}")
-    assert torch.equal(latents, same_net)
-    assert rel(latents, official_net) < 1e-5
+    print(f"DIT free: official {rel(latents, official['free']):.2e}")
+    assert rel(latents, official["free"]) < 1e-5
 
 
 @pytest.mark.parametrize("with_beta", [True, False])
 def test_cfg_mode_is_the_official_cfg_combination(models, with_beta):
     """``guidance="cfg"``: two passes per step (one batched call), ε_u + s(ε_c − ε_u) with the null label
     ``num_classes`` (DiT's ``LabelEmbedder``), both branches at β = 1 for a GFT DiT, no β for a plain DiT."""
-    ema, dit, plain = models
+    official, dit, plain = models
     pipe = pipeline(dit if with_beta else plain)
     calls = []
     hook = pipe.transformer.register_forward_hook(lambda *a: calls.append(1))
@@ -102,12 +89,8 @@ def test_cfg_mode_is_the_official_cfg_combination(models, with_beta):
     finally:
         hook.remove()
     assert len(calls) == STEPS
-    y = torch.tensor(LABELS + [NUM_CLASSES] * len(LABELS))  # sample_ddp.py: y_null = 1000 (= num_classes)
-    kwargs = {"y": y, "cfg_scale": 1.5, "beta": torch.ones(len(y)) if with_beta else None}
-    with torch.no_grad():
-        reference = diffusers_sample(ema.forward_with_cfg, STEPS, torch.cat([noise(), noise()]), "cpu", kwargs,
-                                     timestep_shift=0)
-    reference, _ = reference.chunk(2)  # sample_ddp.py: remove the null-class samples
+    # recorded with the null label num_classes (sample_ddp.py: y_null = 1000 = num_classes), the null half dropped
+    reference = official["cfg_beta_one" if with_beta else "cfg_without_beta"]
     print(f"DIT cfg with_beta={with_beta}: {rel(latents, reference):.2e}")
     assert rel(latents, reference) < 1e-5
     if with_beta:  # CFG at scale 1.5 is not the same as guidance-free sampling of this untrained network
@@ -159,14 +142,12 @@ def test_gft_trainer_refuses_the_dit_by_name(models, tmp_path):
 
 def test_the_official_timestep_shift_is_a_real_difference(models):
     """The official evaluation feeds ``t + 1``; the pipeline feeds ``t`` (Diffusers' convention): not the same
-    latents, which is why the references above use ``timestep_shift=0``."""
-    ema, _, _ = models
-    y, beta = torch.tensor(LABELS), torch.full((len(LABELS),), 1 / 1.5)
-    with torch.no_grad():
-        shifted = diffusers_sample(ema, STEPS, noise(), "cpu", {"y": y, "beta": beta})
-        unshifted = diffusers_sample(ema, STEPS, noise(), "cpu", {"y": y, "beta": beta}, timestep_shift=0)
-    print(f"DIT shift: {rel(shifted, unshifted):.2e}")
-    assert rel(shifted, unshifted) > 1e-3
+    latents, which is why the references above call the network at ``t``."""
+    official, dit, _ = models
+    latents = sample(pipeline(dit), beta=1 / 1.5)
+    print(f"DIT shift: {rel(latents, official['free_official_shift']):.2e}")
+    assert rel(latents, official["free_official_shift"]) > 1e-3
+    assert rel(official["free_official_shift"], official["free"]) > 1e-3
 
 
 def test_images_are_decoded_by_the_vae_and_refused_without_one(models):

@@ -367,31 +367,47 @@ def test_in_batch_loss_equals_an_explicit_loop():
     torch.testing.assert_close(got, torch.stack(losses).mean(), rtol=1e-5, atol=1e-5)
 
 
-def test_slot_loss_equals_the_official_iisan_loss():
-    """``negatives="slots"`` (the official recipe) against the official loss, transcribed in
-    ``tests/golden/_official_iisan_inbatch.py``: duplicates across users are kept as separate
-    negatives, ``- log p`` per slot. Checked: with ``negatives="distinct"`` the difference is 0.10,
-    and dropping the logQ term from the library gives 0.16."""
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location("golden", Path(__file__).parent / "golden" / "_official_iisan_inbatch.py")
-    golden = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(golden)
+def official_loss_inputs():
+    """The inputs ``scripts/golden/record_iisan.py`` feeds the official loss: 3 users, 4 history slots + the next
+    one, padding (id 0), items 3 and 5 shared across users and 3 repeated within one; one embedding per slot
+    (``score_embs``: ``item_embs[inverse]``), the popularity list with entry 0 = 1 (as the official code builds
+    it)."""
     torch.manual_seed(0)
     L, d, n_items = 4, 6, 9
-    ids = torch.tensor([[0, 0, 3, 5, 3], [1, 3, 2, 7, 5], [0, 4, 8, 2, 6]])  # 3 and 5 shared, a repeat of 3
+    ids = torch.tensor([[0, 0, 3, 5, 3], [1, 3, 2, 7, 5], [0, 4, 8, 2, 6]])
     users = torch.randn(3, L, d)
     cand, inv = torch.unique(ids, return_inverse=True)
     emb = torch.randn(len(cand), d)
     counts = torch.rand(n_items) + 0.1
-    pop = torch.cat([torch.ones(1), counts[1:] / counts[1:].sum()])  # official: entry 0 is 1
+    pop = torch.cat([torch.ones(1), counts[1:] / counts[1:].sum()])
+    return dict(ids=ids, users=users, item_embs=emb, slot_embs=emb[inv.reshape(-1)], pop_prob_list=pop)
+
+
+def test_slot_loss_equals_the_official_iisan_loss():
+    """``negatives="slots"`` (the official recipe) against the official loss's recorded value and gradients
+    (GAIR-Lab/IISAN ``Code_Cached/model/model.py`` ``Model.forward``; ``tests/golden/data/iisan/inbatch_loss.*``,
+    written by ``scripts/golden/record_iisan.py``): duplicates across users are kept as separate negatives,
+    ``- log p`` per slot. Checked: with ``negatives="distinct"`` the difference is 0.10, and dropping the logQ term
+    from the library gives 0.16."""
+    from tests.golden.recorded import load_recording
+
+    recorded, _ = load_recording("iisan", "inbatch_loss")
+    inputs = official_loss_inputs()
+    for key in ("ids", "users", "item_embs", "slot_embs", "pop_prob_list"):
+        assert torch.equal(inputs[key], recorded[key]), key
+    ids, pop = inputs["ids"], inputs["pop_prob_list"]
+    cand, inv = torch.unique(ids, return_inverse=True)
+    users = inputs["users"].clone().requires_grad_(True)
+    emb = inputs["item_embs"].clone().requires_grad_(True)
     got = in_batch_softmax_loss(users, ids, cand, inv, emb, pop.log(), negatives="slots")
-    want = golden.official_inbatch_loss(users.reshape(-1, d), emb[inv.reshape(-1)], ids.reshape(-1),
-                                        (ids[:, :-1] != 0).float(), pop, L)
-    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(got.detach(), recorded["loss"], rtol=1e-6, atol=1e-6)
+    grad_users, grad_emb = torch.autograd.grad(got, [users, emb])
+    torch.testing.assert_close(grad_users, recorded["grad_users"], rtol=1e-5, atol=1e-6)
+    # the official loss sees one embedding per slot: an item's gradient is the sum over its slots
+    want_emb = torch.zeros_like(grad_emb).index_add(0, inv.reshape(-1), recorded["grad_slot_embs"])
+    torch.testing.assert_close(grad_emb, want_emb, rtol=1e-5, atol=1e-6)
     other = in_batch_softmax_loss(users, ids, cand, inv, emb, pop.log(), negatives="distinct")
-    assert (other - want).abs() > 1e-3  # the distinct-item variant is a different loss here
+    assert (other - recorded["loss"]).abs() > 1e-3  # the distinct-item variant is a different loss here
 
 
 def test_official_recipe_defaults_and_the_hfgen_recipe():

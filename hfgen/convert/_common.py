@@ -164,19 +164,24 @@ def load_converted(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> No
 
 
 def conversion_card(kind: str, source: str, cls_name: str, usage: str, method: str | None = None,
-                    notes: str = "", card_vars: dict | None = None) -> str:
+                    notes: str = "", card_vars: dict | None = None, license: str = "unknown",
+                    license_source: str = "") -> str:
     """A model card naming the source checkpoint and the converter (hfgen metadata when ``method`` is given;
-    ``card_vars`` are the method card template's variables, e.g. ``{"kind": "dit"}``)."""
+    ``card_vars`` are the method card template's variables, e.g. ``{"kind": "dit"}``). ``license`` is the
+    upstream checkpoint's licence (a Hub licence id; converted weights keep their source's licence, not hfgen's),
+    ``license_source`` where that fact was read."""
     body = (f"\n## Converted checkpoint\n\nConverted with `hfgen convert {kind}` from `{source}` into "
             f"`{cls_name}`. Every source tensor was mapped (the converter refuses unmapped or missing tensors); "
-            f"the conversion is checked against a transcription of the official architecture on random weights "
-            f"(hfgen's parity tests).\n{notes}\n\n```python\n{usage.strip()}\n```\n")
+            f"the conversion is checked against the official network's recorded outputs on random weights "
+            f"(hfgen's parity tests).\n{notes}\n\n**Licence:** `{license}`, the upstream checkpoint's"
+            f"{f' ({license_source})' if license_source else ''}.\n\n```python\n{usage.strip()}\n```\n")
     if method is None:
-        return f"---\nlibrary_name: hfgen\ntags:\n- hfgen\n- hfgen-converted\n---\n\n# {cls_name} (converted)\n{body}"
+        return (f"---\nlibrary_name: hfgen\nlicense: {license}\ntags:\n- hfgen\n- hfgen-converted\n---\n\n"
+                f"# {cls_name} (converted)\n{body}")
     from hfgen.hub import render_model_card
 
     card = render_model_card(method, model_name=f"{cls_name} converted from {source}", extra_tags=["hfgen-converted"],
-                             **(card_vars or {}))
+                             license=license, **(card_vars or {}))
     return str(card) + body
 
 
@@ -192,16 +197,18 @@ def save_converted(model, output: str | os.PathLike, card: str) -> Path:
 
 def finish_conversion(model, state: dict[str, torch.Tensor], *, torch_dtype: torch.dtype, output, kind: str,
                       source, usage: str, method: str | None, notes: str = "", mapper: KeyMapper | None = None,
-                      card_vars: dict | None = None):
+                      card_vars: dict | None = None, license: str = "unknown", license_source: str = ""):
     """The tail every converter shares: ``mapper.finish()`` (refuse leftover or missing tensors) when given,
     [`load_converted`], cast to ``torch_dtype``, eval mode, and with ``output`` [`save_converted`] with the card of
     [`conversion_card`] (``usage``: the code that loads the saved folder; ``card_vars``: the method card's template
-    variables). Returns the model."""
+    variables; ``license``, ``license_source``: the upstream checkpoint's licence and where it is stated). Returns
+    the model."""
     if mapper is not None:
         mapper.finish()
     load_converted(model, state)
     model = (model if torch_dtype == torch.float32 else model.to(torch_dtype)).eval()
     if output is not None:
         save_converted(model, output, conversion_card(kind, str(source), type(model).__name__, usage, method=method,
-                                                      notes=notes, card_vars=card_vars))
+                                                      notes=notes, card_vars=card_vars, license=license,
+                                                      license_source=license_source))
     return model

@@ -21,6 +21,10 @@ import torch
 
 from hfgen.convert._common import ConversionError, KeyMapper, finish_conversion, read_checkpoint
 
+# alexzhou907/DDBM (code and the huggingface.co/alexzhou907/DDBM checkpoints its README links) states no licence:
+# no LICENSE file in the repository, none in the README.
+LICENSE = dict(license="unknown", license_source="alexzhou907/DDBM states no licence for its code or checkpoints")
+
 # ``train_ddbm.sh`` / ``args.sh`` (DDBM @ 1a928343): e2h: 64 px, 192 channels, 3 res blocks; diode: 256 px, 256, 2
 PRESETS = {
     "e2h": dict(image_size=64, num_channels=192, num_res_blocks=3, channel_mult=(1, 2, 3, 4)),
@@ -157,4 +161,4 @@ pipe = ConsistencyBridgePipeline(unet, scheduler)
 images = pipe(image=source_images, num_inference_steps=20).images
 """
     return finish_conversion(unet, converted, torch_dtype=torch_dtype, output=output, kind="ddbm", source=source,
-                             usage=usage, method="consistency_bridge")
+                             usage=usage, method="consistency_bridge", **LICENSE)

@@ -19,6 +19,13 @@ import torch
 
 from hfgen.convert._common import ConversionError, KeyMapper, finish_conversion, read_checkpoint
 
+# The released DiT checkpoints (huggingface.co/aaa-ceku7/GFT, linked from thu-ml/GFT's README) are trained with
+# thu-ml/GFT's DiT/ code, which is facebookresearch/DiT's (DiT/models.py keeps Meta's header); DiT-XL-GF-finetune
+# fine-tunes Meta's DiT-XL/2 weights. facebookresearch/DiT's code and weights are CC BY-NC 4.0 (its LICENSE.txt);
+# thu-ml/GFT's own LICENSE is MIT. The non-commercial licence of the weights it descends from is the one that binds.
+LICENSE = dict(license="cc-by-nc-4.0", license_source="weights fine-tuned from facebookresearch/DiT's, CC BY-NC 4.0; "
+               "thu-ml/GFT's code is MIT")
+
 DIT_HEADS = {384: 6, 768: 12, 1024: 16, 1152: 16}
 
 
@@ -110,4 +117,4 @@ vae = AutoencoderKL.from_pretrained("stabilityai/sd-vae-ft-ema")  # DiT's VAE
 images = vae.decode(latents / 0.18215).sample  # in [-1, 1]
 """
     return finish_conversion(model, out, torch_dtype=torch_dtype, output=output, kind="gft-dit", source=source,
-                             usage=usage, method="gft", mapper=mapper, card_vars={"kind": "dit"})
+                             usage=usage, method="gft", mapper=mapper, card_vars={"kind": "dit"}, **LICENSE)

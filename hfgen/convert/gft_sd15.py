@@ -16,6 +16,11 @@ import torch
 
 from hfgen.convert._common import ConversionError, KeyMapper, finish_conversion, read_checkpoint
 
+# SD1.5-GF-finetune (huggingface.co/aaa-ceku7/GFT) fine-tunes Stable Diffusion v1.5, whose CreativeML OpenRAIL-M
+# licence requires its use restrictions to carry over to derivatives; thu-ml/GFT's code is MIT.
+LICENSE = dict(license="creativeml-openrail-m", license_source="fine-tuned from Stable Diffusion v1.5, CreativeML "
+               "OpenRAIL-M; thu-ml/GFT's code is MIT")
+
 
 def convert_gft_sd15(source: str | os.PathLike, output: str | os.PathLike | None = None, *,
                      torch_dtype: torch.dtype = torch.float32):
@@ -57,4 +62,4 @@ latents = pipe(prompt_embeds=prompt_embeds, beta=1 / 3.0, num_inference_steps=50
 # StableDiffusionPipeline(guidance_scale=1/beta) also samples it guidance-free (one call per step).
 """
     return finish_conversion(unet, state, torch_dtype=torch_dtype, output=output, kind="gft-sd15", source=source,
-                             usage=usage, method="gft", mapper=mapper)
+                             usage=usage, method="gft", mapper=mapper, **LICENSE)

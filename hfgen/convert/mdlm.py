@@ -31,6 +31,10 @@ from hfgen.convert._common import (
     tensors_only,
 )
 
+# kuleshov-group/mdlm-owt's Hub card: license apache-2.0; kuleshov-group/mdlm's LICENSE (which also releases the
+# SEDD-absorb baseline checkpoint, README "Checkpoints"): Apache-2.0.
+LICENSE = dict(license="apache-2.0", license_source="kuleshov-group/mdlm-owt model card and kuleshov-group/mdlm LICENSE")
+
 # the official ``DDiTBlock`` names -> hfgen's ``MDLMDiTBlock`` names
 _BLOCK = {
     "norm1.weight": "norm1.weight",
@@ -190,4 +194,4 @@ out = pipe(seq_len=1024, generator=torch.Generator().manual_seed(0))
     notes = (f"\nKind `{kind}`: time_conditioning={config.time_conditioning}, parameterization="
              f"`{config.parameterization}`, {'EMA' if use_ema and 'ema' in checkpoint else 'raw'} weights.")
     return finish_conversion(MDLMDiTForMaskedLM(config), converted, torch_dtype=torch_dtype, output=output, kind=kind,
-                             source=source, usage=usage, method="masked_diffusion", notes=notes)
+                             source=source, usage=usage, method="masked_diffusion", notes=notes, **LICENSE)
