@@ -64,12 +64,12 @@ def test_hfgen_load_dispatches_converted_folders(source, tmp_path):
     import hfgen
     from hfgen.convert import convert
     from hfgen.models.gft_dit import GFTDiTTransformer2DModel
-    from tests.test_convert_gft_dit import official as official_dit
+    from tests.test_convert_gft_dit import recorded_dit
 
     _, path = source
     convert("mdlm", path, tmp_path / "mdlm")
     assert type(hfgen.load(tmp_path / "mdlm")) is MDLMDiTForMaskedLM
-    torch.save(official_dit().state_dict(), tmp_path / "dit.pt")
+    torch.save(recorded_dit()[0]["ema"], tmp_path / "dit.pt")
     convert("gft-dit", tmp_path / "dit.pt", tmp_path / "dit", num_heads=2)
     assert type(hfgen.load(tmp_path / "dit")) is GFTDiTTransformer2DModel
 

@@ -36,3 +36,12 @@ def test_every_recording_has_its_provenance(recording):
     assert re.search(r"scripts/golden/\w+\.py", provenance["command"]), provenance["command"]
     with safe_open(recording, framework="pt") as f:
         assert list(f.keys()), f"{recording} holds no tensor"
+
+
+def test_no_transcription_of_official_code_remains():
+    """Golden tests compare with recordings; the official code itself is imported only by scripts/golden/."""
+    golden = DATA.parent
+    transcriptions = sorted(p.name for p in golden.glob("_official_*.py"))
+    assert not transcriptions, f"transcribed official code in tests/golden/: {transcriptions}"
+    scripts = golden.parent.parent / "scripts" / "golden"
+    assert all("--checkout" in p.read_text() for p in scripts.glob("record_*.py")), "a recorder not taking --checkout"
