@@ -1,14 +1,14 @@
 """Raw run records and the one interval helper every published number goes through.
 
-Every experiment or benchmark script in ``scripts/`` ends with :func:`write_record`, which writes one JSON file
+Every experiment or benchmark script in ``scripts/`` ends with [`write_record`], which writes one JSON file
 under ``docs/results/raw/<method>/``: the exact command, the git commit (and whether the tree was dirty), the seeds,
 the torch thread count, library versions, the device, the wall time, the settings (including each arm's tuning
 budget) and every per-seed metric. Tables in ``docs/`` are rendered from these files by
 ``scripts/collect_results.py``; nothing is typed in by hand.
 
-Summaries use :func:`interval` (mean and two-sided 95% Student-t interval over seeds) and :func:`paired` (the same
+Summaries use [`interval`] (mean and two-sided 95% Student-t interval over seeds) and [`paired`] (the same
 on per-seed differences, method minus baseline). A difference whose interval contains 0 is "no difference"
-(:func:`verdict`).
+([`verdict`]).
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def write_record(method: str, name: str, *, seeds: Sequence[int], metrics: Mappi
 
 
 def read_record(path: str | Path) -> dict:
-    """Load a record and check it has every field :func:`write_record` writes (``ValueError`` naming the missing)."""
+    """Load a record and check it has every field [`write_record`] writes (``ValueError`` naming the missing)."""
     record = json.loads(Path(path).read_text())
     missing = [f for f in RECORD_FIELDS if f not in record]
     if missing:

@@ -20,7 +20,7 @@ Imports from the checkout: ``DiT/models.py`` (``DiT``, ``TimestepEmbedder``), ``
 Dependencies: the official DiT imports timm (``PatchEmbed``, ``Attention``, ``Mlp``), ``dpm_sample.py`` einops; both
 are pure Python, installed outside the project's environment (``pip install --target DIR timm einops``, passed
 as ``--pydeps DIR``). timm's and train.py's module-level imports of torchvision and wandb are answered by
-stand-ins written here (:func:`install_import_standins`): modules whose every attribute is an inert placeholder
+stand-ins written here ([`install_import_standins`]): modules whose every attribute is an inert placeholder
 class. Nothing of torchvision or wandb is called by the recorded functions.
 """
 
