@@ -1,0 +1,212 @@
+"""Device and dtype hygiene of every pipeline and scheduler, checked without a GPU.
+
+A stray tensor, one created on the default device instead of the input's (``torch.linspace(...)`` without
+``device=``), crashes on a GPU as soon as it meets a CUDA tensor. On the CPU it goes unnoticed, because the
+default device is the CPU too. Here the default device is ``meta`` while the models and inputs live on the
+CPU: every tensor made on the input's device computes as usual, and every stray one is a meta tensor that
+raises as soon as it meets a CPU tensor or is read ("Tensor on device meta is not on the expected device
+cpu", "Cannot copy out of meta tensor"), the same checks a CUDA run makes.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.overrides import TorchFunctionMode
+from torch.utils._device import _device_constructors
+
+from hfgen.testing.tiny_models import tiny_bert_mlm, tiny_unet2d
+
+
+class StrayTensorsOnMeta(TorchFunctionMode):
+    """Tensors created without a device land on ``meta`` (models and inputs are built outside, on the CPU).
+
+    As ``torch.device("meta")`` used as a context manager, except that ``torch.as_tensor(tensor)`` keeps the
+    tensor where it is, as it does without a default device.
+    """
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        wraps_a_tensor = func in (torch.as_tensor, torch.asarray) and args and isinstance(args[0], torch.Tensor)
+        if func in _device_constructors() and kwargs.get("device") is None and not wraps_a_tensor:
+            kwargs["device"] = "meta"
+        return func(*args, **kwargs)
+
+
+def stray_tensors_on_meta():
+    return StrayTensorsOnMeta()
+
+
+# ------------------------------------------------------------------------------------------ pipelines
+
+
+def masked_diffusion(scheduler_name, denoiser="bert", time_input="t", **scheduler_kwargs):
+    from hfgen.models.mdlm_dit import MDLMDiTConfig, MDLMDiTForMaskedLM
+    from hfgen.pipelines import AncestralMaskedScheduler, FirstHittingScheduler, MaskedDiffusionPipeline
+
+    scheduler_class = {"fhs": FirstHittingScheduler, "ancestral": AncestralMaskedScheduler}[scheduler_name]
+    if denoiser == "bert":
+        model = tiny_bert_mlm(12).eval()
+    else:
+        torch.manual_seed(0)
+        model = MDLMDiTForMaskedLM(MDLMDiTConfig(vocab_size=12, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                                 cond_dim=8, frequency_embedding_size=16, max_position_embeddings=16,
+                                                 time_conditioning=True)).eval()
+    pipe = MaskedDiffusionPipeline(denoiser=model, tokenizer=None,
+                                   scheduler=scheduler_class(masking_schedule="loglinear", **scheduler_kwargs))
+    template = torch.tensor([[3, 11, 11, 5, 11, 11, 11, 11], [11, 11, 4, 11, 11, 11, 11, 2]])
+
+    def call(pipe, generator):
+        return pipe(input_ids=template.to(pipe.device), mask_token_id=11, num_inference_steps=4, time_input=time_input,
+                    generator=generator, output_type="pt").sequences
+
+    return pipe, call
+
+
+def consistency_trajectory(preconditioning="euler", denoiser="mlp", gamma=0.0):
+    from hfgen.pipelines import ConsistencyTrajectoryPipeline, ConsistencyTrajectoryScheduler
+    from hfgen.pipelines.consistency_trajectory.modeling_trajectory_mlp import TrajectoryMLP
+
+    torch.manual_seed(0)
+    model = (TrajectoryMLP(dim=2) if denoiser == "mlp" else
+             tiny_unet2d(in_channels=1, out_channels=1, class_embed_type="timestep")).eval()
+    tables = {}
+    if preconditioning == "analytic":
+        tables = {"statistics_log_t": [-7.0, 0.0, 5.0], "statistics_l": [1.0, 0.5, 0.0]}
+    pipe = ConsistencyTrajectoryPipeline(model, ConsistencyTrajectoryScheduler(preconditioning=preconditioning, gamma=gamma,
+                                                                               **tables))
+
+    def call(pipe, generator):
+        return pipe(batch_size=2, num_inference_steps=3, generator=generator, output_type="pt").samples
+
+    return pipe, call
+
+
+def consistency_bridge(solver):
+    from hfgen.pipelines import BridgeScheduler, ConsistencyBridgePipeline
+
+    pipe = ConsistencyBridgePipeline(tiny_unet2d().eval(), BridgeScheduler(solver=solver))
+    image = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+
+    def call(pipe, generator):
+        return pipe(image.to(pipe.device), num_inference_steps=3, generator=generator, output_type="pt").images
+
+    return pipe, call
+
+
+def guidance_free(denoiser, guidance, scheduler_name="ddim"):
+    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, UNet2DConditionModel
+
+    from hfgen.models.gft_dit import GFTDiTTransformer2DModel
+    from hfgen.pipelines import GuidanceFreePipeline
+
+    scheduler = {"ddim": DDIMScheduler, "dpm": DPMSolverMultistepScheduler}[scheduler_name]()
+    torch.manual_seed(0)
+    if denoiser == "unet":
+        unet = UNet2DConditionModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16),
+                                    layers_per_block=1, norm_num_groups=4, time_cond_proj_dim=16, mid_block_type=None,
+                                    num_class_embeds=5, down_block_types=("DownBlock2D", "DownBlock2D"),
+                                    up_block_types=("UpBlock2D", "UpBlock2D"))
+        pipe = GuidanceFreePipeline(unet=unet.eval(), scheduler=scheduler)
+    else:
+        dit = GFTDiTTransformer2DModel(num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=8,
+                                       num_layers=1, sample_size=8, num_embeds_ada_norm=10, beta_cond_proj_dim=32)
+        pipe = GuidanceFreePipeline(transformer=dit.eval(), scheduler=scheduler)
+
+    def call(pipe, generator):
+        return pipe(class_labels=[1, 3], beta=0.5, guidance=guidance, num_inference_steps=3, generator=generator,
+                    output_type="latent").images
+
+    return pipe, call
+
+
+PIPELINES = {
+    "mdm-fhs": lambda: masked_diffusion("fhs"),
+    "mdm-fhs-parallel": lambda: masked_diffusion("fhs", tokens_per_step=2),
+    "mdm-fhs-extrapolation": lambda: masked_diffusion("fhs", tokens_per_step=2, parallel_solver="extrapolation"),
+    "mdm-fhs-predictor-corrector": lambda: masked_diffusion("fhs", tokens_per_step=2, parallel_solver="predictor_corrector"),
+    "mdm-ancestral": lambda: masked_diffusion("ancestral"),
+    "mdm-ancestral-float32": lambda: masked_diffusion("ancestral", sampling_dtype="float32"),
+    "mdm-dit-t": lambda: masked_diffusion("fhs", denoiser="dit", time_input="t"),
+    "mdm-dit-sigma": lambda: masked_diffusion("ancestral", denoiser="dit", time_input="sigma"),
+    "ctm-euler": lambda: consistency_trajectory("euler"),
+    "ctm-variance-gamma": lambda: consistency_trajectory("variance", gamma=0.5),
+    "ctm-analytic": lambda: consistency_trajectory("analytic"),
+    "ctm-unet": lambda: consistency_trajectory("euler", denoiser="unet", gamma=0.5),
+    "bridge-heun": lambda: consistency_bridge("heun"),
+    "bridge-dbim": lambda: consistency_bridge("dbim"),
+    "bridge-consistency": lambda: consistency_bridge("consistency"),
+    "gft-unet-free": lambda: guidance_free("unet", "free"),
+    "gft-unet-cfg": lambda: guidance_free("unet", "cfg"),
+    "gft-dit-free": lambda: guidance_free("dit", "free", "dpm"),
+    "gft-dit-cfg": lambda: guidance_free("dit", "cfg", "dpm"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PIPELINES))
+def test_pipeline_creates_no_tensor_off_the_input_device(name):
+    pipe, call = PIPELINES[name]()
+    pipe.set_progress_bar_config(disable=True)
+    reference = call(pipe, torch.Generator().manual_seed(0))
+    with stray_tensors_on_meta():
+        out = call(pipe, torch.Generator().manual_seed(0))
+    assert out.device.type == "cpu"
+    torch.testing.assert_close(out, reference, rtol=0, atol=0)  # the same numbers: the guard changes nothing else
+
+
+# ------------------------------------------------------------------------------------------ schedulers
+#
+# A scheduler's `step` on meta inputs: it must keep every tensor on the inputs' device (meta tensors raise when
+# mixed with CPU ones) and never read a value back on the host (`.item()`, `bool(...)`, `.tolist()` raise on meta):
+# the hot loop of sampling runs without a host sync.
+
+
+def masked_schedulers():
+    from hfgen.pipelines import AncestralMaskedScheduler, FirstHittingScheduler
+
+    for scheduler in (AncestralMaskedScheduler(), AncestralMaskedScheduler(sampling_dtype="float32"),
+                      FirstHittingScheduler(), FirstHittingScheduler(tokens_per_step=2, parallel_solver="extrapolation"),
+                      FirstHittingScheduler(tokens_per_step=2, parallel_solver="predictor_corrector")):
+        yield type(scheduler).__name__ + "-" + str(dict(scheduler.config)), scheduler
+
+
+@pytest.mark.parametrize("index", range(5))
+def test_masked_scheduler_steps_on_the_inputs_device_without_host_syncs(index):
+    name, scheduler = list(masked_schedulers())[index]
+    meta = torch.device("meta")
+    sample = torch.full((2, 6), 9, device=meta)
+    scheduler.set_timesteps(3, device=meta, num_masked=torch.tensor([6, 6]))  # counts are known on the host
+    for t in scheduler.timesteps:
+        logits = torch.empty(2, 6, 10, device=meta)
+        sample = scheduler.step(logits, t, sample, mask_token_id=9, forbidden_tokens=torch.zeros(10, dtype=torch.bool,
+                                                                                                 device=meta)).prev_sample
+    assert sample.device == meta and sample.shape == (2, 6), name
+
+
+@pytest.mark.parametrize("preconditioning", ["euler", "variance", "analytic"])
+def test_trajectory_scheduler_steps_on_the_inputs_device_without_host_syncs(preconditioning):
+    from hfgen.pipelines import ConsistencyTrajectoryScheduler
+
+    tables = {"statistics_log_t": [-7.0, 0.0, 5.0], "statistics_l": [1.0, 0.5, 0.0]} if preconditioning == "analytic" else {}
+    scheduler = ConsistencyTrajectoryScheduler(preconditioning=preconditioning, gamma=0.5, **tables)
+    meta = torch.device("meta")
+    scheduler.set_timesteps(3, device=meta)
+    sample = torch.empty(2, 3, device=meta)
+    for t in scheduler.timesteps:
+        sample = scheduler.step(torch.empty(2, 3, device=meta), t, scheduler.scale_model_input(sample, t)).prev_sample
+    assert sample.device == meta
+
+
+@pytest.mark.parametrize("solver", ["heun", "dbim", "consistency"])
+def test_bridge_scheduler_steps_on_the_inputs_device_without_host_syncs(solver):
+    from hfgen.pipelines import BridgeScheduler
+
+    scheduler = BridgeScheduler(solver=solver, clip_denoised=True)
+    meta = torch.device("meta")
+    scheduler.set_timesteps(3, device=meta)
+    source = sample = torch.empty(2, 1, 4, 4, device=meta)
+    for t in scheduler.timesteps:
+        model_input = scheduler.scale_model_input(sample, t)
+        scheduler.c_noise(t)
+        sample = scheduler.step(torch.empty_like(model_input), t, sample, source).prev_sample
+    assert sample.device == meta
