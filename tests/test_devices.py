@@ -15,6 +15,7 @@ import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils._device import _device_constructors
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from hfgen.testing.tiny_models import tiny_bert_mlm, tiny_unet2d
 
@@ -262,3 +263,51 @@ def test_pipeline_runs_in_bfloat16(name):
     pipe.to(torch.bfloat16)
     out = call(pipe, torch.Generator().manual_seed(0))
     assert torch.isfinite(out.float()).all()
+
+
+# ------------------------------------------------------------------------------------------ hot loops
+
+
+class CrossDeviceCopies(TorchDispatchMode):
+    """Records every copy between devices (``.cpu()``, ``.to(device)``, ``copy_``) as ``(source, target, shape)``."""
+
+    def __init__(self):
+        super().__init__()
+        self.copies = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if func in (torch.ops.aten._to_copy.default, torch.ops.aten.copy_.default):
+            source = args[1] if func is torch.ops.aten.copy_.default else args[0]
+            target = args[0] if func is torch.ops.aten.copy_.default else out
+            if source.device != target.device:
+                self.copies.append((source.device.type, target.device.type, tuple(source.shape)))
+        return out
+
+
+def test_iisan_training_step_on_cached_states_copies_nothing_between_host_and_device():
+    """The adapter on ``meta`` (a stand-in for a GPU: a meta tensor cannot be read on the host) with a CPU-built
+    hidden-state cache: the cache moves to the device on the first forward, and a training step (forward and
+    backward on item ids already on the device) then makes no host<->device copy at all."""
+    from transformers import AutoModel
+
+    from hfgen.adapters import IISANConfig, IISANModel
+    from hfgen.data.recommendation import make_synthetic_recommendation, synthetic_backbone_configs
+
+    data = make_synthetic_recommendation(num_users=20, seed=0)
+    torch.manual_seed(0)
+    model = IISANModel(IISANConfig(layers="group:3", pooling="mean"),
+                       {m: AutoModel.from_config(c) for m, c in synthetic_backbone_configs().items()})
+    model.set_item_inputs(data.item_inputs)
+    model.cache_hidden_states(progress_bar=False)
+    cache_shapes = {tuple(t.shape[1:]) for t in model.cache.values()}
+    model.to("meta").train()
+    ids = torch.arange(6, device="meta")
+    model(item_ids=ids)  # warm-up: the cache moves to the adapter's device, once
+    assert all(t.device.type == "meta" for t in model.cache.values())
+    with CrossDeviceCopies() as recorder:
+        for _ in range(2):
+            model(item_ids=ids).item_embeddings.sum().backward()
+    assert recorder.copies == []
+    assert cache_shapes  # the states read were the cache's
