@@ -141,8 +141,6 @@ def trainer_checks(device, records, only, tiny):
 
 def masked_diffusion_bf16(device):
     """A time-conditioned MDLM DiT trained in bf16 with ``time_conditioning="sigma"`` for a few steps: finite loss."""
-    from datasets import Dataset
-
     from hfgen.models.mdlm_dit import MDLMDiTConfig, MDLMDiTForMaskedLM
     from hfgen.trainers import MaskedDiffusionConfig, MaskedDiffusionTrainer
 
@@ -150,7 +148,8 @@ def masked_diffusion_bf16(device):
     model = MDLMDiTForMaskedLM(MDLMDiTConfig(vocab_size=33, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
                                              cond_dim=32, max_position_embeddings=32, time_conditioning=True,
                                              mask_token_id=32))
-    data = Dataset.from_dict({"input_ids": torch.randint(0, 32, (64, 32), generator=torch.Generator().manual_seed(0)).tolist()})
+    tokens = torch.randint(0, 32, (64, 32), generator=torch.Generator().manual_seed(0))
+    data = [{"input_ids": row} for row in tokens]  # a plain list: no `datasets` needed
     with tempfile.TemporaryDirectory() as folder:
         args = MaskedDiffusionConfig(output_dir=folder, max_steps=5, per_device_train_batch_size=8, report_to="none",
                                      bf16=True, use_cpu=torch.device(device).type == "cpu", masking_schedule="loglinear",
