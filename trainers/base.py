@@ -50,6 +50,14 @@ def check_args(args, config_class: type, default_output_dir: str | None = None):
     return args
 
 
+def to_training_device(model, device):
+    """``model`` moved to the training ``device``, unless it is sharded with ``device_map`` (``hf_device_map`` set):
+    such a model already sits on its devices, and ``.to`` would break (or undo) the sharding."""
+    if getattr(model, "hf_device_map", None):
+        return model
+    return model.to(device)
+
+
 def save_training_args(args: TrainingArguments, folder: str | os.PathLike) -> None:
     """Write ``args`` as ``training_args.json`` (``TrainingArguments.to_json_string``, tokens redacted)."""
     Path(folder, TRAINING_ARGS_JSON).write_text(args.to_json_string(), encoding="utf-8")

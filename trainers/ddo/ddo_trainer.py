@@ -30,7 +30,7 @@ from accelerate.utils import is_peft_model
 from torch import nn
 from transformers import Trainer, TrainerCallback
 
-from ..base import HfgenTrainerMixin, _add_adapter, _is_adapted_diffusers_model, check_args
+from ..base import HfgenTrainerMixin, _add_adapter, _is_adapted_diffusers_model, check_args, to_training_device
 from .ddo_config import DDOConfig
 
 TOKEN_KEYS = ("input_ids", "attention_mask", "labels")
@@ -280,7 +280,7 @@ class DDOTrainer(HfgenTrainerMixin, Trainer):
         super().__init__(model=model, args=args, data_collator=data_collator,
                          train_dataset=RealFakePairs(train_dataset, fake_dataset), processing_class=processing_class,
                          callbacks=callbacks, optimizers=optimizers, **kwargs)
-        self.ref_model = ref_model.eval().requires_grad_(False).to(self.args.device)
+        self.ref_model = to_training_device(ref_model.eval().requires_grad_(False), self.args.device)
         if self.ema_model is not None:
             self.ema_model.to(self.args.device)
 
