@@ -252,10 +252,13 @@ class MaskedDiffusionPipeline(HfgenPipelineMixin, DiffusionPipeline):
         time_conditioned = "timesteps" in inspect.signature(self.denoiser.forward).parameters
         forbidden = None
         logits, seen, nfe = None, None, 0
+        # the first-hitting sampler plans its steps, each of which unmasks tokens: it runs them all without reading
+        # the sequences back on the host (no early-stop check, and its cache could never hit), unless a callback edits
+        planned = isinstance(self.scheduler, FirstHittingScheduler) and callback_on_step_end is None
         for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
-            if not (sample == mask_token_id).any():
+            if not planned and not (sample == mask_token_id).any():
                 break
-            if logits is None or time_conditioned or not use_cache or not torch.equal(sample, seen):
+            if logits is None or planned or time_conditioned or not use_cache or not torch.equal(sample, seen):
                 logits = self.denoise(sample, t, time_conditioned, time_input)
                 seen, nfe = sample, nfe + 1
             forbidden = self.forbidden_tokens(logits.shape[-1], device) if forbidden is None else forbidden
