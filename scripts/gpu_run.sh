@@ -4,7 +4,8 @@
 #   bash scripts/gpu_run.sh [gpu_check.py arguments, e.g. --only bench/]
 #
 # Installs each wheel of $WHEELS (default gpu_wheels/, made by scripts/gpu_wheels.sh) whose distribution the image
-# lacks, then hfgen itself (editable, no network, no dependency resolution), then runs scripts/gpu_check.py on CUDA.
+# lacks or has in an older version (transformers 5.17 -> 5.20), then hfgen itself (editable, no network, no
+# dependency resolution), then runs scripts/gpu_check.py on CUDA.
 # The JSON lines and a raw record land in $OUT (the device tool's output folder) or gpu_check_out/.
 set -uo pipefail
 wheels=${WHEELS:-gpu_wheels}
@@ -15,10 +16,13 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from packaging.version import Version
+
 for wheel in sorted(Path(sys.argv[1]).glob("*.whl")):
-    name = wheel.name.split("-")[0]
+    name, wanted = wheel.name.split("-")[:2]
     try:
-        version(name)
+        if Version(version(name)) < Version(wanted):
+            print(wheel)
     except PackageNotFoundError:
         print(wheel)
 PY

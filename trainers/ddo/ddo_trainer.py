@@ -427,10 +427,10 @@ class DDOTrainer(HfgenTrainerMixin, Trainer):
             r_real, r_fake = self.accelerator.gather_for_metrics((r_real.detach(), r_fake.detach()))
             accuracy = torch.cat([(r_real > 0).float() + 0.5 * (r_real == 0), (r_fake < 0).float() + 0.5 * (r_fake == 0)])
             metrics = self._metrics["train" if model.training else "eval"]
-            metrics["ddo/log_ratio_real"].append(r_real.mean().item())
-            metrics["ddo/log_ratio_fake"].append(r_fake.mean().item())
-            metrics["ddo/margin"].append((r_real.mean() - r_fake.mean()).item())
-            metrics["ddo/accuracy"].append(accuracy.mean().item())
+            metrics["ddo/log_ratio_real"].append(r_real.mean())  # on the device until logging time
+            metrics["ddo/log_ratio_fake"].append(r_fake.mean())
+            metrics["ddo/margin"].append(r_real.mean() - r_fake.mean())
+            metrics["ddo/accuracy"].append(accuracy.mean())
         return (loss, {"log_ratio_real": r_real, "log_ratio_fake": r_fake}) if return_outputs else loss
 
     # -------------------------------------------------------------------------------- EMA

@@ -91,9 +91,9 @@ class MaskedDiffusionTrainer(HfgenTrainerMixin, Trainer):
         weight = elbo_weight(self.args.masking_schedule, t, self.args.schedule_eps).float()
         per_sequence = weight * (nll * masked).sum(1) / maskable.sum(1)  # NELBO per token, one draw of t
         loss = per_sequence.mean()
-        # averaged over processes, as Trainer does for the logged loss
+        # averaged over processes, as Trainer does for the logged loss; kept on the device until logging time
         stats = torch.stack([loss.detach(), (masked.sum() / maskable.sum()).to(loss.dtype)])
-        nelbo, mask_ratio = self.accelerator.reduce(stats, reduction="mean").tolist()
+        nelbo, mask_ratio = self.accelerator.reduce(stats, reduction="mean").unbind()
         mode = "train" if model.training else "eval"
         self._metrics[mode]["nelbo"].append(nelbo)
         self._metrics[mode]["mask_ratio"].append(mask_ratio)
