@@ -36,9 +36,11 @@ setup(
     },
     package_data={"hfgen.model_cards": ["*.md"], "hfgen": ["metrics/evaluate_modules/*/*.py"]},
     install_requires=[
-        # torch 2.13.0 (CPU) must satisfy this range: install it first (see README).
-        "torch>=2.4,<2.14",
-        "transformers>=5.0,<6",
+        # torch 2.13.0 (CPU) must satisfy this range: install it first (see README). The floor is what
+        # transformers >= 5.20 and accelerate 1.16 require; hfgen's own code paths use nothing newer (the GPU check
+        # targets torch 2.11). transformers 5.20 added `SubConfigSpec` (GFT's causal-LM and MF2's configs).
+        "torch>=2.6,<2.14",
+        "transformers>=5.20,<6",
         # no private Diffusers or PEFT method is overridden (trainers/base.py holds the transformers ones), so these
         # follow the public API; NFTTrainer overrides three private GRPOTrainer methods, which pins TRL's minor
         "diffusers>=0.42,<1",

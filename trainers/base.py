@@ -50,6 +50,14 @@ def check_args(args, config_class: type, default_output_dir: str | None = None):
     return args
 
 
+def to_training_device(model, device):
+    """``model`` moved to the training ``device``, unless it is sharded with ``device_map`` (``hf_device_map`` set):
+    such a model already sits on its devices, and ``.to`` would break (or undo) the sharding."""
+    if getattr(model, "hf_device_map", None):
+        return model
+    return model.to(device)
+
+
 def save_training_args(args: TrainingArguments, folder: str | os.PathLike) -> None:
     """Write ``args`` as ``training_args.json`` (``TrainingArguments.to_json_string``, tokens redacted)."""
     Path(folder, TRAINING_ARGS_JSON).write_text(args.to_json_string(), encoding="utf-8")
@@ -170,9 +178,12 @@ class HfgenTrainerMixin(GuardedTrainerMixin):
     # ------------------------------------------------------------------------------------------- metrics
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        """Add the averages of this mode's recorded metrics (``eval_``-prefixed in evaluation), then log once."""
+        """Add the averages of this mode's recorded metrics (``eval_``-prefixed in evaluation), then log once.
+
+        A recorded value may be a float or a 0-dim tensor left on the device: a training step then never waits for
+        the device to report a metric, and each average is read back once, here, at logging time."""
         mode = "train" if self.model.training else "eval"
-        metrics = {key: sum(values) / len(values) for key, values in self._metrics[mode].items() if values}
+        metrics = {key: float(sum(values) / len(values)) for key, values in self._metrics[mode].items() if values}
         if mode == "eval":
             metrics = {f"eval_{key}": value for key, value in metrics.items()}
         super().log({**logs, **metrics}, start_time)

@@ -552,8 +552,8 @@ class SideAdapterModel(TrainableParametersMixin, nn.Module):
         return cache
 
     def save_hidden_state_cache(self, path: str | os.PathLike) -> None:
-        tensors = {f"states.{m}": t.contiguous() for m, t in self.cache.items()}
-        tensors.update({f"available.{m}": a.contiguous() for m, a in self.item_available.items()})
+        tensors = {f"states.{m}": t.cpu().contiguous() for m, t in self.cache.items()}
+        tensors.update({f"available.{m}": a.cpu().contiguous() for m, a in self.item_available.items()})
         meta = {"fingerprints": {m: self.config.encoder_fingerprints[m] for m in self.cache},
                 "layers": {m: self.layer_indices[m] for m in self.cache},
                 "pooling": {m: self.config.modality_option("pooling", m) for m in self.cache}}
@@ -595,6 +595,14 @@ class SideAdapterModel(TrainableParametersMixin, nn.Module):
                                      f"{rows.tolist()} differ from this backbone's); rebuild it.")
         self.cache = {m: tensors[f"states.{m}"] for m in self.config.modalities}
         self.item_available = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith("available.")}
+
+    @staticmethod
+    def _moved(tables: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+        """``tables`` with every tensor on ``device``, moved there in place the first time (then never copied again)."""
+        for name, table in tables.items():
+            if table.device != device:
+                tables[name] = table.to(device)
+        return tables
 
     def backbone_states(self, modality: str, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """Pooled kept-layer states ``[N, K, d]`` of one backbone (no gradient for a frozen backbone)."""
@@ -639,19 +647,23 @@ class SideAdapterModel(TrainableParametersMixin, nn.Module):
             n = self.num_items
             if n is None:
                 raise ValueError("`item_ids` need an item table: call `set_item_inputs(...)` or load a hidden-state cache.")
-            if item_ids.numel() and (int(item_ids.min()) < 0 or int(item_ids.max()) >= n):
+            if item_ids.device.type != "cpu":  # checked on the device, without waiting for it
+                torch._assert_async(((item_ids >= 0) & (item_ids < n)).all(), f"Item ids must lie in 0..{n - 1}.")
+            elif item_ids.numel() and (int(item_ids.min()) < 0 or int(item_ids.max()) >= n):
                 raise IndexError(f"Item id {int(item_ids.max()) if int(item_ids.max()) >= n else int(item_ids.min())} "
                                  f"is not in the item table (ids 0..{n - 1}).")
-            ids = item_ids.cpu()
-            if self.cache is not None:
-                states = {m: t[ids] for m, t in self.cache.items()}
-            else:
+            if self.cache is not None:  # read where the adapter runs: the cache moves there once, not every step
+                ids = item_ids.to(self.device)
+                states = {m: t[ids] for m, t in self._moved(self.cache, ids.device).items()}
+            else:  # the item table stays on the host; `backbone_states` moves each batch to its backbone
+                ids = item_ids.cpu()
                 states = {m: self.backbone_states(m, {k: v[ids] for k, v in inp.items()})
                           for m, inp in self.item_inputs.items()}
             if self.item_available:
-                table = torch.stack([self.item_available[m][ids] if m in self.item_available
-                                     else torch.ones(len(ids), dtype=torch.bool) for m in self.config.modalities], -1)
-                available = table if available is None else available.cpu() & table
+                flags = self._moved(self.item_available, ids.device)
+                table = torch.stack([flags[m][ids] if m in flags else torch.ones(len(ids), dtype=torch.bool, device=ids.device)
+                                     for m in self.config.modalities], -1)
+                available = table if available is None else available.to(ids.device) & table
         else:
             self._check_modalities(modality_inputs, "inputs")
             states = {m: self.backbone_states(m, inp) for m, inp in modality_inputs.items()}
@@ -666,11 +678,13 @@ class SideAdapterModel(TrainableParametersMixin, nn.Module):
                 raise ValueError(f"States of {m!r} have shape {tuple(t.shape[1:])}, the adapter expects [K, d] = {want}.")
         if len(states) < len(self.config.modalities):  # an absent modality is missing for every item
             n = next(iter(states.values())).shape[0]
-            have = torch.tensor([m in states for m in self.config.modalities])
+            have = torch.tensor([m in states for m in self.config.modalities], device=device)
             available = have.expand(n, -1) if available is None else available & have
         if available is not None:
             available = available.to(device)
-            if not available.any(-1).all():
+            if device.type != "cpu":  # checked on the device, without waiting for it
+                torch._assert_async(available.any(-1).all(), "An item has none of the modalities; it cannot be embedded.")
+            elif not available.any(-1).all():
                 raise ValueError("An item has none of the modalities; it cannot be embedded.")
         return states, available
 

@@ -40,7 +40,7 @@ def train(unet, output_dir, *, guidance_free: bool, steps: int, batch_size: int 
     args = GFTConfig(
         output_dir=str(output_dir), beta_min=0.0 if guidance_free else 1.0, beta_max=1.0, cond_drop_prob=0.1,
         max_steps=steps, per_device_train_batch_size=batch_size, learning_rate=lr, lr_scheduler_type="cosine",
-        warmup_steps=min(50, steps // 10), weight_decay=0.0, save_strategy="no", report_to=[], use_cpu=True, seed=seed,
+        warmup_steps=min(50, steps // 10), weight_decay=0.0, save_strategy="no", report_to=[], seed=seed,
         logging_steps=max(steps // 5, 1), disable_tqdm=disable_tqdm, dataloader_drop_last=True,
     )
     trainer = GFTTrainer(unet, args, train_dataset=digits_dataset(size=size, split="train"))

@@ -36,7 +36,7 @@ def train_denoiser(tokenizer, train_dataset, output_dir, steps: int, seed: int =
     args = MaskedDiffusionConfig(output_dir=str(output_dir), max_steps=steps, per_device_train_batch_size=batch_size,
                                  learning_rate=2e-3, warmup_steps=min(50, steps // 10), lr_scheduler_type="cosine",
                                  weight_decay=0.01, logging_steps=max(1, steps // 10), save_strategy="no",
-                                 report_to="none", use_cpu=True, seed=seed, disable_tqdm=False)
+                                 report_to="none", seed=seed, disable_tqdm=False)
     trainer = MaskedDiffusionTrainer(model=model, args=args, train_dataset=train_dataset, processing_class=tokenizer)
     trainer.train()
     nelbo = [log["nelbo"] for log in trainer.state.log_history if "nelbo" in log]
@@ -57,7 +57,7 @@ def train_judge(tokenizer, train_dataset, output_dir, steps: int, seed: int = 0,
     data = train_dataset.map(lambda row: {"input_ids": [bos, *row["input_ids"]]})
     args = TrainingArguments(output_dir=str(output_dir), max_steps=steps, per_device_train_batch_size=batch_size,
                              learning_rate=2e-3, warmup_steps=min(50, steps // 10), lr_scheduler_type="cosine",
-                             logging_steps=max(1, steps // 10), save_strategy="no", report_to="none", use_cpu=True,
+                             logging_steps=max(1, steps // 10), save_strategy="no", report_to="none",
                              seed=seed)
     Trainer(model=judge, args=args, train_dataset=data,
             data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False)).train()

@@ -44,7 +44,7 @@ def pretrain(train_faces, tokenizer, output_dir, local_loss_weight: float = 1.0,
         str(output_dir), max_steps=max_steps, per_device_train_batch_size=batch_size, learning_rate=learning_rate,
         warmup_steps=max(1, max_steps // 10), lr_scheduler_type="cosine", weight_decay=0.01,
         local_loss_weight=local_loss_weight, seed=seed, data_seed=seed, logging_steps=max(1, max_steps // 5),
-        save_strategy="no", disable_tqdm=not progress_bar, use_cpu=True, dataloader_num_workers=0)
+        save_strategy="no", disable_tqdm=not progress_bar, dataloader_num_workers=0)
     MF2Trainer(model=model, args=args, train_dataset=train_faces, processing_class=tokenizer).train()
     return model.eval()
 

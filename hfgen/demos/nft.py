@@ -30,7 +30,7 @@ def _args(method: str, output_dir: str, seed: int, max_steps: int, show_progress
     from hfgen.trainers import NFTConfig
 
     common = dict(
-        output_dir=output_dir, use_cpu=True, bf16=False, gradient_checkpointing=False, report_to="none",
+        output_dir=output_dir, bf16=False, gradient_checkpointing=False, report_to="none",
         save_strategy="no", logging_steps=max(1, max_steps // 10), disable_tqdm=not show_progress, seed=seed,
         max_steps=max_steps, per_device_train_batch_size=64, num_generations=8, steps_per_generation=4,
         max_completion_length=3, temperature=1.0, learning_rate=5e-4, lr_scheduler_type="constant",

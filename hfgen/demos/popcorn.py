@@ -70,7 +70,7 @@ def train_regressor(table, output_dir: Path, epochs: int = 12, num_retrieved: in
     memory = PopularityRetriever(train, embedder="tfidf") if num_retrieved else None
     args = TrainingArguments(output_dir=str(output_dir / "regressor"), per_device_train_batch_size=16, num_train_epochs=epochs,
                              learning_rate=learning_rate, report_to=[], save_strategy="no", logging_strategy="epoch",
-                             remove_unused_columns=False, seed=seed, use_cpu=True)
+                             remove_unused_columns=False, seed=seed)
     trainer = Trainer(model=model, args=args, train_dataset=train, data_collator=PopularityCollator(tok, config, memory),
                       compute_metrics=compute_metrics)
     trainer.train()

@@ -89,8 +89,10 @@ def digits_fid(samples: torch.Tensor, reference: torch.Tensor | None = None) -> 
     (default: the digits test split at the samples' resolution), both ``(N, 1, H, W)`` in ``[-1, 1]``."""
     from hfgen.data.digits import load_digits_images
 
+    samples = samples.detach().to("cpu", torch.float32)  # the classifier lives on the CPU: samples from any device
     if reference is None:
         reference, _ = load_digits_images(size=samples.shape[-1], split="test")
+    reference = torch.as_tensor(reference).detach().to("cpu", torch.float32)
     model = digits_classifier()
     return frechet_distance(model.features(samples.clamp(-1, 1)), model.features(reference))
 
@@ -100,5 +102,6 @@ def class_accuracy(samples: torch.Tensor, labels: torch.Tensor) -> float:
     """Fraction of conditional samples that the classifier assigns to their intended class."""
     if len(samples) != len(labels):
         raise ValueError(f"`samples` and `labels` differ in length: {len(samples)} vs {len(labels)}.")
+    samples = samples.detach().to("cpu", torch.float32)  # the classifier lives on the CPU: samples from any device
     predictions = digits_classifier()(samples.clamp(-1, 1)).argmax(-1)
-    return float((predictions == labels.to(predictions.device)).float().mean())
+    return float((predictions == torch.as_tensor(labels).to(predictions.device)).float().mean())

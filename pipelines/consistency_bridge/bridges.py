@@ -21,7 +21,8 @@ BRIDGE_SCHEDULES = ("vp", "ve")
 
 
 def _t64(t) -> torch.Tensor:
-    return torch.as_tensor(t, dtype=torch.float64)
+    """``t`` in float64: a tensor stays on its device, a number becomes a CPU tensor."""
+    return torch.as_tensor(t, dtype=torch.float64, device=t.device if torch.is_tensor(t) else "cpu")
 
 
 @dataclass(frozen=True)

@@ -125,7 +125,7 @@ class BridgeScheduler(HfgenSchedulerMixin, SchedulerMixin, ConfigMixin):
         consistency = self.config.solver == "consistency" if consistency is None else consistency
         c = self.config
         _, _, c_in = self.schedule.ddbm_scalings(t, c.sigma_data, c.cov_xy)
-        t = torch.as_tensor(t, dtype=torch.float64)  # a Python float would become float32 below
+        t = torch.as_tensor(t, dtype=torch.float64, device=c_in.device)  # a Python float would become float32 below
         t_out = t - c.t_min if consistency else t
         c_skip, c_out, _ = self.schedule.ddbm_scalings(t_out.clamp_min(0.0), c.sigma_data, c.cov_xy)
         return c_skip, c_out, c_in
@@ -175,9 +175,10 @@ class BridgeScheduler(HfgenSchedulerMixin, SchedulerMixin, ConfigMixin):
             raise ValueError(f"`num_inference_steps` must be an int >= 1, got {num_inference_steps!r}.")
         c, T, n = self.config, self.T, num_inference_steps
         if c.solver == "heun":
-            ramp = torch.linspace(0, 1, n, dtype=torch.float64) if n > 1 else torch.zeros(1, dtype=torch.float64)
+            cpu = {"dtype": torch.float64, "device": "cpu"}  # the plan is made on the host, once
+            ramp = torch.linspace(0, 1, n, **cpu) if n > 1 else torch.zeros(1, **cpu)
             hi, lo = (T - 1e-4) ** (1 / c.rho), c.t_min ** (1 / c.rho)
-            grid = torch.cat([(hi + ramp * (lo - hi)) ** c.rho, torch.zeros(1, dtype=torch.float64)])
+            grid = torch.cat([(hi + ramp * (lo - hi)) ** c.rho, torch.zeros(1, **cpu)])
             times, targets, stages = [], [], []
             for t_cur, t_next in zip(grid[:-1].tolist(), grid[1:].tolist()):
                 t_hat = t_cur + c.churn_step_ratio * (t_next - t_cur)
@@ -187,11 +188,12 @@ class BridgeScheduler(HfgenSchedulerMixin, SchedulerMixin, ConfigMixin):
                 if t_next > 0:
                     times, targets, stages = times + [t_next], targets + [t_next], stages + ["heun"]
         else:
-            grid = torch.linspace(T - c.gamma, c.t_min, n, dtype=torch.float64) if n > 1 else torch.tensor([c.t_min], dtype=torch.float64)
+            cpu = {"dtype": torch.float64, "device": "cpu"}  # the plan is made on the host, once
+            grid = torch.linspace(T - c.gamma, c.t_min, n, **cpu) if n > 1 else torch.tensor([c.t_min], **cpu)
             times, targets = [T] + grid[:-1].tolist(), grid.tolist()
             stages = ["boot"] + ["step"] * (n - 1)
         self.timesteps = torch.tensor(times, dtype=torch.float64, device=device)
-        self._targets, self._stages = targets, stages
+        self._times, self._targets, self._stages = times, targets, stages
         self.num_inference_steps = n
         self._step_index = 0
         self._heun_state = None
@@ -232,8 +234,10 @@ class BridgeScheduler(HfgenSchedulerMixin, SchedulerMixin, ConfigMixin):
         if model_output.shape != sample.shape or source.shape != sample.shape:
             raise ValueError(f"`model_output`, `sample` and `source` must have one shape, got {tuple(model_output.shape)}, "
                              f"{tuple(sample.shape)}, {tuple(source.shape)}.")
-        i, t = self._step_index, float(self.timesteps[self._step_index])
-        if abs(float(timestep) - t) > 1e-9 * max(1.0, t):
+        i, t = self._step_index, self._times[self._step_index]
+        if torch.is_tensor(timestep) and timestep.device.type != "cpu":  # checked without waiting for the device
+            torch._assert_async((timestep - t).abs().max() <= 1e-9 * max(1.0, t), "`timestep` is not the planned time.")
+        elif abs(float(timestep) - t) > 1e-9 * max(1.0, t):
             raise ValueError(f"`timestep` {float(timestep)} is not the planned time {t} of step {i}.")
         t_next, stage, last = self._targets[i], self._stages[i], i == len(self.timesteps) - 1
         x0 = self.precondition_outputs(sample, model_output, t)
@@ -286,7 +290,7 @@ class BridgeScheduler(HfgenSchedulerMixin, SchedulerMixin, ConfigMixin):
         dt = t_next - t
         if stage == "sde":
             drift, g2 = self.schedule.pf_ode_drift(x, t, x0, y, stochastic=True)
-            return x + drift * dt + self._noise(x, generator) * (abs(dt) * g2.item()) ** 0.5
+            return x + drift * dt + self._noise(x, generator) * (abs(dt) * g2).sqrt().to(x.dtype)
         drift, _ = self.schedule.pf_ode_drift(x, t, x0, y)
         if stage == "ode":
             self._heun_state = (x, drift, dt)

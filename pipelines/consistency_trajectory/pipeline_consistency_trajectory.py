@@ -50,11 +50,16 @@ def trajectory_network(
     model: ModelMixin, model_input: torch.Tensor, c_t: torch.Tensor, c_s: torch.Tensor
 ) -> torch.Tensor:
     """Raw student output ``F(c_in x, c_noise(t), c_noise(s))``: a [`TrajectoryMLP`], or a [`UNet2DModel`]
-    built with ``class_embed_type="timestep"`` that receives ``c_noise(s)`` as its class label."""
+    built with ``class_embed_type="timestep"`` that receives ``c_noise(s)`` as its class label.
+
+    A half-precision UNet runs under autocast: Diffusers embeds its class label in float32 and feeds that to a
+    half-precision layer."""
     batch = model_input.shape[0]
     c_t, c_s = c_t.to(model_input.device).expand(batch), c_s.to(model_input.device).expand(batch)
     if isinstance(model, UNet2DModel):
-        return model(model_input, c_t, class_labels=c_s).sample
+        half = model.dtype in (torch.float16, torch.bfloat16)
+        with torch.autocast(model_input.device.type, dtype=model.dtype, enabled=half):
+            return model(model_input.to(model.dtype), c_t, class_labels=c_s).sample.to(model.dtype)
     return model(model_input, c_t, c_s).sample
 
 

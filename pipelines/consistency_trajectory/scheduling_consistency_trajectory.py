@@ -72,17 +72,20 @@ class AnalyticTables:
         self.I = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(_int_exp_linear(big_s - lam, h), 0)])
 
     def __call__(self, tau):
-        """``(l, Lambda, S, I)`` at ``tau`` (clamped to the grid)."""
-        tau = torch.as_tensor(tau, dtype=torch.float64).clamp(self.log_t[0], self.log_t[-1])
-        i = (torch.searchsorted(self.log_t, tau, right=True) - 1).clamp(0, len(self.log_t) - 2)
-        h, d = self.log_t[i + 1] - self.log_t[i], tau - self.log_t[i]
+        """``(l, Lambda, S, I)`` at ``tau`` (clamped to the grid), on ``tau``'s device."""
+        tau = torch.as_tensor(tau, dtype=torch.float64)
+        log_t, lin, s, lam_table, s_table, i_table = (
+            v.to(tau.device) for v in (self.log_t, self.l, self.s, self.Lambda, self.S, self.I))
+        tau = tau.clamp(log_t[0], log_t[-1])
+        i = (torch.searchsorted(log_t, tau, right=True) - 1).clamp(0, len(log_t) - 2)
+        h, d = log_t[i + 1] - log_t[i], tau - log_t[i]
         w = d / h
-        l_tau = self.l[i] + w * (self.l[i + 1] - self.l[i])
-        s_tau = self.s[i] + w * (self.s[i + 1] - self.s[i])
-        lam = self.Lambda[i] + d * (1 - (self.l[i] + l_tau) / 2)
-        big_s = self.S[i] + d * (self.s[i] + s_tau) / 2
-        e0 = self.S[i] - self.Lambda[i]
-        return l_tau, lam, big_s, self.I[i] + _int_exp_pair(e0, big_s - lam, d)
+        l_tau = lin[i] + w * (lin[i + 1] - lin[i])
+        s_tau = s[i] + w * (s[i + 1] - s[i])
+        lam = lam_table[i] + d * (1 - (lin[i] + l_tau) / 2)
+        big_s = s_table[i] + d * (s[i] + s_tau) / 2
+        e0 = s_table[i] - lam_table[i]
+        return l_tau, lam, big_s, i_table[i] + _int_exp_pair(e0, big_s - lam, d)
 
 
 def _int_exp_pair(e0, e1, h):
@@ -100,12 +103,13 @@ def _int_exp_linear(values, h):
 
 def outer_scalings(t, s, preconditioning: str = "euler", sigma_data: float = 0.5, sigma_min: float = 0.002,
                    tables: AnalyticTables | None = None, long_jump: str = "forward", long_jump_ratio: float = 10.0):
-    """``(f(t, s), g(t, s))`` of ``G = f x_t + g D_theta`` for each preconditioning (float64).
+    """``(f(t, s), g(t, s))`` of ``G = f x_t + g D_theta`` for each preconditioning (float64, on ``t``'s device).
 
     ``long_jump`` / ``long_jump_ratio`` select the analytic coefficients of jumps with ``t / s > long_jump_ratio``
     (see the module docstring).
     """
-    t, s = torch.as_tensor(t, dtype=torch.float64).cpu(), torch.as_tensor(s, dtype=torch.float64).cpu()
+    t = torch.as_tensor(t, dtype=torch.float64)
+    s = torch.as_tensor(s, dtype=torch.float64, device=t.device)
     if torch.any(s > t):
         raise ValueError("The jump target `s` must not exceed `t` (s <= t).")
     if torch.any(s <= 0):
@@ -147,15 +151,16 @@ def estimate_linear_statistic(denoiser, samples, t, num_probes: int = 1, generat
         denoiser: ``D(x, t)`` of the teacher, ``x`` of shape ``(B, ...)``, ``t`` a float.
         samples: data ``x_0`` of shape ``(B, ...)``.
     """
-    noise = torch.randn(samples.shape, generator=generator, dtype=samples.dtype).to(samples.device)
+    noise = randn_tensor(samples.shape, generator=generator, device=samples.device, dtype=samples.dtype)
     x_t = samples + t * noise
     d = samples[0].numel()
+    probe_device = generator.device if generator is not None else samples.device
     total = 0.0
     with torch.enable_grad():
         x = x_t.detach().requires_grad_(True)
         denoised = denoiser(x, t)
         for i in range(num_probes):
-            v = torch.randint(0, 2, samples.shape, generator=generator).to(samples) * 2 - 1  # Rademacher
+            v = torch.randint(0, 2, samples.shape, generator=generator, device=probe_device).to(samples) * 2 - 1  # Rademacher
             (vjp,) = torch.autograd.grad(denoised, x, v, retain_graph=i < num_probes - 1)
             total = total + (v * vjp).flatten(1).sum(1).mean().detach() / d
     return total / num_probes
@@ -171,7 +176,7 @@ def estimate_trend_statistic(denoiser, samples, t: float, l_t: float, dl_dtau: f
     (smooth, common-random-numbers) ``l`` table at ``t``; ``x_t = x_0 + t z``. Returns 0 where ``g`` vanishes
     (e.g. Gaussian data, where the trend is undefined and irrelevant).
     """
-    noise = torch.randn(samples.shape, generator=generator, dtype=samples.dtype).to(samples.device)
+    noise = randn_tensor(samples.shape, generator=generator, device=samples.device, dtype=samples.dtype)
     x_t = samples + t * noise
     with torch.enable_grad():
         x = x_t.detach().requires_grad_(True)
@@ -183,7 +188,7 @@ def estimate_trend_statistic(denoiser, samples, t: float, l_t: float, dl_dtau: f
     g64, x64, v64 = g.double(), x_t.double(), velocity.double()
     norm = g64.pow(2).sum()
     if norm <= 1e-12 * x64.pow(2).sum():
-        return torch.zeros((), dtype=torch.float64)
+        return torch.zeros((), dtype=torch.float64, device="cpu")
     inner = (grad_x.double() * v64).sum() + grad_tau.double() - dl_dtau * (g64 * x64).sum() - l_t * (g64 * v64).sum()
     return (inner / norm).cpu()
 
@@ -251,9 +256,9 @@ class ConsistencyTrajectoryScheduler(HfgenSchedulerMixin, SchedulerMixin, Config
         self._plan_set = False  # `step` refuses to run until the caller calls set_timesteps
 
     def karras_sigmas(self, num_points: int) -> torch.Tensor:
-        """``num_points`` decreasing times from ``sigma_max`` to ``sigma_min`` (EDM Eq. 5), float64."""
+        """``num_points`` decreasing times from ``sigma_max`` to ``sigma_min`` (EDM Eq. 5), float64 on the CPU."""
         c = self.config
-        ramp = torch.linspace(0, 1, num_points, dtype=torch.float64)
+        ramp = torch.linspace(0, 1, num_points, dtype=torch.float64, device="cpu")
         lo, hi = c.sigma_min ** (1 / c.rho), c.sigma_max ** (1 / c.rho)
         return (hi + ramp * (lo - hi)) ** c.rho
 
@@ -269,6 +274,10 @@ class ConsistencyTrajectoryScheduler(HfgenSchedulerMixin, SchedulerMixin, Config
         sigmas = self.karras_sigmas(num_inference_steps + 1)
         targets = ((1 - gamma**2) ** 0.5 * sigmas[1:]).clamp_min(self.config.sigma_min)
         targets[-1] = self.config.sigma_min
+        # everything a step needs, computed here once: the steps read it by index, with no host sync
+        self._plan = {"sigmas": sigmas, "targets": targets, "scalings": self.outer_scalings(sigmas[:-1], targets),
+                      "renoise": [i < num_inference_steps - 1 and bool(sigmas[i + 1] > targets[i])
+                                  for i in range(num_inference_steps)]}
         self.sigmas, self.targets = sigmas.to(device), targets.to(device)
         self.timesteps = self.sigmas[:-1]
         self._step_index = 0
@@ -276,7 +285,7 @@ class ConsistencyTrajectoryScheduler(HfgenSchedulerMixin, SchedulerMixin, Config
     # ---------------------------------------------------------------------------------- the student
 
     def _scalar(self, t, like):
-        t = torch.as_tensor(t, dtype=torch.float64).cpu()  # coefficients in float64 on the CPU, then cast to `like`
+        t = torch.as_tensor(t, dtype=torch.float64, device=like.device)  # coefficients in float64, then cast to `like`
         return t.reshape(-1, *([1] * (like.ndim - 1))) if t.ndim else t
 
     def scale_model_input(self, sample: torch.Tensor, timestep) -> torch.Tensor:
@@ -290,7 +299,7 @@ class ConsistencyTrajectoryScheduler(HfgenSchedulerMixin, SchedulerMixin, Config
         return (torch.as_tensor(timestep, dtype=torch.float64).log() / 4).float()
 
     def outer_scalings(self, timestep, target):
-        """``(f(t, s), g(t, s))`` of this scheduler's preconditioning (float64, CPU)."""
+        """``(f(t, s), g(t, s))`` of this scheduler's preconditioning (float64, on ``timestep``'s device)."""
         c = self.config
         return outer_scalings(
             timestep, target, c.preconditioning, c.sigma_data, c.sigma_min, self.tables, c.long_jump, c.long_jump_ratio
@@ -317,17 +326,24 @@ class ConsistencyTrajectoryScheduler(HfgenSchedulerMixin, SchedulerMixin, Config
         """Jump ``x_{t_i} -> G(x_{t_i}, t_i, s_i)`` and re-noise to ``t_{i+1}``; ``model_output`` is ``F``."""
         if not getattr(self, "_plan_set", True):
             raise ValueError("Call `set_timesteps` before `step`: the scheduler has no sampling plan yet.")
-        i = self._step_index
+        i, plan = self._step_index, self._plan
         t, s, t_next = self.timesteps[i], self.targets[i], self.sigmas[i + 1]
-        if not torch.isclose(torch.as_tensor(timestep, dtype=torch.float64).cpu(), t.cpu()).all():
-            raise ValueError(f"`timestep` {timestep} is not the scheduler's current time {t.item():.6g}.")
+        given = torch.as_tensor(timestep, dtype=torch.float64)
+        if given.device.type == "cpu":  # a device tensor is checked without waiting for it
+            if not torch.isclose(given, plan["sigmas"][i]).all():
+                raise ValueError(f"`timestep` {timestep} is not the scheduler's current time {plan['sigmas'][i]:.6g}.")
+        else:
+            torch._assert_async(torch.isclose(given, t.to(given.device)).all(), "`timestep` is not the scheduler's current time.")
         if model_output.shape != sample.shape:
             raise ValueError(f"`model_output` {tuple(model_output.shape)} must have the shape of `sample` {tuple(sample.shape)}.")
-        jump = self.precondition_outputs(sample, model_output, t, s)
+        f, g = (v[i].to(sample.device) for v in plan["scalings"])
+        dtype = torch.promote_types(sample.dtype, torch.float32)  # the jump in float32 at least, as Diffusers' schedulers
+        jump = self.precondition_outputs(sample.to(dtype), model_output.to(dtype), t, s, scalings=(f, g))
         prev = jump
-        if i < self.num_inference_steps - 1 and t_next > s:
-            noise = randn_tensor(sample.shape, generator=generator, device=sample.device, dtype=sample.dtype)
-            prev = jump + (t_next**2 - s**2).sqrt().to(sample) * noise
+        if plan["renoise"][i]:
+            noise = randn_tensor(sample.shape, generator=generator, device=sample.device, dtype=dtype)
+            prev = jump + (t_next**2 - s**2).sqrt().to(jump) * noise
+        prev, jump = prev.to(sample.dtype), jump.to(sample.dtype)
         self._step_index += 1
         if not return_dict:
             return (prev, jump)

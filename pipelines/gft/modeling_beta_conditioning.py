@@ -61,8 +61,9 @@ def beta_embedding(beta: torch.Tensor, embedding_dim: int, dtype: torch.dtype = 
         raise ValueError(f"`embedding_type` must be one of {BETA_EMBEDDING_TYPES}, got {embedding_type!r}.")
     half_dim = embedding_dim // 2
     if embedding_type == "timestep":
-        freqs = torch.exp(-torch.log(torch.tensor(10000.0)) * torch.arange(half_dim, dtype=torch.float32) / half_dim)
-        angles = (beta.float() * 1000.0)[:, None] * freqs.to(beta.device)[None]
+        log_period = torch.log(torch.tensor(10000.0, device=beta.device))
+        freqs = torch.exp(-log_period * torch.arange(half_dim, dtype=torch.float32, device=beta.device) / half_dim)
+        angles = (beta.float() * 1000.0)[:, None] * freqs[None]
         emb = torch.cat([torch.cos(angles), torch.sin(angles)], dim=1).to(dtype)
     else:
         # w = 1/β − 1 in β's precision (at least float32), the embedding in float32 whatever `dtype`, then cast:
@@ -71,7 +72,7 @@ def beta_embedding(beta: torch.Tensor, embedding_dim: int, dtype: torch.dtype = 
         w = torch.reciprocal(beta if beta.dtype == torch.float64 else beta.float()) - 1.0
         w = w.float() * 1000.0
         freqs = torch.exp(torch.arange(half_dim, dtype=torch.float32, device=beta.device)
-                          * -(torch.log(torch.tensor(10000.0)) / (half_dim - 1)))
+                          * -(torch.log(torch.tensor(10000.0, device=beta.device)) / (half_dim - 1)))
         angles = w[:, None] * freqs[None, :]
         emb = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1).to(dtype)
     if embedding_dim % 2 == 1:

@@ -148,7 +148,7 @@ class GuidanceFreePipeline(HfgenPipelineMixin, DiffusionPipeline):
         if class_labels is not None:
             if self.num_classes is None:
                 raise ValueError("`class_labels` were given but the unet has no class embedding (`num_class_embeds`).")
-            labels = torch.as_tensor(class_labels).reshape(-1)
+            labels = torch.as_tensor(class_labels, device="cpu" if not torch.is_tensor(class_labels) else None).reshape(-1)
             if labels.dtype.is_floating_point or labels.numel() == 0 or labels.min() < 0 or labels.max() >= self.num_classes:
                 raise ValueError(
                     f"`class_labels` must be integers in [0, {self.num_classes - 1}] (label {self.num_classes} is the "
@@ -188,9 +188,9 @@ class GuidanceFreePipeline(HfgenPipelineMixin, DiffusionPipeline):
         return cond, null
 
     def _denoise(self, x, t, beta, condition):
-        """One network call; ``beta`` is a float64 CPU tensor (see [`beta_embedding`]) or None (no β input)."""
+        """One network call; ``beta`` is a float64 tensor (see [`beta_embedding`]) or None (no β input)."""
         if self.denoiser is not self.unet:
-            timesteps = t.reshape(-1).expand(x.shape[0]) if torch.is_tensor(t) else torch.full((x.shape[0],), t)
+            timesteps = t.reshape(-1).expand(x.shape[0]) if torch.is_tensor(t) else torch.full((x.shape[0],), t, device=x.device)
             beta = beta if has_beta_input(self.transformer) else None
             out = self.transformer(x, timesteps.to(x.device), class_labels=condition["class_labels"], beta=beta).sample
             return out[:, : self.transformer.config.in_channels]  # a learned-sigma output: its ε half
@@ -202,8 +202,9 @@ class GuidanceFreePipeline(HfgenPipelineMixin, DiffusionPipeline):
         """The model output of one step: GFT's single call at β, or CFG's ε_u + s(ε_c − ε_u) (batched, 2 NFEs)."""
         batch_size = latents.shape[0]
         if guidance == "free":
-            return self._denoise(latents, t, torch.full((batch_size,), beta, dtype=torch.float64), condition)
-        ones = torch.ones(2 * batch_size, dtype=torch.float64)  # a GFT model used with CFG: both branches at β = 1
+            return self._denoise(latents, t, torch.full((batch_size,), beta, dtype=torch.float64, device=latents.device),
+                                 condition)
+        ones = torch.ones(2 * batch_size, dtype=torch.float64, device=latents.device)  # a GFT model used with CFG: β = 1
         both = {k: None if v is None else torch.cat([v, null_condition[k]]) for k, v in condition.items()}
         cond, uncond = self._denoise(torch.cat([latents, latents]), t, ones, both).chunk(2)
         return uncond + guidance_scale * (cond - uncond)
@@ -260,7 +261,8 @@ class GuidanceFreePipeline(HfgenPipelineMixin, DiffusionPipeline):
         callback_inputs = check_callback_inputs(self, callback_on_step_end, callback_on_step_end_tensor_inputs)
         if num_images_per_prompt > 1:  # Diffusers' order: all images of the first prompt, then the next
             if class_labels is not None:
-                class_labels = torch.as_tensor(class_labels).reshape(-1).repeat_interleave(num_images_per_prompt)
+                class_labels = torch.as_tensor(class_labels, device="cpu" if not torch.is_tensor(class_labels) else None)
+                class_labels = class_labels.reshape(-1).repeat_interleave(num_images_per_prompt)
             if prompt_embeds is not None:
                 prompt_embeds = prompt_embeds.repeat_interleave(num_images_per_prompt, dim=0)
             if negative_prompt_embeds is not None and negative_prompt_embeds.shape[0] > 1:

@@ -53,6 +53,19 @@ def total_noise(schedule: str, t: torch.Tensor, eps: float = 1e-3) -> torch.Tens
 TIME_INPUTS = ("t", "sigma")
 
 
+def time_keyword(model, time_input: str) -> str:
+    """The ``forward`` argument a time-conditioned ``model`` receives its time through.
+
+    ``sigma(t)`` goes to a ``sigma`` argument where ``forward`` has one (``MDLMDiTForMaskedLM``, whose
+    ``timesteps`` are ``t`` and are mapped to ``sigma`` by the model itself: giving it ``sigma`` there would map
+    ``sigma`` again); everything else goes to ``timesteps``.
+    """
+    import inspect
+
+    forward = getattr(model, "forward", model)
+    return "sigma" if time_input == "sigma" and "sigma" in inspect.signature(forward).parameters else "timesteps"
+
+
 def elbo_weight(schedule: str, t: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
     """The NELBO weight ``-alpha'(t) / (1 - alpha(t))`` of Eq. 6 (``1/t`` for the linear schedule)."""
     if schedule in ("linear", "loglinear"):  # 1 - alpha(t) = (1 - eps) t and -alpha'(t) = 1 - eps

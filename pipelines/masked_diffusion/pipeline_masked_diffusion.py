@@ -14,7 +14,7 @@ from hfgen.guards import check_arguments
 from hfgen.hub import HfgenPipelineMixin
 
 from ..utils import check_callback_inputs, run_callback
-from .masking import TIME_INPUTS, total_noise
+from .masking import TIME_INPUTS, time_keyword, total_noise
 from .scheduling_ancestral_masked import AncestralMaskedScheduler
 from .scheduling_first_hitting import FirstHittingScheduler
 
@@ -62,7 +62,9 @@ class MaskedDiffusionPipeline(HfgenPipelineMixin, DiffusionPipeline):
     denoiser. A denoiser whose ``forward`` takes ``timesteps`` is time-conditioned: it is called with
     ``timesteps`` of shape ``(batch,)`` (never cached), holding the time ``t`` or, with
     ``time_input="sigma"``, MDLM's noise level ``sigma(t) = -log alpha(t)`` (what MDLM's backbone
-    receives; use the ``"loglinear"`` schedule, for which ``sigma(1)`` is finite). To feed a denoiser
+    receives; use the ``"loglinear"`` schedule, for which ``sigma(1)`` is finite), through the ``sigma``
+    argument instead when ``forward`` has one (``MDLMDiTForMaskedLM``), in float32 at least whatever the
+    denoiser's dtype. To feed a denoiser
     anything else, override [`denoiser_time`] (the time it receives) or [`denoise`] (the call).
 
     Tokens never sampled: the mask, and the rows beyond ``len(tokenizer)``. With a masked-LM tokenizer
@@ -161,7 +163,7 @@ class MaskedDiffusionPipeline(HfgenPipelineMixin, DiffusionPipeline):
             return timestep
         config = self.scheduler.config
         sigma = total_noise(config.masking_schedule, torch.as_tensor(timestep, dtype=torch.float64), config.schedule_eps)
-        if not torch.isfinite(sigma).all():
+        if config.masking_schedule != "loglinear" and not torch.isfinite(sigma).all():  # loglinear: finite, no sync
             raise ValueError(f"sigma(t) is infinite at t = 1 for the {config.masking_schedule!r} schedule; use "
                              "masking_schedule='loglinear' (MDLM) with `time_input='sigma'`.")
         return sigma
@@ -169,9 +171,11 @@ class MaskedDiffusionPipeline(HfgenPipelineMixin, DiffusionPipeline):
     def denoise(self, sample, timestep, time_conditioned, time_input="t"):
         """One network call: the denoiser's logits at ``sample`` (and at [`denoiser_time`] if it takes one)."""
         kwargs = {}
-        if time_conditioned:
+        if time_conditioned:  # in float32 at least, whatever the denoiser's dtype: bf16 rounds t near 1 (sigma 6.9 -> 5.5)
             time = self.denoiser_time(timestep, time_input)
-            kwargs["timesteps"] = time.expand(sample.shape[0]).to(self.denoiser.dtype)
+            dtype = torch.promote_types(self.denoiser.dtype, torch.float32)
+            time = time.to(device=sample.device, dtype=dtype).expand(sample.shape[0])
+            kwargs[time_keyword(self.denoiser, time_input)] = time
         return self.denoiser(input_ids=sample, **kwargs).logits
 
     @torch.no_grad()
@@ -248,10 +252,13 @@ class MaskedDiffusionPipeline(HfgenPipelineMixin, DiffusionPipeline):
         time_conditioned = "timesteps" in inspect.signature(self.denoiser.forward).parameters
         forbidden = None
         logits, seen, nfe = None, None, 0
+        # the first-hitting sampler plans its steps, each of which unmasks tokens: it runs them all without reading
+        # the sequences back on the host (no early-stop check, and its cache could never hit), unless a callback edits
+        planned = isinstance(self.scheduler, FirstHittingScheduler) and callback_on_step_end is None
         for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
-            if not (sample == mask_token_id).any():
+            if not planned and not (sample == mask_token_id).any():
                 break
-            if logits is None or time_conditioned or not use_cache or not torch.equal(sample, seen):
+            if logits is None or planned or time_conditioned or not use_cache or not torch.equal(sample, seen):
                 logits = self.denoise(sample, t, time_conditioned, time_input)
                 seen, nfe = sample, nfe + 1
             forbidden = self.forbidden_tokens(logits.shape[-1], device) if forbidden is None else forbidden

@@ -26,6 +26,11 @@ class AncestralMaskedScheduler(HfgenSchedulerMixin, SchedulerMixin, ConfigMixin)
     not by MDLM's final argmax. Pair it with the pipeline's cache (MDLM's ``ddpm_cache``): a step in
     which no token changed reuses the previous network output.
 
+    Memory: the draw runs over batch rows in chunks of at most ``max_draw_elements`` (``2**25``) entries of
+    ``L x (V + 1)`` (at least one row), so besides the model's logits a step holds a handful (at most five) of such
+    buffers in ``sampling_dtype`` (float64: 256 MiB each; at ``L = 1024``, ``V = 50,257`` one row, 0.4 GB each) whatever the
+    batch size.
+
     Args:
         masking_schedule (`str`, defaults to `"linear"`): ``alpha(t)``; one of ``"linear"``,
             ``"cosine"``, ``"loglinear"``.
@@ -35,6 +40,7 @@ class AncestralMaskedScheduler(HfgenSchedulerMixin, SchedulerMixin, ConfigMixin)
 
     _compatibles = ["FirstHittingScheduler"]
     order = 1
+    max_draw_elements = 2**25
 
     @register_to_config
     def __init__(self, masking_schedule: str = "linear", sampling_dtype: str = "float64", schedule_eps: float = 1e-3):
@@ -57,8 +63,8 @@ class AncestralMaskedScheduler(HfgenSchedulerMixin, SchedulerMixin, ConfigMixin)
         num_inference_steps = 1000 if num_inference_steps is None else num_inference_steps
         if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps < 1:
             raise ValueError(f"`num_inference_steps` must be a positive integer or None, got {num_inference_steps!r}.")
-        self._grid = torch.linspace(1, 0, num_inference_steps + 1, dtype=torch.float64)
-        self.timesteps = self._grid[:-1].to(device)
+        self._grid = torch.linspace(1, 0, num_inference_steps + 1, dtype=torch.float64, device=device)
+        self.timesteps = self._grid[:-1]
         self.num_inference_steps = num_inference_steps
         self._step_index = 0
 
@@ -72,14 +78,23 @@ class AncestralMaskedScheduler(HfgenSchedulerMixin, SchedulerMixin, ConfigMixin)
                              f"got {tuple(model_output.shape)}.")
         schedule, eps = self.config.masking_schedule, self.config.schedule_eps
         dtype = SAMPLING_DTYPES[self.config.sampling_dtype]
-        t, s = self._grid[self._step_index], self._grid[self._step_index + 1]
+        grid = self._grid.to(model_output.device)  # the time grid lives with the model's outputs
+        t, s = grid[self._step_index], grid[self._step_index + 1]
         self._step_index += 1
         alpha_t, alpha_s = alpha(schedule, t, eps), alpha(schedule, s, eps)
-        logits = denoiser_logits(model_output, mask_token_id, temperature, forbidden_tokens, dtype)
-        log_mu = torch.log_softmax(logits, dim=-1)  # [B, L, V]
-        log_unmask = torch.log(alpha_s - alpha_t) - torch.log1p(-alpha_t)
-        log_stay = (torch.log1p(-alpha_s) - torch.log1p(-alpha_t)).to(dtype).expand(*sample.shape, 1)
-        draw = sample_categorical(torch.cat([log_mu + log_unmask.to(dtype), log_stay], dim=-1), generator, dtype)
-        x_s = torch.where(draw == log_mu.shape[-1], mask_token_id, draw)  # class V is "stay masked"
+        log_unmask = (torch.log(alpha_s - alpha_t) - torch.log1p(-alpha_t)).to(dtype)
+        log_stay = (torch.log1p(-alpha_s) - torch.log1p(-alpha_t)).to(dtype)
+        batch, length, vocab = model_output.shape
+        rows = max(1, self.max_draw_elements // (length * (vocab + 1)))
+        draws = []
+        for start in range(0, batch, rows):  # bounded memory: a few [rows, L, V + 1] float buffers at a time
+            chunk = slice(start, start + rows)
+            logits = denoiser_logits(model_output[chunk], mask_token_id, temperature, forbidden_tokens, dtype)
+            log_probs = torch.log_softmax(logits, dim=-1).add_(log_unmask)  # [rows, L, V]
+            log_probs = torch.cat([log_probs, log_stay.expand(*log_probs.shape[:2], 1)], dim=-1)
+            chunk_generator = generator[chunk] if isinstance(generator, list) else generator
+            draws.append(sample_categorical(log_probs, chunk_generator, dtype))
+        draw = torch.cat(draws)
+        x_s = torch.where(draw == vocab, mask_token_id, draw)  # class V is "stay masked"
         prev_sample = torch.where(sample == mask_token_id, x_s, sample)
         return SchedulerOutput(prev_sample=prev_sample) if return_dict else (prev_sample,)

@@ -149,16 +149,18 @@ class FirstHittingScheduler(HfgenSchedulerMixin, SchedulerMixin, ConfigMixin):
             k = max(1, math.ceil(n_max / num_inference_steps))
         # Lemma C.1 / Eq. 29: 1 - alpha(tau_{m-1}) = (1 - alpha(tau_m)) u_m^{1/m} for m = n, ..., 1,
         # i.e. the order statistics of n i.i.d. clocks, drawn from the latest without sorting.
-        m = n[:, None] - torch.arange(n_max)  # [B, n_max] masked count before each hit
+        m = n[:, None] - torch.arange(n_max, device=n.device)  # [B, n_max] masked count before each hit
         u = uniform((len(n), n_max), generator, torch.float64, n.device)  # drawn on the generator's device, moved to the CPU
-        log_rate = torch.where(m > 0, torch.log(u) / m.clamp(min=1), torch.zeros(()))
-        one = torch.ones((), dtype=torch.float64)
+        log_rate = torch.where(m > 0, torch.log(u) / m.clamp(min=1), 0.0)
+        one = torch.ones((), dtype=torch.float64, device=n.device)
         log_survival = torch.log1p(-self._alpha(one)) + log_rate.cumsum(dim=1)
         hits = alpha_inverse(self.config.masking_schedule, -torch.expm1(log_survival), self.config.schedule_eps)
-        self.hit_times = torch.where(m > 0, hits, torch.zeros(())).to(device)  # [B, n_max], decreasing
+        self.hit_times = torch.where(m > 0, hits, 0.0).to(device)  # [B, n_max], decreasing
         self.timesteps = self.hit_times[:, ::k].T.contiguous()  # [steps, B]: first hit of each group
-        start = k * torch.arange(len(self.timesteps))[:, None]
-        self.unmask_counts = (n[None] - start).clamp(0, k).to(device)  # [steps, B]
+        start = k * torch.arange(len(self.timesteps), device=n.device)[:, None]
+        counts = (n[None] - start).clamp(0, k)  # [steps, B]
+        self._group_sizes = counts.max(dim=1).values.tolist()  # known on the host: a step never waits for the device
+        self.unmask_counts = counts.to(device)
         self.num_inference_steps = len(self.timesteps)
         self._group_size = k
         self._previous_output = None
@@ -192,7 +194,7 @@ class FirstHittingScheduler(HfgenSchedulerMixin, SchedulerMixin, ConfigMixin):
         j = self._step_index
         counts = self.unmask_counts[j].to(sample.device)  # [B]
         self._step_index += 1
-        k = int(counts.max())
+        k = self._group_sizes[j]
         extrapolate = self.config.parallel_solver == "extrapolation"
         if extrapolate:  # the previous call's output, kept for the next step (normalised where gathered: per position)
             previous, self._previous_output = self._previous_output, model_output

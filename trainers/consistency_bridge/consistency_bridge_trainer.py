@@ -9,7 +9,7 @@ import torch
 from diffusers import UNet2DModel
 from transformers import TrainerCallback
 
-from ..base import check_args
+from ..base import check_args, to_training_device
 from .bridge_config import ConsistencyBridgeConfig
 from .bridge_trainer import BridgeTrainer
 
@@ -58,10 +58,10 @@ class ConsistencyBridgeTrainer(BridgeTrainer):
         super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset, **kwargs)
         self.teacher = None
         if args.mode == "distillation":
-            self.teacher = teacher.to(args.device).eval().requires_grad_(False)
+            self.teacher = to_training_device(teacher, args.device).eval().requires_grad_(False)
         self.target_model = None
         if args.target_network == "ema":
-            self.target_model = copy.deepcopy(model).to(args.device).eval().requires_grad_(False)
+            self.target_model = to_training_device(copy.deepcopy(model), args.device).eval().requires_grad_(False)
             self.add_callback(_EMATargetCallback(self))
 
     # ------------------------------------------------------------------------------------ the method

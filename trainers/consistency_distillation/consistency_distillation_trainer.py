@@ -19,7 +19,7 @@ from hfgen.pipelines.consistency_trajectory import (
 )
 from hfgen.pipelines.consistency_trajectory.pipeline_consistency_trajectory import trajectory_network
 
-from ..base import HfgenTrainerMixin, check_args
+from ..base import HfgenTrainerMixin, check_args, to_training_device
 from .consistency_distillation_config import ConsistencyDistillationConfig
 
 STATISTICS_FILE = "teacher_statistics.safetensors"
@@ -95,7 +95,7 @@ class ConsistencyDistillationTrainer(HfgenTrainerMixin, Trainer):
         if teacher is None:
             raise ValueError("`teacher` (an EDM denoiser D(x, sigma)) is required.")
         super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset, **kwargs)
-        self.teacher = teacher.to(args.device).eval().requires_grad_(False)
+        self.teacher = to_training_device(teacher, args.device).eval().requires_grad_(False)
         self.statistics = None
         if args.preconditioning == "analytic":
             if args.statistics_path is not None:

@@ -30,7 +30,7 @@ from accelerate.utils import is_peft_model
 from torch import nn
 from transformers import Trainer, TrainerCallback
 
-from ..base import HfgenTrainerMixin, _add_adapter, _is_adapted_diffusers_model, check_args
+from ..base import HfgenTrainerMixin, _add_adapter, _is_adapted_diffusers_model, check_args, to_training_device
 from .ddo_config import DDOConfig
 
 TOKEN_KEYS = ("input_ids", "attention_mask", "labels")
@@ -280,7 +280,7 @@ class DDOTrainer(HfgenTrainerMixin, Trainer):
         super().__init__(model=model, args=args, data_collator=data_collator,
                          train_dataset=RealFakePairs(train_dataset, fake_dataset), processing_class=processing_class,
                          callbacks=callbacks, optimizers=optimizers, **kwargs)
-        self.ref_model = ref_model.eval().requires_grad_(False).to(self.args.device)
+        self.ref_model = to_training_device(ref_model.eval().requires_grad_(False), self.args.device)
         if self.ema_model is not None:
             self.ema_model.to(self.args.device)
 
@@ -427,10 +427,10 @@ class DDOTrainer(HfgenTrainerMixin, Trainer):
             r_real, r_fake = self.accelerator.gather_for_metrics((r_real.detach(), r_fake.detach()))
             accuracy = torch.cat([(r_real > 0).float() + 0.5 * (r_real == 0), (r_fake < 0).float() + 0.5 * (r_fake == 0)])
             metrics = self._metrics["train" if model.training else "eval"]
-            metrics["ddo/log_ratio_real"].append(r_real.mean().item())
-            metrics["ddo/log_ratio_fake"].append(r_fake.mean().item())
-            metrics["ddo/margin"].append((r_real.mean() - r_fake.mean()).item())
-            metrics["ddo/accuracy"].append(accuracy.mean().item())
+            metrics["ddo/log_ratio_real"].append(r_real.mean())  # on the device until logging time
+            metrics["ddo/log_ratio_fake"].append(r_fake.mean())
+            metrics["ddo/margin"].append(r_real.mean() - r_fake.mean())
+            metrics["ddo/accuracy"].append(accuracy.mean())
         return (loss, {"log_ratio_real": r_real, "log_ratio_fake": r_fake}) if return_outputs else loss
 
     # -------------------------------------------------------------------------------- EMA

@@ -209,7 +209,7 @@ class GFTTrainer(HfgenTrainerMixin, Trainer):
         if self.args.guidance_free:
             null_beta = None if self.args.null_branch_beta == "none" else torch.ones_like(beta)
             uncond = self._unconditional(model, lambda: self.denoise(model, x_t, timesteps, null_condition, null_beta))
-            metrics["loss_uncond"] = F.mse_loss(_fp32_or_wider(uncond), _fp32_or_wider(target)).item()
+            metrics["loss_uncond"] = F.mse_loss(_fp32_or_wider(uncond), _fp32_or_wider(target)).detach()  # read when logged
             output = gft_interpolate(output, uncond, beta)
         loss = F.mse_loss(_fp32_or_wider(output), _fp32_or_wider(target))
         return loss, metrics

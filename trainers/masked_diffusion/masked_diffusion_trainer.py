@@ -7,7 +7,7 @@ import inspect
 import torch
 from transformers import Trainer
 
-from hfgen.pipelines.masked_diffusion.masking import alpha, elbo_weight, total_noise
+from hfgen.pipelines.masked_diffusion.masking import alpha, elbo_weight, time_keyword, total_noise
 
 from ..base import HfgenTrainerMixin, check_args
 from .masked_diffusion_config import MaskedDiffusionConfig
@@ -31,7 +31,9 @@ class MaskedDiffusionTrainer(HfgenTrainerMixin, Trainer):
 
     With ``args.time_conditioning`` ``"t"`` or ``"sigma"`` the model is time-conditioned, as MDLM's
     backbone can be: its ``forward`` takes ``timesteps`` (shape ``(batch,)``) and receives each row's ``t``
-    or ``sigma(t) = -log alpha(t)`` ([`model_time`]). The loss is unchanged.
+    or ``sigma(t) = -log alpha(t)`` ([`model_time`]; through the ``sigma`` argument where ``forward`` has one, as
+    ``MDLMDiTForMaskedLM``, which would map ``timesteps`` to ``sigma`` itself), in float32 at least. The loss is
+    unchanged.
     """
 
     method_name = "masked_diffusion"
@@ -78,8 +80,10 @@ class MaskedDiffusionTrainer(HfgenTrainerMixin, Trainer):
         t = self.sample_times(x_0.shape[0], x_0.device)
         x_t, masked = self.corrupt(x_0, t, maskable)
         kwargs = {}
-        if self.args.time_conditioning is not None:
-            kwargs["timesteps"] = self.model_time(t).to(next(model.parameters()).dtype)
+        if self.args.time_conditioning is not None:  # float32 at least whatever the model's dtype (bf16 rounds t near 1)
+            unwrapped = self.accelerator.unwrap_model(model)
+            dtype = torch.promote_types(next(unwrapped.parameters()).dtype, torch.float32)
+            kwargs[time_keyword(unwrapped, self.args.time_conditioning)] = self.model_time(t).to(dtype)
         outputs = model(input_ids=x_t, attention_mask=maskable.long(), **kwargs)
         mask_class = torch.tensor([self.mask_token_id], device=x_0.device)
         logits = outputs.logits.float().index_fill(-1, mask_class, -torch.inf)  # SUBS: no mass on the mask (Eq. 4)
@@ -87,9 +91,9 @@ class MaskedDiffusionTrainer(HfgenTrainerMixin, Trainer):
         weight = elbo_weight(self.args.masking_schedule, t, self.args.schedule_eps).float()
         per_sequence = weight * (nll * masked).sum(1) / maskable.sum(1)  # NELBO per token, one draw of t
         loss = per_sequence.mean()
-        # averaged over processes, as Trainer does for the logged loss
+        # averaged over processes, as Trainer does for the logged loss; kept on the device until logging time
         stats = torch.stack([loss.detach(), (masked.sum() / maskable.sum()).to(loss.dtype)])
-        nelbo, mask_ratio = self.accelerator.reduce(stats, reduction="mean").tolist()
+        nelbo, mask_ratio = self.accelerator.reduce(stats, reduction="mean").unbind()
         mode = "train" if model.training else "eval"
         self._metrics[mode]["nelbo"].append(nelbo)
         self._metrics[mode]["mask_ratio"].append(mask_ratio)

@@ -98,9 +98,9 @@ class MF2Trainer(HfgenTrainerMixin, Trainer):
         for name in ("loss_global", "loss_local"):
             value = getattr(outputs, name)
             if value is not None:
-                self._metrics[mode][name].append(self.accelerator.gather(value.detach()).mean().item())
-        self._metrics[mode]["logit_scale"].append(unwrapped.logit_scale.exp().item())
-        self._metrics[mode]["local_logit_scale"].append(unwrapped.local_logit_scale.exp().item())
+                self._metrics[mode][name].append(self.accelerator.gather(value.detach()).mean())  # read at logging time
+        self._metrics[mode]["logit_scale"].append(unwrapped.logit_scale.detach().exp())
+        self._metrics[mode]["local_logit_scale"].append(unwrapped.local_logit_scale.detach().exp())
         return (outputs.loss, outputs) if return_outputs else outputs.loss
 
     def card_vars(self) -> dict:
