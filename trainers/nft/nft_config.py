@@ -88,6 +88,12 @@ class NFTConfig(GRPOConfig):
         + \lambda_- (1 - c_a) \log \max\nolimits_v\Big(\frac{1 - \hat r_q R_t}{1 - \hat r_q}, \epsilon\Big)\Big],
     \qquad R_t = \frac{\pi_\theta(a_t \mid q, a_{<t})}{\pi_\text{old}(a_t \mid q, a_{<t})}.$$
 
+    Inherited fields: each is honoured, refused with an error naming what NFT uses instead (PPO clipping
+    `epsilon`/`epsilon_high`/`delta`, `scale_rewards`, `multi_objective_aggregation`, the entropy and SAPO/VESPO
+    fields, `importance_sampling_level`, `label_smoothing_factor`, `neftune_noise_alpha`, `trust_remote_code`) or not
+    applicable, as listed in `NFT_OPTIONS` (module `hfgen.trainers.nft.nft_config`). vLLM generation and Liger
+    kernels are wired as `GRPOTrainer` wires them and have not been run by hfgen's tests (they need a GPU).
+
     Parameters:
         neg_weight (`float`, *optional*, defaults to `1.0`):
             Weight $\lambda_-$ of the negative-answer term. `1.0` is NFT; `0.0` is RFT (rejection-sampling
