@@ -181,6 +181,19 @@ def run(length=5, vocab=3, samples=20000, seeds=(0, 1, 2, 3, 4), budgets=None, m
     return metrics, settings
 
 
+def table(record: dict) -> str:
+    """The Markdown table of a record this script wrote (what ``docs/results/masked_diffusion.md`` shows)."""
+    settings = record["settings"]
+    lines = [f"| sampler | network calls | TV to the exact law | entropy (nats; exact {settings['exact_entropy']:.3f}) "
+             "| calls made | ms per token |", "|---|---|---|---|---|---|"]
+    for arm, values in record["metrics"].items():
+        info = settings["arms"][arm]
+        lines.append(f"| {info['sampler']} | {info['calls']} | {interval(values['tv_to_exact']).format(3)} | "
+                     f"{interval(values['entropy']).format(3)} | {np.mean(values['nfe']):g} | "
+                     f"{interval(values['ms_per_token']).format(4)} |")
+    return "\n".join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--length", type=int, default=5)
@@ -188,7 +201,13 @@ def main():
     parser.add_argument("--samples", type=int, default=20000, help="sequences per seed and sampler")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--budgets", type=int, nargs="+", default=None, help="network calls compared")
+    parser.add_argument("--render", metavar="RECORD", help="print the Markdown table of a record instead of running")
     args = parser.parse_args()
+    if args.render:
+        from hfgen.results import read_record
+
+        print(table(read_record(args.render)))
+        return
     run(args.length, args.vocab, args.samples, tuple(args.seeds), args.budgets)
 
 
