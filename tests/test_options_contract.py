@@ -37,6 +37,7 @@ IDS = [c[1] for c in CONTRACTS]
 NON_DEFAULT = {
     "label_smoothing_factor": 0.1, "neftune_noise_alpha": 5.0, "use_liger_kernel": True,
     "liger_kernel_config": {"rms_norm": True}, "remove_unused_columns": True, "trust_remote_code": True,
+    "bf16_full_eval": True, "fp16_full_eval": True,
     "epsilon": 0.3, "epsilon_high": 0.28, "delta": 2.0, "sapo_temperature_neg": 2.0, "sapo_temperature_pos": 2.0,
     "vespo_k_pos": 1.0, "vespo_lambda_pos": 1.0, "vespo_k_neg": 1.0, "vespo_lambda_neg": 1.0,
     "importance_sampling_level": "sequence", "scale_rewards": "none",
@@ -244,3 +245,19 @@ def test_reward_weights_weigh_the_sum_that_decides_correctness(tokenizer, data, 
                              args=NFTConfig(**args, reward_weights=weights, max_refill_rounds=0))
         batch = _generate(trainer, data)
         assert batch["nft_rq"].unique().tolist() == [expected_rate], weights
+
+
+def test_activation_checkpointing_is_refused_at_construction_for_a_model_trainer_cannot_checkpoint(tmp_path):
+    from diffusers import DDPMScheduler
+
+    from hfgen.testing import tiny_models
+    from hfgen.trainers import DDOConfig, DDOTrainer
+
+    images = [{"pixel_values": torch.zeros(1, 8, 8)} for _ in range(2)]
+    args = DDOConfig(output_dir=str(tmp_path), use_cpu=True, report_to="none", gradient_checkpointing=True)
+    with pytest.raises(ValueError, match="activation_checkpointing.*enable_gradient_checkpointing"):
+        DDOTrainer(tiny_models.tiny_unet2d(0, in_channels=1), args=args, train_dataset=images, fake_dataset=images,
+                   noise_scheduler=DDPMScheduler(num_train_timesteps=10))
+    tokens = [{"input_ids": torch.tensor([1, 2, 3])} for _ in range(2)]  # a transformers model: Trainer's own switch
+    trainer = DDOTrainer(tiny_models.tiny_llama(pad_token_id=0), args=args, train_dataset=tokens, fake_dataset=tokens)
+    assert trainer.args.activation_checkpointing

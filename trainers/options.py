@@ -92,9 +92,11 @@ TRAINING_ARGUMENTS_OPTIONS = OptionsContract(
                  "gradient_accumulation_steps max_grad_norm per_device_train_batch_size num_train_epochs max_steps "
                  "auto_find_batch_size"),
         **field_notes("transformers.Trainer: precision, memory and compilation", "bf16 fp16 bf16_full_eval fp16_full_eval "
-                 "tf32 activation_checkpointing activation_checkpointing_kwargs gradient_checkpointing "
-                 "gradient_checkpointing_kwargs torch_compile torch_compile_backend torch_compile_mode "
-                 "torch_empty_cache_steps use_cache"),
+                 "tf32 torch_compile torch_compile_backend torch_compile_mode torch_empty_cache_steps use_cache"),
+        **field_notes("transformers.Trainer, for a model with `activation_checkpointing_enable` (transformers); "
+                      "refused at trainer construction for other models (a Diffusers model has its own "
+                      "`enable_gradient_checkpointing()`)", "activation_checkpointing activation_checkpointing_kwargs "
+                      "gradient_checkpointing gradient_checkpointing_kwargs"),
         **field_notes("transformers.Trainer: logging", "logging_strategy logging_steps logging_first_step log_on_each_node "
                  "logging_nan_inf_filter include_num_input_tokens_seen log_level log_level_replica disable_tqdm "
                  "report_to run_name project trackio_space_id trackio_bucket_id trackio_static_space_id "

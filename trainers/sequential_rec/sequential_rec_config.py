@@ -8,7 +8,7 @@ from transformers import TrainingArguments
 
 from hfgen.guards import check_numeric_fields
 
-from ..options import TRAINING_ARGUMENTS_OPTIONS
+from ..options import TRAINING_ARGUMENTS_OPTIONS, field_notes
 
 #: Defaults of the fields left unset (None), per recipe.
 RECIPES = {
@@ -19,9 +19,17 @@ RECIPES = {
 }
 
 # Every TrainingArguments field, classified: see hfgen/trainers/options.py.
-SEQUENTIAL_REC_OPTIONS = TRAINING_ARGUMENTS_OPTIONS.with_changes(refused={
-    "remove_unused_columns": "it must stay False: evaluation needs the `history` column",
-})
+SEQUENTIAL_REC_OPTIONS = TRAINING_ARGUMENTS_OPTIONS.with_changes(
+    refused={
+        "remove_unused_columns": "it must stay False: evaluation needs the `history` column",
+        **field_notes("the full-ranking evaluation (`evaluate`) scores items in the model's own dtype; cast the "
+                      "model to evaluate in half precision", "bf16_full_eval fp16_full_eval"),
+    },
+    not_applicable=field_notes("evaluation is full-ranking HR@K / NDCG@K (`SequentialRecTrainer.evaluate`), not "
+                               "Trainer's prediction loop", "prediction_loss_only include_for_metrics "
+                               "eval_do_concat_batches eval_use_gather_object eval_accumulation_steps "
+                               "batch_eval_metrics label_names"),
+)
 
 
 @dataclass
