@@ -493,6 +493,32 @@ class TestPipelineCommon:
         assert "it/s" not in err and "s/it" not in err
 
 
+@pytest.mark.parametrize("make", ["fhs", "fhs-parallel", "ancestral"])
+def test_masked_diffusion_steps_output_diffusers_discrete_scheduler_fields(make):
+    """``prev_sample``, ``transfer_index`` (the positions a step unmasks) and ``pred_logits`` (the logits, passed
+    through), as Diffusers' ``BlockRefinementSchedulerOutput`` names them."""
+    from hfgen.pipelines import AncestralMaskedScheduler, FirstHittingScheduler
+
+    scheduler = {"fhs": lambda: FirstHittingScheduler(), "fhs-parallel": lambda: FirstHittingScheduler(tokens_per_step=2),
+                 "ancestral": lambda: AncestralMaskedScheduler()}[make]()
+    mask, generator = 5, torch.Generator().manual_seed(0)
+    sample = torch.tensor([[mask, 1, mask, mask], [mask, mask, mask, 2]])
+    scheduler.set_timesteps(None if make != "ancestral" else 2, num_masked=(sample == mask).sum(1),
+                            generator=generator)
+    unmasked = torch.zeros_like(sample, dtype=torch.bool)
+    for t in scheduler.timesteps:
+        logits = torch.randn(2, 4, 6, generator=generator)
+        out = scheduler.step(logits, t, sample, mask, generator=generator)
+        assert out.pred_logits is logits and out.transfer_index.dtype == torch.bool
+        assert torch.equal(out.transfer_index, (sample == mask) & (out.prev_sample != mask))
+        if make.startswith("fhs"):  # FHS unmasks exactly its scheduled count a step
+            assert torch.equal(out.transfer_index.sum(1), scheduler.unmask_counts[scheduler._step_index - 1])
+        assert not (unmasked & out.transfer_index).any()  # a position is unmasked once
+        unmasked |= out.transfer_index
+        sample = out.prev_sample
+    assert torch.equal(unmasked, torch.tensor([[True, False, True, True], [True, True, True, False]]))
+
+
 def test_scheduler_compatibles_resolve_hfgen_schedulers():
     from hfgen.pipelines import (
         AncestralMaskedScheduler,
