@@ -47,6 +47,18 @@ NON_DEFAULT = {
 }
 
 
+def test_every_registered_training_config_has_a_contract():
+    import hfgen
+
+    registered = set()
+    for info in hfgen.list_methods():
+        for name in info.components:
+            component = info.load_component(name) if name.endswith("Config") else None
+            if isinstance(component, type) and issubclass(component, TrainingArguments):
+                registered.add(component)
+    assert registered and registered <= {_config_class(module, config) for module, config, _, _ in CONTRACTS}
+
+
 def _contract(module, name):
     return getattr(importlib.import_module(module), name)
 
