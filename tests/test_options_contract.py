@@ -176,8 +176,9 @@ def _count_generations(trainer):
     generate = trainer._generate_and_score_completions
 
     def counted(inputs):
-        calls.append(len(inputs))
-        return generate(inputs)
+        output = generate(inputs)
+        calls.append(output)
+        return output
 
     trainer._generate_and_score_completions = counted
     return calls
@@ -189,6 +190,8 @@ def test_num_iterations_reuses_each_generation_batch_as_grpo_does(tokenizer, dat
     calls = _count_generations(trainer)
     trainer.train()
     assert len(calls) == 2 // num_iterations  # one generation per `num_iterations` optimizer steps
+    # reused batches carry pi_old (NFT's ratio R is then not 1 on the second pass), as GRPO's do
+    assert all((output.get("old_per_token_logps") is not None) == (num_iterations > 1) for output in calls)
 
 
 def test_mask_truncated_completions_takes_truncated_answers_out_of_the_loss(tokenizer, data, tmp_path):
