@@ -24,6 +24,27 @@ class HfgenSchedulerMixin:
         return list(found.values())
 
 
+class CallbackStateMixin:
+    """What Diffusers' step-end callbacks read from a pipeline during a call: ``num_timesteps`` (the steps of the
+    current call) and ``interrupt`` (a callback sets ``pipe._interrupt = True`` to skip the remaining steps; the
+    output is then the state reached so far)."""
+
+    _num_timesteps: int | None = None
+    _interrupt: bool = False
+
+    @property
+    def num_timesteps(self) -> int | None:
+        return self._num_timesteps
+
+    @property
+    def interrupt(self) -> bool:
+        return self._interrupt
+
+    def _start_steps(self, timesteps) -> None:
+        """Call before the denoising loop (the loop then skips its steps once ``interrupt`` is set)."""
+        self._num_timesteps, self._interrupt = len(timesteps), False
+
+
 def check_callback_inputs(pipe, callback_on_step_end, tensor_inputs: list[str] | None) -> list[str]:
     """Validate Diffusers' ``callback_on_step_end`` / ``callback_on_step_end_tensor_inputs`` arguments (a callable
     ``callback(pipe, step, timestep, callback_kwargs) -> dict``, or a [`~diffusers.callbacks.PipelineCallback`] /

@@ -330,7 +330,7 @@ def test_pipeline_outputs_and_nfe(solver, steps, nfe):
         ({"image": torch.rand(1, 3, 8, 8)}, "channels"),
         ({"num_inference_steps": 0}, "num_inference_steps"),
         ({"eta": -0.5}, "eta"),
-        ({"output_type": "latent"}, "output_type"),
+        ({"output_type": "tensor"}, "output_type"),
         ({"generator": [torch.Generator()]}, "generators"),
     ],
 )

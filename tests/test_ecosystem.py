@@ -13,9 +13,21 @@ the installed wheel (diffusers 0.42.1) ships only ``diffusers/utils/testing_util
 (same names, same tolerance 1e-4 unless stated):
 
 - ``test_save_load_local``: ``save_pretrained`` → ``from_pretrained`` gives the same outputs;
-- ``test_save_load_optional_components``: optional components set to ``None`` survive a save and load;
+- ``test_save_load_optional_components``: with every optional component set to ``None`` the pipeline still runs,
+  and they stay ``None`` (and the outputs the same) through a save and load. The mixin saves with
+  ``safe_serialization=False``, which hfgen refuses by design (pickle weights; see ``tests/test_user_defects.py``),
+  so ours saves safetensors;
 - ``test_dict_tuple_outputs_equivalent``: ``return_dict=False`` gives the same first output;
-- ``test_components_function``: ``pipe.components`` holds exactly the ``__init__`` components;
+- ``test_components_function``: ``pipe.components`` holds exactly the ``__init__`` components, and
+  ``type(pipe)(**pipe.components)`` gives the same outputs;
+- ``test_callback_inputs`` (its end) and ``test_callback_cfg``: a callback reads ``pipe.num_timesteps`` (zeroing the
+  state at the last step gives an all-zero ``output_type="latent"`` result) and raises ``pipe._guidance_scale``
+  (``GuidanceFreePipeline.guidance_scale`` ends at the call's scale plus ``num_timesteps``, and the raised scale is
+  sampled at); ``pipe._interrupt = True`` skips the remaining steps;
+- ``output_type="latent"``: the raw tensors (token ids for ``MaskedDiffusionPipeline``);
+- ``test_layerwise_casting_inference``: the denoiser stored in float8, computed in bf16, runs (the mixin picks
+  ``pipe.transformer`` whenever the attribute exists; a UNet ``GuidanceFreePipeline`` holds ``transformer=None``,
+  so ours picks the denoiser that is set);
 - ``test_to_dtype``: ``pipe.to(torch.bfloat16)`` moves every module, and the pipeline then runs (the mixin
   only checks the dtypes; running it is our addition, issue 22 item 7);
 - ``test_callback_inputs``: ``_callback_tensor_inputs`` is declared, the callback gets exactly the requested
@@ -267,14 +279,22 @@ class TestPipelineCommon:
         assert _max_diff(expected, spec.output(loaded(**spec.inputs(0), return_dict=False))) < 1e-4
 
     def test_save_load_optional_components(self, spec, tmp_path):
+        """As the mixin: every optional component set to None, the pipeline still runs, and a save and load keeps
+        them None and the outputs."""
         pipe = spec.build()
+        pipe.set_progress_bar_config(disable=True)
         optional = [c for c in pipe._optional_components if c != "llm" and getattr(pipe, c, None) is not None]
         for name in optional:
             setattr(pipe, name, None)
+        runs = spec.name != "PopcornPipeline"  # its optional generators are what it runs
+        expected = spec.output(pipe(**spec.inputs(0), return_dict=False)) if runs else None
         pipe.save_pretrained(tmp_path)
         loaded = type(pipe).from_pretrained(tmp_path, **spec.load_kwargs(pipe))
         for name in optional:
             assert getattr(loaded, name) is None, name
+        if runs:
+            loaded.set_progress_bar_config(disable=True)
+            assert _max_diff(expected, spec.output(loaded(**spec.inputs(0), return_dict=False))) < 1e-4
 
     def test_dict_tuple_outputs_equivalent(self, spec):
         pipe = spec.build()
@@ -287,6 +307,14 @@ class TestPipelineCommon:
         pipe = spec.build()
         init = set(inspect.signature(type(pipe).__init__).parameters) - {"self"}
         assert set(pipe.components) == init
+        if spec.name == "PopcornPipeline":
+            return
+        # Diffusers' documented use: another pipeline from the same components (optional ones None included)
+        pipe.set_progress_bar_config(disable=True)
+        rebuilt = type(pipe)(**pipe.components)
+        rebuilt.set_progress_bar_config(disable=True)
+        assert _max_diff(spec.output(pipe(**spec.inputs(0), return_dict=False)),
+                         spec.output(rebuilt(**spec.inputs(0), return_dict=False))) == 0
 
     def test_determinism(self, spec):
         pipe = spec.build()
@@ -349,6 +377,104 @@ class TestPipelineCommon:
         changed = spec.output(pipe(**spec.inputs(0), return_dict=False, callback_on_step_end=ZeroAtLastStep()))
         assert _max_diff(baseline, changed) > 0
 
+    def test_callback_sees_num_timesteps_and_changes_the_latent_output(self, spec):
+        """The mixin's ``test_callback_inputs`` ending: zero the state at step ``pipe.num_timesteps - 1`` and get an
+        all-zero ``output_type="latent"`` result."""
+        pipe = spec.build()
+        pipe.set_progress_bar_config(disable=True)
+        if not pipe._callback_tensor_inputs:
+            pytest.skip(f"{spec.name} runs no denoising loop of its own")
+        key = spec.callback_step_key
+
+        def zero_last(p, i, t, callback_kwargs):
+            if i == p.num_timesteps - 1:
+                callback_kwargs[key] = torch.zeros_like(callback_kwargs[key])
+            return callback_kwargs
+
+        output = pipe(**{**spec.inputs(0), "output_type": "latent"}, callback_on_step_end=zero_last,
+                      callback_on_step_end_tensor_inputs=[key], return_dict=False)[0]
+        assert torch.is_tensor(output) and output.abs().sum() == 0
+        assert pipe.num_timesteps == len(pipe.scheduler.timesteps)
+
+    def test_interrupt_skips_the_remaining_steps(self, spec):
+        pipe = spec.build()
+        pipe.set_progress_bar_config(disable=True)
+        if not pipe._callback_tensor_inputs:
+            pytest.skip(f"{spec.name} runs no denoising loop of its own")
+        modules = [c for c in pipe.components.values() if isinstance(c, torch.nn.Module)]
+        calls = []
+        hooks = [m.register_forward_hook(lambda *args: calls.append(1)) for m in modules]
+
+        def stop(p, i, t, callback_kwargs):
+            p._interrupt = True
+            return callback_kwargs
+
+        pipe(**spec.inputs(0), callback_on_step_end=stop, callback_on_step_end_tensor_inputs=[])
+        interrupted = len(calls)
+        calls.clear()
+        pipe(**spec.inputs(0))
+        for hook in hooks:
+            hook.remove()
+        assert interrupted == 1 < len(calls)
+        assert pipe.interrupt is False  # each call starts uninterrupted
+
+    def test_callback_cfg(self, spec):
+        """The mixin's check: a callback raising ``pipe._guidance_scale`` by 1 at every step ends at the call's
+        scale plus ``num_timesteps``; ours also checks that the raised scale is the one sampled at."""
+        pipe = spec.build()
+        pipe.set_progress_bar_config(disable=True)
+        if "guidance_scale" not in inspect.signature(pipe.__call__).parameters:
+            pytest.skip(f"{spec.name} samples without a guidance scale")
+        if not pipe._callback_tensor_inputs:
+            pytest.skip(f"{spec.name} passes `guidance_scale` and callbacks on to its Diffusers generators")
+
+        def raise_scale(p, i, t, callback_kwargs):
+            p._guidance_scale += 1.0
+            return callback_kwargs
+
+        def inputs():
+            return {k: v for k, v in spec.inputs(0).items() if k != "beta"}
+
+        fixed = spec.output(pipe(**inputs(), guidance_scale=2.0, return_dict=False))
+        assert pipe.guidance_scale == 2.0
+        raised = spec.output(pipe(**inputs(), guidance_scale=2.0, return_dict=False, callback_on_step_end=raise_scale,
+                                  callback_on_step_end_tensor_inputs=pipe._callback_tensor_inputs))
+        assert pipe.guidance_scale == 2.0 + pipe.num_timesteps
+        assert _max_diff(fixed, raised) > 0
+
+    def test_output_type_latent_returns_the_raw_tensors(self, spec):
+        pipe = spec.build()
+        pipe.set_progress_bar_config(disable=True)
+        if spec.name == "PopcornPipeline":
+            pytest.skip("PopcornPipeline returns a plan, images and videos of its generators")
+        latent = pipe(**{**spec.inputs(0), "output_type": "latent"}, return_dict=False)[0]
+        assert torch.is_tensor(latent) and latent.shape[0] == _np(spec.output(pipe(**spec.inputs(0), return_dict=False))).shape[0]
+        if spec.name == "GuidanceFreePipeline" and pipe.denoiser is not pipe.unet:
+            return  # a latent DiT without a vae: "latent" is its only output type
+        as_tensor = pipe(**{**spec.inputs(0), "output_type": "pt"}, return_dict=False)[0]
+        if spec.name == "MaskedDiffusionPipeline":  # token ids
+            assert latent.dtype == torch.long and torch.equal(latent, as_tensor)
+        elif spec.name == "ConsistencyTrajectoryPipeline":  # the samples as they are
+            assert torch.equal(latent, as_tensor)
+        elif getattr(pipe, "vae", None) is None:  # pixel-space images in [-1, 1], before the [0, 1] conversion
+            assert torch.allclose((latent.clamp(-1, 1) + 1) / 2, as_tensor, atol=1e-6)
+
+    def test_layerwise_casting_inference(self, spec):
+        """The mixin's check: bf16 pipeline, the denoiser stored in float8 and computed in bf16, and it runs (the
+        mixin picks ``pipe.transformer`` if the attribute exists, else ``pipe.unet``; hfgen's GFT pipeline holds
+        one of them, the other None, so the denoiser is picked by what is set)."""
+        pipe = spec.build()
+        pipe.set_progress_bar_config(disable=True)
+        denoiser = next((getattr(pipe, name) for name in ("transformer", "unet", "denoiser")
+                         if getattr(pipe, name, None) is not None), None)
+        if not hasattr(denoiser, "enable_layerwise_casting"):
+            pytest.skip(f"{spec.name}'s denoiser is not a Diffusers model (layerwise casting is Diffusers' ModelMixin's)")
+        pipe.to(torch.bfloat16)
+        denoiser.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=torch.bfloat16)
+        assert any(p.dtype == torch.float8_e4m3fn for p in denoiser.parameters())
+        output = _np(spec.output(pipe(**spec.inputs(0), return_dict=False)))
+        assert np.isfinite(output).all()
+
     def test_num_images_per_prompt(self, spec):
         pipe = spec.build()
         pipe.set_progress_bar_config(disable=True)
@@ -365,6 +491,32 @@ class TestPipelineCommon:
         pipe(**spec.inputs(0))
         err = capsys.readouterr().err
         assert "it/s" not in err and "s/it" not in err
+
+
+@pytest.mark.parametrize("make", ["fhs", "fhs-parallel", "ancestral"])
+def test_masked_diffusion_steps_output_diffusers_discrete_scheduler_fields(make):
+    """``prev_sample``, ``transfer_index`` (the positions a step unmasks) and ``pred_logits`` (the logits, passed
+    through), as Diffusers' ``BlockRefinementSchedulerOutput`` names them."""
+    from hfgen.pipelines import AncestralMaskedScheduler, FirstHittingScheduler
+
+    scheduler = {"fhs": lambda: FirstHittingScheduler(), "fhs-parallel": lambda: FirstHittingScheduler(tokens_per_step=2),
+                 "ancestral": lambda: AncestralMaskedScheduler()}[make]()
+    mask, generator = 5, torch.Generator().manual_seed(0)
+    sample = torch.tensor([[mask, 1, mask, mask], [mask, mask, mask, 2]])
+    scheduler.set_timesteps(None if make != "ancestral" else 2, num_masked=(sample == mask).sum(1),
+                            generator=generator)
+    unmasked = torch.zeros_like(sample, dtype=torch.bool)
+    for t in scheduler.timesteps:
+        logits = torch.randn(2, 4, 6, generator=generator)
+        out = scheduler.step(logits, t, sample, mask, generator=generator)
+        assert out.pred_logits is logits and out.transfer_index.dtype == torch.bool
+        assert torch.equal(out.transfer_index, (sample == mask) & (out.prev_sample != mask))
+        if make.startswith("fhs"):  # FHS unmasks exactly its scheduled count a step
+            assert torch.equal(out.transfer_index.sum(1), scheduler.unmask_counts[scheduler._step_index - 1])
+        assert not (unmasked & out.transfer_index).any()  # a position is unmasked once
+        unmasked |= out.transfer_index
+        sample = out.prev_sample
+    assert torch.equal(unmasked, torch.tensor([[True, False, True, True], [True, True, True, False]]))
 
 
 def test_scheduler_compatibles_resolve_hfgen_schedulers():

@@ -141,6 +141,20 @@ def _base_model_id(model) -> str | None:
     return name if name and not os.path.isdir(name) else None
 
 
+def _check_activation_checkpointing(model, args) -> None:
+    """``activation_checkpointing`` (``gradient_checkpointing``) on a model transformers cannot checkpoint, e.g. a
+    Diffusers model, would fail only when training starts: refuse it here, naming the model's own switch."""
+    if not getattr(args, "activation_checkpointing", False) or not isinstance(model, torch.nn.Module):
+        return
+    if hasattr(model, "activation_checkpointing_enable") or hasattr(model, "gradient_checkpointing_enable"):
+        return
+    instead = ("call `model.enable_gradient_checkpointing()` (Diffusers) before building the trainer"
+               if hasattr(model, "enable_gradient_checkpointing") else "this model has no checkpointing switch")
+    raise ValueError(f"`activation_checkpointing` (`gradient_checkpointing`) needs a model with "
+                     f"`activation_checkpointing_enable` (transformers); {type(model).__name__} has none: {instead}, "
+                     "and leave the argument False.")
+
+
 class HfgenTrainerMixin(GuardedTrainerMixin):
     """Model cards, saving and loading, ``training_args`` as JSON, metrics per mode and a loss-returning
     ``prediction_step`` for a ``transformers.Trainer`` (or TRL trainer) subclass.
@@ -157,6 +171,8 @@ class HfgenTrainerMixin(GuardedTrainerMixin):
     card_args: tuple[str, ...] = ()
 
     def __init__(self, *args, **kwargs):
+        _check_activation_checkpointing(kwargs["model"] if "model" in kwargs else args[0] if args else None,
+                                        kwargs["args"] if "args" in kwargs else args[1] if len(args) > 1 else None)
         if "peft_config" in kwargs and not self._library_takes_peft_config():
             peft_config = kwargs.pop("peft_config")
             if peft_config is not None:

@@ -32,6 +32,11 @@ class SafeSaveMixin:
                         use_flashpack=None, save_peft_format=None, **kwargs):
         import inspect
 
+        if safe_serialization is False:  # transformers and Diffusers would write pickle weights
+            raise ValueError("`safe_serialization=False` would write pickle weights, which hfgen's `from_pretrained` "
+                             "and `hfgen.load` refuse to read: hfgen saves safetensors only (leave "
+                             "`safe_serialization` at its default).")
+
         accepted = inspect.signature(super().save_pretrained).parameters
         for name, value in (("safe_serialization", safe_serialization), ("variant", variant),
                             ("max_shard_size", max_shard_size), ("use_flashpack", use_flashpack),

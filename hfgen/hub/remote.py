@@ -10,7 +10,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .saving import MARKER_NAMES, _is_pickle, _verified, check_weights_safe, consistent_load, verify_folder
+from .saving import (
+    MARKER_NAMES,
+    PICKLE_WEIGHT_NAMES,
+    _is_pickle,
+    _verified,
+    check_weights_safe,
+    consistent_load,
+    verify_folder,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -145,6 +153,8 @@ def load(name_or_path: str | os.PathLike, *, allow_pickle: bool = False, revisio
 
     def read():
         if not any((folder / name).is_file() for name in MARKER_NAMES):  # before walking it: it may be a home folder
+            if any((folder / name).is_file() for name in PICKLE_WEIGHT_NAMES):  # a model saved as pickle: say so
+                check_weights_safe(folder, allow_pickle=allow_pickle)
             raise ValueError(f"Don't know how to load {folder}: it has none of {', '.join(MARKER_NAMES)} (pipeline, "
                              "model, adapter or scheduler): not a saved artifact, or its save was interrupted.")
         check_weights_safe(folder, allow_pickle=allow_pickle)

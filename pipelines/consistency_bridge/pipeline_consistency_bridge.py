@@ -14,7 +14,7 @@ from diffusers.utils import BaseOutput, replace_example_docstring
 from hfgen.guards import check_arguments
 from hfgen.hub import HfgenPipelineMixin
 
-from ..utils import check_callback_inputs, run_callback
+from ..utils import CallbackStateMixin, check_callback_inputs, run_callback
 from .scheduling_bridge import BridgeScheduler
 
 EXAMPLE_DOC_STRING = """
@@ -50,7 +50,7 @@ class BridgePipelineOutput(BaseOutput):
     nfe: int
 
 
-class ConsistencyBridgePipeline(HfgenPipelineMixin, DiffusionPipeline):
+class ConsistencyBridgePipeline(HfgenPipelineMixin, CallbackStateMixin, DiffusionPipeline):
     r"""Translate a source image ``y`` (edges, depth, a masked image ...) into a paired target image by
     integrating a diffusion bridge from ``x_T = y`` back to ``x_0``.
 
@@ -123,7 +123,8 @@ class ConsistencyBridgePipeline(HfgenPipelineMixin, DiffusionPipeline):
             num_images_per_prompt (`int`, defaults to 1): translations per source image (they differ when the
                 sampler is stochastic, ``eta > 0``), in Diffusers' order: all of the first source, then the next.
             generator (`torch.Generator` or `list[torch.Generator]`, *optional*): one, or one per image.
-            output_type (`str`, defaults to `"pil"`): `"pil"`, `"np"` or `"pt"`.
+            output_type (`str`, defaults to `"pil"`): `"pil"`, `"np"`, `"pt"` (in [0, 1]) or `"latent"` (the final
+                sample as it is, a tensor in the model's [-1, 1] range).
             return_dict (`bool`, defaults to `True`): return a [`BridgePipelineOutput`] instead of a tuple.
             callback_on_step_end (`Callable`, [`~diffusers.callbacks.PipelineCallback`], *optional*): called at the
                 end of every step as ``callback_on_step_end(self, step, timestep, callback_kwargs)``; may return
@@ -137,8 +138,8 @@ class ConsistencyBridgePipeline(HfgenPipelineMixin, DiffusionPipeline):
             [`BridgePipelineOutput`] or `tuple`: the translated images and the number of network evaluations.
         """
         check_arguments(ConsistencyBridgePipeline.__call__, locals())  # types and finiteness, from the signature
-        if output_type not in ("pil", "np", "pt"):
-            raise ValueError(f"`output_type` must be 'pil', 'np' or 'pt', got {output_type!r}.")
+        if output_type not in ("pil", "np", "pt", "latent"):
+            raise ValueError(f"`output_type` must be 'pil', 'np', 'pt' or 'latent', got {output_type!r}.")
         if (isinstance(image, (list, tuple)) and not image) or (hasattr(image, "size") and getattr(image, "ndim", 0) and 0 in image.shape):
             raise ValueError("`image` is empty: pass at least one source image.")
         if isinstance(num_images_per_prompt, bool) or not isinstance(num_images_per_prompt, int) or num_images_per_prompt < 1:
@@ -151,7 +152,10 @@ class ConsistencyBridgePipeline(HfgenPipelineMixin, DiffusionPipeline):
 
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         sample = source
+        self._start_steps(self.scheduler.timesteps)
         for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
+            if self.interrupt:
+                continue
             model_input = torch.cat([self.scheduler.scale_model_input(sample, t), source], dim=1)
             c_noise = self.scheduler.c_noise(t).to(device).expand(source.shape[0])
             model_output = self.unet(model_input, c_noise).sample
@@ -160,7 +164,10 @@ class ConsistencyBridgePipeline(HfgenPipelineMixin, DiffusionPipeline):
                 sample = run_callback(self, callback_on_step_end, i, t, callback_inputs,
                                       {"latents": sample, "source": source})["latents"]
 
-        images = self.image_processor.postprocess(sample.clamp(-1, 1), output_type=output_type)
+        if output_type == "latent":  # the final x_0 as it is, in the model's [-1, 1] range
+            images = sample
+        else:
+            images = self.image_processor.postprocess(sample.clamp(-1, 1), output_type=output_type)
         self.maybe_free_model_hooks()
         if not return_dict:
             return (images, self.scheduler.nfe)

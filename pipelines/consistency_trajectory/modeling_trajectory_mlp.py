@@ -63,8 +63,9 @@ class TrajectoryMLP(SafeSaveMixin, ModelMixin, ConfigMixin):
         c_t = torch.as_tensor(timestep, device=sample.device).float().expand(batch)
         c_s = torch.as_tensor(target_timestep, device=sample.device).float().expand(batch)
         width = self.config.time_embed_dim
-        # the features are computed in float32, then cast to the weights' dtype (bf16/fp16 pipelines)
-        emb = self.time(torch.cat([_fourier(c_t, width), _fourier(c_s, width)], dim=-1).to(self.input.weight.dtype))
+        # the features are computed in float32, then cast to the sample's dtype (bf16/fp16 pipelines; not the
+        # weights', which layerwise casting stores in float8)
+        emb = self.time(torch.cat([_fourier(c_t, width), _fourier(c_s, width)], dim=-1).to(sample.dtype))
         h = self.input(sample)
         for block in self.blocks:
             h = h + block(h + emb)

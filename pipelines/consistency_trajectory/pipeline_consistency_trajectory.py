@@ -14,7 +14,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from hfgen.guards import check_arguments
 from hfgen.hub import HfgenPipelineMixin
 
-from ..utils import check_callback_inputs, run_callback
+from ..utils import CallbackStateMixin, check_callback_inputs, run_callback
 from .modeling_trajectory_mlp import TrajectoryMLP
 from .scheduling_consistency_trajectory import ConsistencyTrajectoryScheduler
 
@@ -63,7 +63,7 @@ def trajectory_network(
     return model(model_input, c_t, c_s).sample
 
 
-class ConsistencyTrajectoryPipeline(HfgenPipelineMixin, DiffusionPipeline):
+class ConsistencyTrajectoryPipeline(HfgenPipelineMixin, CallbackStateMixin, DiffusionPipeline):
     r"""Sample ``x_0`` from noise ``x_T ~ N(0, sigma_max^2 I)`` with a trajectory student ``G(x_t, t, s)``
     in ``num_inference_steps`` jumps (one network call each), optionally re-noising by ``gamma`` (CTM).
 
@@ -112,7 +112,8 @@ class ConsistencyTrajectoryPipeline(HfgenPipelineMixin, DiffusionPipeline):
             gamma (`float`, *optional*): re-noising strength in [0, 1]; defaults to the scheduler's.
             generator (`torch.Generator` or `list[torch.Generator]`, *optional*): one, or one per sample.
             latents (`torch.Tensor`, *optional*): the initial noise ``x_T`` (else drawn, ``sigma_max`` times N(0, I)).
-            output_type (`str`, defaults to `"pt"`): `"pt"`, `"np"`, or (UNet students) `"pil"`.
+            output_type (`str`, defaults to `"pt"`): `"pt"` or `"latent"` (the samples as they are, a tensor),
+                `"np"`, or (UNet students) `"pil"`.
             return_dict (`bool`, defaults to `True`): return a [`ConsistencyTrajectoryPipelineOutput`].
             callback_on_step_end (`Callable`, [`~diffusers.callbacks.PipelineCallback`], *optional*): called after
                 every jump as ``callback_on_step_end(self, step, timestep, callback_kwargs)``; may return
@@ -125,10 +126,11 @@ class ConsistencyTrajectoryPipeline(HfgenPipelineMixin, DiffusionPipeline):
             [`ConsistencyTrajectoryPipelineOutput`] or `tuple`: samples and the number of network evaluations.
         """
         check_arguments(ConsistencyTrajectoryPipeline.__call__, locals())  # types and finiteness, from the signature
-        if output_type not in ("pt", "np", "pil") or (
+        if output_type not in ("pt", "np", "pil", "latent") or (
             output_type == "pil" and not isinstance(self.denoiser, UNet2DModel)
         ):
-            raise ValueError(f"`output_type` must be 'pt' or 'np' ('pil' for UNet students), got {output_type!r}.")
+            raise ValueError(f"`output_type` must be 'pt', 'latent' or 'np' ('pil' for UNet students), got "
+                             f"{output_type!r}.")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
         if isinstance(generator, list) and len(generator) != batch_size:
@@ -146,7 +148,10 @@ class ConsistencyTrajectoryPipeline(HfgenPipelineMixin, DiffusionPipeline):
         )
         sample = noise.to(device=device, dtype=self.denoiser.dtype) * self.scheduler.init_noise_sigma
 
+        self._start_steps(self.scheduler.timesteps)
         for i, (t, s) in enumerate(self.progress_bar(list(zip(self.scheduler.timesteps, self.scheduler.targets)))):
+            if self.interrupt:
+                continue
             model_input = self.scheduler.scale_model_input(sample, t)
             model_output = trajectory_network(
                 self.denoiser, model_input, self.scheduler.c_noise(t), self.scheduler.c_noise(s)
@@ -155,7 +160,7 @@ class ConsistencyTrajectoryPipeline(HfgenPipelineMixin, DiffusionPipeline):
             if callback_on_step_end is not None:
                 sample = run_callback(self, callback_on_step_end, i, t, callback_inputs, {"latents": sample})["latents"]
 
-        if output_type == "pt":
+        if output_type in ("pt", "latent"):  # the samples as they are
             samples = sample
         elif isinstance(self.denoiser, UNet2DModel):
             samples = (sample / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).float().cpu().numpy()

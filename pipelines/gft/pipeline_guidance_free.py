@@ -14,7 +14,7 @@ from hfgen.guards import check_arguments
 from hfgen.hub import HfgenPipelineMixin
 from hfgen.models.gft_dit import GFTDiTTransformer2DModel
 
-from ..utils import check_callback_inputs, run_callback
+from ..utils import CallbackStateMixin, check_callback_inputs, run_callback
 from .modeling_beta_conditioning import guidance_scale_to_beta, has_beta_input, unet_timestep_cond
 
 EXAMPLE_DOC_STRING = """
@@ -50,7 +50,7 @@ GUIDANCE_MODES = ("free", "cfg")
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 
 
-class GuidanceFreePipeline(HfgenPipelineMixin, DiffusionPipeline):
+class GuidanceFreePipeline(HfgenPipelineMixin, CallbackStateMixin, DiffusionPipeline):
     r"""Sample a GFT-trained denoiser at temperature ``beta`` with one forward pass per step, or a CFG-trained
     one (or the same GFT model at β = 1) with classifier-free guidance, two passes per step, for comparison.
 
@@ -96,6 +96,17 @@ class GuidanceFreePipeline(HfgenPipelineMixin, DiffusionPipeline):
         if transformer is not None and not isinstance(transformer, GFTDiTTransformer2DModel):
             raise ValueError(f"`transformer` must be a GFTDiTTransformer2DModel, got {type(transformer).__name__}.")
         self.register_modules(unet=unet, scheduler=scheduler, transformer=transformer, vae=vae)
+        # What this pipeline samples without (Diffusers' tests set these to None, and `save_pretrained` reads this
+        # instance's list); loading reads the class's list, so a folder saved with either denoiser loads.
+        needed = {"scheduler", "transformer" if transformer is not None else "unet"}
+        self._optional_components = [name for name in type(self)._optional_components
+                                     if name not in needed or getattr(self, name) is None]
+
+    @property
+    def guidance_scale(self) -> float | None:
+        """The CFG scale ``1/beta`` the current call samples at (a callback may change ``pipe._guidance_scale``;
+        the next step then samples at the new scale, i.e. at ``beta = 1 / guidance_scale`` for GFT)."""
+        return getattr(self, "_guidance_scale", None)
 
     def model_card_kwargs(self) -> dict:
         return {"kind": "dit"} if self.denoiser is not None and self.denoiser is not self.unet else {}
@@ -280,13 +291,18 @@ class GuidanceFreePipeline(HfgenPipelineMixin, DiffusionPipeline):
         latents = self.prepare_latents(batch_size, dtype, device, generator, latents)
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         step_kwargs = {"generator": generator} if "generator" in inspect.signature(self.scheduler.step).parameters else {}
+        self._guidance_scale = guidance_scale
+        self._start_steps(self.scheduler.timesteps)
 
         for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
+            if self.interrupt:
+                continue
             model_input = self.scheduler.scale_model_input(latents, t)
             if guidance == "conditional":  # CFG at scale 1 is the plain conditional model: one call
                 model_output = self._denoise(model_input, t, None, condition)
-            else:
-                model_output = self.predict(model_input, t, beta, guidance_scale, guidance, condition, null_condition)
+            else:  # at the scale a callback may have changed
+                model_output = self.predict(model_input, t, 1.0 / self.guidance_scale, self.guidance_scale, guidance,
+                                            condition, null_condition)
             latents = self.scheduler.step(model_output, t, latents, **step_kwargs).prev_sample
             if callback_on_step_end is not None:
                 latents = run_callback(self, callback_on_step_end, i, t, callback_inputs, {"latents": latents})["latents"]

@@ -13,7 +13,7 @@ from diffusers.utils import BaseOutput, replace_example_docstring
 from hfgen.guards import check_arguments
 from hfgen.hub import HfgenPipelineMixin
 
-from ..utils import check_callback_inputs, run_callback
+from ..utils import CallbackStateMixin, check_callback_inputs, run_callback
 from .masking import TIME_INPUTS, time_keyword, total_noise
 from .scheduling_ancestral_masked import AncestralMaskedScheduler
 from .scheduling_first_hitting import FirstHittingScheduler
@@ -54,7 +54,7 @@ class MaskedDiffusionPipelineOutput(BaseOutput):
     nfe: int
 
 
-class MaskedDiffusionPipeline(HfgenPipelineMixin, DiffusionPipeline):
+class MaskedDiffusionPipeline(HfgenPipelineMixin, CallbackStateMixin, DiffusionPipeline):
     r"""Generate text with a masked diffusion model.
 
     The optimal MDM denoiser is ``p(x^l | visible tokens)`` at every time (Prop. 3.2), which is what
@@ -121,8 +121,8 @@ class MaskedDiffusionPipeline(HfgenPipelineMixin, DiffusionPipeline):
             raise ValueError(f"`num_inference_steps` must be a positive integer or None, got {num_inference_steps!r}.")
         if not temperature > 0:
             raise ValueError(f"`temperature` must be positive, got {temperature!r}.")
-        if output_type not in ("text", "pt", "np"):
-            raise ValueError(f"`output_type` must be 'text', 'pt' or 'np', got {output_type!r}.")
+        if output_type not in ("text", "pt", "np", "latent"):
+            raise ValueError(f"`output_type` must be 'text', 'pt', 'latent' or 'np', got {output_type!r}.")
 
     def prepare_sequences(self, prompt, input_ids, seq_len, num_samples, mask_token_id, device):
         """The starting ``x_1``: prompt tokens first, the rest masked; mask tokens inside a prompt are infilled."""
@@ -221,7 +221,7 @@ class MaskedDiffusionPipeline(HfgenPipelineMixin, DiffusionPipeline):
                 CPU generator gives the same random numbers wherever the denoiser runs (a generator on the
                 denoiser's device is faster for the ancestral sampler, which draws ``B x L x V`` per step).
             output_type (`str`, defaults to `"text"`): ``"text"`` (token ids and decoded text),
-                ``"pt"`` or ``"np"`` (token ids).
+                ``"pt"`` or ``"latent"`` (token ids, a tensor) or ``"np"`` (token ids, an array).
             return_dict (`bool`, defaults to `True`): return a
                 [`MaskedDiffusionPipelineOutput`] instead of the tuple ``(sequences, texts)``.
             callback_on_step_end (`Callable`, [`~diffusers.callbacks.PipelineCallback`], *optional*): called at the
@@ -255,8 +255,9 @@ class MaskedDiffusionPipeline(HfgenPipelineMixin, DiffusionPipeline):
         # the first-hitting sampler plans its steps, each of which unmasks tokens: it runs them all without reading
         # the sequences back on the host (no early-stop check, and its cache could never hit), unless a callback edits
         planned = isinstance(self.scheduler, FirstHittingScheduler) and callback_on_step_end is None
+        self._start_steps(self.scheduler.timesteps)
         for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
-            if not planned and not (sample == mask_token_id).any():
+            if self.interrupt or (not planned and not (sample == mask_token_id).any()):
                 break
             if logits is None or planned or time_conditioned or not use_cache or not torch.equal(sample, seen):
                 logits = self.denoise(sample, t, time_conditioned, time_input)

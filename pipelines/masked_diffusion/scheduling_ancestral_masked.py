@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
-from diffusers.schedulers.scheduling_utils import SchedulerMixin, SchedulerOutput
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from hfgen.guards import check_arguments
 
 from ..utils import HfgenSchedulerMixin
 from .masking import MASKING_SCHEDULES, SAMPLING_DTYPES, alpha, denoiser_logits, sample_categorical
+from .scheduling_first_hitting import step_output
 
 
 class AncestralMaskedScheduler(HfgenSchedulerMixin, SchedulerMixin, ConfigMixin):
@@ -97,4 +98,4 @@ class AncestralMaskedScheduler(HfgenSchedulerMixin, SchedulerMixin, ConfigMixin)
         draw = torch.cat(draws)
         x_s = torch.where(draw == vocab, mask_token_id, draw)  # class V is "stay masked"
         prev_sample = torch.where(sample == mask_token_id, x_s, sample)
-        return SchedulerOutput(prev_sample=prev_sample) if return_dict else (prev_sample,)
+        return step_output(sample, prev_sample, model_output, mask_token_id, return_dict)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
@@ -22,6 +23,36 @@ from .masking import (
 )
 
 PARALLEL_SOLVERS = ("first_order", "extrapolation", "predictor_corrector")
+
+
+@dataclass
+class MaskedDiffusionSchedulerOutput(SchedulerOutput):
+    """
+    The output of a masked-diffusion scheduler's ``step``, with the names of Diffusers' discrete schedulers
+    (``BlockRefinementScheduler``) where the semantics match.
+
+    Args:
+        prev_sample (`torch.LongTensor` of shape `(batch_size, seq_len)`): the sequences after the step.
+        transfer_index (`torch.BoolTensor` of shape `(batch_size, seq_len)`): the positions unmasked by the step.
+        pred_logits (`torch.Tensor` of shape `(batch_size, seq_len, vocab_size)`): the denoiser logits, passed
+            through.
+
+    There is no ``sampled_tokens`` / ``sampled_probs``: these samplers draw a token only at the positions they
+    unmask (FHS reads only those positions' logits), not a candidate at every position. ``return_dict=False`` still
+    gives ``(prev_sample,)``.
+    """
+
+    transfer_index: torch.BoolTensor | None = None
+    pred_logits: torch.Tensor | None = None
+
+
+def step_output(sample, prev_sample, model_output, mask_token_id, return_dict):
+    """``step``'s return value: a [`MaskedDiffusionSchedulerOutput`], or ``(prev_sample,)``."""
+    if not return_dict:
+        return (prev_sample,)
+    transfer_index = (sample == mask_token_id) & (prev_sample != mask_token_id)
+    return MaskedDiffusionSchedulerOutput(prev_sample=prev_sample, transfer_index=transfer_index,
+                                          pred_logits=model_output)
 
 
 class FirstHittingScheduler(HfgenSchedulerMixin, SchedulerMixin, ConfigMixin):
@@ -202,7 +233,7 @@ class FirstHittingScheduler(HfgenSchedulerMixin, SchedulerMixin, ConfigMixin):
             sample = self._correct_last_group(model_output, sample, counts, mask_token_id, temperature,
                                               forbidden_tokens, generator)
         if k == 0:
-            return SchedulerOutput(prev_sample=sample) if return_dict else (sample,)
+            return step_output(sample, sample, model_output, mask_token_id, return_dict)
         is_masked = sample == mask_token_id
         keys = uniform(sample.shape, generator, torch.float64, sample.device).masked_fill(~is_masked, -1.0)
         positions = keys.topk(k, dim=1).indices  # [B, k] a uniform random subset, in a uniform random order
@@ -228,7 +259,7 @@ class FirstHittingScheduler(HfgenSchedulerMixin, SchedulerMixin, ConfigMixin):
             self._last_group = (positions, chosen, self.timesteps[j].to(sample.device),
                                 self.hit_times[:, start:start + k].to(sample.device),
                                 self._log_mu(model_output, index, mask_token_id, temperature, forbidden_tokens))
-        return SchedulerOutput(prev_sample=prev_sample) if return_dict else (prev_sample,)
+        return step_output(sample, prev_sample, model_output, mask_token_id, return_dict)
 
     @staticmethod
     def _log_mu(model_output, index, mask_token_id, temperature, forbidden_tokens):

@@ -9,6 +9,13 @@ from transformers import TrainingArguments
 from hfgen.guards import check_numeric_fields
 from hfgen.pipelines.consistency_bridge.bridges import BRIDGE_SCHEDULES
 
+from ..options import TRAINING_ARGUMENTS_OPTIONS
+
+# Every TrainingArguments field, classified: see hfgen/trainers/options.py.
+BRIDGE_OPTIONS = TRAINING_ARGUMENTS_OPTIONS.with_changes(refused={
+    "remove_unused_columns": "it must stay False: the bridge trainers read the image columns (the model's signature does not name them)",
+})
+
 
 @dataclass
 class BridgeConfig(TrainingArguments):
@@ -54,14 +61,13 @@ class BridgeConfig(TrainingArguments):
 
     def __post_init__(self):
         check_numeric_fields(self, TrainingArguments)  # wrong types and NaN, naming the field
+        BRIDGE_OPTIONS.check(self)  # inherited fields this trainer does not honour, named
         if self.noise_schedule not in BRIDGE_SCHEDULES:
             raise ValueError(f"`noise_schedule` must be one of {BRIDGE_SCHEDULES}, got {self.noise_schedule!r}.")
         if self.t_min <= 0:
             raise ValueError(f"`t_min` must be > 0, got {self.t_min}.")
         if self.sigma_data <= 0 or abs(self.cov_xy) > self.sigma_data**2:
             raise ValueError(f"Need `sigma_data` > 0 and |`cov_xy`| <= sigma_data^2, got {self.sigma_data}, {self.cov_xy}.")
-        if self.remove_unused_columns:
-            raise ValueError("`remove_unused_columns` must be False: the bridge trainers read the image columns.")
         super().__post_init__()
 
     def scheduler_kwargs(self, **overrides) -> dict:

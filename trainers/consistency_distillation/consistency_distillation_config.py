@@ -9,6 +9,13 @@ from transformers import TrainingArguments
 from hfgen.guards import check_numeric_fields
 from hfgen.pipelines.consistency_trajectory.scheduling_consistency_trajectory import LONG_JUMPS, PRECONDITIONINGS
 
+from ..options import TRAINING_ARGUMENTS_OPTIONS
+
+# Every TrainingArguments field, classified: see hfgen/trainers/options.py.
+CONSISTENCY_DISTILLATION_OPTIONS = TRAINING_ARGUMENTS_OPTIONS.with_changes(refused={
+    "remove_unused_columns": "it must stay False: the trainer reads the data column (the model's signature does not name it)",
+})
+
 
 @dataclass
 class ConsistencyDistillationConfig(TrainingArguments):
@@ -99,6 +106,7 @@ class ConsistencyDistillationConfig(TrainingArguments):
 
     def __post_init__(self):
         check_numeric_fields(self, TrainingArguments)  # wrong types and NaN, naming the field
+        CONSISTENCY_DISTILLATION_OPTIONS.check(self)  # inherited fields this trainer does not honour, named
         if self.preconditioning not in PRECONDITIONINGS:
             raise ValueError(f"`preconditioning` must be one of {PRECONDITIONINGS}, got {self.preconditioning!r}.")
         if not 0 < self.sigma_min < self.sigma_max:
@@ -118,8 +126,6 @@ class ConsistencyDistillationConfig(TrainingArguments):
             raise ValueError(f"`long_jump_ratio` must be >= 1, got {self.long_jump_ratio}.")
         if not 0 <= self.sampler_gamma <= 1:
             raise ValueError(f"`sampler_gamma` must be in [0, 1], got {self.sampler_gamma}.")
-        if self.remove_unused_columns:
-            raise ValueError("`remove_unused_columns` must be False: the trainer reads the data column.")
         super().__post_init__()
 
     def scheduler_kwargs(self) -> dict:

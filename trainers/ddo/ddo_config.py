@@ -8,6 +8,13 @@ from transformers import TrainingArguments
 
 from hfgen.guards import check_numeric_fields
 
+from ..options import TRAINING_ARGUMENTS_OPTIONS
+
+# Every TrainingArguments field, classified: see hfgen/trainers/options.py.
+DDO_OPTIONS = TRAINING_ARGUMENTS_OPTIONS.with_changes(refused={
+    "remove_unused_columns": "it must stay False: DDO batches hold nested 'real' and 'fake' examples",
+})
+
 
 @dataclass
 class DDOConfig(TrainingArguments):
@@ -107,6 +114,7 @@ class DDOConfig(TrainingArguments):
 
     def __post_init__(self):
         check_numeric_fields(self, TrainingArguments)  # wrong types and NaN, naming the field
+        DDO_OPTIONS.check(self)  # inherited fields this trainer does not honour, named
         # Validate DDO's own arguments before TrainingArguments does any (possibly expensive) setup.
         if not self.alpha >= 0:
             raise ValueError(f"`alpha` must be >= 0, got {self.alpha}.")
@@ -126,6 +134,4 @@ class DDOConfig(TrainingArguments):
             raise ValueError(f"`cond_drop_prob` must lie in [0, 1), got {self.cond_drop_prob}.")
         if self.ema_decay is not None and not 0.0 <= self.ema_decay <= 1.0:
             raise ValueError(f"`ema_decay` must lie in [0, 1] or be None, got {self.ema_decay}.")
-        if self.remove_unused_columns:
-            raise ValueError("`remove_unused_columns` must be False: DDO batches hold nested 'real' and 'fake' examples.")
         super().__post_init__()

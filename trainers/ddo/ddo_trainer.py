@@ -249,6 +249,7 @@ class DDOTrainer(HfgenTrainerMixin, Trainer):
         args = check_args(args, DDOConfig, "ddo-model")
         if train_dataset is None or fake_dataset is None:
             raise ValueError("`train_dataset` (real data) and `fake_dataset` (reference samples) are both required.")
+        self._check_eval_dataset(kwargs.get("eval_dataset"))
         if ref_model is None:
             ref_model = copy.deepcopy(model)
         elif ref_model is model:
@@ -285,6 +286,18 @@ class DDOTrainer(HfgenTrainerMixin, Trainer):
             self.ema_model.to(self.args.device)
 
     # -------------------------------------------------------------------------------- validation
+
+    @staticmethod
+    def _check_eval_dataset(eval_dataset) -> None:
+        """DDO's loss needs held-out real examples *and* reference samples: plain examples would fail only in
+        ``evaluate()``, after training."""
+        named = eval_dataset.items() if isinstance(eval_dataset, dict) else [(None, eval_dataset)]
+        for name, dataset in named:
+            if dataset is not None and not isinstance(dataset, RealFakePairs):
+                where = "`eval_dataset`" if name is None else f"`eval_dataset[{name!r}]`"
+                raise ValueError(f"{where} must be a `RealFakePairs(real, fake)` (held-out real examples paired with "
+                                 f"reference samples, as `train_dataset` and `fake_dataset` are), got "
+                                 f"{type(dataset).__name__}.")
 
     @staticmethod
     def _check_same_architecture(model: nn.Module, ref_model: nn.Module) -> None:

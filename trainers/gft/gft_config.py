@@ -8,8 +8,15 @@ from transformers import TrainingArguments
 
 from hfgen.guards import check_numeric_fields
 
+from ..options import TRAINING_ARGUMENTS_OPTIONS
+
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 NOISE_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
+
+# Every TrainingArguments field, classified: see hfgen/trainers/options.py.
+GFT_OPTIONS = TRAINING_ARGUMENTS_OPTIONS.with_changes(refused={
+    "remove_unused_columns": "it must stay False: the trainer reads the data set's columns (`pixel_values`, `labels`, `encoder_hidden_states`, `input_ids`)",
+})
 
 
 @dataclass
@@ -110,6 +117,7 @@ class GFTConfig(TrainingArguments):
 
     def __post_init__(self):
         check_numeric_fields(self, TrainingArguments)  # wrong types and NaN, naming the field
+        GFT_OPTIONS.check(self)  # inherited fields this trainer does not honour, named
         if not self.beta_power > 0:
             raise ValueError(f"`beta_power` must be > 0, got {self.beta_power!r}.")
         if self.null_branch_beta not in ("one", "none"):

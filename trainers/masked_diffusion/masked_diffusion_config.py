@@ -8,7 +8,12 @@ from transformers import TrainingArguments
 
 from hfgen.guards import check_numeric_fields
 
+from ..options import TRAINING_ARGUMENTS_OPTIONS
+
 MASKING_SCHEDULES = ("linear", "cosine", "loglinear")
+
+# Every TrainingArguments field, classified: see hfgen/trainers/options.py.
+MASKED_DIFFUSION_OPTIONS = TRAINING_ARGUMENTS_OPTIONS
 
 
 @dataclass
@@ -64,6 +69,7 @@ class MaskedDiffusionConfig(TrainingArguments):
 
     def __post_init__(self):
         check_numeric_fields(self, TrainingArguments)  # wrong types and NaN, naming the field
+        MASKED_DIFFUSION_OPTIONS.check(self)  # inherited fields this trainer does not honour, named
         if self.masking_schedule not in MASKING_SCHEDULES:
             raise ValueError(f"`masking_schedule` must be one of {MASKING_SCHEDULES}, got {self.masking_schedule!r}.")
         if not 0 < self.schedule_eps < 1:

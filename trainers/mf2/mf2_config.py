@@ -8,6 +8,13 @@ from transformers import TrainingArguments
 
 from hfgen.guards import check_numeric_fields
 
+from ..options import TRAINING_ARGUMENTS_OPTIONS
+
+# Every TrainingArguments field, classified: see hfgen/trainers/options.py.
+MF2_OPTIONS = TRAINING_ARGUMENTS_OPTIONS.with_changes(refused={
+    "remove_unused_columns": "it must stay False: the collator reads the description columns",
+})
+
 
 @dataclass
 class MF2TrainingConfig(TrainingArguments):
@@ -42,6 +49,7 @@ class MF2TrainingConfig(TrainingArguments):
 
     def __post_init__(self):
         check_numeric_fields(self, TrainingArguments)  # wrong types and NaN, naming the field
+        MF2_OPTIONS.check(self)  # inherited fields this trainer does not honour, named
         if self.global_loss_weight < 0 or self.local_loss_weight < 0:
             raise ValueError(f"`global_loss_weight` and `local_loss_weight` must be >= 0, got "
                              f"{self.global_loss_weight!r} and {self.local_loss_weight!r}.")

@@ -8,10 +8,69 @@ from trl import GRPOConfig
 
 from hfgen.guards import check_numeric_fields
 
+from ..options import TRAINING_ARGUMENTS_OPTIONS, field_notes
+
 QUESTION_WEIGHTS = ("none", "one_minus_rq", "grpo")
 RATIO_TYPES = ("token", "sequence")
 # TRL's aggregations of a per-token loss; the other GRPO loss types are different objectives, not aggregations.
 LOSS_AGGREGATIONS = ("grpo", "bnpo", "dr_grpo", "dapo")
+
+_NO_PPO_CLIP = ("NFT has no PPO ratio clip: its implicit negative ratio is clamped by `negative_clamp` and log R is "
+                "capped by `max_log_ratio`")
+_GRPO_LOSS = "it belongs to a GRPO loss NFT does not compute; choose NFT's aggregation with `loss_type`"
+_ENTROPY = "NFT's loss has no entropy term (the paper and its official recipe use none)"
+
+# Every GRPOConfig field (TrainingArguments' included), classified: see hfgen/trainers/options.py.
+NFT_OPTIONS = TRAINING_ARGUMENTS_OPTIONS.with_changes(
+    parent=GRPOConfig,
+    honoured={
+        **field_notes("GRPOTrainer's model set-up", "model_init_kwargs router_aux_loss_coef disable_dropout "
+                      "cast_lm_head_to_fp32"),
+        **field_notes("GRPOTrainer wires Liger's layer kernels (deprecated there); not run here (needs a GPU)",
+                      "use_liger_kernel liger_kernel_config"),
+        **field_notes("GRPOTrainer's generation and batching (NFT only rescores and changes the loss)",
+                      "num_generations num_generations_eval max_completion_length ds3_gather_for_generation "
+                      "shuffle_dataset pad_to_multiple_of generation_batch_size steps_per_generation temperature top_p "
+                      "top_k min_p generation_kwargs chat_template_kwargs repetition_penalty cache_implementation "
+                      "max_tool_calling_iterations use_transformers_continuous_batching "
+                      "transformers_continuous_batching_config use_transformers_paged"),
+        **field_notes("GRPOTrainer's vLLM generation (server and colocate), as GRPOTrainer wires it; not run here "
+                      "(vLLM needs a GPU)", "use_vllm vllm_mode vllm_model_impl vllm_enable_sleep_mode "
+                      "vllm_structured_outputs_regex vllm_server_base_url vllm_server_host vllm_server_port "
+                      "vllm_server_timeout vllm_group_port vllm_gpu_memory_utilization vllm_max_model_length "
+                      "vllm_tensor_parallel_size"),
+        **field_notes("GRPOTrainer's truncated-importance-sampling ratio, multiplied into NFT's per-token loss",
+                      "vllm_importance_sampling_correction vllm_importance_sampling_mode "
+                      "vllm_importance_sampling_clip_max vllm_importance_sampling_clip_min "
+                      "vllm_importance_sampling_cap"),
+        **field_notes("the k3 KL to the reference model added to NFT's loss as in GRPO (logged as `kl`)",
+                      "beta use_bias_correction_kl"),
+        **field_notes("GRPOTrainer's reference-model synchronisation (with beta > 0)", "sync_ref_model "
+                      "ref_model_mixup_alpha ref_model_sync_steps"),
+        "num_iterations": "GRPOTrainer reuses each generation batch for this many passes (pi_old is then recomputed)",
+        "reward_weights": "weights of the reward functions in the sum that `correct_threshold` compares",
+        "loss_type": "NFT's aggregation of its per-token loss, with TRL's meaning (one of dr_grpo, dapo, bnpo, grpo)",
+        "mask_truncated_completions": "GRPOTrainer zeroes the completion mask of truncated answers, so they leave "
+                                      "NFT's loss",
+        **field_notes("GRPOTrainer's completion logging", "log_completions log_multimodal num_completions_to_print "
+                      "log_unique_prompts log_completions_hub_repo"),
+    },
+    refused={
+        "trust_remote_code": "hfgen never runs code from the Hub; load a model transformers supports natively",
+        **field_notes(_NO_PPO_CLIP, "epsilon epsilon_high delta"),
+        **field_notes(_GRPO_LOSS, "sapo_temperature_neg sapo_temperature_pos vespo_k_pos vespo_lambda_pos "
+                      "vespo_k_neg vespo_lambda_neg"),
+        "importance_sampling_level": "set NFT's `ratio_type` ('token' or 'sequence') instead",
+        "scale_rewards": "NFT uses no advantages; the per-question weight is `question_weight`",
+        "multi_objective_aggregation": "NFT sums the weighted rewards (`reward_weights`) and compares the sum with "
+                                       "`correct_threshold`",
+        "top_entropy_quantile": _ENTROPY,
+        "off_policy_mask_threshold": "NFT has no off-policy sequence mask; off-policy answers are weighted by "
+                                     "their ratio R in NFT's loss",
+        **field_notes(_ENTROPY, "entropy_coef use_adaptive_entropy entropy_coef_min entropy_coef_max "
+                      "entropy_coef_delta entropy_target"),
+    },
+)
 
 
 @dataclass
@@ -28,6 +87,12 @@ class NFTConfig(GRPOConfig):
     $$\mathcal{L} = -\sum_{q,a} \omega(q) \sum_t \Big[ c_a \log R_t
         + \lambda_- (1 - c_a) \log \max\nolimits_v\Big(\frac{1 - \hat r_q R_t}{1 - \hat r_q}, \epsilon\Big)\Big],
     \qquad R_t = \frac{\pi_\theta(a_t \mid q, a_{<t})}{\pi_\text{old}(a_t \mid q, a_{<t})}.$$
+
+    Inherited fields: each is honoured, refused with an error naming what NFT uses instead (PPO clipping
+    `epsilon`/`epsilon_high`/`delta`, `scale_rewards`, `multi_objective_aggregation`, the entropy and SAPO/VESPO
+    fields, `importance_sampling_level`, `label_smoothing_factor`, `neftune_noise_alpha`, `trust_remote_code`) or not
+    applicable, as listed in `NFT_OPTIONS` (module `hfgen.trainers.nft.nft_config`). vLLM generation and Liger
+    kernels are wired as `GRPOTrainer` wires them and have not been run by hfgen's tests (they need a GPU).
 
     Parameters:
         neg_weight (`float`, *optional*, defaults to `1.0`):
@@ -135,6 +200,7 @@ class NFTConfig(GRPOConfig):
 
     def __post_init__(self):
         check_numeric_fields(self, GRPOConfig)  # wrong types and NaN, naming the field
+        NFT_OPTIONS.check(self)  # inherited fields NFT does not honour, named (see `NFT_OPTIONS`)
         # NFT's own fields are checked first, before TrainingArguments does any work.
         if self.neg_weight < 0:
             raise ValueError(f"`neg_weight` must be >= 0 (1.0 = NFT, 0.0 = RFT), got {self.neg_weight}.")
@@ -171,13 +237,4 @@ class NFTConfig(GRPOConfig):
                 f"`num_generations` must be >= 2: NFT needs several answers per question to estimate r_q, got "
                 f"{self.num_generations}."
             )
-        if self.importance_sampling_level != "token":
-            raise ValueError("`importance_sampling_level` is GRPO's; set NFT's `ratio_type` instead.")
-        # GRPO-only loss modifiers that the NFT loss does not apply; refuse rather than ignore them.
-        if self.top_entropy_quantile != 1.0:
-            raise ValueError(f"`top_entropy_quantile` is not supported by NFT, got {self.top_entropy_quantile}.")
-        if self.off_policy_mask_threshold is not None:
-            raise ValueError("`off_policy_mask_threshold` is not supported by NFT.")
-        if self.entropy_coef != 0.0 or self.use_adaptive_entropy:
-            raise ValueError("`entropy_coef` / `use_adaptive_entropy` are not supported by NFT (the paper uses none).")
         super().__post_init__()

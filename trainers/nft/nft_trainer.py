@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 from transformers.utils import logging
 from trl import GRPOTrainer
-from trl.trainer.utils import get_config_model_id
+from trl.trainer.utils import get_config_model_id, nanmax, nanmin
 
 from hfgen.guards import make_epochs_resumable
 
@@ -106,6 +106,17 @@ class NFTTrainer(HfgenTrainerMixin, GRPOTrainer):
             train_dataset=arithmetic_dataset()["train"],
         )
         trainer.train()
+
+    Logged metrics (``"eval_"``-prefixed in evaluation). Under TRL's ``GRPOTrainer`` names, with its meaning:
+    ``num_tokens``, ``completions/{mean,min,max}_length``, ``completions/{mean,min,max}_terminated_length``,
+    ``completions/clipped_ratio``, ``rewards/<reward function>/{mean,std}``, ``reward``, ``reward_std``,
+    ``frac_reward_zero_std``, ``entropy``, ``kl`` (when ``beta > 0``), ``aux_loss`` (MoE routers),
+    ``sampling/*`` (vLLM importance sampling) and ``clip_ratio/{low_mean,high_mean,region_mean,low_min,high_max}``,
+    which for NFT count its own two clips: *low* is the clamp of a wrong answer's negative ratio at
+    ``negative_clamp``, *high* the cap of ``log R`` at ``max_log_ratio`` (NFT has no PPO clip). NFT's own:
+    ``nft/correct_rate`` (mean r_q), ``nft/frac_questions_mixed`` (0 < r_q < 1), ``nft/positive_loss``,
+    ``nft/negative_loss``, ``nft/negative_clamp_frac``, ``nft/ratio/{positive,negative}_mean`` and, with dynamic
+    sampling, ``nft/refill_rounds`` and ``nft/frac_questions_mixed_after_refill``.
     """
 
     _tag_names = ["trl", "nft", "hfgen"]
@@ -387,6 +398,20 @@ class NFTTrainer(HfgenTrainerMixin, GRPOTrainer):
         )
         self._metrics[mode]["nft/ratio/positive_mean"].append(global_mean(ratio, correct))
         self._metrics[mode]["nft/ratio/negative_mean"].append(global_mean(ratio, negative))
+        self._log_clip_ratios(mode, mask, log_ratio, proxy, negative, global_mean)
+
+    def _log_clip_ratios(self, mode, mask, log_ratio, proxy, negative, global_mean):
+        """TRL's ``clip_ratio/*`` metrics, for NFT's two clips: *low* is the negative-ratio clamp acting (a wrong
+        answer's ``(1 - r_q R) / (1 - r_q) < negative_clamp``), *high* the cap ``log R > max_log_ratio``."""
+        low = ((proxy < self.args.negative_clamp) & negative.bool()).float().expand_as(mask)
+        high = (log_ratio > self.args.max_log_ratio).float().expand_as(mask)
+        region = torch.maximum(low, high)
+        everywhere = torch.ones_like(mask)
+        for name, clipped in (("low_mean", low), ("high_mean", high), ("region_mean", region)):
+            self._metrics[mode][f"clip_ratio/{name}"].append(global_mean(clipped, everywhere))
+        per_answer = self.accelerator.gather(torch.stack([(x * mask).sum(-1) / mask.sum(-1) for x in (low, high)], 1))
+        self._metrics[mode]["clip_ratio/low_min"].append(nanmin(per_answer[:, 0]).item())
+        self._metrics[mode]["clip_ratio/high_max"].append(nanmax(per_answer[:, 1]).item())
 
     # --------------------------------------------------------------------------------------- cards
 

@@ -8,6 +8,8 @@ from transformers import TrainingArguments
 
 from hfgen.guards import check_numeric_fields
 
+from ..options import TRAINING_ARGUMENTS_OPTIONS, field_notes
+
 #: Defaults of the fields left unset (None), per recipe.
 RECIPES = {
     "iisan": {"lr_scheduler_type": "constant", "max_grad_norm": 0.0, "in_batch_negatives": "slots",
@@ -15,6 +17,19 @@ RECIPES = {
     "hfgen": {"lr_scheduler_type": "linear", "max_grad_norm": 1.0, "in_batch_negatives": "distinct",
               "early_stopping_patience": 0},
 }
+
+# Every TrainingArguments field, classified: see hfgen/trainers/options.py.
+SEQUENTIAL_REC_OPTIONS = TRAINING_ARGUMENTS_OPTIONS.with_changes(
+    refused={
+        "remove_unused_columns": "it must stay False: evaluation needs the `history` column",
+        **field_notes("the full-ranking evaluation (`evaluate`) scores items in the model's own dtype; cast the "
+                      "model to evaluate in half precision", "bf16_full_eval fp16_full_eval"),
+    },
+    not_applicable=field_notes("evaluation is full-ranking HR@K / NDCG@K (`SequentialRecTrainer.evaluate`), not "
+                               "Trainer's prediction loop", "prediction_loss_only include_for_metrics "
+                               "eval_do_concat_batches eval_use_gather_object eval_accumulation_steps "
+                               "batch_eval_metrics label_names"),
+)
 
 
 @dataclass
@@ -100,6 +115,7 @@ class SequentialRecConfig(TrainingArguments):
         if self.recipe not in RECIPES:
             raise ValueError(f"`recipe` must be one of {sorted(RECIPES)}, got {self.recipe!r}.")
         check_numeric_fields(self, TrainingArguments)  # wrong types and NaN, naming the field
+        SEQUENTIAL_REC_OPTIONS.check(self)  # inherited fields this trainer does not honour, named
         for name, value in RECIPES[self.recipe].items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
@@ -117,6 +133,4 @@ class SequentialRecConfig(TrainingArguments):
             raise ValueError(f"`eval_top_k` must be a non-empty list of positive integers, got {self.eval_top_k}.")
         if self.item_batch_size < 1:
             raise ValueError(f"`item_batch_size` must be >= 1, got {self.item_batch_size}.")
-        if self.remove_unused_columns:
-            raise ValueError("`remove_unused_columns` must be False: evaluation needs the `history` column.")
         super().__post_init__()
