@@ -95,7 +95,7 @@ def _no_pickle_uploads():
 
         def upload_folder(self, *args, ignore_patterns=None, **kwargs):
             ignore = [ignore_patterns] if isinstance(ignore_patterns, str) else list(ignore_patterns or [])
-            return self._api.upload_folder(*args, ignore_patterns=ignore + PICKLE_PATTERNS, **kwargs)
+            return self._api.upload_folder(*args, ignore_patterns=ignore + PICKLE_PATTERNS + [".hfgen-*", "**/.hfgen-*"], **kwargs)
 
     trainer_module.hf_api = lambda *args, **kwargs: NoPickleApi(hf_api(*args, **kwargs))
     try:
@@ -157,6 +157,9 @@ class HfgenTrainerMixin(GuardedTrainerMixin):
                 else:
                     args = (_add_adapter(args[0], peft_config), *args[1:])
         super().__init__(*args, **kwargs)
+        from hfgen.validation import check_not_empty
+
+        check_not_empty("train_dataset", self.train_dataset)  # else torch's "num_samples=0" when training starts
         if not hasattr(self, "_metrics"):  # TRL trainers create the same structure themselves
             self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
 

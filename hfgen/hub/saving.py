@@ -93,6 +93,59 @@ def clean_stale_staging(*folders: str | os.PathLike) -> list[Path]:
     return removed
 
 
+LOCK_NAME = ".hfgen-save.lock"
+# A writer holds the lock (exclusive) only for its commit's renames; a reader (shared) for one load. Waits are bounded.
+WRITER_WAIT = 600.0
+READER_WAIT = 120.0
+
+
+def _in_staging(folder: Path) -> bool:
+    """Whether ``folder`` lies inside a staging folder: a nested save (a pipeline's component), private to its owner."""
+    return any(part.startswith(STAGING_PREFIX) for part in folder.parts)
+
+
+@contextlib.contextmanager
+def save_lock(lock_file: Path, shared: bool, wait: float) -> Iterator[None]:
+    """Hold the advisory lock ``lock_file`` (``fcntl.flock``; shared for readers, exclusive for a commit), waiting
+    at most ``wait`` seconds; then a [`ConcurrentSaveError`] naming the process that last committed there. A
+    writer creates the file (and writes its host and pid into it); a reader only uses a lock file that exists.
+    Where ``fcntl`` is missing (Windows) or the file cannot be opened (read-only folder), nothing is locked."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    try:
+        fd = os.open(lock_file, os.O_RDONLY if shared else os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        yield
+        return
+    try:
+        deadline, pause = time.monotonic() + wait, 0.002
+        while True:
+            try:
+                fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    try:
+                        holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "unknown"
+                    except OSError:
+                        holder = "unknown"
+                    raise ConcurrentSaveError(
+                        f"{lock_file.parent} is locked by another process for more than {wait:.0f} s (last writer: "
+                        f"{holder}; {'a save is committing there' if shared else 'saving or loading there'}). Wait "
+                        f"for it to finish, or save elsewhere.") from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.02)
+        if not shared:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"host {socket.gethostname()} pid {os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def save_in_progress(folder: str | os.PathLike) -> bool:
     """Whether a live process may be saving into ``folder`` (a staging folder of a live owner inside or beside it)."""
     folder = Path(folder)
@@ -131,7 +184,9 @@ def atomic_save_dir(folder: str | os.PathLike) -> Iterator[Path]:
         tmp.mkdir()
         yield tmp
         write_checksums(tmp, replace=False)
-        _commit(tmp, folder, old)
+        # commits into one place are serialised: two processes saving there take turns, and readers see whole saves
+        with contextlib.nullcontext() if _in_staging(folder) else save_lock(folder.parent / LOCK_NAME, False, WRITER_WAIT):
+            _commit(tmp, folder, old)
         shutil.rmtree(staging, ignore_errors=True)
     except BaseException:
         if not (old.is_dir() and any(old.iterdir())):  # else the roll-back failed: keep the previous files there
@@ -241,6 +296,11 @@ def verify_folder(folder: str | os.PathLike, hashes: bool = True, pickles_requir
     ``pickles_required`` (for resuming): [`push`] never uploads pickles and no hfgen load reads them.
     """
     folder = Path(folder)
+    if not (folder / CHECKSUMS_NAME).is_file() and not (folder.parent / CHECKSUMS_NAME).is_file():
+        logger.warning("%s has no %s: the integrity of its files is UNVERIFIED (only safetensors headers and tensor "
+                       "bounds are checked, so a flipped bit would load silently). Saves written by hfgen list their "
+                       "files there; it is missing if the folder came from another tool or the file was deleted.",
+                       folder, CHECKSUMS_NAME)
     for manifest in _saved_files(folder, CHECKSUMS_NAME):
         try:
             listed = json.loads(manifest.read_text(encoding="utf-8"))["files"]
@@ -284,23 +344,30 @@ def consistent_load(folder: str | os.PathLike, read, attempts: int = 40, wait: f
     A save commits by renames ([`atomic_save_dir`]) and its checksum file is replaced before any other new
     entry comes in and after every old one went out; so when the checksum file is the same before and after
     ``read()``, everything read came from that one save. Otherwise, or if ``read`` failed while a live process
-    was saving there, it is retried; after ``attempts`` tries it is a [`ConcurrentSaveError`].
+    was saving there, it is retried; after ``attempts`` tries it is a [`ConcurrentSaveError`]. Where hfgen saves
+    took the save lock ([`LOCK_NAME`] beside the folder), the read holds it shared, so no commit overlaps it and
+    it is not retried; waiting for it is bounded by [`READER_WAIT`].
     """
     folder = Path(folder)
     error: BaseException | None = None
+    # the save locks of the folder and of the folder it is a component of (a pipeline's subfolder), outermost first
+    locks = [p / LOCK_NAME for p in (folder.resolve().parent.parent, folder.resolve().parent) if (p / LOCK_NAME).is_file()]
     for attempt in range(attempts):
-        before = _generation(folder)
-        try:
-            result = read()
-        except Exception as err:
-            if _generation(folder) == before and not save_in_progress(folder):
-                raise
-            error = err
-        else:
-            after = _generation(folder)
-            if after == before and (before is not None or not save_in_progress(folder)):
-                return result
-            error = None
+        with contextlib.ExitStack() as stack:
+            for lock in locks:  # while held, no hfgen save commits there: the read below sees one save
+                stack.enter_context(save_lock(lock, True, READER_WAIT))
+            before = _generation(folder)
+            try:
+                result = read()
+            except Exception as err:
+                if locks or (_generation(folder) == before and not save_in_progress(folder)):
+                    raise
+                error = err
+            else:
+                after = _generation(folder)
+                if after == before and (before is not None or locks or not save_in_progress(folder)):
+                    return result
+                error = None
         _RETRIES[0] += 1
         time.sleep(wait * min(attempt + 1, 10))
     detail = f" (last error: {type(error).__name__}: {error})" if error is not None else ""
