@@ -93,8 +93,8 @@ def clean_stale_staging(*folders: str | os.PathLike) -> list[Path]:
     return removed
 
 
-LOCK_NAME = ".hfgen-save.lock"
-# A writer holds the lock (exclusive) only for its commit's renames; a reader (shared) for one load. Waits are bounded.
+# Commits into a folder lock its parent folder (``fcntl.flock`` on the folder itself, so no lock file is left):
+# a writer holds it exclusively for its commit's renames only, a reader shared for one load. Waits are bounded.
 WRITER_WAIT = 600.0
 READER_WAIT = 120.0
 
@@ -104,21 +104,34 @@ def _in_staging(folder: Path) -> bool:
     return any(part.startswith(STAGING_PREFIX) for part in folder.parts)
 
 
+def _savers(*folders: Path) -> list[str]:
+    """``host <h> pid <n>`` of each live save staging in ``folders`` (from the staging folders' names)."""
+    found = []
+    for folder in folders:
+        try:
+            names = [e.name for e in os.scandir(folder) if e.name.startswith(STAGING_PREFIX)]
+        except OSError:
+            continue
+        found += [f"pid {m.group(2)}" + ("" if m.group(1) == _HOST else " on another host")
+                  for n in names if (m := _STAGING_OWNER.match(n)) and _staging_is_live(n)]
+    return sorted(set(found))
+
+
 @contextlib.contextmanager
-def save_lock(lock_file: Path, shared: bool, wait: float) -> Iterator[None]:
-    """Hold the advisory lock ``lock_file`` (``fcntl.flock``; shared for readers, exclusive for a commit), waiting
-    at most ``wait`` seconds; then a [`ConcurrentSaveError`] naming the process that last committed there. A
-    writer creates the file (and writes its host and pid into it); a reader only uses a lock file that exists.
-    Where ``fcntl`` is missing (Windows) or the file cannot be opened (read-only folder), nothing is locked."""
+def save_lock(directory: Path, shared: bool, wait: float, target: Path | None = None) -> Iterator[bool]:
+    """Hold the advisory save lock of ``directory`` (``fcntl.flock`` on the folder; shared for a load, exclusive for
+    a commit into one of its entries), waiting at most ``wait`` seconds; then a [`ConcurrentSaveError`] naming the
+    processes saving into ``target``. Where ``fcntl`` is missing (Windows) or the folder cannot be opened, nothing
+    is locked (loads then fall back on [`consistent_load`]'s retries). Yields whether the lock is held."""
     try:
         import fcntl
     except ImportError:
-        yield
+        yield False
         return
     try:
-        fd = os.open(lock_file, os.O_RDONLY if shared else os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(directory, os.O_RDONLY)
     except OSError:
-        yield
+        yield False
         return
     try:
         deadline, pause = time.monotonic() + wait, 0.002
@@ -128,20 +141,15 @@ def save_lock(lock_file: Path, shared: bool, wait: float) -> Iterator[None]:
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    try:
-                        holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "unknown"
-                    except OSError:
-                        holder = "unknown"
+                    where = target or directory
+                    others = ", ".join(_savers(where, directory)) or "a load or save of another process"
                     raise ConcurrentSaveError(
-                        f"{lock_file.parent} is locked by another process for more than {wait:.0f} s (last writer: "
-                        f"{holder}; {'a save is committing there' if shared else 'saving or loading there'}). Wait "
-                        f"for it to finish, or save elsewhere.") from None
+                        f"{where}: waited {wait:.0f} s for another process to finish {'its save' if shared else 'there'}"
+                        f" (holding the save lock of {directory}: {others}). Retry once it is done, or save "
+                        "elsewhere.") from None
                 time.sleep(pause)
                 pause = min(pause * 2, 0.02)
-        if not shared:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"host {socket.gethostname()} pid {os.getpid()}\n".encode(), 0)
-        yield
+        yield True
     finally:
         os.close(fd)  # releases the lock
 
@@ -185,7 +193,7 @@ def atomic_save_dir(folder: str | os.PathLike) -> Iterator[Path]:
         yield tmp
         write_checksums(tmp, replace=False)
         # commits into one place are serialised: two processes saving there take turns, and readers see whole saves
-        with contextlib.nullcontext() if _in_staging(folder) else save_lock(folder.parent / LOCK_NAME, False, WRITER_WAIT):
+        with contextlib.nullcontext() if _in_staging(folder) else save_lock(folder.parent, False, WRITER_WAIT, folder):
             _commit(tmp, folder, old)
         shutil.rmtree(staging, ignore_errors=True)
     except BaseException:
@@ -344,28 +352,30 @@ def consistent_load(folder: str | os.PathLike, read, attempts: int = 40, wait: f
     A save commits by renames ([`atomic_save_dir`]) and its checksum file is replaced before any other new
     entry comes in and after every old one went out; so when the checksum file is the same before and after
     ``read()``, everything read came from that one save. Otherwise, or if ``read`` failed while a live process
-    was saving there, it is retried; after ``attempts`` tries it is a [`ConcurrentSaveError`]. Where hfgen saves
-    took the save lock ([`LOCK_NAME`] beside the folder), the read holds it shared, so no commit overlaps it and
-    it is not retried; waiting for it is bounded by [`READER_WAIT`].
+    was saving there, it is retried; after ``attempts`` tries it is a [`ConcurrentSaveError`]. The read holds the
+    save lock of the folder's parent shared ([`save_lock`]), so no hfgen commit overlaps it and it is not
+    retried; waiting for it is bounded by [`READER_WAIT`].
     """
     folder = Path(folder)
     error: BaseException | None = None
-    # the save locks of the folder and of the folder it is a component of (a pipeline's subfolder), outermost first
-    locks = [p / LOCK_NAME for p in (folder.resolve().parent.parent, folder.resolve().parent) if (p / LOCK_NAME).is_file()]
+    # the save locks covering the folder: its parent's, and its pipeline's parent's if it is a component, outermost first
+    resolved = folder.resolve()
+    component = (resolved.parent / "model_index.json").is_file()
+    locks = [resolved.parent.parent] * component + [resolved.parent]
     for attempt in range(attempts):
         with contextlib.ExitStack() as stack:
-            for lock in locks:  # while held, no hfgen save commits there: the read below sees one save
-                stack.enter_context(save_lock(lock, True, READER_WAIT))
+            # while held, no hfgen save commits there: a live staging folder is a save waiting for its turn
+            locked = all([stack.enter_context(save_lock(lock, True, READER_WAIT, folder)) for lock in locks])
             before = _generation(folder)
             try:
                 result = read()
             except Exception as err:
-                if locks or (_generation(folder) == before and not save_in_progress(folder)):
+                if _generation(folder) == before and (locked or not save_in_progress(folder)):
                     raise
                 error = err
             else:
                 after = _generation(folder)
-                if after == before and (before is not None or locks or not save_in_progress(folder)):
+                if after == before and (before is not None or locked or not save_in_progress(folder)):
                     return result
                 error = None
         _RETRIES[0] += 1
