@@ -95,7 +95,7 @@ def _no_pickle_uploads():
 
         def upload_folder(self, *args, ignore_patterns=None, **kwargs):
             ignore = [ignore_patterns] if isinstance(ignore_patterns, str) else list(ignore_patterns or [])
-            return self._api.upload_folder(*args, ignore_patterns=ignore + PICKLE_PATTERNS + [".hfgen-*", "**/.hfgen-*"], **kwargs)
+            return self._api.upload_folder(*args, ignore_patterns=ignore + PICKLE_PATTERNS, **kwargs)
 
     trainer_module.hf_api = lambda *args, **kwargs: NoPickleApi(hf_api(*args, **kwargs))
     try:
