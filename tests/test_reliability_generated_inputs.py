@@ -324,12 +324,14 @@ def _trajectory_past_end():
         sample = scheduler.step(torch.zeros(1, 2), t, sample).prev_sample
 
 
-def _popcorn_cli_with_empty_llm(tmp_path):
+def _cli_error(tmp_path, *command):
+    """Run ``hfgen COMMAND`` (``{empty}`` is an empty folder): it must fail with status 2 and one line, no
+    traceback; the line is raised as a ``ValueError`` for the pattern check."""
     import subprocess
 
-    (tmp_path / "empty-llm").mkdir()
-    out = subprocess.run(["hfgen", "popcorn", "q", "--llm", str(tmp_path / "empty-llm"), "--output-dir",
-                          str(tmp_path / "o")], capture_output=True, text=True, timeout=300)
+    (tmp_path / "empty").mkdir(exist_ok=True)
+    out = subprocess.run(["hfgen", *(c.format(empty=tmp_path / "empty", tmp=tmp_path) for c in command)],
+                         capture_output=True, text=True, timeout=300)
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
     raise ValueError(out.stderr)
 
@@ -413,7 +415,10 @@ ISSUE_36 = [
      "missing the component folder.*denoiser/"),
     ("class-load-deleted-component-folder", lambda p: type(ct_pipe()).from_pretrained(_deleted_component(p)),
      ValueError, "missing the component folder.*denoiser/"),
-    ("popcorn-cli-empty-llm-folder", _popcorn_cli_with_empty_llm, ValueError, "--llm .*holds no config.json"),
+    ("popcorn-cli-empty-llm-folder", lambda p: _cli_error(p, "popcorn", "q", "--llm", "{empty}", "--output-dir",
+                                                          "{tmp}/o"), ValueError, "--llm .*holds no config.json"),
+    ("push-cli-empty-folder", lambda p: _cli_error(p, "push", "{empty}", "--repo-id", "me/empty"), ValueError,
+     "`folder`.*holds no saved artifact: expected one of model_index.json"),
 ]
 
 
