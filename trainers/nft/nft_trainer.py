@@ -423,6 +423,7 @@ class NFTTrainer(HfgenTrainerMixin, GRPOTrainer):
                     break
             if plain is None:
                 break
+        os.makedirs(output_dir, exist_ok=True)  # under DDP, ranks > 0 may get here before rank 0 created it
         tensor_file, state_file = self._rollout_files(output_dir)
         if tensors:
             save_file(tensors, tensor_file)
