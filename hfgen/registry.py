@@ -260,6 +260,8 @@ class _Registry:
         return [m for m in methods if include_broken or not m.broken]
 
     def get(self, name: str) -> MethodInfo:
+        if not isinstance(name, str):
+            raise TypeError(f"`name` must be a method name (a string, see `hfgen list`), got {type(name).__name__} {name!r}.")
         self._discover()
         with self._lock:
             info = self._methods.get(name)

@@ -22,6 +22,8 @@ import pytest
 import torch
 from test_reliability_bad_inputs import OUT, bridge_pipe, ct_pipe, gft_pipe, image, mdm_pipe
 
+import hfgen
+
 NAN, INF = float("nan"), float("inf")
 BAD = {"int": [True, 2.5, "3"], "float": [NAN, INF, "0.5"], "bool": ["yes", 2], "str": [3]}
 # arguments that are not numbers/flags of the method (callbacks, tensors, objects) or that transformers owns
@@ -253,3 +255,193 @@ def test_cli_unwritable_output_folder_and_missing_llm_path_are_one_line_errors(t
         out = subprocess.run(command, capture_output=True, text=True, timeout=300)
         assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
         assert "error:" in out.stderr and ("missing-llm" in out.stderr or "a-file" in out.stderr), out.stderr
+
+
+# ------------------------------------------------------------------------ second hostile sweep (issue #36)
+
+
+def _saved_pipeline(folder):
+    from hfgen.pipelines import ConsistencyTrajectoryPipeline
+
+    pipe = ct_pipe()
+    ConsistencyTrajectoryPipeline(pipe.denoiser, pipe.scheduler).save_pretrained(folder)
+    return folder
+
+
+def _trainer(name, tmp_path, **kwargs):
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "_reliability_workers"))
+    from builders import build
+
+    return build(name, tmp_path / name, **kwargs)
+
+
+def _masked_diffusion_trainer(tmp_path, model=None, mask_token_id=None, ids=None):
+    from datasets import Dataset
+
+    from hfgen.data.text import char_tokenizer
+    from hfgen.testing.tiny_models import tiny_bert_mlm
+    from hfgen.trainers import MaskedDiffusionConfig, MaskedDiffusionTrainer
+
+    tokenizer = char_tokenizer("abcdef")
+    ids = [[5, 6, 7, 8]] * 4 if ids is None else ids
+    args = MaskedDiffusionConfig(output_dir=str(tmp_path / "md"), use_cpu=True, report_to=[], max_steps=1,
+                                 per_device_train_batch_size=4, mask_token_id=mask_token_id)
+    return MaskedDiffusionTrainer(model=model if model is not None else tiny_bert_mlm(len(tokenizer)), args=args,
+                                  processing_class=tokenizer, train_dataset=Dataset.from_dict({"input_ids": ids}))
+
+
+def _first_hitting(steps_taken=0, vocab=8):
+    from hfgen.pipelines import FirstHittingScheduler
+
+    scheduler = FirstHittingScheduler()
+    scheduler.set_timesteps(None, num_masked=torch.tensor([2]))
+    sample, logits = torch.tensor([[vocab - 1, vocab - 1]]), torch.zeros(1, 2, vocab)
+    for _ in range(steps_taken):
+        sample = scheduler.step(logits, None, sample, vocab - 1).prev_sample
+    return scheduler, sample, logits
+
+
+def _ancestral_past_end():
+    from hfgen.pipelines import AncestralMaskedScheduler
+
+    scheduler = AncestralMaskedScheduler()
+    scheduler.set_timesteps(2)
+    sample, logits = torch.tensor([[7, 7]]), torch.zeros(1, 2, 8)
+    for _ in range(3):
+        sample = scheduler.step(logits, None, sample, 7).prev_sample
+
+
+def _trajectory_past_end():
+    from hfgen.pipelines import ConsistencyTrajectoryScheduler
+
+    scheduler = ConsistencyTrajectoryScheduler()
+    scheduler.set_timesteps(1)
+    sample = torch.zeros(1, 2)
+    for t in [*scheduler.timesteps, scheduler.timesteps[-1]]:
+        sample = scheduler.step(torch.zeros(1, 2), t, sample).prev_sample
+
+
+def _cli_error(tmp_path, *command):
+    """Run ``hfgen COMMAND`` (``{empty}`` is an empty folder): it must fail with status 2 and one line, no
+    traceback; the line is raised as a ``ValueError`` for the pattern check."""
+    import subprocess
+
+    (tmp_path / "empty").mkdir(exist_ok=True)
+    out = subprocess.run(["hfgen", *(c.format(empty=tmp_path / "empty", tmp=tmp_path) for c in command)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    raise ValueError(out.stderr)
+
+
+def _bridge(**kwargs):
+    from hfgen.pipelines import BridgeScheduler
+
+    return BridgeScheduler(**kwargs)
+
+
+def _trajectory_scheduler():
+    from hfgen.pipelines import ConsistencyTrajectoryScheduler
+
+    return ConsistencyTrajectoryScheduler()
+
+
+def _deleted_component(tmp_path):
+    import shutil
+
+    folder = _saved_pipeline(tmp_path / "pipe")
+    shutil.rmtree(folder / "denoiser")
+    return folder
+
+
+# (id, call(tmp_path), exception, a pattern the message must contain: the argument's name and what was expected)
+ISSUE_36 = [
+    ("load-empty-string", lambda p: hfgen.load(""), ValueError, "`name_or_path`.*empty"),
+    ("load-none", lambda p: hfgen.load(None), TypeError, "`name_or_path`"),
+    ("push-none-repo-id", lambda p: hfgen.push(_saved_pipeline(p / "pipe"), None), TypeError, "`repo_id`"),
+    ("push-empty-folder", lambda p: (p / "e").mkdir() or hfgen.push(p / "e", "me/empty"), ValueError,
+     "`folder`.*no saved artifact.*model_index.json"),
+    ("push-empty-path", lambda p: hfgen.push("", "me/x"), ValueError, "`folder`.*empty"),
+    ("get-method-none", lambda p: hfgen.get_method(None), TypeError, "`name`"),
+    ("trajectory-nan-latents", lambda p: ct_pipe()(latents=torch.full((1, 2), NAN)), ValueError, "`latents`.*non-finite"),
+    ("trajectory-inf-latents", lambda p: ct_pipe()(latents=torch.tensor([[INF, 0.0]])), ValueError, "`latents`"),
+    ("guidance-free-nan-latents", lambda p: gft_pipe()(class_labels=[0], latents=torch.full((1, 1, 8, 8), NAN)),
+     ValueError, "`latents`.*non-finite"),
+    ("bridge-nan-image", lambda p: bridge_pipe()(torch.full((1, 1, 8, 8), NAN)), ValueError, "`image`.*non-finite"),
+    ("masked-ids-past-vocab", lambda p: mdm_pipe()(input_ids=torch.tensor([[100, 4, 4]])), ValueError,
+     "`input_ids`.*outside the vocabulary"),
+    ("masked-negative-ids", lambda p: mdm_pipe()(input_ids=torch.tensor([[-3, 4, 4]])), ValueError,
+     "`input_ids`.*outside the vocabulary"),
+    ("masked-seq-len-past-positions", lambda p: mdm_pipe()(seq_len=100000), ValueError, "`seq_len`.*at most 512"),
+    ("masked-mask-id-past-vocab", lambda p: mdm_pipe()(seq_len=4, mask_token_id=999), ValueError, "`mask_token_id`"),
+    ("first-hitting-all-forbidden", lambda p: (lambda s, x, lg: s.step(lg, None, x, 7, forbidden_tokens=torch.ones(
+        8, dtype=torch.bool)))(*_first_hitting()), ValueError, "`forbidden_tokens` forbids every token"),
+    ("first-hitting-mask-id-past-vocab", lambda p: (lambda s, x, lg: s.step(lg, None, x, 1000))(*_first_hitting()),
+     ValueError, "`mask_token_id`=1000 is outside"),
+    ("first-hitting-past-the-plan", lambda p: (lambda s, x, lg: s.step(lg, None, x, 7))(*_first_hitting(2)),
+     ValueError, "all 2 planned steps"),
+    ("ancestral-past-the-plan", lambda p: _ancestral_past_end(), ValueError, "all 2 planned steps"),
+    ("trajectory-past-the-plan", lambda p: _trajectory_past_end(), ValueError, "all 1 planned steps"),
+    ("masked-trainer-causal-lm", lambda p: _masked_diffusion_trainer(
+        p, model=__import__("hfgen.testing.tiny_models", fromlist=["x"]).tiny_llama(16)), ValueError,
+     "`model` must be a bidirectional.*LlamaForCausalLM"),
+    ("masked-trainer-is-decoder", lambda p: _masked_diffusion_trainer(
+        p, model=__import__("hfgen.testing.tiny_models", fromlist=["x"]).tiny_bert_mlm(16, is_decoder=True)),
+     ValueError, "`model` must be a bidirectional.*is_decoder"),
+    ("masked-trainer-vocab-smaller-than-tokenizer", lambda p: _masked_diffusion_trainer(
+        p, model=__import__("hfgen.testing.tiny_models", fromlist=["x"]).tiny_bert_mlm(6)), ValueError,
+     "`model` has a vocabulary of 6 tokens but the tokenizer"),
+    ("masked-trainer-mask-id-past-vocab", lambda p: _masked_diffusion_trainer(p, mask_token_id=999), ValueError,
+     "`mask_token_id`=999"),
+    ("masked-trainer-data-ids-past-vocab", lambda p: _masked_diffusion_trainer(p, ids=[[5, 6, 7, 500]] * 4).train(),
+     ValueError, "`train_dataset`.*outside the vocabulary"),
+    ("masked-trainer-empty-dataset", lambda p: _trainer("masked_diffusion", p, examples=0), ValueError,
+     "`train_dataset` is empty"),
+    ("gft-trainer-empty-dataset", lambda p: _trainer("gft", p, examples=0), ValueError, "`train_dataset` is empty"),
+    ("sequential-rec-trainer-empty-dataset", lambda p: _trainer("sequential_rec", p, examples=0), ValueError,
+     "`train_dataset` is empty"),
+    ("trajectory-set-timesteps-true", lambda p: _trajectory_scheduler().set_timesteps(True), ValueError,
+     "`num_inference_steps`"),
+    ("bridge-set-timesteps-true", lambda p: _bridge().set_timesteps(True), ValueError, "`num_inference_steps`"),
+    ("bridge-negative-churn", lambda p: _bridge(churn_step_ratio=-1.0), ValueError, "`churn_step_ratio`"),
+    ("bridge-negative-beta-d", lambda p: _bridge(beta_d=-30.0), ValueError, "`beta_min` and `beta_d`"),
+    ("popcorn-fractional-references", lambda p: __import__("test_reliability_bad_inputs").popcorn_pipe()(
+        "q", num_references=2.5), TypeError, "`num_references` must be an integer"),
+    ("popcorn-nan-references", lambda p: __import__("test_reliability_bad_inputs").popcorn_pipe()(
+        "q", num_references=NAN), TypeError, "`num_references` must be an integer"),
+    ("load-deleted-component-folder", lambda p: hfgen.load(_deleted_component(p)), ValueError,
+     "missing the component folder.*denoiser/"),
+    ("class-load-deleted-component-folder", lambda p: type(ct_pipe()).from_pretrained(_deleted_component(p)),
+     ValueError, "missing the component folder.*denoiser/"),
+    ("popcorn-cli-empty-llm-folder", lambda p: _cli_error(p, "popcorn", "q", "--llm", "{empty}", "--output-dir",
+                                                          "{tmp}/o"), ValueError, "--llm .*holds no config.json"),
+    ("push-cli-empty-folder", lambda p: _cli_error(p, "push", "{empty}", "--repo-id", "me/empty"), ValueError,
+     "`folder`.*holds no saved artifact: expected one of model_index.json"),
+]
+
+
+@pytest.mark.parametrize("call, error, pattern", [c[1:] for c in ISSUE_36], ids=[c[0] for c in ISSUE_36])
+def test_second_sweep_inputs_are_refused_naming_the_argument(tmp_path, monkeypatch, call, error, pattern):
+    """Each input of the second hostile sweep (issue #36) that was accepted (wrong output) or failed with a raw
+    traceback is a clear error naming the argument."""
+    monkeypatch.chdir(_saved_pipeline(tmp_path / "cwd-pipe"))  # `hfgen.load("")` loaded the folder it was run in
+    with pytest.raises(error, match=pattern) as info:
+        call(tmp_path)
+    assert "torch" not in (info.traceback[-1].path.as_posix() if info.traceback else ""), "raised from inside torch"
+
+
+def test_a_load_without_checksums_warns_that_integrity_is_unverified(tmp_path, caplog):
+    """Deleting ``hfgen_checksums.json`` made a flipped weight bit load silently: the load still works (folders
+    from other tools have no checksums) but says, naming the folder, that its integrity is unverified."""
+    from hfgen.hub import CHECKSUMS_NAME
+
+    folder = _saved_pipeline(tmp_path / "pipe")
+    with caplog.at_level("WARNING", logger="hfgen.hub.saving"):
+        hfgen.load(folder)
+    assert "UNVERIFIED" not in caplog.text
+    (folder / CHECKSUMS_NAME).unlink()
+    with caplog.at_level("WARNING", logger="hfgen.hub.saving"):
+        hfgen.load(folder)
+    assert f"{folder} has no {CHECKSUMS_NAME}: the integrity of its files is UNVERIFIED" in caplog.text

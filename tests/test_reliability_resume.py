@@ -93,3 +93,43 @@ def test_resuming_without_the_ema_target_is_refused(fast_runs, tmp_path):
     trainer = build("consistency_bridge", tmp_path, max_steps=4)
     with pytest.raises(ValueError, match="ema_target"):
         trainer.train(resume_from_checkpoint=str(checkpoint))
+
+
+@pytest.fixture(scope="module")
+def nft_rollout_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("resume-rollout")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env.pop("PYTHONHASHSEED", None)
+    result = subprocess.run([sys.executable, str(WORKERS / "resume_worker.py"), "--every-checkpoint", str(root)],
+                            env=env, capture_output=True, text=True, timeout=1800)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    return root / "nft-rollout"
+
+
+@pytest.mark.slow
+def test_nft_resumes_exactly_from_every_checkpoint_inside_a_rollout(nft_rollout_runs):
+    """NFT with ``steps_per_generation=3`` (one rollout serves 3 optimizer steps; refills on) and a checkpoint after
+    every step: a fresh process resumed from each checkpoint (1, 2, 4, 5 inside a rollout; 3 at its end), and a run
+    killed with SIGKILL after step 5 and resumed from checkpoint-4, end bitwise equal to the unbroken run, with the
+    same logged numbers at every step after the checkpoint. Without the saved rollout state (TRL regenerates on
+    resume, and its micro-step counter, which also seeds the refill draws, restarts at 0) all 27 tensors differ
+    from every checkpoint."""
+    root = nft_rollout_runs
+    unbroken = load_file(root / "uninterrupted" / "final.safetensors")
+    unbroken_logs = json.loads((root / "uninterrupted" / "logs.json").read_text())
+    assert sorted(unbroken_logs, key=int) == [str(s) for s in range(1, 7)]
+    refills = [unbroken_logs[str(s)].get("nft/refill_rounds", 0) for s in (1, 4)]
+    assert any(refills), "no refill happened: the refill state would go untested"
+    kill = json.loads((root / "kill.json").read_text())
+    assert kill["signal"] == 9 and kill["checkpoints_at_kill"] == [f"checkpoint-{s}" for s in range(1, 5)]
+
+    runs = {f"from-{c}": c for c in range(1, 6)} | {"killed": 4}
+    for run, checkpoint in runs.items():
+        rollout = json.loads((root / ("uninterrupted" if run != "killed" else "killed") / f"checkpoint-{checkpoint}"
+                              / "nft_rollout_0.json").read_text())
+        assert rollout["step"] == checkpoint and (rollout["buffered"] is not None) == (checkpoint % 3 != 0)
+        resumed = load_file(root / run / "final.safetensors")
+        differ = [k for k in unbroken if not torch.equal(unbroken[k], resumed[k])]
+        assert not differ, f"{run}: {len(differ)} of {len(unbroken)} tensors differ, e.g. {differ[:3]}"
+        logs = json.loads((root / run / "logs.json").read_text())
+        assert logs == unbroken_logs, run  # the steps up to the checkpoint come from its trainer_state.json

@@ -181,6 +181,9 @@ class HfgenTrainerMixin(GuardedTrainerMixin):
                 else:
                     args = (_add_adapter(args[0], peft_config), *args[1:])
         super().__init__(*args, **kwargs)
+        from hfgen.validation import check_not_empty
+
+        check_not_empty("train_dataset", self.train_dataset)  # else torch's "num_samples=0" when training starts
         if not hasattr(self, "_metrics"):  # TRL trainers create the same structure themselves
             self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
 

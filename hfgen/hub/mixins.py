@@ -84,6 +84,10 @@ class SafeSaveMixin:
 
         def read():
             verify_once(folder)
+            if (folder / "model_index.json").is_file():
+                from hfgen.validation import check_pipeline_subfolders
+
+                check_pipeline_subfolders(folder)
             if kwargs.get("config") is None and not any((folder / name).is_file() for name in MARKER_NAMES):
                 # else transformers builds a default config and loads the weights into it
                 raise ValueError(f"{folder} has none of {', '.join(MARKER_NAMES)}: it is not a saved model, or its "

@@ -58,11 +58,15 @@ def push(
 ) -> str:
     """Upload a saved hfgen artifact folder to ``repo_id`` in one commit (what [`upload_plan`] selects);
     returns the commit URL."""
-    folder = Path(folder)
+    from hfgen.validation import check_saved_folder, check_text
+
+    folder = Path(check_text("folder", folder, "a folder"))
+    repo_id = check_text("repo_id", repo_id, "a Hub repo id 'namespace/name'")
     if not folder.is_dir():
         raise FileNotFoundError(f"`folder` {str(folder)!r} is not a directory.")
     if "/" not in repo_id or repo_id.count("/") != 1:
         raise ValueError(f"`repo_id` must look like 'namespace/name', got {repo_id!r}.")
+    check_saved_folder("folder", folder)
     return upload_folder(folder, repo_id, private=private, commit_message=commit_message, token=token,
                          revision=revision)
 
@@ -101,7 +105,9 @@ def resolve_folder(name_or_path: str | os.PathLike, *, revision: str | None = No
                    **download_kwargs: Any) -> Path:
     """A local folder for ``name_or_path``: an existing folder, ``local-dir:PATH`` or a Hub repo id (its snapshot,
     downloaded with ``huggingface_hub.snapshot_download(**download_kwargs)``, e.g. ``cache_dir``)."""
-    text = str(name_or_path)
+    from hfgen.validation import check_text
+
+    text = check_text("name_or_path", name_or_path)
     if text.startswith("local-dir:"):
         path = Path(text[len("local-dir:"):])
         if not path.is_dir():
@@ -169,6 +175,9 @@ def _load_verified(folder: Path, **kwargs: Any):
     from hfgen.registry import find_component
 
     if (folder / "model_index.json").is_file():
+        from hfgen.validation import check_pipeline_subfolders
+
+        check_pipeline_subfolders(folder)
         class_name = _read_json(folder / "model_index.json").get("_class_name")
         found = find_component(class_name) if isinstance(class_name, str) else None
         if found is not None:

@@ -93,6 +93,67 @@ def clean_stale_staging(*folders: str | os.PathLike) -> list[Path]:
     return removed
 
 
+# Commits into a folder lock its parent folder (``fcntl.flock`` on the folder itself, so no lock file is left):
+# a writer holds it exclusively for its commit's renames only, a reader shared for one load. Waits are bounded.
+WRITER_WAIT = 600.0
+READER_WAIT = 120.0
+
+
+def _in_staging(folder: Path) -> bool:
+    """Whether ``folder`` lies inside a staging folder: a nested save (a pipeline's component), private to its owner."""
+    return any(part.startswith(STAGING_PREFIX) for part in folder.parts)
+
+
+def _savers(*folders: Path) -> list[str]:
+    """``host <h> pid <n>`` of each live save staging in ``folders`` (from the staging folders' names)."""
+    found = []
+    for folder in folders:
+        try:
+            names = [e.name for e in os.scandir(folder) if e.name.startswith(STAGING_PREFIX)]
+        except OSError:
+            continue
+        found += [f"pid {m.group(2)}" + ("" if m.group(1) == _HOST else " on another host")
+                  for n in names if (m := _STAGING_OWNER.match(n)) and _staging_is_live(n)]
+    return sorted(set(found))
+
+
+@contextlib.contextmanager
+def save_lock(directory: Path, shared: bool, wait: float, target: Path | None = None) -> Iterator[bool]:
+    """Hold the advisory save lock of ``directory`` (``fcntl.flock`` on the folder; shared for a load, exclusive for
+    a commit into one of its entries), waiting at most ``wait`` seconds; then a [`ConcurrentSaveError`] naming the
+    processes saving into ``target``. Where ``fcntl`` is missing (Windows) or the folder cannot be opened, nothing
+    is locked (loads then fall back on [`consistent_load`]'s retries). Yields whether the lock is held."""
+    try:
+        import fcntl
+    except ImportError:
+        yield False
+        return
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        yield False
+        return
+    try:
+        deadline, pause = time.monotonic() + wait, 0.002
+        while True:
+            try:
+                fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    where = target or directory
+                    others = ", ".join(_savers(where, directory)) or "a load or save of another process"
+                    raise ConcurrentSaveError(
+                        f"{where}: waited {wait:.0f} s for another process to finish {'its save' if shared else 'there'}"
+                        f" (holding the save lock of {directory}: {others}). Retry once it is done, or save "
+                        "elsewhere.") from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.02)
+        yield True
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def save_in_progress(folder: str | os.PathLike) -> bool:
     """Whether a live process may be saving into ``folder`` (a staging folder of a live owner inside or beside it)."""
     folder = Path(folder)
@@ -131,7 +192,9 @@ def atomic_save_dir(folder: str | os.PathLike) -> Iterator[Path]:
         tmp.mkdir()
         yield tmp
         write_checksums(tmp, replace=False)
-        _commit(tmp, folder, old)
+        # commits into one place are serialised: two processes saving there take turns, and readers see whole saves
+        with contextlib.nullcontext() if _in_staging(folder) else save_lock(folder.parent, False, WRITER_WAIT, folder):
+            _commit(tmp, folder, old)
         shutil.rmtree(staging, ignore_errors=True)
     except BaseException:
         if not (old.is_dir() and any(old.iterdir())):  # else the roll-back failed: keep the previous files there
@@ -241,6 +304,11 @@ def verify_folder(folder: str | os.PathLike, hashes: bool = True, pickles_requir
     ``pickles_required`` (for resuming): [`push`] never uploads pickles and no hfgen load reads them.
     """
     folder = Path(folder)
+    if not (folder / CHECKSUMS_NAME).is_file() and not (folder.parent / CHECKSUMS_NAME).is_file():
+        logger.warning("%s has no %s: the integrity of its files is UNVERIFIED (only safetensors headers and tensor "
+                       "bounds are checked, so a flipped bit would load silently). Saves written by hfgen list their "
+                       "files there; it is missing if the folder came from another tool or the file was deleted.",
+                       folder, CHECKSUMS_NAME)
     for manifest in _saved_files(folder, CHECKSUMS_NAME):
         try:
             listed = json.loads(manifest.read_text(encoding="utf-8"))["files"]
@@ -284,23 +352,32 @@ def consistent_load(folder: str | os.PathLike, read, attempts: int = 40, wait: f
     A save commits by renames ([`atomic_save_dir`]) and its checksum file is replaced before any other new
     entry comes in and after every old one went out; so when the checksum file is the same before and after
     ``read()``, everything read came from that one save. Otherwise, or if ``read`` failed while a live process
-    was saving there, it is retried; after ``attempts`` tries it is a [`ConcurrentSaveError`].
+    was saving there, it is retried; after ``attempts`` tries it is a [`ConcurrentSaveError`]. The read holds the
+    save lock of the folder's parent shared ([`save_lock`]), so no hfgen commit overlaps it and it is not
+    retried; waiting for it is bounded by [`READER_WAIT`].
     """
     folder = Path(folder)
     error: BaseException | None = None
+    # the save locks covering the folder: its parent's, and its pipeline's parent's if it is a component, outermost first
+    resolved = folder.resolve()
+    component = (resolved.parent / "model_index.json").is_file()
+    locks = [resolved.parent.parent] * component + [resolved.parent]
     for attempt in range(attempts):
-        before = _generation(folder)
-        try:
-            result = read()
-        except Exception as err:
-            if _generation(folder) == before and not save_in_progress(folder):
-                raise
-            error = err
-        else:
-            after = _generation(folder)
-            if after == before and (before is not None or not save_in_progress(folder)):
-                return result
-            error = None
+        with contextlib.ExitStack() as stack:
+            # while held, no hfgen save commits there: a live staging folder is a save waiting for its turn
+            locked = all([stack.enter_context(save_lock(lock, True, READER_WAIT, folder)) for lock in locks])
+            before = _generation(folder)
+            try:
+                result = read()
+            except Exception as err:
+                if _generation(folder) == before and (locked or not save_in_progress(folder)):
+                    raise
+                error = err
+            else:
+                after = _generation(folder)
+                if after == before and (before is not None or locked or not save_in_progress(folder)):
+                    return result
+                error = None
         _RETRIES[0] += 1
         time.sleep(wait * min(attempt + 1, 10))
     detail = f" (last error: {type(error).__name__}: {error})" if error is not None else ""

@@ -13,6 +13,7 @@ from diffusers.utils import BaseOutput, replace_example_docstring
 
 from hfgen.guards import check_arguments
 from hfgen.hub import HfgenPipelineMixin
+from hfgen.validation import check_finite
 
 from ..utils import CallbackStateMixin, check_callback_inputs, run_callback
 from .scheduling_bridge import BridgeScheduler
@@ -146,6 +147,7 @@ class ConsistencyBridgePipeline(HfgenPipelineMixin, CallbackStateMixin, Diffusio
             raise ValueError(f"`num_images_per_prompt` must be a positive integer, got {num_images_per_prompt!r}.")
         callback_inputs = check_callback_inputs(self, callback_on_step_end, callback_on_step_end_tensor_inputs)
         source = self.image_processor.preprocess(image).repeat_interleave(num_images_per_prompt, dim=0)
+        check_finite("image", source)
         self.check_inputs(source, num_inference_steps, eta, generator)
         device = self._execution_device
         source = source.to(device=device, dtype=self.unet.dtype)

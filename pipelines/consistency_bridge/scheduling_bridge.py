@@ -101,6 +101,10 @@ class BridgeScheduler(HfgenSchedulerMixin, SchedulerMixin, ConfigMixin):
                 raise ValueError(f"`{name}` must be a finite number, got {value!r}.")
         if not sigma_data > 0 or not rho > 0:
             raise ValueError(f"`sigma_data` and `rho` must be > 0, got {sigma_data}, {rho}.")
+        if beta_min < 0 or beta_d < 0 or beta_min + beta_d <= 0:  # beta(t) = beta_min + beta_d t must be > 0
+            raise ValueError(f"`beta_min` and `beta_d` must be >= 0 with a positive sum, got {beta_min}, {beta_d}.")
+        if not 0 <= churn_step_ratio <= 1:
+            raise ValueError(f"`churn_step_ratio` must be in [0, 1] (a fraction of each step), got {churn_step_ratio}.")
         self.schedule = make_bridge_schedule(
             noise_schedule, T=sigma_max if noise_schedule == "ve" else 1.0, beta_min=beta_min, beta_d=beta_d
         )
@@ -171,7 +175,7 @@ class BridgeScheduler(HfgenSchedulerMixin, SchedulerMixin, ConfigMixin):
         - `"heun"`: a Karras grid of N times from ``T - 1e-4`` to ``t_min`` then 0; each step is an
           Euler-Maruyama SDE step then a Heun ODE step (Euler on the last); NFE = 3N - 1.
         """
-        if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
+        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps < 1:
             raise ValueError(f"`num_inference_steps` must be an int >= 1, got {num_inference_steps!r}.")
         c, T, n = self.config, self.T, num_inference_steps
         if c.solver == "heun":

@@ -13,6 +13,7 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from hfgen.guards import check_arguments
 from hfgen.hub import HfgenPipelineMixin
+from hfgen.validation import check_finite
 
 from ..utils import CallbackStateMixin, check_callback_inputs, run_callback
 from .modeling_trajectory_mlp import TrajectoryMLP
@@ -126,6 +127,7 @@ class ConsistencyTrajectoryPipeline(HfgenPipelineMixin, CallbackStateMixin, Diff
             [`ConsistencyTrajectoryPipelineOutput`] or `tuple`: samples and the number of network evaluations.
         """
         check_arguments(ConsistencyTrajectoryPipeline.__call__, locals())  # types and finiteness, from the signature
+        check_finite("latents", latents)
         if output_type not in ("pt", "np", "pil", "latent") or (
             output_type == "pil" and not isinstance(self.denoiser, UNet2DModel)
         ):

@@ -42,6 +42,7 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from hfgen.guards import check_arguments
+from hfgen.validation import check_step_in_plan
 
 from ..utils import HfgenSchedulerMixin
 
@@ -265,7 +266,7 @@ class ConsistencyTrajectoryScheduler(HfgenSchedulerMixin, SchedulerMixin, Config
     def set_timesteps(self, num_inference_steps: int, device: str | torch.device | None = None, gamma: float | None = None):
         """Jump times ``t_i`` (``self.timesteps``) and targets ``s_i`` (``self.targets``) for ``num_inference_steps`` jumps."""
         self._plan_set = True
-        if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
+        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps < 1:
             raise ValueError(f"`num_inference_steps` must be an int >= 1, got {num_inference_steps!r}.")
         gamma = self.config.gamma if gamma is None else gamma
         if not 0 <= gamma <= 1:
@@ -326,6 +327,7 @@ class ConsistencyTrajectoryScheduler(HfgenSchedulerMixin, SchedulerMixin, Config
         """Jump ``x_{t_i} -> G(x_{t_i}, t_i, s_i)`` and re-noise to ``t_{i+1}``; ``model_output`` is ``F``."""
         if not getattr(self, "_plan_set", True):
             raise ValueError("Call `set_timesteps` before `step`: the scheduler has no sampling plan yet.")
+        check_step_in_plan(self._step_index, len(self.timesteps))
         i, plan = self._step_index, self._plan
         t, s, t_next = self.timesteps[i], self.targets[i], self.sigmas[i + 1]
         given = torch.as_tensor(timestep, dtype=torch.float64)

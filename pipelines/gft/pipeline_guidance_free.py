@@ -13,6 +13,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from hfgen.guards import check_arguments
 from hfgen.hub import HfgenPipelineMixin
 from hfgen.models.gft_dit import GFTDiTTransformer2DModel
+from hfgen.validation import check_finite
 
 from ..utils import CallbackStateMixin, check_callback_inputs, run_callback
 from .modeling_beta_conditioning import guidance_scale_to_beta, has_beta_input, unet_timestep_cond
@@ -264,6 +265,7 @@ class GuidanceFreePipeline(HfgenPipelineMixin, CallbackStateMixin, DiffusionPipe
         Examples:
         """
         check_arguments(GuidanceFreePipeline.__call__, locals())  # types and finiteness, from the signature
+        check_finite("latents", latents)
         if self.denoiser is None or self.scheduler is None:
             raise ValueError("This pipeline has no denoiser (`unet` or `transformer`) or no `scheduler`; build it with "
                              "both, e.g. GuidanceFreePipeline(transformer=..., scheduler=DPMSolverMultistepScheduler()).")

@@ -12,6 +12,7 @@ from diffusers.utils import BaseOutput, replace_example_docstring
 
 from hfgen.guards import check_arguments
 from hfgen.hub import HfgenPipelineMixin
+from hfgen.validation import check_denoiser_inputs
 
 from ..utils import CallbackStateMixin, check_callback_inputs, run_callback
 from .masking import TIME_INPUTS, time_keyword, total_noise
@@ -244,6 +245,8 @@ class MaskedDiffusionPipeline(HfgenPipelineMixin, CallbackStateMixin, DiffusionP
         callback_inputs = check_callback_inputs(self, callback_on_step_end, callback_on_step_end_tensor_inputs)
         device = self._execution_device
         sample = self.prepare_sequences(prompt, input_ids, seq_len, num_samples, mask_token_id, device)
+        check_denoiser_inputs(self.denoiser, sample, mask_token_id, "input_ids" if input_ids is not None else "prompt",
+                              "input_ids" if input_ids is not None else "seq_len")
         if isinstance(generator, list) and len(generator) != sample.shape[0]:
             raise ValueError(f"`generator` is a list of {len(generator)}; it must hold one per sequence ({sample.shape[0]}).")
 

@@ -7,6 +7,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from hfgen.guards import check_arguments
+from hfgen.validation import check_forbidden_tokens, check_step_in_plan
 
 from ..utils import HfgenSchedulerMixin
 from .masking import MASKING_SCHEDULES, SAMPLING_DTYPES, alpha, denoiser_logits, sample_categorical
@@ -72,11 +73,11 @@ class AncestralMaskedScheduler(HfgenSchedulerMixin, SchedulerMixin, ConfigMixin)
     def step(self, model_output, timestep, sample, mask_token_id, temperature=1.0, forbidden_tokens=None,
              generator=None, return_dict=True):
         """One reverse step ``t_i -> t_{i+1}`` (Eq. 10); arguments as in ``FirstHittingScheduler.step``."""
-        if self._step_index is None:
-            raise ValueError("Call `set_timesteps` before `step`.")
+        check_step_in_plan(self._step_index, len(self.timesteps) if self.timesteps is not None else 0)
         if tuple(model_output.shape[:2]) != tuple(sample.shape):
             raise ValueError(f"`model_output` must be [batch, seq_len, vocab] over `sample` {tuple(sample.shape)}, "
                              f"got {tuple(model_output.shape)}.")
+        check_forbidden_tokens(forbidden_tokens, mask_token_id, model_output.shape[-1])
         schedule, eps = self.config.masking_schedule, self.config.schedule_eps
         dtype = SAMPLING_DTYPES[self.config.sampling_dtype]
         grid = self._grid.to(model_output.device)  # the time grid lives with the model's outputs

@@ -10,6 +10,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerMixin, SchedulerOutput
 
 from hfgen.guards import check_arguments
+from hfgen.validation import check_forbidden_tokens, check_step_in_plan
 
 from ..utils import HfgenSchedulerMixin
 from .masking import (
@@ -214,14 +215,14 @@ class FirstHittingScheduler(HfgenSchedulerMixin, SchedulerMixin, ConfigMixin):
             forbidden_tokens (`torch.BoolTensor` of shape `(vocab_size,)`, *optional*): never drawn.
             generator: one `torch.Generator` or one per row.
         """
-        if self._step_index is None:
-            raise ValueError("Call `set_timesteps` before `step`.")
+        check_step_in_plan(self._step_index, len(self.timesteps) if self.timesteps is not None else 0)
         if sample.ndim != 2 or sample.shape[0] != self.unmask_counts.shape[1]:
             raise ValueError(f"`sample` must be [batch, seq_len] with the batch of `set_timesteps` "
                              f"({self.unmask_counts.shape[1]}), got {tuple(sample.shape)}.")
         if tuple(model_output.shape[:2]) != tuple(sample.shape):
             raise ValueError(f"`model_output` must be [batch, seq_len, vocab] over `sample` {tuple(sample.shape)}, "
                              f"got {tuple(model_output.shape)}.")
+        check_forbidden_tokens(forbidden_tokens, mask_token_id, model_output.shape[-1])
         j = self._step_index
         counts = self.unmask_counts[j].to(sample.device)  # [B]
         self._step_index += 1

@@ -47,6 +47,9 @@ def run(args) -> int:
     Path(args.output_dir).mkdir(parents=True, exist_ok=True)  # an unwritable --output-dir fails before any model loads
     if not args.api_base and not Path(args.llm).is_dir() and (args.llm.count("/") != 1 or args.llm.startswith((".", "/"))):
         raise FileNotFoundError(f"--llm {args.llm!r} is neither an existing folder nor a Hub repo id ('namespace/name').")
+    if not args.api_base and Path(args.llm).is_dir() and not (Path(args.llm) / "config.json").is_file():
+        raise FileNotFoundError(f"--llm {args.llm!r} holds no config.json: expected a saved causal LM folder "
+                                "(config.json, weights and tokenizer files).")
     if args.api_base:
         llm = OpenAIChatLLM(args.llm, base_url=args.api_base, api_key=args.api_key, max_tokens=args.max_new_tokens)
     else:

@@ -151,6 +151,9 @@ class PopcornPipeline(HfgenPipelineMixin, DiffusionPipeline):
         if use_retrieval and self.retriever is None:
             raise PopcornStageError("retrieval", "`use_retrieval=True` needs a `retriever` (a PopularityRetriever over "
                                                  "a MicroLens-style table).")
+        for name, value in (("num_references", num_references), ("max_retries", max_retries)):
+            if isinstance(value, bool) or not isinstance(value, int):  # 2.5 would slice a table, NaN pass `< 1`
+                raise TypeError(f"`{name}` must be an integer, got {type(value).__name__} {value!r}.")
         if num_references < 1:
             raise ValueError(f"`num_references` must be >= 1, got {num_references}.")
         if max_retries < 0:

@@ -53,7 +53,7 @@ def nft(output_dir, reward=None, **kwargs):
                       processing_class=tokenizer)
 
 
-def masked_diffusion(output_dir, trainer_cls=None, peft_config=None, **kwargs):
+def masked_diffusion(output_dir, trainer_cls=None, peft_config=None, examples=16, **kwargs):
     from datasets import Dataset
 
     from hfgen.data.text import char_tokenizer
@@ -65,11 +65,11 @@ def masked_diffusion(output_dir, trainer_cls=None, peft_config=None, **kwargs):
     model = tiny_bert_mlm(len(tokenizer), seed=0)
     args = _args(MaskedDiffusionConfig, output_dir, **{"per_device_train_batch_size": 4, **kwargs})
     return (trainer_cls or MaskedDiffusionTrainer)(model=model, args=args, processing_class=tokenizer,
-                                                   train_dataset=Dataset.from_dict({"input_ids": ids.tolist()}),
+                                                   train_dataset=Dataset.from_dict({"input_ids": ids[:examples].tolist()}),
                                                    **({"peft_config": peft_config} if peft_config else {}))
 
 
-def gft(output_dir, **kwargs):
+def gft(output_dir, examples=16, **kwargs):
     from datasets import Dataset
 
     from hfgen.pipelines.gft import GFTCausalLM
@@ -82,7 +82,7 @@ def gft(output_dir, **kwargs):
     ids = torch.randint(0, 10, (16, 7), generator=g)
     ids[:, 0] = torch.randint(0, 3, (16,), generator=g)  # condition tokens
     args = _args(GFTConfig, output_dir, **{"cond_drop_prob": 0.1, "per_device_train_batch_size": 4, **kwargs})
-    return GFTTrainer(model, args, train_dataset=Dataset.from_dict({"input_ids": ids.tolist()}))
+    return GFTTrainer(model, args, train_dataset=Dataset.from_dict({"input_ids": ids[:examples].tolist()}))
 
 
 def ddo(output_dir, **kwargs):
@@ -166,7 +166,7 @@ def mf2(output_dir, **kwargs):
     return MF2Trainer(model=model, args=args, train_dataset=faces, processing_class=tokenizer)
 
 
-def sequential_rec(output_dir, **kwargs):
+def sequential_rec(output_dir, examples=16, **kwargs):
     from transformers import AutoModel
 
     from hfgen.adapters import IISANConfig, IISANModel
@@ -182,7 +182,7 @@ def sequential_rec(output_dir, **kwargs):
     recommender = SASRecModel(SASRecConfig())
     args = _args(SequentialRecConfig, output_dir, **{"per_device_train_batch_size": 8, "adapter_learning_rate": 1e-3,
                                                      **kwargs})
-    return SequentialRecTrainer(recommender, encoder, args, data.leave_one_out(10)["train"].select(range(16)))
+    return SequentialRecTrainer(recommender, encoder, args, data.leave_one_out(10)["train"].select(range(examples)))
 
 
 def build(name: str, output_dir, **kwargs):

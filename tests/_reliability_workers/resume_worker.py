@@ -15,6 +15,14 @@ The settings are 6 steps, a checkpoint every 2, killed after step 3 (16 examples
 epoch boundary after the resumed checkpoint), except in [`SETTINGS`] (NFT: 8 steps of 4 an epoch, killed after
 step 7, so it resumes from checkpoint-6, inside the second epoch).
 
+    python resume_worker.py --every-checkpoint OUT_DIR
+
+runs NFT with a rollout serving 3 optimizer steps (``steps_per_generation=3``, refills on) for 6 steps with a
+checkpoint after every step, so checkpoints 1, 2, 4 and 5 fall inside a rollout: ``OUT_DIR/nft-rollout/``
+holds the unbroken run (``uninterrupted/``), one fresh process resumed from each of its checkpoints
+(``from-<c>/``, a copy of ``checkpoint-<c>`` only), and a run killed with SIGKILL after step 5 and resumed from
+its checkpoint-4 (``killed/``).
+
 Each finished run writes ``final.safetensors`` (the model's state dict plus the trainer's extra state: EMA target,
 reference model, teacher statistics) and ``logs.json`` (the numbers logged at every step); ``kill.json`` records
 how the killed process ended and which checkpoint was resumed.
@@ -23,6 +31,7 @@ how the killed process ended and which checkpoint was resumed.
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -37,6 +46,8 @@ from builders import build, extra_state, training_logs  # noqa: E402
 
 DEFAULTS = dict(max_steps=6, save_steps=2, kill_after=3)
 SETTINGS = {"nft": dict(max_steps=8, save_steps=2, kill_after=7)}  # resume inside the second epoch (4 steps each)
+# 8 prompts, 6 a rollout: one rollout an epoch, of 3 steps; checkpoints after every step, so most fall inside one
+ROLLOUT = dict(max_steps=6, save_steps=1, kill_after=5, options={"steps_per_generation": 3})
 
 
 class StallAfter(TrainerCallback):
@@ -53,9 +64,9 @@ class StallAfter(TrainerCallback):
                 time.sleep(1)
 
 
-def train(name, out_dir, max_steps, save_steps, stall_after=None, resume=False):
+def train(name, out_dir, max_steps, save_steps, stall_after=None, resume=False, options=None):
     torch.set_num_threads(1)
-    trainer = build(name, out_dir, max_steps=max_steps, save_strategy="steps", save_steps=save_steps)
+    trainer = build(name, out_dir, max_steps=max_steps, save_strategy="steps", save_steps=save_steps, **(options or {}))
     if not resume and stall_after is None:  # the uninterrupted run: keep the start, to show that training moved
         save_file({k: v.detach().cpu().contiguous().clone() for k, v in trainer.model.state_dict().items()},
                   os.path.join(out_dir, "initial.safetensors"))
@@ -87,9 +98,10 @@ def run_to_end(*args: str) -> None:
         raise RuntimeError(f"leg {args} failed with status {result.returncode}:\n{(result.stdout + result.stderr)[-4000:]}")
 
 
-def kill_and_resume(name, root, max_steps, save_steps, kill_after, timeout=600):
-    steps = [str(max_steps), str(save_steps)]
-    run_to_end(name, os.path.join(root, "uninterrupted"), *steps)
+def kill_and_resume(name, root, max_steps, save_steps, kill_after, timeout=600, options=None, unbroken=True):
+    steps = [str(max_steps), str(save_steps), *(["--options", json.dumps(options)] if options else [])]
+    if unbroken:
+        run_to_end(name, os.path.join(root, "uninterrupted"), *steps)
     out = os.path.join(root, "killed")
     proc = subprocess.Popen(_leg(name, out, *steps, "--stall-after", str(kill_after)), env=_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -112,7 +124,22 @@ def kill_and_resume(name, root, max_steps, save_steps, kill_after, timeout=600):
     run_to_end(name, out, *steps, "--resume")
 
 
+def resume_from_every_checkpoint(root, max_steps, save_steps, kill_after, options):
+    """NFT inside rollouts: the unbroken run, a fresh process resumed from each of its checkpoints, a killed run."""
+    steps = [str(max_steps), str(save_steps), "--options", json.dumps(options)]
+    unbroken = os.path.join(root, "uninterrupted")
+    run_to_end("nft", unbroken, *steps)
+    for step in range(save_steps, max_steps, save_steps):
+        out = os.path.join(root, f"from-{step}")
+        shutil.copytree(os.path.join(unbroken, f"checkpoint-{step}"), os.path.join(out, f"checkpoint-{step}"))
+        run_to_end("nft", out, *steps, "--resume")
+    kill_and_resume("nft", root, max_steps, save_steps, kill_after, options=options, unbroken=False)
+
+
 def main():
+    if len(sys.argv) > 2 and sys.argv[1] == "--every-checkpoint":
+        resume_from_every_checkpoint(os.path.join(sys.argv[2], "nft-rollout"), **ROLLOUT)
+        return
     if len(sys.argv) > 1 and sys.argv[1] == "--leg":
         leg = argparse.ArgumentParser()
         leg.add_argument("name")
@@ -121,9 +148,11 @@ def main():
         leg.add_argument("save_steps", type=int)
         leg.add_argument("--stall-after", type=int)
         leg.add_argument("--resume", action="store_true")
+        leg.add_argument("--options", type=json.loads, help="more config fields, as JSON")
         a = leg.parse_args(sys.argv[2:])
         os.makedirs(a.out_dir, exist_ok=True)
-        train(a.name, a.out_dir, a.max_steps, a.save_steps, stall_after=a.stall_after, resume=a.resume)
+        train(a.name, a.out_dir, a.max_steps, a.save_steps, stall_after=a.stall_after, resume=a.resume,
+              options=a.options)
         return
     parser = argparse.ArgumentParser()
     parser.add_argument("out_dir")

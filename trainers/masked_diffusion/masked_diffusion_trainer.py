@@ -8,6 +8,13 @@ import torch
 from transformers import Trainer
 
 from hfgen.pipelines.masked_diffusion.masking import alpha, elbo_weight, time_keyword, total_noise
+from hfgen.validation import (
+    check_bidirectional,
+    check_token_id,
+    check_token_ids,
+    check_vocab_covers_tokenizer,
+    vocab_size_of,
+)
 
 from ..base import HfgenTrainerMixin, check_args
 from .masked_diffusion_config import MaskedDiffusionConfig
@@ -48,6 +55,12 @@ class MaskedDiffusionTrainer(HfgenTrainerMixin, Trainer):
             mask_id = getattr(self.processing_class, "mask_token_id", None)
         if mask_id is None:
             raise ValueError("No mask token: pass `mask_token_id` in the config or a `processing_class` that has one.")
+        model = self.accelerator.unwrap_model(self.model)
+        check_bidirectional("model", model)
+        check_vocab_covers_tokenizer("model", model, self.processing_class)
+        self.vocab_size = vocab_size_of(model)
+        if self.vocab_size is not None:
+            check_token_id("mask_token_id", mask_id, self.vocab_size)
         self.mask_token_id = int(mask_id)
         if args.time_conditioning is not None:
             forward = self.accelerator.unwrap_model(self.model).forward
@@ -76,6 +89,8 @@ class MaskedDiffusionTrainer(HfgenTrainerMixin, Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         x_0 = inputs["input_ids"]
+        if self.vocab_size is not None:  # one min/max per batch, before the forward pass
+            check_token_ids("train_dataset", x_0, self.vocab_size)
         maskable = inputs.get("attention_mask", torch.ones_like(x_0)).bool()
         t = self.sample_times(x_0.shape[0], x_0.device)
         x_t, masked = self.corrupt(x_0, t, maskable)

@@ -25,6 +25,9 @@ and distributed training are ``GRPOTrainer``'s. The hooks, for subclasses:
 
 from __future__ import annotations
 
+import json
+import os
+
 import torch
 from transformers.utils import logging
 from trl import GRPOTrainer
@@ -412,6 +415,72 @@ class NFTTrainer(HfgenTrainerMixin, GRPOTrainer):
         per_answer = self.accelerator.gather(torch.stack([(x * mask).sum(-1) / mask.sum(-1) for x in (low, high)], 1))
         self._metrics[mode]["clip_ratio/low_min"].append(nanmin(per_answer[:, 0]).item())
         self._metrics[mode]["clip_ratio/high_max"].append(nanmax(per_answer[:, 1]).item())
+
+    # ------------------------------------------------------------------------- exact resume (rollouts)
+
+    def _rollout_files(self, folder: str) -> tuple[str, str]:
+        rank = self.accelerator.process_index
+        return (os.path.join(folder, f"nft_rollout_{rank}.safetensors"), os.path.join(folder, f"nft_rollout_{rank}.json"))
+
+    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
+        """Checkpoint what ``GRPOTrainer`` keeps between optimizer steps, per process: the micro-step counter that
+        decides when to generate (and seeds the refill draws), the buffered rollout that serves the remaining
+        ``steps_per_generation`` steps (with its scores and old log-probabilities), and the metrics not logged yet.
+        A checkpoint inside a rollout then resumes with the same batches as the unbroken run (TRL's resume would
+        generate afresh from the updated model). Tensors go to safetensors, the rest to JSON."""
+        from safetensors.torch import save_file
+
+        super()._save_optimizer_and_scheduler(output_dir)
+        tensors, plain = {}, []
+        inside = self._step % (self.args.steps_per_generation * self.num_iterations) != 0  # else the next step generates
+        for i, batch in enumerate(self._buffered_inputs if inside and self._buffered_inputs else []):
+            plain.append({"keys": list(batch)})
+            for key, value in batch.items():
+                if torch.is_tensor(value):
+                    tensors[f"{i}.{key}"] = value.detach().contiguous().clone()
+                elif value is None or isinstance(value, (bool, int, float, str)):
+                    plain[i][f"value.{key}"] = value
+                else:  # e.g. multimodal lists: not restorable without pickle
+                    logger.warning(f"NFT checkpoint {output_dir}: the buffered rollout holds `{key}` "
+                                   f"({type(value).__name__}), which is not saved; a resume from this checkpoint "
+                                   "starts a new rollout, so it is not exact.")
+                    tensors, plain = {}, None
+                    break
+            if plain is None:
+                break
+        os.makedirs(output_dir, exist_ok=True)  # under DDP, ranks > 0 may get here before rank 0 created it
+        tensor_file, state_file = self._rollout_files(output_dir)
+        if tensors:
+            save_file(tensors, tensor_file)
+        metrics = {mode: {k: list(v) for k, v in values.items()} for mode, values in self._metrics.items()}
+        with open(state_file, "w") as f:
+            json.dump({"step": self._step, "buffered": plain if tensors else None, "metrics": metrics}, f)
+
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is None:
+            return
+        tensor_file, state_file = self._rollout_files(checkpoint)
+        if not os.path.isfile(state_file):  # a checkpoint of an older hfgen, or another trainer's
+            logger.warning(f"`resume_from_checkpoint` {checkpoint!r} has no {os.path.basename(state_file)}: NFT "
+                           "resumes with a new rollout, so the run is exact only from a checkpoint at a rollout's end.")
+            return
+        from safetensors.torch import load_file
+
+        with open(state_file) as f:
+            state = json.load(f)
+        self._step = state["step"]
+        for mode, values in state["metrics"].items():
+            self._metrics[mode].update(values)
+        if state["buffered"] is None:
+            self._buffered_inputs = None
+            return
+        tensors = load_file(tensor_file)  # onto the CPU, then the trainer's device ("cpu:0" under CPU DDP is refused)
+        self._buffered_inputs = [
+            {key: tensors[f"{i}.{key}"].to(self.accelerator.device) if f"{i}.{key}" in tensors else plain[f"value.{key}"]
+             for key in plain["keys"]}
+            for i, plain in enumerate(state["buffered"])
+        ]
 
     # --------------------------------------------------------------------------------------- cards
 
