@@ -41,6 +41,7 @@ def render_model_card(
     eval_results: list[dict[str, Any]] | None = None,
     extra_tags: list[str] | tuple[str, ...] = (),
     license: str | None = "apache-2.0",
+    pipeline_tag: str | None = ...,
     **template_vars: Any,
 ):
     """Render the model card of an artifact of ``method`` (a registered method name).
@@ -50,6 +51,7 @@ def render_model_card(
     ``pipeline_class`` (the name of an hfgen pipeline class) adds the skeleton's "Loading this pipeline" block
     and keeps the ``diffusers`` tag off the card: ``DiffusionPipeline.from_pretrained`` cannot load a pipeline
     class Diffusers does not define, so the Hub must not list the repo as a Diffusers one.
+    ``pipeline_tag`` replaces the manifest's for this artifact (``None``: no Hub pipeline tag).
     Returns a ``huggingface_hub.ModelCard``.
     """
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
@@ -65,7 +67,7 @@ def render_model_card(
     card_data = ModelCardData(
         library_name="hfgen",
         license=license,
-        pipeline_tag=info.pipeline_tag,
+        pipeline_tag=info.pipeline_tag if pipeline_tag is ... else pipeline_tag,
         tags=[t for t in dict.fromkeys([*info.hub_tags, *extra_tags])
               if not (template_vars.get("pipeline_class") and t == "diffusers")],
         base_model=base_model,
