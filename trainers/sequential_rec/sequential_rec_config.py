@@ -119,4 +119,8 @@ class SequentialRecConfig(TrainingArguments):
             raise ValueError(f"`item_batch_size` must be >= 1, got {self.item_batch_size}.")
         if self.remove_unused_columns:
             raise ValueError("`remove_unused_columns` must be False: evaluation needs the `history` column.")
+        if self.load_best_model_at_end and self.metric_for_best_model is None:
+            # the best model is the one with the best validation HR@K (TrainingArguments would pick `eval_loss`,
+            # which full-ranking evaluation does not report)
+            self.metric_for_best_model, self.greater_is_better = f"hr@{self.eval_top_k[0]}", True
         super().__post_init__()
