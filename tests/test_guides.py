@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 GUIDES = ROOT / "docs" / "guides"
 BUILTIN = sorted(p.stem for p in (ROOT / "hfgen" / "methods").glob("*.py") if p.stem != "__init__")  # the manifests
 # guides still to write (issue #34): each is an xfail that turns into a failure (strict) once its page exists
-NOT_WRITTEN = {"mf2", "popcorn"}
+NOT_WRITTEN = {"popcorn"}
 SECTIONS = ("## Dataset format", "## Quick start on your own task", "## Logged metrics", "## Main knobs",
             "## Saving and reloading", "## Pitfalls", "## Results")
 
