@@ -417,4 +417,11 @@ class NFTTrainer(HfgenTrainerMixin, GRPOTrainer):
         return ["rft" if self.args.neg_weight == 0 else "nft"]
 
     def card_vars(self) -> dict:
-        return {"neg_weight": self.args.neg_weight, **({"repo_id": self.args.hub_model_id} if self.args.hub_model_id else {})}
+        """What the card says about this run: the rewards, a prompt of the training data, where it is published."""
+        card = {"neg_weight": self.args.neg_weight, "reward_names": list(self.reward_func_names)}
+        if self.args.hub_model_id:
+            card["repo_id"] = self.args.hub_model_id
+        dataset = self.train_dataset
+        if dataset is not None and hasattr(dataset, "__getitem__") and len(dataset) and isinstance(dataset[0].get("prompt"), str):
+            card["example_prompt"] = dataset[0]["prompt"]
+        return card
