@@ -64,7 +64,7 @@ def _cmd_info(args) -> int:
         print(f"  {cls_name:<32} {target}")
     from hfgen.hub import render_model_card
 
-    print(f"\ncard template, rendered as a saved artifact's README.md (placeholders where a save fills in values):\n")
+    print("\ncard template, rendered as a saved artifact's README.md (placeholders where a save fills in values):\n")
     print(str(render_model_card(info.name, model_name=f"my-{info.name}-model")))
     return 0
 
