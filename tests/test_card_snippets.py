@@ -185,3 +185,79 @@ def test_iisan_card_snippet_loads_the_saved_recommender_and_adapter(tmp_path, mo
     expected = recommender.eval()(inputs_embeds=namespace["items"][histories],
                            attention_mask=(histories != 0).long()).last_hidden_state[:, -1]
     torch.testing.assert_close(users, expected)
+
+
+@pytest.mark.parametrize("peft", [False, True])
+def test_ddo_card_loads_the_saved_model_or_adapter(tmp_path, monkeypatch, peft):
+    from peft import LoraConfig, PeftModel
+    from transformers import LlamaForCausalLM
+
+    from hfgen.testing.tiny_models import tiny_llama
+    from hfgen.trainers import DDOConfig, DDOTrainer
+
+    base = str(tmp_path / "base")
+    tiny_llama(vocab_size=16).save_pretrained(base)
+    model = LlamaForCausalLM.from_pretrained(base)
+    real = [{"input_ids": torch.tensor([1, 2, 3, 4])} for _ in range(4)]
+    fake = [{"input_ids": torch.tensor([1, 5, 6, 7])} for _ in range(4)]
+    args = DDOConfig(output_dir=str(tmp_path / "ddo"), max_steps=1, per_device_train_batch_size=4, use_cpu=True,
+                     report_to="none", save_strategy="no", disable_tqdm=True)
+    extra = {"peft_config": LoraConfig(r=2, target_modules=["q_proj"])} if peft else {}
+    trainer = DDOTrainer(model, args=args, train_dataset=real, fake_dataset=fake, **extra)
+    trainer.train()
+    trainer.save_model()
+    meta, _ = card_of(tmp_path / "ddo")
+    assert meta["library_name"] == ("peft" if peft else "hfgen")
+    loaded = run_card_snippet(str(tmp_path / "ddo"), monkeypatch)["model"]
+    assert isinstance(loaded, PeftModel) if peft else isinstance(loaded, LlamaForCausalLM)
+
+
+def _steps_capped(monkeypatch, pipeline_class, cap: int):
+    call = pipeline_class.__call__
+
+    def capped(self, *args, **kwargs):  # a card asks for many steps; a few prove the same call
+        if kwargs.get("num_inference_steps"):
+            kwargs["num_inference_steps"] = min(kwargs["num_inference_steps"], cap)
+        return call(self, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline_class, "__call__", capped)
+
+
+def test_masked_diffusion_pipeline_card_runs(tmp_path, monkeypatch):
+    from transformers import BertConfig, BertForMaskedLM
+
+    from hfgen.data.text import char_tokenizer
+    from hfgen.pipelines import FirstHittingScheduler, MaskedDiffusionPipeline
+
+    tokenizer = char_tokenizer("The cat sat.")
+    denoiser = BertForMaskedLM(BertConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1,
+                                          num_attention_heads=2, intermediate_size=32, max_position_embeddings=128))
+    MaskedDiffusionPipeline(denoiser=denoiser, tokenizer=tokenizer, scheduler=FirstHittingScheduler()).save_pretrained(
+        tmp_path / "mdm")
+    _steps_capped(monkeypatch, MaskedDiffusionPipeline, 4)
+    namespace = run_card_snippet(str(tmp_path / "mdm"), monkeypatch)
+    assert isinstance(namespace["pipe"], MaskedDiffusionPipeline) and namespace["out"].sequences.shape == (1, 128)
+
+
+def test_consistency_bridge_pipeline_card_runs(tmp_path, monkeypatch):
+    from diffusers import UNet2DModel
+
+    from hfgen.pipelines import BridgeScheduler, ConsistencyBridgePipeline
+
+    unet = UNet2DModel(sample_size=8, in_channels=2, out_channels=1, block_out_channels=(8, 16), layers_per_block=1,
+                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+                       norm_num_groups=8)
+    ConsistencyBridgePipeline(unet=unet, scheduler=BridgeScheduler(solver="consistency")).save_pretrained(tmp_path / "cb")
+    namespace = run_card_snippet(str(tmp_path / "cb"), monkeypatch)
+    assert namespace["out"].nfe == 2 and (tmp_path / "translated.png").is_file()
+
+
+def test_analytic_precond_pipeline_card_runs(tmp_path, monkeypatch):
+    from hfgen.pipelines import ConsistencyTrajectoryPipeline, ConsistencyTrajectoryScheduler
+    from hfgen.pipelines.consistency_trajectory import TrajectoryMLP
+
+    pipe = ConsistencyTrajectoryPipeline(denoiser=TrajectoryMLP(dim=2, hidden_dim=16),
+                                         scheduler=ConsistencyTrajectoryScheduler())
+    pipe.save_pretrained(tmp_path / "ctm")
+    namespace = run_card_snippet(str(tmp_path / "ctm"), monkeypatch)
+    assert namespace["out"].samples.shape == (1000, 2)

@@ -3,6 +3,7 @@
 import logging
 
 import pytest
+import torch
 from transformers.utils import logging as hf_logging
 
 from hfgen.data.arithmetic import arithmetic_dataset, arithmetic_tokenizer, tiny_causal_lm
@@ -36,3 +37,20 @@ def test_warns_on_a_step_without_mixed_groups(tmp_path, caplog, reward, warns, r
     assert bool(warned) == warns
     if warns:
         assert "sft_warm_start" in warned[0] and f"after {refill_rounds} refill rounds" in warned[0]
+
+
+def test_warm_start_helper_has_a_generic_home_and_the_old_import_works():
+    from datasets import Dataset
+
+    from hfgen.data import arithmetic
+    from hfgen.data.warm_start import sft_warm_start
+
+    assert arithmetic.sft_warm_start is sft_warm_start
+    tokenizer = arithmetic_tokenizer()
+    data = Dataset.from_list([{"question": f"{a}+{a}=", "target": str(2 * a)} for a in range(10)])
+    model = tiny_causal_lm(tokenizer)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    sft_warm_start(model, tokenizer, data, steps=2, batch_size=4, prompt_column="question", completion_column="target")
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+    with pytest.raises(ValueError, match="completion_column"):
+        sft_warm_start(model, tokenizer, data, steps=1, prompt_column="question")  # no "answer" column
