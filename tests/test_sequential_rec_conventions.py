@@ -1,6 +1,7 @@
 """SequentialRecTrainer follows Trainer's conventions: (model, args, train_dataset, eval_dataset) in that order, and
 ``load_best_model_at_end=True`` picks the best model by validation HR@K (the documented default)."""
 
+import inspect
 import warnings
 
 import pytest
@@ -31,6 +32,8 @@ def test_trainer_order_with_item_encoder_keyword(tmp_path):
     assert trainer.eval_dataset is splits["validation"]
     trainer.train()
     assert "eval_hr@10" in trainer.evaluate()  # on the eval set given in third place
+    assert list(inspect.signature(SequentialRecTrainer).parameters)[:4] == ["model", "args", "train_dataset",
+                                                                          "eval_dataset"]
 
 
 def test_former_order_still_works_with_a_deprecation_warning(tmp_path):

@@ -11,6 +11,7 @@ checkpointing and callbacks work as usual; a save writes the recommender (``conf
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from pathlib import Path
 
@@ -170,9 +171,14 @@ class SequentialRecTrainer(HfgenTrainerMixin, Trainer):
             if "item_encoder" in kwargs:
                 raise TypeError("SequentialRecTrainer got `item_encoder` twice (positionally and as a keyword).")
             kwargs["item_encoder"], positional = positional[0], positional[1:]
-        self._init(model, *positional, **kwargs)
+        self._init_in_trainer_order(model, *positional, **kwargs)
 
-    def _init(self, model, args: SequentialRecConfig | None = None, train_dataset=None, eval_dataset=None, *,
+    # help() and inspect show Trainer's order, not the catch-all that keeps the old order working
+    __init__.__signature__ = inspect.signature(lambda self, model, args=None, train_dataset=None, eval_dataset=None, *,
+                                               item_encoder=None, item_popularity=None, data_collator=None,
+                                               **kwargs: None)
+
+    def _init_in_trainer_order(self, model, args: SequentialRecConfig | None = None, train_dataset=None, eval_dataset=None, *,
               item_encoder=None, item_popularity: torch.Tensor | None = None, data_collator=None, **kwargs):
         args = check_args(args, SequentialRecConfig, "sequential_rec")
         if not isinstance(model, SequentialRecommender):
