@@ -20,7 +20,7 @@ What lives here, written once for every side-adapter method:
 
 Files: PEFT-style, not PEFT format. A saved adapter is ``adapter_config.json`` +
 ``adapter_model.safetensors`` (+ ``README.md``), PEFT's file names and JSON layout
-(``base_model_name_or_path``, a string, the Hub id of the first backbone; ``inference_mode``), but a
+(``base_model_name_or_path``, a string: the Hub id or local folder of the first backbone; ``inference_mode``), but a
 side network is not a PEFT method (PEFT 0.21's ``PeftType`` enum is closed to third parties), so:
 
 - what works with PEFT / Hub tools: reading the JSON and the safetensors file as data
