@@ -261,3 +261,20 @@ def test_analytic_precond_pipeline_card_runs(tmp_path, monkeypatch):
     pipe.save_pretrained(tmp_path / "ctm")
     namespace = run_card_snippet(str(tmp_path / "ctm"), monkeypatch)
     assert namespace["out"].samples.shape == (1000, 2)
+
+
+def test_gft_pipeline_card_runs_with_the_models_class_labels(tmp_path, monkeypatch):
+    from diffusers import DDIMScheduler, UNet2DConditionModel
+
+    from hfgen.pipelines import GuidanceFreePipeline
+
+    unet = UNet2DConditionModel(
+        sample_size=8, in_channels=1, out_channels=1, block_out_channels=(16, 32), layers_per_block=1,
+        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+        mid_block_type=None, norm_num_groups=8, num_class_embeds=2 + 1, time_cond_proj_dim=16)
+    GuidanceFreePipeline(unet=unet, scheduler=DDIMScheduler()).save_pretrained(tmp_path / "pipe")
+    meta, body = card_of(tmp_path / "pipe")
+    assert "class-conditional-image-generation" in meta["tags"] and "pipeline_tag" not in meta
+    assert "class_labels=[0, 1]" in body and "label `2` is the null" in body
+    _steps_capped(monkeypatch, GuidanceFreePipeline, 2)
+    assert len(run_card_snippet(str(tmp_path / "pipe"), monkeypatch)["images"]) == 2
