@@ -62,6 +62,10 @@ def _cmd_info(args) -> int:
     print("components:")
     for cls_name, target in sorted(info.components.items()):
         print(f"  {cls_name:<32} {target}")
+    from hfgen.hub import render_model_card
+
+    print("\ncard template, rendered as a saved artifact's README.md (placeholders where a save fills in values):\n")
+    print(str(render_model_card(info.name, model_name=f"my-{info.name}-model")))
     return 0
 
 

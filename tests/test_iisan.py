@@ -488,12 +488,12 @@ def test_logq_without_popularity_warns(data, tmp_path):
     args = SequentialRecConfig(output_dir=str(tmp_path), disable_tqdm=True)
     train = data.leave_one_out(10)["train"]
     with pytest.warns(UserWarning, match="item_popularity"):
-        SequentialRecTrainer(SASRecModel(SASRecConfig()), enc, args, train)
+        SequentialRecTrainer(SASRecModel(SASRecConfig()), args, train, item_encoder=enc)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        SequentialRecTrainer(SASRecModel(SASRecConfig()), enc, args, train, item_popularity=data.popularity())
-        SequentialRecTrainer(SASRecModel(SASRecConfig()), enc, SequentialRecConfig(
-            output_dir=str(tmp_path), disable_tqdm=True, logq_correction=False), train)
+        SequentialRecTrainer(SASRecModel(SASRecConfig()), args, train, item_encoder=enc, item_popularity=data.popularity())
+        SequentialRecTrainer(SASRecModel(SASRecConfig()), SequentialRecConfig(
+            output_dir=str(tmp_path), disable_tqdm=True, logq_correction=False), train, item_encoder=enc)
 
 
 def test_lora_and_full_baselines_train_only_what_they_should(data):

@@ -1,6 +1,7 @@
 """Side-adapter files: the backbone fingerprint, the recorded base model, and what PEFT's own loaders do."""
 
 import json
+import os
 
 import pytest
 import torch
@@ -63,11 +64,14 @@ def test_strict_fingerprint_hashes_weights_and_the_default_reads_none(saved_back
     assert encoder_fingerprint(meta) == encoder_fingerprint(tiny_bert())
 
 
-def test_base_model_is_a_hub_id_string_never_a_local_path(saved_backbone, tmp_path):
+def test_base_model_is_a_real_hub_id_or_path_never_a_class_name(saved_backbone, tmp_path):
     local = AutoModel.from_pretrained(saved_backbone)
     assert str(saved_backbone) in local.config._name_or_path
     adapter = IISANModel(IISANConfig(modalities=["text"], layers="all"), {"text": local})
-    assert adapter.config.base_model_name_or_path == "BertModel"  # no Hub id known: the class, not the path
+    assert adapter.config.base_model_name_or_path == os.path.abspath(saved_backbone)  # no Hub id: the folder
+    assert AutoModel.from_pretrained(adapter.config.base_model_name_or_path).config.hidden_size == local.config.hidden_size
+    built = IISANModel(IISANConfig(modalities=["text"], layers="all"), {"text": tiny_bert()})
+    assert built.config.base_model_name_or_path == ""  # built from a config: nothing to load it from
     named = IISANModel(IISANConfig(modalities=["text"], layers="all",
                                    backbone_names={"text": "sentence-transformers/all-MiniLM-L6-v2"}), {"text": local})
     named.save_pretrained(tmp_path / "named")

@@ -134,6 +134,11 @@ def _add_adapter(model, peft_config):
                      f"(PeftAdapterMixin, e.g. UNet2DConditionModel); {type(model).__name__} has neither.")
 
 
+def _hub_id(name: str | None) -> str | None:
+    """``name`` if it is a Hub id (not a local folder), else ``None``."""
+    return name if name and not os.path.isdir(name) and not os.path.isabs(name) else None
+
+
 def _base_model_id(model) -> str | None:
     """The Hub id the model was loaded from (TRL's rule: ``None`` for a local folder or a model built from a config)."""
     config = getattr(model, "config", None)
@@ -323,7 +328,13 @@ class HfgenTrainerMixin(GuardedTrainerMixin):
         output_dir = output_dir or self.args.output_dir
         os.makedirs(output_dir, exist_ok=True)
         tags = [tags] if isinstance(tags, str) else list(tags or [])
-        card_vars = {"base_model": _base_model_id(self.accelerator.unwrap_model(self.model)), **self.card_vars()}
+        model = self.accelerator.unwrap_model(self.model)
+        card_vars = {"base_model": _base_model_id(model), **self.card_vars()}
+        if is_peft_model(model):  # the folder holds a PEFT adapter: PEFT loads it, on the base it names
+            adapter_base = model.peft_config[model.active_adapter].base_model_name_or_path
+            card_vars = {**card_vars, "library_name": "peft", "peft_base": adapter_base or None,
+                         "base_model": card_vars.get("base_model") or _hub_id(adapter_base)}
+            tags = ["peft", str(model.peft_config[model.active_adapter].peft_type).split(".")[-1].lower(), *tags]
         save_model_card(
             output_dir, self.method_name,
             model_name=model_name or Path(os.path.abspath(output_dir)).name,

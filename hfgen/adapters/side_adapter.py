@@ -20,7 +20,7 @@ What lives here, written once for every side-adapter method:
 
 Files: PEFT-style, not PEFT format. A saved adapter is ``adapter_config.json`` +
 ``adapter_model.safetensors`` (+ ``README.md``), PEFT's file names and JSON layout
-(``base_model_name_or_path``, a string, the Hub id of the first backbone; ``inference_mode``), but a
+(``base_model_name_or_path``, a string: the Hub id or local folder of the first backbone; ``inference_mode``), but a
 side network is not a PEFT method (PEFT 0.21's ``PeftType`` enum is closed to third parties), so:
 
 - what works with PEFT / Hub tools: reading the JSON and the safetensors file as data
@@ -171,6 +171,15 @@ def hub_id_of(backbone: nn.Module) -> str:
     if name and not os.path.isabs(name) and not os.path.exists(name) and "\\" not in name and name.count("/") <= 1:
         return name
     return type(backbone).__name__
+
+
+def backbone_source(backbone: nn.Module) -> str:
+    """Where the backbone can be loaded from: its Hub id, or its local folder (absolute); ``""`` if it was built
+    from a config (no id, no folder)."""
+    name = getattr(getattr(backbone, "config", None), "_name_or_path", "") or ""
+    if name and os.path.isdir(name):
+        return os.path.abspath(name)
+    return name if hub_id_of(backbone) == name else ""
 
 
 # --------------------------------------------------------------------------------- side blocks
@@ -359,8 +368,8 @@ class SideAdapterConfig(AdapterConfigMixin):
         "help": "Hub id of each backbone, e.g. {'text': 'sentence-transformers/all-MiniLM-L6-v2'}; default: the "
                 "backbone config's `_name_or_path` when it is a Hub id (a local path is never recorded)."})
     base_model_name_or_path: str | None = field(default=None, metadata={
-        "help": "PEFT field, always a string: the Hub id of the first modality's backbone (all of them are in "
-                "`backbone_names`)."})
+        "help": "PEFT field, always a string: the Hub id or local folder of the first modality's backbone (all Hub "
+                "ids are in `backbone_names`); empty for a backbone built from a config."})
     inference_mode: bool = field(default=False, metadata={"help": "PEFT field: True when loaded for inference."})
 
     hfgen_adapter_type = "SideAdapterModel"  # overridden by each adapter; hfgen.load dispatches on it
@@ -483,8 +492,11 @@ class SideAdapterModel(TrainableParametersMixin, nn.Module):
             if self.frozen_backbones:
                 bb.eval()
         if config.base_model_name_or_path is None or not isinstance(config.base_model_name_or_path, str):
-            config.base_model_name_or_path = next((config.backbone_names[m] for m in config.modalities
-                                                   if m in config.backbone_names), "")
+            # a real id or path (never a class name): PEFT-style readers load the base from it
+            first = next((m for m in config.modalities if m in backbones), None)
+            named = config.backbone_names.get(first)
+            config.base_model_name_or_path = "" if first is None else (
+                named if named != type(backbones[first]).__name__ else backbone_source(backbones[first]))
         missing = [m for m in config.modalities if m not in config.hidden_sizes]
         if missing:
             raise ValueError(f"No backbone and no recorded width for modalities {missing}: pass `backbones` "

@@ -10,7 +10,8 @@ exact decimal answer followed by ``<eos>``. Everything is built offline:
 - [`arithmetic_tokenizer`]: a character-level ``PreTrainedTokenizerFast`` over 15 symbols;
 - [`tiny_causal_lm`]: a ``Qwen2ForCausalLM`` built from a config (about 0.1 M parameters);
 - [`sft_warm_start`]: a short teacher-forced warm start, so that groups of sampled answers are mixed
-  (RL from a binary verifier learns nothing from groups that are all right or all wrong);
+  (RL from a binary verifier learns nothing from groups that are all right or all wrong); it lives in
+  [`hfgen.data.warm_start`] (any prompt -> answer data) and is re-exported here;
 - [`arithmetic_accuracy`]: exact-match accuracy of greedy (or sampled, pass@k) answers.
 
 Example::
@@ -27,6 +28,8 @@ from __future__ import annotations
 import itertools
 import random
 from typing import Any
+
+from hfgen.data.warm_start import sft_warm_start  # noqa: F401 (its former home; the import keeps working)
 
 VOCAB = ["<pad>", "<eos>", *"0123456789", "+", "-", "="]
 
@@ -139,39 +142,6 @@ def tiny_causal_lm(
         model = Qwen2ForCausalLM(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
-    return model
-
-
-def sft_warm_start(model, tokenizer, dataset, steps: int = 150, learning_rate: float = 3e-3, batch_size: int = 64,
-                   seed: int = 0, progress_bar: bool = False):
-    """Teacher-forced supervised warm start on ``prompt -> answer<eos>`` (loss on the answer tokens only).
-
-    Returns the model (trained in place) so that sampled groups contain both right and wrong answers.
-    """
-    import torch
-    from tqdm.auto import tqdm
-
-    texts = [(row["prompt"], row["answer"] + tokenizer.eos_token) for row in dataset]
-    generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
-    model.train()
-    for _ in tqdm(range(steps), desc="SFT warm start", disable=not progress_bar):
-        idx = torch.randint(len(texts), (batch_size,), generator=generator).tolist()
-        prompts = tokenizer([texts[i][0] for i in idx], add_special_tokens=False)["input_ids"]
-        answers = tokenizer([texts[i][1] for i in idx], add_special_tokens=False)["input_ids"]
-        length = max(len(p) + len(a) for p, a in zip(prompts, answers))
-        input_ids = torch.full((batch_size, length), tokenizer.pad_token_id)
-        labels = torch.full((batch_size, length), -100)
-        attention_mask = torch.zeros((batch_size, length), dtype=torch.long)
-        for row, (p, a) in enumerate(zip(prompts, answers)):  # right padding for teacher forcing
-            input_ids[row, : len(p) + len(a)] = torch.tensor(p + a)
-            labels[row, len(p) : len(p) + len(a)] = torch.tensor(a)
-            attention_mask[row, : len(p) + len(a)] = 1
-        loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    model.eval()
     return model
 
 

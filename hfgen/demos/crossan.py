@@ -27,7 +27,7 @@ def _train(adapter, splits, popularity, seed: int, epochs: int) -> tuple[float, 
     args = SequentialRecConfig(output_dir=tempfile.mkdtemp(), num_train_epochs=epochs, per_device_train_batch_size=32,
                                learning_rate=1e-3, adapter_learning_rate=1e-3, seed=seed, save_strategy="no",
                                logging_strategy="no")
-    trainer = SequentialRecTrainer(SASRecModel(SASRecConfig()), adapter, args, splits["train"],
+    trainer = SequentialRecTrainer(SASRecModel(SASRecConfig()), args, splits["train"], item_encoder=adapter,
                                    item_popularity=popularity)
     start = time.perf_counter()
     trainer.train()

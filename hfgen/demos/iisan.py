@@ -26,7 +26,7 @@ def _train(item_encoder, splits, popularity, seed: int, epochs: int) -> tuple[fl
     args = SequentialRecConfig(output_dir=tempfile.mkdtemp(), num_train_epochs=epochs, per_device_train_batch_size=32,
                                learning_rate=1e-3, adapter_learning_rate=1e-3, seed=seed, save_strategy="no",
                                logging_strategy="no", disable_tqdm=False)
-    trainer = SequentialRecTrainer(SASRecModel(SASRecConfig()), item_encoder, args, splits["train"],
+    trainer = SequentialRecTrainer(SASRecModel(SASRecConfig()), args, splits["train"], item_encoder=item_encoder,
                                    item_popularity=popularity)
     start = time.perf_counter()
     trainer.train()

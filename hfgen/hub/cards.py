@@ -41,6 +41,8 @@ def render_model_card(
     eval_results: list[dict[str, Any]] | None = None,
     extra_tags: list[str] | tuple[str, ...] = (),
     license: str | None = "apache-2.0",
+    pipeline_tag: str | None = ...,
+    library_name: str = "hfgen",
     **template_vars: Any,
 ):
     """Render the model card of an artifact of ``method`` (a registered method name).
@@ -50,6 +52,8 @@ def render_model_card(
     ``pipeline_class`` (the name of an hfgen pipeline class) adds the skeleton's "Loading this pipeline" block
     and keeps the ``diffusers`` tag off the card: ``DiffusionPipeline.from_pretrained`` cannot load a pipeline
     class Diffusers does not define, so the Hub must not list the repo as a Diffusers one.
+    ``pipeline_tag`` replaces the manifest's for this artifact (``None``: no Hub pipeline tag); ``library_name`` is
+    ``"peft"`` for a PEFT adapter (the Hub then offers PEFT's loading snippet), else ``"hfgen"``.
     Returns a ``huggingface_hub.ModelCard``.
     """
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
@@ -63,9 +67,9 @@ def render_model_card(
     if results and not model_name:
         raise ValueError("`model_name` is required when `eval_results` are given (model-index needs a name).")
     card_data = ModelCardData(
-        library_name="hfgen",
+        library_name=library_name,
         license=license,
-        pipeline_tag=info.pipeline_tag,
+        pipeline_tag=info.pipeline_tag if pipeline_tag is ... else pipeline_tag,
         tags=[t for t in dict.fromkeys([*info.hub_tags, *extra_tags])
               if not (template_vars.get("pipeline_class") and t == "diffusers")],
         base_model=base_model,
@@ -84,7 +88,8 @@ def render_model_card(
         training_config=training_config or {},
         eval_results=eval_results or [],
         # unset values stay undefined, so the templates' ``default(...)`` applies (a None would print "None")
-        **{k: v for k, v in dict(base_model=base_model, **template_vars).items() if v is not None},
+        **{k: v for k, v in dict(base_model=base_model, library_name=library_name, **template_vars).items()
+           if v is not None},
     ))
 
 

@@ -147,6 +147,9 @@ def load(name_or_path: str | os.PathLike, *, allow_pickle: bool = False, revisio
     - ``model_index.json``: a pipeline; hfgen's class if ``_class_name`` is a registered component,
       else Diffusers' ``DiffusionPipeline``;
     - ``adapter_config.json`` with ``hfgen_adapter_type``: the registered adapter class;
+    - ``adapter_config.json`` of a PEFT adapter (``peft_type``, e.g. a trainer's ``peft_config`` LoRA): a
+      ``PeftModel`` through PEFT's ``AutoPeftModelForCausalLM`` (or ``AutoPeftModel`` for other task types) on the
+      base its config names, or on ``base_model=`` (a model object or id) when given;
     - ``config.json`` with a Diffusers ``_class_name``: that model or scheduler class;
     - ``config.json`` with a ``model_type``: ``transformers.AutoModel`` (hfgen models are registered
       with the Auto classes when hfgen is imported), or the architecture named in ``architectures``.
@@ -171,6 +174,25 @@ def load(name_or_path: str | os.PathLike, *, allow_pickle: bool = False, revisio
     return consistent_load(folder, read)
 
 
+def _load_peft_adapter(folder: Path, adapter_config: dict, base_model: Any = None, **kwargs: Any):
+    """A PEFT adapter folder through PEFT: on ``base_model`` (a model object or id) with ``PeftModel``, else with
+    ``AutoPeftModel`` on the base its ``adapter_config.json`` names."""
+    import peft
+
+    if base_model is not None:
+        if isinstance(base_model, str | os.PathLike):
+            from transformers import AutoModelForCausalLM
+
+            base_model = AutoModelForCausalLM.from_pretrained(base_model)
+        return peft.PeftModel.from_pretrained(base_model, folder, **kwargs)
+    if not adapter_config.get("base_model_name_or_path"):
+        raise ValueError(f"{folder}/adapter_config.json names no base model (`base_model_name_or_path` is empty, as when "
+                         "the base was built in memory): pass it, `hfgen.load(folder, base_model=model_or_id)`.")
+    task_type = adapter_config.get("task_type")
+    auto_class = peft.AutoPeftModelForCausalLM if task_type in (None, "CAUSAL_LM") else peft.AutoPeftModel
+    return auto_class.from_pretrained(folder, **kwargs)
+
+
 def _load_verified(folder: Path, **kwargs: Any):
     from hfgen.registry import find_component
 
@@ -189,7 +211,10 @@ def _load_verified(folder: Path, **kwargs: Any):
                              "registered hfgen pipeline nor a Diffusers pipeline.")
         return diffusers.DiffusionPipeline.from_pretrained(folder, **kwargs)
     if (folder / "adapter_config.json").is_file():
-        adapter_type = _read_json(folder / "adapter_config.json").get("hfgen_adapter_type")
+        adapter_config = _read_json(folder / "adapter_config.json")
+        adapter_type = adapter_config.get("hfgen_adapter_type")
+        if adapter_type is None and "peft_type" in adapter_config:  # a PEFT adapter (a LoRA from a trainer's peft_config)
+            return _load_peft_adapter(folder, adapter_config, **kwargs)
         found = find_component(adapter_type) if adapter_type else None
         if found is None:
             raise ValueError(f"{folder}/adapter_config.json names no registered hfgen adapter (hfgen_adapter_type={adapter_type!r}).")

@@ -34,6 +34,6 @@ METHOD = MethodInfo(
     card_template="hfgen.model_cards:gft.md",
     demo="hfgen.demos.gft:run",
     tags=("guidance-free", "classifier-free-guidance", "diffusion", "autoregressive"),
-    pipeline_tag="unconditional-image-generation",
+    pipeline_tag=None,  # per artifact (GFTTrainer's card): class-conditional images, text-to-image or text-generation
     position=3,
 )

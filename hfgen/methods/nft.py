@@ -29,7 +29,7 @@ METHOD = MethodInfo(
     },
     card_template="hfgen.model_cards:nft.md",
     demo="hfgen.demos.nft:run",
-    tags=("trl", "reinforcement-learning", "math-reasoning"),
+    tags=("trl", "reinforcement-learning"),
     pipeline_tag="text-generation",
     position=1,
 )

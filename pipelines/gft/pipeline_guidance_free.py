@@ -110,7 +110,15 @@ class GuidanceFreePipeline(HfgenPipelineMixin, CallbackStateMixin, DiffusionPipe
         return getattr(self, "_guidance_scale", None)
 
     def model_card_kwargs(self) -> dict:
-        return {"kind": "dit"} if self.denoiser is not None and self.denoiser is not self.unet else {}
+        """The card's kind (a DiT or a UNet), its classes and null label, and the matching Hub tags."""
+        kwargs = {"kind": "dit"} if self.denoiser is not None and self.denoiser is not self.unet else {}
+        if self.denoiser is None:
+            return kwargs
+        if self.num_classes is None:  # text-conditional
+            return {**kwargs, "pipeline_tag": "text-to-image"}
+        # the Hub has no class-conditional pipeline tag: none, and a `class-conditional-image-generation` tag
+        return {**kwargs, "num_classes": self.num_classes, "null_class_label": self.null_class_label,
+                "pipeline_tag": None, "extra_tags": ["class-conditional-image-generation"]}
 
     @property
     def denoiser(self) -> UNet2DConditionModel | GFTDiTTransformer2DModel | None:

@@ -72,7 +72,9 @@ class MaskedDiffusionPipeline(HfgenPipelineMixin, CallbackStateMixin, DiffusionP
     (one that has a ``[CLS]``/``[SEP]`` pair or no EOS) every special token is banned too, because
     those frame the text. With a causal-LM tokenizer whose EOS is a real token (GPT-2, as in MDLM's
     OpenWebText models, where ``<|endoftext|>`` separates documents) only the mask and a padding token
-    distinct from EOS are banned, so EOS can be generated.
+    distinct from EOS are banned, so EOS can be generated. For variable-length text with a masked-LM
+    tokenizer, pass ``end_token_id`` (e.g. its EOS or padding token, the one the training texts were padded with):
+    that token may then be generated, and decoded texts end at it.
 
     Args:
         denoiser ([`~transformers.PreTrainedModel`]): a masked LM, ``denoiser(input_ids=x).logits``
@@ -192,6 +194,7 @@ class MaskedDiffusionPipeline(HfgenPipelineMixin, CallbackStateMixin, DiffusionP
         mask_token_id: int | None = None,
         use_cache: bool = True,
         time_input: str = "t",
+        end_token_id: int | None = None,
         generator: torch.Generator | list[torch.Generator] | None = None,
         output_type: str = "text",
         return_dict: bool = True,
@@ -217,6 +220,10 @@ class MaskedDiffusionPipeline(HfgenPipelineMixin, CallbackStateMixin, DiffusionP
             time_input (`str`, defaults to `"t"`): what a time-conditioned denoiser (one whose
                 ``forward`` takes ``timesteps``) receives: ``"t"`` or ``"sigma"`` (``-log alpha(t)``,
                 MDLM's backbone input). Ignored for time-agnostic denoisers.
+            end_token_id (`int`, *optional*): a token the sampler may generate although it is special (the
+                tokenizer's EOS or padding token, as LLaDA and MDLM models end texts): variable-length generation.
+                Train on texts padded with this token (no ``attention_mask``, so the padding is learned); decoded
+                ``texts`` stop at its first occurrence, ``sequences`` keep the full length.
             generator (`torch.Generator` or a list of one per sequence, *optional*): the randomness. As in
                 Diffusers' ``randn_tensor``, numbers are drawn on the generator's device and then moved, so a
                 CPU generator gives the same random numbers wherever the denoiser runs (a generator on the
@@ -242,6 +249,10 @@ class MaskedDiffusionPipeline(HfgenPipelineMixin, CallbackStateMixin, DiffusionP
                           mask_token_id, output_type)
         if time_input not in TIME_INPUTS:
             raise ValueError(f"`time_input` must be one of {TIME_INPUTS}, got {time_input!r}.")
+        if end_token_id is not None and (end_token_id == mask_token_id or not 0 <= end_token_id < (
+                getattr(getattr(self.denoiser, "config", None), "vocab_size", None) or end_token_id + 1)):
+            raise ValueError(f"`end_token_id` {end_token_id} must be a token of the denoiser's vocabulary other than "
+                             "the mask token.")
         callback_inputs = check_callback_inputs(self, callback_on_step_end, callback_on_step_end_tensor_inputs)
         device = self._execution_device
         sample = self.prepare_sequences(prompt, input_ids, seq_len, num_samples, mask_token_id, device)
@@ -265,19 +276,29 @@ class MaskedDiffusionPipeline(HfgenPipelineMixin, CallbackStateMixin, DiffusionP
             if logits is None or planned or time_conditioned or not use_cache or not torch.equal(sample, seen):
                 logits = self.denoise(sample, t, time_conditioned, time_input)
                 seen, nfe = sample, nfe + 1
-            forbidden = self.forbidden_tokens(logits.shape[-1], device) if forbidden is None else forbidden
+            if forbidden is None:
+                forbidden = self.forbidden_tokens(logits.shape[-1], device)
+                if end_token_id is not None:  # variable length: the end token may be generated
+                    forbidden[end_token_id] = False
             sample = self.scheduler.step(logits, t, sample, mask_token_id, temperature=temperature,
                                          forbidden_tokens=forbidden, generator=generator).prev_sample
             if callback_on_step_end is not None:
                 sample = run_callback(self, callback_on_step_end, i, t, callback_inputs,
                                       {"sequences": sample, "logits": logits})["sequences"]
 
-        texts = self.tokenizer.batch_decode(sample, skip_special_tokens=True) if output_type == "text" else None
+        texts = self.decode(sample, end_token_id) if output_type == "text" else None
         sequences = sample.cpu().numpy() if output_type == "np" else sample
         self.maybe_free_model_hooks()
         if not return_dict:
             return (sequences, texts)
         return MaskedDiffusionPipelineOutput(sequences=sequences, texts=texts, nfe=nfe)
+
+    def decode(self, sequences, end_token_id: int | None = None) -> list[str]:
+        """Texts of ``sequences`` without special tokens, each cut at its first ``end_token_id`` (if given)."""
+        rows = sequences.tolist()
+        if end_token_id is not None:
+            rows = [row[: row.index(end_token_id)] if end_token_id in row else row for row in rows]
+        return self.tokenizer.batch_decode(rows, skip_special_tokens=True)
 
     def model_card_kwargs(self):
         """The card's model name, base model (the denoiser's ``_name_or_path``) and sampler settings."""

@@ -170,6 +170,11 @@ class GFTTrainer(HfgenTrainerMixin, Trainer):
         """(condition with dropped rows replaced by the null condition, the all-null condition)."""
         if self.num_class_embeds is not None:
             labels = inputs["labels"]
+            if bool(((labels == self.null_class_label) | (labels < 0) | (labels >= self.num_class_embeds)).any()):
+                raise ValueError(
+                    f"`labels` must be class ids in [0, {self.num_class_embeds - 1}) other than the null label "
+                    f"{self.null_class_label}, got {sorted(set(labels.tolist()))}: build the unet with "
+                    "`num_class_embeds = number of classes + 1` (the last embedding is the null class).")
             null = torch.full_like(labels, self.null_class_label)
             return ({"class_labels": torch.where(drop, null, labels), "encoder_hidden_states": None},
                     {"class_labels": null, "encoder_hidden_states": None})
@@ -256,4 +261,13 @@ class GFTTrainer(HfgenTrainerMixin, Trainer):
         return config
 
     def card_vars(self) -> dict:
-        return {"kind": "diffusion" if self.is_diffusion else "autoregressive"}
+        if not self.is_diffusion:
+            return {"kind": "autoregressive", "pipeline_tag": "text-generation"}
+        if self.num_class_embeds is None:  # text-conditional (encoder_hidden_states)
+            return {"kind": "diffusion", "pipeline_tag": "text-to-image"}
+        # the Hub has no class-conditional pipeline tag: none, and a `class-conditional-image-generation` tag
+        return {"kind": "diffusion", "pipeline_tag": None, "num_classes": self.num_class_embeds - 1,
+                "null_class_label": self.null_class_label}
+
+    def card_tags(self) -> list[str]:
+        return ["class-conditional-image-generation"] if self.is_diffusion and self.num_class_embeds else []

@@ -187,6 +187,8 @@ class NFTTrainer(HfgenTrainerMixin, GRPOTrainer):
         scores = (correct[local], r_q[local], omega[local])
         if mode == "train" and self._can_refill(inputs, output, num_generations):
             output, scores = self._refill(inputs, output, scores, r_q, num_generations)
+        elif mode == "train":
+            self._warn_if_nothing_mixed(int(((group_rq > 0) & (group_rq < 1)).sum()))
         output["nft_correct"], output["nft_rq"], output["nft_weight"] = scores
         return output
 
@@ -241,6 +243,7 @@ class NFTTrainer(HfgenTrainerMixin, GRPOTrainer):
             count = count + mixed_per_process(r_q).sum(1)
         mode = "train"
         self._metrics[mode]["nft/refill_rounds"].append(float(rounds))
+        self._warn_if_nothing_mixed(int(sum(int(m.sum()) for m in mixed)), rounds)
         if rounds == 0:
             return output, scores
         # Groups to keep, as (piece, group): mixed ones in generation order, then degenerate ones of the first batch.
@@ -257,6 +260,18 @@ class NFTTrainer(HfgenTrainerMixin, GRPOTrainer):
         return self._concat_rows([p[0] for p in pieces], rows), tuple(
             torch.cat([p[1][i][r] for p, r in zip(pieces, rows)]) for i in range(3)
         )
+
+    def _warn_if_nothing_mixed(self, num_mixed: int, refill_rounds: int = 0) -> None:
+        """Warn (once) when a step found no prompt whose answers are mixed: NFT then learns nothing (a cold start)."""
+        if num_mixed > 0 or getattr(self, "_nft_unmixed_warned", False):
+            return
+        self._nft_unmixed_warned = True
+        logger.warning(
+            f"NFT step {self.state.global_step + 1}: no prompt had both right and wrong answers (after "
+            f"{refill_rounds} refill rounds), so this step learns nothing (loss 0). The model is "
+            "probably cold-started: warm-start it first, e.g. hfgen.data.warm_start.sft_warm_start(model, tokenizer, "
+            "train_dataset, completion_column=<your answer column>), or start from a model that already solves part "
+            "of the task (see docs/guides/nft.md).")
 
     def _concat_rows(self, outputs, rows):
         """Concatenate the selected rows of several generation outputs, padding prompts on the left and the
@@ -496,4 +511,11 @@ class NFTTrainer(HfgenTrainerMixin, GRPOTrainer):
         return ["rft" if self.args.neg_weight == 0 else "nft"]
 
     def card_vars(self) -> dict:
-        return {"neg_weight": self.args.neg_weight, **({"repo_id": self.args.hub_model_id} if self.args.hub_model_id else {})}
+        """What the card says about this run: the rewards, a prompt of the training data, where it is published."""
+        card = {"neg_weight": self.args.neg_weight, "reward_names": list(self.reward_func_names)}
+        if self.args.hub_model_id:
+            card["repo_id"] = self.args.hub_model_id
+        dataset = self.train_dataset
+        if dataset is not None and hasattr(dataset, "__getitem__") and len(dataset) and isinstance(dataset[0].get("prompt"), str):
+            card["example_prompt"] = dataset[0]["prompt"]
+        return card

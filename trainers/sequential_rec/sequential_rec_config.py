@@ -133,4 +133,8 @@ class SequentialRecConfig(TrainingArguments):
             raise ValueError(f"`eval_top_k` must be a non-empty list of positive integers, got {self.eval_top_k}.")
         if self.item_batch_size < 1:
             raise ValueError(f"`item_batch_size` must be >= 1, got {self.item_batch_size}.")
+        if self.load_best_model_at_end and self.metric_for_best_model is None:
+            # the best model is the one with the best validation HR@K (TrainingArguments would pick `eval_loss`,
+            # which full-ranking evaluation does not report)
+            self.metric_for_best_model, self.greater_is_better = f"hr@{self.eval_top_k[0]}", True
         super().__post_init__()

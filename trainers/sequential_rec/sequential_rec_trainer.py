@@ -11,6 +11,7 @@ checkpointing and callbacks work as usual; a save writes the recommender (``conf
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from pathlib import Path
 
@@ -142,20 +143,43 @@ class SequentialRecCollator:
 class SequentialRecTrainer(HfgenTrainerMixin, Trainer):
     """Trainer for sequential recommendation with an (optionally side-adapted) item encoder.
 
+    Takes ``transformers.Trainer``'s arguments in its order, ``(model, args, train_dataset, eval_dataset, ...)``,
+    plus the keywords ``item_encoder`` and ``item_popularity``:
+
     Args:
         model: the recommender, a [`~hfgen.models.SASRecModel`] (or a ready
             [`SequentialRecommender`]).
-        item_encoder: a side adapter ([`~hfgen.adapters.IISANModel`], ``CROSSANModel``) or a
-            baseline ``BackboneItemEncoder``, with its item table or cache set; ``None`` for ID-based SASRec.
         args: a [`SequentialRecConfig`].
-        train_dataset / eval_dataset: from ``RecommendationData.leave_one_out``.
-        item_popularity: ``[n_items]`` training interaction counts, for the logQ correction.
+        train_dataset / eval_dataset: from ``RecommendationData.leave_one_out`` (``eval_dataset`` may be a dict of
+            named sets: metrics are then ``eval_<name>_hr@K``).
+        item_encoder (keyword): a side adapter ([`~hfgen.adapters.IISANModel`], ``CROSSANModel``) or a
+            baseline ``BackboneItemEncoder``, with its item table or cache set; ``None`` for ID-based SASRec.
+        item_popularity (keyword): ``[n_items]`` training interaction counts, for the logQ correction.
 
-    ``evaluate()`` returns ``{"eval_hr@10", "eval_ndcg@10", ...}``.
+    The former order ``(model, item_encoder, args, ...)`` still works, with a ``FutureWarning``.
+    ``evaluate()`` returns ``{"eval_hr@10", "eval_ndcg@10", ...}``; the best model (``load_best_model_at_end``,
+    early stopping) is chosen by validation HR@K unless ``metric_for_best_model`` says otherwise.
     """
 
-    def __init__(self, model, item_encoder=None, args: SequentialRecConfig | None = None, train_dataset=None,
-                 eval_dataset=None, item_popularity: torch.Tensor | None = None, data_collator=None, **kwargs):
+    def __init__(self, model, *positional, **kwargs):
+        if positional and not isinstance(positional[0], SequentialRecConfig) and (
+                isinstance(positional[0], nn.Module) or positional[0] is None and (
+                    "args" in kwargs or len(positional) > 1 and isinstance(positional[1], SequentialRecConfig))):
+            warnings.warn("SequentialRecTrainer(model, item_encoder, args, ...) is deprecated: pass the arguments in "
+                          "Trainer's order, SequentialRecTrainer(model, args, train_dataset, eval_dataset, "
+                          "item_encoder=...).", FutureWarning, stacklevel=2)
+            if "item_encoder" in kwargs:
+                raise TypeError("SequentialRecTrainer got `item_encoder` twice (positionally and as a keyword).")
+            kwargs["item_encoder"], positional = positional[0], positional[1:]
+        self._init_in_trainer_order(model, *positional, **kwargs)
+
+    # help() and inspect show Trainer's order, not the catch-all that keeps the old order working
+    __init__.__signature__ = inspect.signature(lambda self, model, args=None, train_dataset=None, eval_dataset=None, *,
+                                               item_encoder=None, item_popularity=None, data_collator=None,
+                                               **kwargs: None)
+
+    def _init_in_trainer_order(self, model, args: SequentialRecConfig | None = None, train_dataset=None, eval_dataset=None, *,
+              item_encoder=None, item_popularity: torch.Tensor | None = None, data_collator=None, **kwargs):
         args = check_args(args, SequentialRecConfig, "sequential_rec")
         if not isinstance(model, SequentialRecommender):
             model = SequentialRecommender(model, item_encoder)
@@ -168,17 +192,20 @@ class SequentialRecTrainer(HfgenTrainerMixin, Trainer):
         if args.logq_correction and item_popularity is None and train_dataset is not None:
             warnings.warn("`logq_correction=True` but no `item_popularity` was given, so the logQ correction is OFF. "
                           "Pass `item_popularity=data.popularity()` (training interaction counts), or set "
-                          "`logq_correction=False` to silence this.", UserWarning, stacklevel=2)
+                          "`logq_correction=False` to silence this.", UserWarning, stacklevel=3)
         if args.logq_correction and item_popularity is not None:
             if len(item_popularity) != model.num_items:
                 raise ValueError(f"`item_popularity` has {len(item_popularity)} entries, the item table {model.num_items}.")
             p = item_popularity.float().clamp_min(1.0)
             log_pop = (p / p.sum()).log()
         callbacks = list(kwargs.pop("callbacks", None) or [])
+        default_metric = f"hr@{args.eval_top_k[0]}"  # the config's default when a best model is asked for
+        if eval_dataset is not None and (args.metric_for_best_model in (None, default_metric) and (
+                args.load_best_model_at_end or args.early_stopping_patience and args.eval_strategy != "no")):
+            # validation HR@K: of the first named eval set, or of the only one
+            first = f"{next(iter(eval_dataset))}_" if isinstance(eval_dataset, dict) else ""
+            args.metric_for_best_model, args.greater_is_better = f"{first}{default_metric}", True
         if args.early_stopping_patience and args.eval_strategy != "no" and eval_dataset is not None:
-            if args.metric_for_best_model is None:  # validation HR@K: the first named eval set, or the only one
-                first = f"{next(iter(eval_dataset))}_" if isinstance(eval_dataset, dict) else ""
-                args.metric_for_best_model, args.greater_is_better = f"{first}hr@{args.eval_top_k[0]}", True
             callbacks.append(EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience))
         super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                          data_collator=data_collator or SequentialRecCollator(), callbacks=callbacks, **kwargs)
