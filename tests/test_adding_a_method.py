@@ -57,8 +57,8 @@ class ToyConfig(TrainingArguments):
 TRAINER = '''
 from transformers import Trainer
 
-from ..base import HfgenTrainerMixin, check_args
-from .toy_config import ToyConfig
+from hfgen.trainers import HfgenTrainerMixin, check_args
+from hfgen.trainers.toy_method.toy_config import ToyConfig
 
 
 class ToyTrainer(HfgenTrainerMixin, Trainer):
