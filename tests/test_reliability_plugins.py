@@ -190,6 +190,24 @@ def test_a_card_failure_never_costs_the_trained_weights(toyflow, tmp_path):
     assert type(hfgen.load(tmp_path / "pipe")).__name__ == "ToyFlowPipeline"
 
 
+def test_a_side_adapter_keeps_its_weights_when_its_card_fails(tmp_path, monkeypatch):
+    """The same rule for hfgen's side adapters, whose card used to be rendered inside the save (before the commit)."""
+    from test_side_adapter_io import tiny_bert
+
+    import hfgen.hub.cards
+    from hfgen.adapters import IISANConfig, IISANModel
+
+    def broken(target):
+        raise FileNotFoundError(f"no template {target}")
+
+    monkeypatch.setattr(hfgen.hub.cards, "_card_template", broken)
+    adapter = IISANModel(IISANConfig(modalities=["text"], layers="all"), {"text": tiny_bert()})
+    with pytest.warns(UserWarning, match="IISANModel: the weights are saved in .* template 'hfgen.model_cards:iisan.md'"):
+        adapter.save_pretrained(tmp_path / "adapter")
+    assert {p.name for p in (tmp_path / "adapter").iterdir()} >= {"adapter_config.json", "adapter_model.safetensors"}
+    assert not (tmp_path / "adapter" / "README.md").exists()
+
+
 def test_method_name_is_resolved_when_the_trainer_is_created(toyflow, tmp_path):
     import torch
     from hfgen_toyflow.toyflow_trainer import ToyFlowTrainer

@@ -272,11 +272,9 @@ class HfgenTrainerMixin(GuardedTrainerMixin):
         try:
             self.create_model_card(output_dir=output_dir)
         except Exception as err:
-            from hfgen.hub.cards import _template_target
+            from hfgen.hub.cards import card_failure
 
-            warnings.warn(f"{type(self).__name__}: the weights are saved in {output_dir} but the model card is not: "
-                          f"rendering the card template {_template_target(self.method_name)!r} failed with "
-                          f"{type(err).__name__}: {err}", stacklevel=3)
+            warnings.warn(card_failure(type(self).__name__, output_dir, self.method_name, err), stacklevel=3)
 
     def _push_from_checkpoint(self, checkpoint_folder):
         with _training_args_as_json(), _no_pickle_uploads():

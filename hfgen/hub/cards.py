@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -127,6 +128,22 @@ def save_model_card(folder: str | os.PathLike, method: str, **kwargs: Any) -> Pa
     tmp.write_text(str(card), encoding="utf-8")
     os.replace(tmp, path)
     return path
+
+
+def card_failure(owner: str, folder: str | os.PathLike, method: str, err: Exception) -> str:
+    """The warning for a card of ``method`` that failed to render after ``owner`` committed its weights to ``folder``."""
+    return (f"{owner}: the weights are saved in {folder} but the model card is not: rendering the card template "
+            f"{_template_target(method)!r} failed with {type(err).__name__}: {err}")
+
+
+def save_model_card_or_warn(folder: str | os.PathLike, method: str, *, owner: str, **kwargs: Any) -> Path | None:
+    """[`save_model_card`] for a save whose weights are already committed: a card that fails to render (e.g. a
+    plugin's template missing from its package data) is a warning naming the template, never a lost save."""
+    try:
+        return save_model_card(folder, method, **kwargs)
+    except Exception as err:
+        warnings.warn(card_failure(owner, folder, method, err), stacklevel=3)
+        return None
 
 
 def registered_component(cls: type) -> tuple[Any, str] | None:

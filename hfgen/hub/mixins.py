@@ -10,7 +10,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from .cards import card_template_problem, registered_component, save_model_card
+from .cards import card_template_problem, registered_component, save_model_card, save_model_card_or_warn
 from .remote import import_registered_libraries, resolve_folder, upload_folder
 from .saving import (
     _VERIFIED,
@@ -132,23 +132,20 @@ class HfgenPipelineMixin(SafeSaveMixin):
         return registered_component(cls)
 
     def save_model_card(self, save_directory: str | os.PathLike, repo_id: str | None = None) -> Path | None:
+        """Write the card into ``save_directory`` (``None`` for an unregistered class, or a warning if it fails)."""
         found = self.hfgen_component()
         if found is None:
             return None
         info, name = found
         kwargs = {"model_name": f"{name} ({info.name})", **self.model_card_kwargs()}
-        return save_model_card(save_directory, info.name, pipeline_class=name, repo_id=repo_id, **kwargs)
+        return save_model_card_or_warn(save_directory, info.name, owner=type(self).__name__, pipeline_class=name,
+                                       repo_id=repo_id, **kwargs)
 
     def save_pretrained(self, save_directory, *args, push_to_hub: bool = False, **kwargs):
         hub = {k: kwargs.pop(k) for k in ("repo_id", "commit_message", "private", "create_pr", "token") if k in kwargs}
         super().save_pretrained(save_directory, *args, **kwargs)
-        if kwargs.get("is_main_process", True):
-            # after the weights are committed: a card problem must never cost them
-            try:
-                self.save_model_card(save_directory, repo_id=hub.get("repo_id"))
-            except Exception as err:
-                warnings.warn(f"{type(self).__name__}: the weights are saved in {save_directory} but the model card "
-                              f"is not: {_card_failure(self.hfgen_component(), err)}", stacklevel=2)
+        if kwargs.get("is_main_process", True):  # after the weights are committed: a card problem never costs them
+            self.save_model_card(save_directory, repo_id=hub.get("repo_id"))
         if push_to_hub:
             return self._push_folder(save_directory, hub.pop("repo_id", None) or Path(save_directory).name, **hub)
 
@@ -178,8 +175,3 @@ class HfgenPipelineMixin(SafeSaveMixin):
             import_registered_libraries(Path(path) / (kwargs.get("subfolder") or ""))
         return super().from_pretrained(path, *args, **kwargs)
 
-
-def _card_failure(found, err: Exception) -> str:
-    """``err`` of rendering a card, naming the template of the method ``found`` (``(MethodInfo, name)`` or None)."""
-    template = (found[0].card_template or "hfgen.model_cards:_base.md") if found else "(no registered method)"
-    return f"rendering the card template {template!r} failed with {type(err).__name__}: {err}"
