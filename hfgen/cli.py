@@ -1,4 +1,4 @@
-"""The ``hfgen`` command: ``list``, ``info NAME``, ``demo NAME|--all``, ``push FOLDER --repo-id ID``,
+"""The ``hfgen`` command: ``list``, ``info NAME``, ``check NAME``, ``demo NAME|--all``, ``push FOLDER --repo-id ID``,
 ``convert KIND SOURCE OUTPUT``.
 
 A user mistake (an unknown method, a missing folder) is one clear line on stderr and exit code 2;
@@ -93,6 +93,33 @@ def _cmd_demo(args) -> int:
     return 0 if all(isinstance(r, DemoResult) for r in results) else 1
 
 
+def _cmd_check(args) -> int:
+    """``hfgen check NAME``: the manifest checks of ``hfgen.testing.conformance``, then the demo at smoke size."""
+    import tempfile
+
+    from hfgen.testing.conformance import check_demo, manifest_checks
+
+    _get(args.name)
+    failed = 0
+    for what, problem in manifest_checks(args.name):
+        failed += problem is not None
+        print(f"{'FAIL' if problem else 'ok  '}  {what}{': ' + problem if problem else ''}", flush=True)
+    if args.no_demo or _get(args.name).demo is None:
+        print("-     demo: not run" + ("" if args.no_demo else " (the method has none)"))
+    else:
+        start = time.perf_counter()
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                r = check_demo(args.name, tmp, smoke=True)
+                print(f"ok    demo at smoke size: {r.metric}: {r.baseline_name} {r.baseline_value:.4g} -> "
+                      f"{r.method_value:.4g} ({time.perf_counter() - start:.0f}s)")
+            except Exception as err:
+                failed += 1
+                print(f"FAIL  demo at smoke size: {type(err).__name__}: {err}")
+    print(f"{args.name}: {'all checks passed' if not failed else f'{failed} check(s) failed'}")
+    return 1 if failed else 0
+
+
 def _cmd_push(args) -> int:
     from hfgen.hub import UnsafeWeightsError, push
 
@@ -160,6 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", default="demo_outputs", help="where figures and results go (default: demo_outputs)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("check", help="validate a method: its components import, its card renders, its demo runs "
+                                     "at smoke size")
+    p.add_argument("name", help="method name, e.g. a plugin's")
+    p.add_argument("--no-demo", action="store_true", help="skip running the demo")
+    p.set_defaults(func=_cmd_check)
 
     p = sub.add_parser("push", help="upload a saved artifact folder to the Hub")
     p.add_argument("folder", help="a folder written by save_pretrained")

@@ -81,6 +81,8 @@ class MethodInfo:
         pipeline_tag: the Hub ``pipeline_tag`` for artifacts of this method.
         cli: optional ``"module.path:function"``; the function receives the ``hfgen`` command's
             argparse subparsers and adds the method's own subcommand(s). Keep that module import-cheap.
+        status: how complete the implementation is, printed by ``hfgen info`` (free text; hfgen's own methods say
+            ``"implemented"``, the default; e.g. ``"experimental"`` for a method whose results are not reproduced).
         description: the longer account printed by ``hfgen info``.
         position: place in the zoo's tables (README, ``docs/results.md``); ties are ordered by name.
     """
@@ -179,6 +181,7 @@ class _Registry:
         self._lock = threading.RLock()
         self._methods: dict[str, MethodInfo | BrokenMethod] = {}
         self._builtin: set[str] = set()
+        self._distributions: dict[str, str] = {}
         self._discovered = False
 
     def _discover(self) -> None:
@@ -210,6 +213,8 @@ class _Registry:
                     if info.name != ep.name:
                         raise ValueError(f"entry point name {ep.name!r} differs from MethodInfo.name {info.name!r}")
                     self._methods[ep.name] = info
+                    if dist is not None:
+                        self._distributions[ep.name] = dist
                     if _is_builtin(ep):
                         self._builtin.add(ep.name)
                 except (Exception, SystemExit) as err:  # an import that raises or calls sys.exit: isolated, named
@@ -220,6 +225,10 @@ class _Registry:
     def is_builtin(self, name: str) -> bool:
         self._discover()
         return name in self._builtin
+
+    def distribution(self, name: str) -> str | None:
+        self._discover()
+        return self._distributions.get(name)
 
     def problems(self) -> list[str]:
         """Name clashes of plugins with hfgen (resolved in hfgen's favour) and between plugins (first name wins)."""
@@ -279,6 +288,7 @@ class _Registry:
         with self._lock:
             self._methods.clear()
             self._builtin.clear()
+            self._distributions.clear()
             self._discovered = False
 
 
@@ -308,6 +318,12 @@ def get_method(name: str) -> MethodInfo:
 def register(info: MethodInfo, *, exist_ok: bool = False) -> MethodInfo:
     """Register a method in this process (for notebooks and ``HFGEN_PLUGINS`` modules)."""
     return REGISTRY.register(info, exist_ok=exist_ok)
+
+
+def method_distribution(name: str) -> str | None:
+    """The name of the installed distribution whose entry point registered ``name`` (``"hfgen"`` for hfgen's own
+    methods, e.g. ``"hfgen-toyflow"`` for a plugin's); ``None`` for a method registered in-process."""
+    return REGISTRY.distribution(name)
 
 
 def registry_problems() -> list[str]:

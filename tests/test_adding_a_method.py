@@ -57,8 +57,8 @@ class ToyConfig(TrainingArguments):
 TRAINER = '''
 from transformers import Trainer
 
-from ..base import HfgenTrainerMixin, check_args
-from .toy_config import ToyConfig
+from hfgen.trainers import HfgenTrainerMixin, check_args
+from hfgen.trainers.toy_method.toy_config import ToyConfig
 
 
 class ToyTrainer(HfgenTrainerMixin, Trainer):
@@ -148,15 +148,17 @@ def test_the_throwaway_trainer_trains_evaluates_and_saves_through_the_base(toy_m
     args = ToyConfig(str(tmp_path / "out"), max_steps=2, report_to=[], use_cpu=True, per_device_train_batch_size=4,
                      save_strategy="no", logging_steps=1, remove_unused_columns=False)
     data = Dataset.from_dict({"x": torch.randn(8, 3).tolist()}).with_format("torch")
-    torch.manual_seed(0)
-    trainer = hfgen.trainers.ToyTrainer(torch.nn.Linear(3, 1), args, train_dataset=data, eval_dataset=data)
-    trainer.train()
-    assert trainer.evaluate()["eval_loss"] >= 0
     from importlib import import_module
 
     from hfgen import register
 
+    with pytest.raises(ValueError, match="`method_name` of ToyTrainer: Unknown hfgen method 'toy_method'"):
+        hfgen.trainers.ToyTrainer(torch.nn.Linear(3, 1), args)  # resolved at creation, not at save_model
     register(import_module("hfgen.methods.toy_method").METHOD, exist_ok=True)  # what its entry point does
+    torch.manual_seed(0)
+    trainer = hfgen.trainers.ToyTrainer(torch.nn.Linear(3, 1), args, train_dataset=data, eval_dataset=data)
+    trainer.train()
+    assert trainer.evaluate()["eval_loss"] >= 0
     trainer.save_model()
     saved = {p.name for p in (tmp_path / "out").iterdir()}
     assert {"model.safetensors", "training_args.json", "README.md"} <= saved and "training_args.bin" not in saved

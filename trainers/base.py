@@ -25,7 +25,9 @@ holds the guards of [`~hfgen.guards.GuardedTrainerMixin`] (non-finite loss, atom
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
+import warnings
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,10 @@ from transformers import PreTrainedModel, TrainingArguments
 from hfgen.guards import GuardedTrainerMixin
 
 TRAINING_ARGS_JSON = "training_args.json"
+
+
+# inside a save_model call: the folders whose card waits until the weights are committed
+_PENDING_CARDS: contextvars.ContextVar[list | None] = contextvars.ContextVar("hfgen_pending_cards", default=None)
 
 
 def check_args(args, config_class: type, default_output_dir: str | None = None):
@@ -165,7 +171,9 @@ class HfgenTrainerMixin(GuardedTrainerMixin):
     ``prediction_step`` for a ``transformers.Trainer`` (or TRL trainer) subclass.
 
     Class attributes a trainer sets:
-        method_name (`str`): the registered method whose card and paper the trainer's artifacts carry.
+        method_name (`str`): the registered method whose card and paper the trainer's artifacts carry; resolved
+            when the trainer is created (an unknown name is a ``ValueError`` then, not after training; a card
+            template that cannot be loaded is a warning then, and saves hold the weights without a card).
         card_args (`tuple[str, ...]`): the ``args`` fields listed in the card's training configuration.
 
     Hooks a trainer may override: ``pipeline()``, ``save_extras(output_dir)``, ``card_training_config()``,
@@ -176,8 +184,14 @@ class HfgenTrainerMixin(GuardedTrainerMixin):
     card_args: tuple[str, ...] = ()
 
     def __init__(self, *args, **kwargs):
+        import inspect
+
         _check_activation_checkpointing(kwargs["model"] if "model" in kwargs else args[0] if args else None,
                                         kwargs["args"] if "args" in kwargs else args[1] if len(args) > 1 else None)
+        # a plain name is checked before anything is built; a property (the method depends on the model) after
+        computed = isinstance(inspect.getattr_static(type(self), "method_name", None), property)
+        if not computed:
+            self._resolve_method()
         if "peft_config" in kwargs and not self._library_takes_peft_config():
             peft_config = kwargs.pop("peft_config")
             if peft_config is not None:
@@ -189,8 +203,27 @@ class HfgenTrainerMixin(GuardedTrainerMixin):
         from hfgen.validation import check_not_empty
 
         check_not_empty("train_dataset", self.train_dataset)  # else torch's "num_samples=0" when training starts
+        if computed:
+            self._resolve_method()
         if not hasattr(self, "_metrics"):  # TRL trainers create the same structure themselves
             self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
+
+    def _resolve_method(self) -> None:
+        """Look ``method_name`` and its card template up now, before any model is built or trained."""
+        from hfgen.hub import card_template_problem
+        from hfgen.registry import get_method
+
+        name = self.method_name
+        try:
+            if not isinstance(name, str):
+                raise KeyError(f"it must be the name of a registered hfgen method, got {name!r}.")
+            get_method(name)
+        except (KeyError, ImportError) as err:
+            raise ValueError(f"`method_name` of {type(self).__name__}: {err.args[0] if err.args else err}") from None
+        problem = card_template_problem(name)
+        if problem is not None:
+            warnings.warn(f"{type(self).__name__}: {problem}; saves will hold the weights but no model card.",
+                          stacklevel=3)
 
     def _library_takes_peft_config(self) -> bool:
         """Whether the library trainer below accepts ``peft_config`` itself (TRL's do)."""
@@ -251,7 +284,32 @@ class HfgenTrainerMixin(GuardedTrainerMixin):
             (pipeline if pipeline is not None else model).save_pretrained(output_dir)  # safetensors by default
         save_training_args(self.args, output_dir)
         self.save_extras(output_dir)
-        self.create_model_card(output_dir=output_dir)
+        pending = _PENDING_CARDS.get()
+        if pending is None:
+            self._create_model_card_or_warn(output_dir)
+        else:  # inside save_model: written once the weights are committed
+            pending.append(output_dir)
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
+        """``Trainer.save_model``; the model card is rendered only once the weights are committed to ``output_dir``,
+        and a card that fails to render is a warning naming its template, never a lost save."""
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        token = _PENDING_CARDS.set([])
+        try:
+            super().save_model(output_dir, _internal_call)
+            pending = _PENDING_CARDS.get()
+        finally:
+            _PENDING_CARDS.reset(token)
+        if pending:
+            self._create_model_card_or_warn(output_dir)
+
+    def _create_model_card_or_warn(self, output_dir: str) -> None:
+        try:
+            self.create_model_card(output_dir=output_dir)
+        except Exception as err:
+            from hfgen.hub.cards import card_failure
+
+            warnings.warn(card_failure(type(self).__name__, output_dir, self.method_name, err), stacklevel=3)
 
     def _push_from_checkpoint(self, checkpoint_folder):
         with _training_args_as_json(), _no_pickle_uploads():
@@ -335,6 +393,11 @@ class HfgenTrainerMixin(GuardedTrainerMixin):
             card_vars = {**card_vars, "library_name": "peft", "peft_base": adapter_base or None,
                          "base_model": card_vars.get("base_model") or _hub_id(adapter_base)}
             tags = ["peft", str(model.peft_config[model.active_adapter].peft_type).split(".")[-1].lower(), *tags]
+        else:
+            pipeline = self.pipeline()
+            found = pipeline.hfgen_component() if hasattr(pipeline, "hfgen_component") else None
+            if found is not None:  # the saved folder is that pipeline: the card shows how to load it
+                card_vars.setdefault("pipeline_class", found[1])
         save_model_card(
             output_dir, self.method_name,
             model_name=model_name or Path(os.path.abspath(output_dir)).name,

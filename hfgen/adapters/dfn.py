@@ -292,18 +292,19 @@ class DFNModel(TrainableParametersMixin, nn.Module):
 
     def save_pretrained(self, save_directory: str | os.PathLike, model_card: bool = True, **card_kwargs) -> None:
         """Write ``adapter_config.json``, ``adapter_model.safetensors`` (side network only) and a model card."""
-        from hfgen.hub import atomic_save_dir, save_model_card
+        from hfgen.hub import atomic_save_dir, save_model_card_or_warn
 
         with atomic_save_dir(save_directory) as tmp:
             self.config.save_pretrained(tmp)
             save_file({k: v.detach().cpu().contiguous() for k, v in self.adapter_state_dict().items()},
                       str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
-            if model_card:
-                save_model_card(tmp, "mf2", model_name=Path(save_directory).name,
-                                base_model=self.config.base_model_name_or_path, artifact="dfn",
-                                training_config={k: v for k, v in self.config.to_dict().items()
-                                                 if k not in ("base_model_fingerprint", "base_au_names")},
-                                au_names=self.config.au_names, emotion_names=self.config.emotion_names, **card_kwargs)
+        if model_card:  # once the weights are committed: a card problem never costs them
+            save_model_card_or_warn(save_directory, "mf2", owner=type(self).__name__, model_name=Path(save_directory).name,
+                                    base_model=self.config.base_model_name_or_path, artifact="dfn",
+                                    training_config={k: v for k, v in self.config.to_dict().items()
+                                                     if k not in ("base_model_fingerprint", "base_au_names")},
+                                    au_names=self.config.au_names, emotion_names=self.config.emotion_names,
+                                    **card_kwargs)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, base_model=None,

@@ -734,19 +734,21 @@ class SideAdapterModel(TrainableParametersMixin, nn.Module):
 
     def save_pretrained(self, save_directory: str | os.PathLike, model_card: bool = True, **card_kwargs) -> None:
         """Write ``adapter_config.json`` and ``adapter_model.safetensors`` (no backbone weights) and a model card."""
-        from hfgen.hub import atomic_save_dir, save_model_card
+        from hfgen.hub import atomic_save_dir, save_model_card_or_warn
 
         with atomic_save_dir(save_directory) as tmp:
             self.config.save_pretrained(tmp)
             save_file({k: v.detach().cpu().contiguous() for k, v in self.adapter_state_dict().items()},
                       str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
-            if model_card and self.method_name:
-                bases = self.config.backbone_names or {}
-                save_model_card(tmp, self.method_name, model_name=Path(save_directory).name,
-                                base_model=next((b for b in bases.values() if "/" in b), None),
-                                training_config={k: v for k, v in self.config.to_dict().items()
-                                                 if k not in ("encoder_fingerprints", "base_model_name_or_path", "backbone_names")},
-                                backbones=bases, **card_kwargs)
+        if model_card and self.method_name:  # once the weights are committed: a card problem never costs them
+            bases = self.config.backbone_names or {}
+            save_model_card_or_warn(save_directory, self.method_name, owner=type(self).__name__,
+                                    model_name=Path(save_directory).name,
+                                    base_model=next((b for b in bases.values() if "/" in b), None),
+                                    training_config={k: v for k, v in self.config.to_dict().items()
+                                                     if k not in ("encoder_fingerprints", "base_model_name_or_path",
+                                                                  "backbone_names")},
+                                    backbones=bases, **card_kwargs)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike,

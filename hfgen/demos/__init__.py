@@ -3,7 +3,8 @@
 A demo is a function ``run(output_dir: pathlib.Path, seed: int = 0) -> DemoResult`` named in the
 method's [`~hfgen.registry.MethodInfo`]. It trains and samples the method on a small embedded
 default within about a minute on two CPU cores, compares against its baseline in the same run, and
-writes its figures (PNG) into ``output_dir``.
+writes its figures (PNG) into ``output_dir``. A demo may also take ``smoke: bool = False``: with
+``smoke=True`` (what ``hfgen check`` passes) it runs the same code at the smallest size, in seconds.
 """
 
 from __future__ import annotations
@@ -17,6 +18,21 @@ from pathlib import Path
 
 @dataclass
 class DemoResult:
+    """What a demo returns (and ``hfgen demo`` prints and saves as ``result.json``).
+
+    Args:
+        method: the method's registry name.
+        claim: the paper's claim that the demo checks, in one line.
+        metric: what the two numbers measure, with its direction, e.g. ``"accuracy (higher is better)"``.
+        baseline_name: the baseline the method is compared with in the same run.
+        baseline_value: the baseline's figure.
+        method_value: the method's figure.
+        higher_is_better: the metric's direction ([`improved`] compares accordingly).
+        seconds: wall time, filled in by [`run_demos`].
+        figures: paths of the PNG figures the demo wrote.
+        details: anything else, JSON-serializable.
+    """
+
     method: str
     claim: str  # the paper's claim that the demo checks, in one line
     metric: str  # what the two numbers measure, e.g. "accuracy (higher is better)"

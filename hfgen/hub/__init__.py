@@ -21,18 +21,21 @@ The code lives in four modules, each importable from ``hfgen.hub``: [`hfgen.hub.
 from .cards import (  # noqa: F401
     _card_template,
     _template_target,
+    card_failure,
+    card_template_problem,
     registered_component,
     render_model_card,
     save_model_card,
+    save_model_card_or_warn,
 )
 from .mixins import (  # noqa: F401
-    _CARD_REPO_ID,
     HfgenPipelineMixin,
     SafeSaveMixin,
 )
 from .remote import (  # noqa: F401
     _load_verified,
     _read_json,
+    import_registered_libraries,
     load,
     push,
     resolve_folder,

@@ -4,14 +4,14 @@
 
 from __future__ import annotations
 
-import contextvars
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
-from .cards import registered_component, save_model_card
-from .remote import resolve_folder, upload_folder
+from .cards import card_template_problem, registered_component, save_model_card, save_model_card_or_warn
+from .remote import import_registered_libraries, resolve_folder, upload_folder
 from .saving import (
     _VERIFIED,
     MARKER_NAMES,
@@ -98,20 +98,38 @@ class SafeSaveMixin:
         return read() if nested else consistent_load(folder, read)
 
 
-_CARD_REPO_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("hfgen_card_repo_id", default=None)
-
-
 class HfgenPipelineMixin(SafeSaveMixin):
     """For hfgen's Diffusers pipelines (put it first among the bases): what Diffusers' own calls do, plus
 
     - ``from_pretrained("namespace/name")`` downloads the repo's snapshot first and loads that folder, as
-      [`load`] does (Diffusers' own download step cannot resolve components whose library is not Diffusers);
+      [`load`] does (Diffusers' own download step cannot resolve components whose library is not Diffusers), and
+      imports the modules of the registered components its ``model_index.json`` names
+      ([`import_registered_libraries`]), so a fresh process loads a plugin's pipeline;
     - ``save_pretrained`` writes the hfgen model card (``README.md``; [`model_card_kwargs`] adds the
-      pipeline's own facts), and ``save_pretrained(..., push_to_hub=True)`` / ``push_to_hub`` upload that card
+      pipeline's own facts) once the weights are committed: a card that fails to render is a warning naming its
+      template, never a lost save (creating a pipeline already warns when its saves would carry no card,
+      [`card_problem`]); ``save_pretrained(..., push_to_hub=True)`` / ``push_to_hub`` upload that card
       instead of Diffusers' generic one (``library_name: diffusers``, which would advertise a
       ``DiffusionPipeline.from_pretrained`` call that cannot load this class);
     - weights only as safetensors (a repo holding only pickle weights is refused, as by [`load`]).
     """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        problem = self.card_problem()
+        if problem is not None:
+            warnings.warn(f"{type(self).__name__}: {problem}; its saves will hold the weights but no model card.",
+                          stacklevel=2)
+
+    @classmethod
+    def card_problem(cls) -> str | None:
+        """Why saves of this pipeline would carry no model card (it is no registered component of an installed
+        method, or its method's card template cannot be loaded), or ``None``. Checked when a pipeline is created."""
+        found = cls.hfgen_component()
+        if found is None:
+            return (f"no installed hfgen method registers `{cls.__module__}:{cls.__qualname__}` (or a base class of "
+                    "it) among its components")
+        return card_template_problem(found[0].name)
 
     def model_card_kwargs(self) -> dict[str, Any]:
         """Extra [`render_model_card`] arguments of this pipeline (base model, training config, template vars)."""
@@ -122,25 +140,21 @@ class HfgenPipelineMixin(SafeSaveMixin):
         """``(MethodInfo, class name)`` of the registered hfgen class this pipeline is (or subclasses)."""
         return registered_component(cls)
 
-    def save_extra_files(self, folder: Path) -> None:
-        super().save_extra_files(folder)
-        self.save_model_card(folder, repo_id=_CARD_REPO_ID.get())
-
     def save_model_card(self, save_directory: str | os.PathLike, repo_id: str | None = None) -> Path | None:
+        """Write the card into ``save_directory`` (``None`` for an unregistered class, or a warning if it fails)."""
         found = self.hfgen_component()
         if found is None:
             return None
         info, name = found
         kwargs = {"model_name": f"{name} ({info.name})", **self.model_card_kwargs()}
-        return save_model_card(save_directory, info.name, pipeline_class=name, repo_id=repo_id, **kwargs)
+        return save_model_card_or_warn(save_directory, info.name, owner=type(self).__name__, pipeline_class=name,
+                                       repo_id=repo_id, **kwargs)
 
     def save_pretrained(self, save_directory, *args, push_to_hub: bool = False, **kwargs):
         hub = {k: kwargs.pop(k) for k in ("repo_id", "commit_message", "private", "create_pr", "token") if k in kwargs}
-        token = _CARD_REPO_ID.set(hub.get("repo_id"))
-        try:
-            super().save_pretrained(save_directory, *args, **kwargs)  # the card is written by save_extra_files
-        finally:
-            _CARD_REPO_ID.reset(token)
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if kwargs.get("is_main_process", True):  # after the weights are committed: a card problem never costs them
+            self.save_model_card(save_directory, repo_id=hub.get("repo_id"))
         if push_to_hub:
             return self._push_folder(save_directory, hub.pop("repo_id", None) or Path(save_directory).name, **hub)
 
@@ -167,4 +181,6 @@ class HfgenPipelineMixin(SafeSaveMixin):
             path = resolve_folder(path, **download)
         if isinstance(path, (str, os.PathLike)):
             check_weights_safe(path, allow_pickle=allow_pickle)
+            import_registered_libraries(Path(path) / (kwargs.get("subfolder") or ""))
         return super().from_pretrained(path, *args, **kwargs)
+

@@ -138,6 +138,35 @@ def _read_json(path: Path) -> dict:
     return data
 
 
+def import_registered_libraries(folder: str | os.PathLike) -> list[str]:
+    """Import the modules of the registered components that ``folder/model_index.json`` names; returns them.
+
+    Diffusers loads a component whose library is not Diffusers or transformers only from a module already imported
+    (it never imports a module because a file names it). A plugin's pipeline module need not import its model's
+    module, so a fresh process would fail; here only modules that an installed method's manifest names (the
+    component's ``"module:Class"`` with the same module and class) are imported, never one a file alone names."""
+    import sys
+
+    from hfgen.registry import list_methods
+
+    index_path = Path(folder) / "model_index.json"
+    if not index_path.is_file():
+        return []
+    wanted = [tuple(v) for k, v in _read_json(index_path).items()
+              if not k.startswith("_") and isinstance(v, list) and len(v) == 2 and all(isinstance(x, str) for x in v)]
+    imported = []
+    for library, cls_name in wanted:
+        if library in sys.modules:
+            continue
+        for info in list_methods():
+            target = info.components.get(cls_name)
+            if target is not None and target.partition(":")[0] == library:
+                info.load_component(cls_name)
+                imported.append(library)
+                break
+    return imported
+
+
 def load(name_or_path: str | os.PathLike, *, allow_pickle: bool = False, revision: str | None = None,
          token: str | None = None, **kwargs: Any) -> Any:
     """Load any saved hfgen artifact from a local folder or a Hub repo id.
@@ -200,6 +229,7 @@ def _load_verified(folder: Path, **kwargs: Any):
         from hfgen.validation import check_pipeline_subfolders
 
         check_pipeline_subfolders(folder)
+        import_registered_libraries(folder)
         class_name = _read_json(folder / "model_index.json").get("_class_name")
         found = find_component(class_name) if isinstance(class_name, str) else None
         if found is not None:
@@ -244,9 +274,15 @@ def _load_verified(folder: Path, **kwargs: Any):
             return transformers.AutoModel.from_pretrained(folder, **kwargs)
     if (folder / "scheduler_config.json").is_file():
         class_name = _read_json(folder / "scheduler_config.json").get("_class_name")
-        found = find_component(class_name) if class_name else None
+        found = find_component(class_name) if isinstance(class_name, str) else None
         if found is not None:
             return found[1].from_pretrained(folder, **kwargs)
+        import diffusers
+
+        if not isinstance(class_name, str) or not hasattr(diffusers, class_name):
+            raise ValueError(f"{folder / 'scheduler_config.json'} names `_class_name` {class_name!r}, which is neither "
+                             "a registered hfgen scheduler nor a Diffusers scheduler.")
+        return getattr(diffusers, class_name).from_pretrained(folder, **kwargs)
     raise ValueError(
         f"Don't know how to load {folder}: expected model_index.json (pipeline), adapter_config.json "
         "(adapter), config.json (model) or scheduler_config.json (scheduler)."
