@@ -13,6 +13,7 @@ on per-seed differences, method minus baseline). A difference whose interval con
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -25,7 +26,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-RAW_DIR = Path(__file__).resolve().parent.parent / "docs" / "results" / "raw"
+ROOT = Path(__file__).resolve().parent.parent
+RAW_DIR = ROOT / "docs" / "results" / "raw"
 RECORD_FIELDS = ("method", "name", "command", "commit", "dirty", "seeds", "torch_threads", "versions", "device",
                  "wall_s", "settings", "metrics", "created")
 _LIBRARIES = ("torch", "transformers", "diffusers", "trl", "peft", "accelerate", "datasets", "numpy")
@@ -54,13 +56,21 @@ def _torch_threads() -> int | None:
     return torch.get_num_threads() if torch is not None else None
 
 
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file's bytes (how a record pins the figures it produced)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def write_record(method: str, name: str, *, seeds: Sequence[int], metrics: Mapping, settings: Mapping | None = None,
-                 started: float | None = None, device: str = "cpu", raw_dir: str | Path | None = None) -> Path:
+                 started: float | None = None, device: str = "cpu", raw_dir: str | Path | None = None,
+                 figures: Sequence[str | Path] = ()) -> Path:
     """Write ``<raw_dir>/<method>/<name>.json`` atomically and return its path.
 
     ``metrics`` holds every per-seed value (e.g. ``{"nft": {"accuracy": [0.31, 0.29, ...]}}``, one entry per seed in
     ``seeds`` order); ``settings`` the run's configuration, including each arm's tuning budget; ``started`` the
-    ``time.time()`` at the start of the run (for ``wall_s``).
+    ``time.time()`` at the start of the run (for ``wall_s``); ``figures`` the image files the run wrote, recorded
+    with their sha256 (paths relative to the repository root when they lie inside it), so that a figure in ``docs/``
+    is shown only while a record that produced it exists.
     """
     if not method or not name or "/" in name or "/" in method:
         raise ValueError(f"method and name must be non-empty path components, got method={method!r}, name={name!r}")
@@ -80,6 +90,7 @@ def write_record(method: str, name: str, *, seeds: Sequence[int], metrics: Mappi
         "settings": dict(settings or {}),
         "metrics": metrics,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "figures": {_relative(f): file_digest(f) for f in figures},
     }
     folder = Path(raw_dir or RAW_DIR) / method
     folder.mkdir(parents=True, exist_ok=True)
@@ -88,6 +99,11 @@ def write_record(method: str, name: str, *, seeds: Sequence[int], metrics: Mappi
     staging.write_text(json.dumps(record, indent=1, sort_keys=False, default=float) + "\n")
     os.replace(staging, path)
     return path
+
+
+def _relative(path: str | Path) -> str:
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def read_record(path: str | Path) -> dict:
