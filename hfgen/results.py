@@ -172,3 +172,20 @@ def verdict(difference: Interval, higher_is_better: bool = True) -> str:
 def equivalent(difference: Interval, margin: float) -> bool:
     """Equivalence with a margin fixed in advance: the whole interval lies inside ``[-margin, margin]``."""
     return difference.n >= 2 and -margin <= difference.low and difference.high <= margin
+
+
+def check_arms(record: Mapping, arms: Sequence[str], metrics: Sequence[str]) -> None:
+    """``ValueError`` unless every arm in ``arms`` is in the record with, for every metric in ``metrics``, one finite
+    number per seed (what a script test checks of a smoke-sized run: each compared arm actually ran)."""
+    seeds = record["seeds"]
+    for arm in arms:
+        if arm not in record["metrics"]:
+            raise ValueError(f"record {record['method']}/{record['name']}: arm {arm!r} missing "
+                             f"(has {list(record['metrics'])})")
+        for metric in metrics:
+            values = record["metrics"][arm].get(metric)
+            if not isinstance(values, list) or len(values) != len(seeds):
+                raise ValueError(f"record {record['method']}/{record['name']}: {arm}.{metric} must hold one value per "
+                                 f"seed {seeds}, got {values!r}")
+            if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+                raise ValueError(f"record {record['method']}/{record['name']}: {arm}.{metric} is not finite: {values}")

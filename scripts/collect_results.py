@@ -12,7 +12,8 @@ whose body is produced by the renderer registered for ``<method>`` in :data:`REN
 baseline arm and the paper's claim, all through ``hfgen.results``). This script
 
 - re-renders every block in ``docs/results/*.md`` from its record,
-- renders the "paper's effect" tail of the status column of README's zoo table from the records' claims,
+- renders the "paper's effect" tail of the status column of README's zoo table from the records' claims (and
+  checks that ``hfgen.demos.PAPER_EFFECT``, what ``hfgen demo`` prints, says the same),
 - joins the sections into ``docs/results.md``,
 
 and with ``--check`` writes nothing but fails (exit 1, one line per difference) when any of those differ from what is
@@ -35,6 +36,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from hfgen.demos import PAPER_EFFECT
 from hfgen.methods import builtin_methods
 from hfgen.results import equivalent, file_digest, interval, paired, read_record, verdict
 
@@ -263,9 +265,14 @@ def render_all(root: Path) -> tuple[dict[Path, str], list[str]]:
     names = [n for n in ORDER if n in by_name] + sorted(set(by_name) - set(ORDER))
     rendered = dict(pages)
     rendered[docs / "results.md"] = "\n".join([HEADER] + [section(n, by_name[n]) for n in names])
+    effects = method_effects(records)
     readme = root / "README.md"
     if readme.exists():
-        rendered[readme] = render_readme_status(readme.read_text(), method_effects(records), problems)
+        rendered[readme] = render_readme_status(readme.read_text(), effects, problems)
+    for method, printed in PAPER_EFFECT.items():  # what `hfgen demo` prints as the paper's effect
+        if printed != effects.get(method, NOT_REMEASURED):
+            problems.append(f"hfgen/demos/__init__.py: PAPER_EFFECT[{method!r}] is {printed!r}, the records say "
+                            f"{effects.get(method, NOT_REMEASURED)!r}")
     problems += check_figures(root, records, rendered)
     return rendered, problems
 

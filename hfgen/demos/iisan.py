@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from hfgen.demos import DemoResult
+from hfgen.demos import DemoResult, verbose
 
 
 def _train(item_encoder, splits, popularity, seed: int, epochs: int) -> tuple[float, float]:
@@ -25,7 +25,7 @@ def _train(item_encoder, splits, popularity, seed: int, epochs: int) -> tuple[fl
     torch.manual_seed(seed)
     args = SequentialRecConfig(output_dir=tempfile.mkdtemp(), num_train_epochs=epochs, per_device_train_batch_size=32,
                                learning_rate=1e-3, adapter_learning_rate=1e-3, seed=seed, save_strategy="no",
-                               logging_strategy="no", disable_tqdm=False)
+                               logging_strategy="no", disable_tqdm=not verbose())
     trainer = SequentialRecTrainer(SASRecModel(SASRecConfig()), item_encoder, args, splits["train"],
                                    item_popularity=popularity)
     start = time.perf_counter()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from hfgen.demos import DemoResult
+from hfgen.demos import DemoResult, verbose
 
 METHODS = ("nft", "rft", "grpo")
 
@@ -137,8 +137,8 @@ def run(output_dir, seed: int = 0) -> DemoResult:
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    data, tokenizer, base = warm_start(seed, progress_bar=True)
-    curves = {m: [train_arm(m, base, tokenizer, data, seed=seed, max_steps=100, eval_every=20, show_progress=True)]
+    data, tokenizer, base = warm_start(seed, progress_bar=verbose())
+    curves = {m: [train_arm(m, base, tokenizer, data, seed=seed, max_steps=100, eval_every=20, show_progress=verbose())]
               for m in ("nft", "rft")}
     figure = output_dir / "nft_vs_rft_accuracy.png"
     plot_curves(curves, figure, f"NFT vs RFT on held-out a+b (seed {seed})")
