@@ -23,6 +23,15 @@ def test_digits_experiment_writes_results_and_figures(tmp_path, load_script):
     assert (tmp_path / "results" / "gft.md").is_file() and (tmp_path / "figures" / "gft_curves.png").is_file()
 
 
-def test_benchmark_reports_the_sampling_time_ratio(load_script):
-    result = load_script("bench_gft").main(["--size", "8", "--batch", "4", "--steps", "2", "--repeats", "1"])
-    assert result["ratio"] > 0 and set(result) == {"gft_seconds", "cfg_seconds", "ratio"}
+def test_benchmark_records_both_arms_with_their_network_calls(tmp_path, load_script):
+    from hfgen.results import check_arms, read_record
+
+    result = load_script("bench_gft").main(["--size", "8", "--batch", "4", "--steps", "2", "--repeats", "1",
+                                            "--raw-dir", str(tmp_path)])
+    record = read_record(result["record"])
+    check_arms(record, ["gft", "cfg"], ["median_seconds", "unet_calls", "network_evaluations_per_image"])
+    # both samplers ran every step: GFT one UNet call a step, CFG one call of twice the batch (2 evaluations)
+    assert record["metrics"]["gft"]["unet_calls"] == record["metrics"]["cfg"]["unet_calls"] == [2]
+    assert record["metrics"]["gft"]["network_evaluations_per_image"] == [2]
+    assert record["metrics"]["cfg"]["network_evaluations_per_image"] == [4]
+    assert all(len(arm["repeat_seconds"][0]) == 1 for arm in record["metrics"].values())
