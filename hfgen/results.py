@@ -41,6 +41,13 @@ def _git(*args: str) -> str:
         return ""
 
 
+def _dirty(outputs: Sequence[str | Path]) -> bool:
+    """Whether tracked files differ from the commit, apart from the run's own outputs (its figures)."""
+    own = {_relative(f) for f in outputs}
+    changed = [line[3:] for line in _git("status", "--porcelain", "--untracked-files=no").splitlines()]
+    return any(path not in own for path in changed)
+
+
 def _versions() -> dict[str, str]:
     found = {"python": platform.python_version()}
     for name in _LIBRARIES:
@@ -81,7 +88,7 @@ def write_record(method: str, name: str, *, seeds: Sequence[int], metrics: Mappi
         "name": name,
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "commit": _git("rev-parse", "HEAD"),
-        "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "dirty": _dirty(figures),
         "seeds": [int(s) for s in seeds],
         "torch_threads": _torch_threads(),
         "versions": _versions(),
@@ -90,7 +97,7 @@ def write_record(method: str, name: str, *, seeds: Sequence[int], metrics: Mappi
         "settings": dict(settings or {}),
         "metrics": metrics,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "figures": {_relative(f): file_digest(f) for f in figures},
+        "figures": {_relative(f, _checkout(raw_dir)): file_digest(f) for f in figures},
     }
     folder = Path(raw_dir or RAW_DIR) / method
     folder.mkdir(parents=True, exist_ok=True)
@@ -101,9 +108,15 @@ def write_record(method: str, name: str, *, seeds: Sequence[int], metrics: Mappi
     return path
 
 
-def _relative(path: str | Path) -> str:
+def _checkout(raw_dir: str | Path | None) -> Path:
+    """The repository root a records folder ``<root>/docs/results/raw`` belongs to (this checkout otherwise)."""
+    raw = Path(raw_dir or RAW_DIR).resolve()
+    return raw.parents[2] if raw.parts[-3:] == ("docs", "results", "raw") else ROOT
+
+
+def _relative(path: str | Path, root: Path = ROOT) -> str:
     path = Path(path).resolve()
-    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
 
 
 def read_record(path: str | Path) -> dict:
