@@ -16,7 +16,7 @@ import torch
 
 from hfgen.demos import verbose
 
-CLAIM = "Analytic-Precond trains consistency trajectory models faster for 2-step sampling (arXiv 2502.02922, Tab. 2)"
+CLAIM = "paper: Analytic-Precond trains consistency trajectory models faster for 2-step sampling (arXiv 2502.02922, Tab. 2)"
 
 
 class GaussianMixtureDenoiser(torch.nn.Module):

@@ -16,7 +16,7 @@ import torch
 
 from hfgen.demos import verbose
 
-CLAIM = "CDBM at 2 NFE translates about as well as its DDBM teacher at ~20-100 NFE (CDBM Table 2)"
+CLAIM = "paper: CDBM at 2 NFE translates about as well as its DDBM teacher at ~20-100 NFE (CDBM Table 2)"
 
 
 def tiny_bridge_unet(size: int = 16, channels: int = 1, width: int = 32, seed: int = 0):

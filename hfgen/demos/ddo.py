@@ -186,7 +186,7 @@ def run(output_dir, seed: int = 0) -> DemoResult:
     reference, ddo = results[0], results[-2]
     return DemoResult(
         method="ddo",
-        claim="DDO fine-tuning against the model's own samples moves it closer to the data than its MLE reference",
+        claim="paper: DDO fine-tuning against the model's own samples moves it closer to the data than its MLE reference",
         metric="KL(p_true || p_model), nats/sequence (lower is better)",
         baseline_name="MLE-pretrained reference",
         baseline_value=reference["forward_kl"],

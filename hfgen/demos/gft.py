@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-CLAIM = "GFT samples at CFG quality with one network evaluation per step instead of two"
+CLAIM = "paper: GFT samples at CFG quality with one network evaluation per step instead of two"
 
 
 def build_unet(size: int = 8, beta_input: bool = True, seed: int = 0, channels=(32, 64)):

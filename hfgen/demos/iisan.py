@@ -77,7 +77,7 @@ def run(output_dir, seed: int = 0, num_users: int = 160, epochs: int = 40) -> De
     plt.close(fig)
     return DemoResult(
         method="iisan",
-        claim="decoupled side adapters on cached frozen states match full fine-tuning at a fraction of the cost",
+        claim="paper: decoupled side adapters on cached frozen states match full fine-tuning at a fraction of the cost",
         metric="test HR@10 (full ranking, higher is better)",
         baseline_name="full fine-tuning", baseline_value=fft_hr, method_value=iisan_hr, higher_is_better=True,
         figures=[str(figure)],

@@ -17,7 +17,7 @@ import torch
 
 from hfgen.demos import verbose
 
-CLAIM = "FHS samples the MDM exactly with L network calls, faster than T=1000 ancestral at equal quality"
+CLAIM = "paper: FHS samples the MDM exactly with L network calls, faster than T=1000 ancestral at equal quality"
 
 
 def tiny_bert(vocab_size: int, seq_len: int, hidden: int = 128, layers: int = 2):

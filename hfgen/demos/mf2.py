@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-CLAIM = "local (per-AU) alignment improves AU recognition over global-only alignment"
+CLAIM = "paper: local (per-AU) alignment improves AU recognition over global-only alignment"
 
 
 def tiny_mf2_config(tokenizer, image_size: int = 48, patch_size: int = 8, width: int = 64, layers: int = 4):

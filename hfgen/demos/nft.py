@@ -145,7 +145,7 @@ def run(output_dir, seed: int = 0) -> DemoResult:
     nft, rft = curves["nft"][0], curves["rft"][0]
     return DemoResult(
         method="nft",
-        claim="Learning from negatives (NFT) improves on positive-only RFT (paper: +3.4 avg. at 7B)",
+        claim="paper: learning from negatives (NFT) improves on positive-only RFT (+3.4 avg. at 7B)",
         metric="held-out greedy accuracy (higher is better)",
         baseline_name="rft",
         baseline_value=rft["accuracy"][-1],

@@ -155,7 +155,7 @@ def run(output_dir, seed: int = 0):
     save_examples_figure(fig, QUERIES, basic[1], enhanced[1], basic[2], enhanced[2])
     return DemoResult(
         method="popcorn",
-        claim="RAG + chain-of-thought prompting raises the predicted popularity of an LLM's micro-video plans (RQ2)",
+        claim="paper: RAG + chain-of-thought prompting raises the predicted popularity of an LLM's micro-video plans (RQ2)",
         metric="mean predicted log2(1 + comments) of the plans (higher is better)",
         baseline_name="basic prompt",
         baseline_value=float(basic[2].mean()),
