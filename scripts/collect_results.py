@@ -45,13 +45,15 @@ ORDER = ["core", *(info.name for info in builtin_methods())]  # the manifests' z
 TITLES = {"iisan": "IISAN and IISAN-Versa", "crossan": "CROSSAN"}
 HEADER = """# hfgen results
 
-Every number on this page is rendered by `scripts/collect_results.py` from a raw run record in
-`docs/results/raw/<method>/<name>.json` (the exact command, git commit, seeds, torch threads, library versions,
-wall time, settings and every per-seed value); `python scripts/collect_results.py --check` (run by the test
-suite) fails when a number or figure here no longer matches its record. Intervals are means with two-sided 95%
-Student-t intervals over seeds; differences are paired by seed, and one whose interval contains 0 is written
-"no difference". Where an experiment has not been re-run since raw records began, its section says so and gives
-the command to rerun it.
+Every measured number on this page sits in a block rendered by `scripts/collect_results.py` from a raw run
+record in `docs/results/raw/<method>/<name>.json` (the exact command, git commit, seeds, torch threads, library
+versions, wall time, settings and every per-seed value), named on the line under the block;
+`python scripts/collect_results.py --check` (run by the test suite) fails when such a block or a figure no longer
+matches its record. Intervals are means with two-sided 95% Student-t intervals over seeds; differences are
+paired by seed, and one whose interval contains 0 is written "no difference". Where an experiment has not been
+re-run since raw records began, its section says so and gives the command to rerun it. The Fidelity section
+reports agreement with the official code printed by `scripts/fidelity_agreement.py` and asserted by
+`tests/golden/`.
 """
 BLOCK = re.compile(r"(<!-- record (?P<id>[\w.-]+/[\w.-]+) -->\n)(?P<body>.*?)(<!-- end record -->)", re.S)
 FIGURE = re.compile(r"!\[[^\]]*\]\((?:\.\./)?(?:docs/)?(figures/[^)\s]+)\)")
