@@ -25,7 +25,7 @@ holds or the docs show a figure that no current record produced.
 
 A new script plugs in by calling ``write_record(method, name, seeds=..., metrics={arm: {metric: [per seed]}},
 settings={...}, figures=[...])`` and adding ``<!-- record method/name -->`` + ``<!-- end record -->`` to its docs
-page; a layout the generic table does not fit gets one function ``@renderer("method") def ...(record) -> str``.
+page; a layout the generic table does not fit gets one function ``@renderer("method") def ...(record, records) -> str``.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ BLOCK = re.compile(r"(<!-- record (?P<id>[\w.-]+/[\w.-]+) -->\n)(?P<body>.*?)(<!
 FIGURE = re.compile(r"!\[[^\]]*\]\((?:\.\./)?(?:docs/)?(figures/[^)\s]+)\)")
 EFFECTS = ("shown", "not shown", "not measurable here", "not re-measured")
 NOT_REMEASURED = "not re-measured"
-Renderer = Callable[[dict], str]
+Renderer = Callable[[dict, dict[str, dict]], str]  # (the record, every record by "method/name") -> markdown
 RENDERERS: dict[str, Renderer] = {}
 
 
@@ -168,7 +168,7 @@ def _per_seed_numbers(values) -> bool:
     return isinstance(values, list) and all(isinstance(v, (int, float)) for v in values)
 
 
-def render_arms(record: dict) -> str:
+def render_arms(record: dict, records: dict[str, dict] | None = None) -> str:
     """The generic block: arms x metrics (mean [95% t-interval] over seeds), paired differences, the claim."""
     metrics = record["metrics"]
     arms = list(metrics)
@@ -209,8 +209,10 @@ def render_arms(record: dict) -> str:
 
 
 @renderer("demo")
-def render_demo(record: dict) -> str:
-    """The main job's table: one row per method (one seed), with the paper's effect in docs/results."""
+def render_demo(record: dict, records: dict[str, dict]) -> str:
+    """The main job's table: one row per method (one seed) as the demo measured it, with the paper's effect as the
+    current records of docs/results give it."""
+    effects = method_effects(records)
     rows = ["| method | metric | baseline | method | seconds | paper's effect in docs/results |", "|---|---|---|---|---|---|"]
     for method, values in record["metrics"].items():
         info = record["settings"]["methods"][method]
@@ -218,7 +220,7 @@ def render_demo(record: dict) -> str:
             rows.append(f"| {method} | FAILED: {info['error']} | | | | |")
             continue
         rows.append(f"| {method} | {info['metric']} | {info['baseline_name']}: {values['baseline'][0]:.4g} | "
-                    f"{values['method'][0]:.4g} | {values['seconds'][0]:.0f} | {info['effect']} |")
+                    f"{values['method'][0]:.4g} | {values['seconds'][0]:.0f} | {effects.get(method, NOT_REMEASURED)} |")
     total = record["wall_s"]
     head = (f"{len(record['metrics'])} demos, seed {record['seeds'][0]}, in {total:.0f} s. Each row is one seed "
             "of a small embedded default; the longer experiments in the sections below are the evidence for each "
@@ -233,7 +235,7 @@ def render_blocks(text: str, records: dict[str, dict], where: str, problems: lis
             problems.append(f"{where}: block names record {key}, which does not exist")
             return match.group(0)
         record = records[key]
-        return match.group(1) + RENDERERS.get(record["method"], render_arms)(record) + match.group(4)
+        return match.group(1) + RENDERERS.get(record["method"], render_arms)(record, records) + match.group(4)
 
     return BLOCK.sub(one, text)
 

@@ -102,3 +102,17 @@ def test_equivalence_claims_need_the_whole_interval_inside_the_margin(collect):
     assert collect.claim_effect(record) == "not shown"
     record["settings"]["claim"]["measurable"] = False
     assert collect.claim_effect(record) == "not measurable here"
+
+
+def test_the_demo_table_renders_from_the_main_jobs_record(tmp_path, collect):
+    from hfgen.demos import DemoResult, write_demo_record
+
+    (tmp_path / "docs" / "results").mkdir(parents=True)
+    results = [DemoResult(method="nft", claim="paper: x", metric="accuracy (higher is better)", baseline_name="rft",
+                          baseline_value=0.25, method_value=0.5, seconds=12.0), ("gft", "RuntimeError: boom")]
+    write_demo_record(results, seed=0, started=0.0, raw_dir=tmp_path / "docs" / "results" / "raw")
+    (tmp_path / "docs" / "results" / "core.md").write_text("# Main job\n\n<!-- record demo/all -->\n<!-- end record -->\n")
+    assert collect.main(["--root", str(tmp_path)]) == 0
+    text = (tmp_path / "docs" / "results" / "core.md").read_text()
+    assert "| nft | accuracy (higher is better) | rft: 0.25 | 0.5 | 12 | not re-measured |" in text
+    assert "| gft | FAILED: RuntimeError: boom |" in text and "2 demos, seed 0" in text
