@@ -40,9 +40,15 @@ def test_ddo_sliced_wasserstein_is_zero_on_identical_clouds_and_grows_with_shift
     assert toy.sliced_wasserstein(x, x + 0.5) > toy.sliced_wasserstein(x, x + 0.1) > 0
 
 
-def test_bench_ddo_runs_and_reports_both_models(load_script):
-    rows = load_script("bench_ddo").main(["--repeats", "1", "--batch-size", "2"])
-    assert len(rows) == 2 and all(ddo_time > 0 and mle_time > 0 for _, mle_time, ddo_time, *_ in rows)
+def test_bench_ddo_records_both_steps_of_both_models(tmp_path, load_script):
+    rows, path = load_script("bench_ddo").main(["--repeats", "1", "--batch-size", "2", "--raw-dir", str(tmp_path)])
+    record = read_record(path)
+    models = ["tiny Llama (4 layers, d=128, L=96)", "UNet2DModel 16x16 (EDM)"]
+    check_arms(record, [f"{m}: {step} step" for m in models for step in ("MLE", "DDO")],
+               ["median_seconds", "memory_bytes"])
+    for m in models:  # each step did work that autograd kept; DDO holds a reference copy of the weights
+        assert record["metrics"][f"{m}: MLE step"]["memory_bytes"][0] > 0
+        assert record["metrics"][f"{m}: DDO step"]["reference_weight_bytes"][0] > 0
 
 
 def test_ddo_toy_script_gmm_quick_records_every_metric_and_draws_the_clouds(tmp_path, load_script):
