@@ -219,7 +219,8 @@ def render_demo(record: dict, records: dict[str, dict]) -> str:
         if "error" in info:
             rows.append(f"| {method} | FAILED: {info['error']} | | | | |")
             continue
-        rows.append(f"| {method} | {info['metric']} | {info['baseline_name']}: {values['baseline'][0]:.4g} | "
+        metric = info["metric"].replace("|", "\\|")  # e.g. KL(p || q) inside a table cell
+        rows.append(f"| {method} | {metric} | {info['baseline_name']}: {values['baseline'][0]:.4g} | "
                     f"{values['method'][0]:.4g} | {values['seconds'][0]:.0f} | {effects.get(method, NOT_REMEASURED)} |")
     total = record["wall_s"]
     head = (f"{len(record['metrics'])} demos, seed {record['seeds'][0]}, in {total:.0f} s. Each row is one seed "
