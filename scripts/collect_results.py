@@ -157,7 +157,10 @@ def _settings_line(record: dict) -> str:
 
 
 def _cell(values: list, digits: int) -> str:
-    """Mean [95% t-interval] over seeds; a value every seed shares is written once."""
+    """Mean [95% t-interval] over seeds; a value every seed shares is written once; values too small for the
+    table's decimals (learning rates) are listed per seed."""
+    if all(0 < abs(v) < 10 ** -digits for v in values):
+        return "per seed: " + " / ".join(f"{v:g}" for v in values)
     if len(set(values)) == 1 and len(values) > 1:
         value = values[0]
         return f"{value:g} (every seed)" if isinstance(value, int) else f"{value:.{digits}f} (every seed)"
