@@ -70,7 +70,7 @@ def _cmd_info(args) -> int:
 
 
 def _cmd_demo(args) -> int:
-    from hfgen.demos import DemoResult, format_table, run_demos
+    from hfgen.demos import DemoResult, format_table, run_demos, write_demo_record
     from hfgen.registry import list_methods
 
     if args.all == bool(args.names):
@@ -83,13 +83,16 @@ def _cmd_demo(args) -> int:
     else:
         names = [_get(n).name for n in args.names]
     Path(args.output_dir).mkdir(parents=True, exist_ok=True)  # an unwritable folder fails now, not after the demos
-    start = time.perf_counter()
-    results = run_demos(names, args.output_dir, seed=args.seed, echo=lambda s: print(s, flush=True))
+    start, started = time.perf_counter(), time.time()
+    results = run_demos(names, args.output_dir, seed=args.seed, echo=lambda s: print(s, flush=True),
+                        verbose=args.verbose)
     table = format_table(results)
     footer = f"{len(names)} demo(s), seed {args.seed}, in {time.perf_counter() - start:.0f}s"
-    print(f"\n{table}\n\n{footer}; figures and results in {Path(args.output_dir).resolve()}")
+    print(f"\n{table}\n\n{footer}; figures, results and logs in {Path(args.output_dir).resolve()}")
     Path(args.output_dir).mkdir(parents=True, exist_ok=True)
     Path(args.output_dir, "summary.md").write_text(f"`hfgen demo {'--all' if args.all else ' '.join(names)} --seed {args.seed}`\n\n{table}\n\n{footer}.\n")
+    if args.record is not None:
+        print(f"raw record: {write_demo_record(results, args.seed, started, raw_dir=args.record or None)}")
     return 0 if all(isinstance(r, DemoResult) for r in results) else 1
 
 
@@ -186,6 +189,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="run every installed method's demo")
     p.add_argument("--output-dir", default="demo_outputs", help="where figures and results go (default: demo_outputs)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--verbose", action="store_true",
+                   help="show the demos' own progress bars and training logs (default: in <output-dir>/<method>/log.txt)")
+    p.add_argument("--record", nargs="?", const="", default=None, metavar="RAW_DIR",
+                   help="also write the run's raw record to RAW_DIR/demo/all.json (default: docs/results/raw of this "
+                        "checkout), from which docs/results.md renders the demo table")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("check", help="validate a method: its components import, its card renders, its demo runs "

@@ -13,6 +13,7 @@ on per-seed differences, method minus baseline). A difference whose interval con
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -25,7 +26,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-RAW_DIR = Path(__file__).resolve().parent.parent / "docs" / "results" / "raw"
+ROOT = Path(__file__).resolve().parent.parent
+RAW_DIR = ROOT / "docs" / "results" / "raw"
 RECORD_FIELDS = ("method", "name", "command", "commit", "dirty", "seeds", "torch_threads", "versions", "device",
                  "wall_s", "settings", "metrics", "created")
 _LIBRARIES = ("torch", "transformers", "diffusers", "trl", "peft", "accelerate", "datasets", "numpy")
@@ -37,6 +39,13 @@ def _git(*args: str) -> str:
                               check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return ""
+
+
+def _dirty(outputs: Sequence[str | Path]) -> bool:
+    """Whether tracked files differ from the commit, apart from the run's own outputs (its figures)."""
+    own = {_relative(f) for f in outputs}
+    changed = [line[3:] for line in _git("status", "--porcelain", "--untracked-files=no").splitlines()]
+    return any(path not in own for path in changed)
 
 
 def _versions() -> dict[str, str]:
@@ -54,13 +63,21 @@ def _torch_threads() -> int | None:
     return torch.get_num_threads() if torch is not None else None
 
 
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file's bytes (how a record pins the figures it produced)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def write_record(method: str, name: str, *, seeds: Sequence[int], metrics: Mapping, settings: Mapping | None = None,
-                 started: float | None = None, device: str = "cpu", raw_dir: str | Path | None = None) -> Path:
+                 started: float | None = None, device: str = "cpu", raw_dir: str | Path | None = None,
+                 figures: Sequence[str | Path] = ()) -> Path:
     """Write ``<raw_dir>/<method>/<name>.json`` atomically and return its path.
 
     ``metrics`` holds every per-seed value (e.g. ``{"nft": {"accuracy": [0.31, 0.29, ...]}}``, one entry per seed in
     ``seeds`` order); ``settings`` the run's configuration, including each arm's tuning budget; ``started`` the
-    ``time.time()`` at the start of the run (for ``wall_s``).
+    ``time.time()`` at the start of the run (for ``wall_s``); ``figures`` the image files the run wrote, recorded
+    with their sha256 (paths relative to the repository root when they lie inside it), so that a figure in ``docs/``
+    is shown only while a record that produced it exists.
     """
     if not method or not name or "/" in name or "/" in method:
         raise ValueError(f"method and name must be non-empty path components, got method={method!r}, name={name!r}")
@@ -71,7 +88,7 @@ def write_record(method: str, name: str, *, seeds: Sequence[int], metrics: Mappi
         "name": name,
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "commit": _git("rev-parse", "HEAD"),
-        "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "dirty": _dirty(figures),
         "seeds": [int(s) for s in seeds],
         "torch_threads": _torch_threads(),
         "versions": _versions(),
@@ -80,6 +97,7 @@ def write_record(method: str, name: str, *, seeds: Sequence[int], metrics: Mappi
         "settings": dict(settings or {}),
         "metrics": metrics,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "figures": {_relative(f, _checkout(raw_dir)): file_digest(f) for f in figures},
     }
     folder = Path(raw_dir or RAW_DIR) / method
     folder.mkdir(parents=True, exist_ok=True)
@@ -88,6 +106,17 @@ def write_record(method: str, name: str, *, seeds: Sequence[int], metrics: Mappi
     staging.write_text(json.dumps(record, indent=1, sort_keys=False, default=float) + "\n")
     os.replace(staging, path)
     return path
+
+
+def _checkout(raw_dir: str | Path | None) -> Path:
+    """The repository root a records folder ``<root>/docs/results/raw`` belongs to (this checkout otherwise)."""
+    raw = Path(raw_dir or RAW_DIR).resolve()
+    return raw.parents[2] if raw.parts[-3:] == ("docs", "results", "raw") else ROOT
+
+
+def _relative(path: str | Path, root: Path = ROOT) -> str:
+    path = Path(path).resolve()
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
 
 
 def read_record(path: str | Path) -> dict:
@@ -156,3 +185,20 @@ def verdict(difference: Interval, higher_is_better: bool = True) -> str:
 def equivalent(difference: Interval, margin: float) -> bool:
     """Equivalence with a margin fixed in advance: the whole interval lies inside ``[-margin, margin]``."""
     return difference.n >= 2 and -margin <= difference.low and difference.high <= margin
+
+
+def check_arms(record: Mapping, arms: Sequence[str], metrics: Sequence[str]) -> None:
+    """``ValueError`` unless every arm in ``arms`` is in the record with, for every metric in ``metrics``, one finite
+    number per seed (what a script test checks of a smoke-sized run: each compared arm actually ran)."""
+    seeds = record["seeds"]
+    for arm in arms:
+        if arm not in record["metrics"]:
+            raise ValueError(f"record {record['method']}/{record['name']}: arm {arm!r} missing "
+                             f"(has {list(record['metrics'])})")
+        for metric in metrics:
+            values = record["metrics"][arm].get(metric)
+            if not isinstance(values, list) or len(values) != len(seeds):
+                raise ValueError(f"record {record['method']}/{record['name']}: {arm}.{metric} must hold one value per "
+                                 f"seed {seeds}, got {values!r}")
+            if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+                raise ValueError(f"record {record['method']}/{record['name']}: {arm}.{metric} is not finite: {values}")

@@ -5,7 +5,7 @@ gradients, through the frozen reference without), so expect about 2-4x the time 
 samples. Memory: on CUDA the peak allocated memory of the step; on CPU the bytes autograd saves for the
 backward pass (the activation memory), plus the reference model's weights, which DDO keeps resident.
 
-    python scripts/bench_ddo.py [--repeats 10] [--batch-size 16]
+    OMP_NUM_THREADS=1 python scripts/bench_ddo.py [--repeats 10] [--batch-size 16]   # record: docs/results/raw/ddo/bench_step.json
 
 Prints the ratios; asserts nothing about timing.
 """
@@ -19,6 +19,7 @@ import time
 
 import torch
 
+from hfgen.results import write_record
 from hfgen.trainers.ddo import DDOConfig, DDOTrainer, denoising_log_likelihood
 
 
@@ -124,9 +125,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--output", default=None, help="also write the printed lines to this file "
-                        "(scripts/ddo_toy.py puts <work-dir>/ddo_bench.txt into docs/results/ddo.md)")
+    parser.add_argument("--raw-dir", default=None, help="where the record goes (default: docs/results/raw)")
     args = parser.parse_args(argv)
+    started = time.time()
     lines = []
     echo = lambda line: (print(line), lines.append(line))  # noqa: E731
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -144,10 +145,17 @@ def main(argv=None):
         echo(f"{name}: MLE {mle_time * 1e3:.1f} ms, DDO {ddo_time * 1e3:.1f} ms, time ratio {ddo_time / mle_time:.2f}x; "
               f"{memory_kind} MLE {mle_mem / 2**20:.1f} MiB, DDO {ddo_mem / 2**20:.1f} MiB, ratio "
               f"{ddo_mem / mle_mem:.2f}x; reference weights +{ref_bytes / 2**20:.1f} MiB")
-    if args.output:
-        with open(args.output, "w") as f:
-            f.write("\n".join(lines) + "\n")
-    return rows
+    metrics = {}
+    for name, mle_time, ddo_time, mle_mem, ddo_mem, ref_bytes in rows:
+        metrics[f"{name}: MLE step"] = {"median_seconds": [mle_time], "memory_bytes": [mle_mem]}
+        metrics[f"{name}: DDO step"] = {"median_seconds": [ddo_time], "memory_bytes": [ddo_mem],
+                                        "reference_weight_bytes": [ref_bytes]}
+    path = write_record("ddo", "bench_step", seeds=[0], metrics=metrics, started=started, device=device.type,
+                        raw_dir=args.raw_dir,
+                        settings={"batch_size": args.batch_size, "repeats": args.repeats, "memory": memory_kind,
+                                  "notes": ["One run: medians over the repeats; DDO's step also scores as many "
+                                            "reference samples as real ones."]})
+    return rows, path
 
 
 if __name__ == "__main__":

@@ -3,9 +3,10 @@
 L = 128 tokens, a vocabulary of 32,768 (>= 30k, as GPT-2-sized vocabularies), a tiny BERT denoiser
 (random weights: both samplers draw the same distribution, which the identity tests prove, so only
 cost is measured here), batch 1. The ancestral sampler runs MDLM's default T = 1000 with the
-no-change cache. Time is split into the network (forward hooks) and everything else (sampling).
+no-change cache. Time is split into the network (forward hooks) and everything else (sampling). Writes the raw
+record ``docs/results/raw/masked_diffusion/bench_fhs.json`` (``--raw-dir`` elsewhere).
 
-    OMP_NUM_THREADS=2 python scripts/bench_fhs.py [--steps 1000] [--vocab 32768] [--length 128] [--dtypes float64]
+    OMP_NUM_THREADS=1 python scripts/bench_fhs.py [--steps 1000] [--vocab 32768] [--length 128] [--dtypes float64]
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 from transformers import BertConfig, BertForMaskedLM
 
 from hfgen.pipelines import AncestralMaskedScheduler, FirstHittingScheduler, MaskedDiffusionPipeline
+from hfgen.results import write_record
 
 
 class NetworkTimer:
@@ -39,7 +41,9 @@ def time_sampler(pipe, timer, scheduler, length, mask_id, num_inference_steps=No
     return {"total": total, "network": timer.seconds, "sampling": total - timer.seconds, "nfe": out.nfe}
 
 
-def main(steps=1000, vocab=32768, length=128, hidden=128, layers=2, dtypes=("float64", "float32"), seed=0):
+def main(steps=1000, vocab=32768, length=128, hidden=128, layers=2, dtypes=("float64", "float32"), seed=0,
+         raw_dir=None):
+    started = time.time()
     torch.manual_seed(seed)
     denoiser = BertForMaskedLM(BertConfig(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers,
                                           num_attention_heads=4, intermediate_size=4 * hidden,
@@ -75,7 +79,17 @@ def main(steps=1000, vocab=32768, length=128, hidden=128, layers=2, dtypes=("flo
                      f"{fhs['nfe']} network calls.")
     report = "\n".join(lines)
     print(report)
-    return rows, report
+    metrics = {name: {"total_seconds": [r["total"]], "network_seconds": [r["network"]],
+                      "sampling_seconds": [r["sampling"]], "network_calls": [r["nfe"]]} for name, r in rows.items()}
+    path = write_record("masked_diffusion", "bench_fhs", seeds=[seed], metrics=metrics, started=started,
+                        raw_dir=raw_dir,
+                        settings={"length": length, "vocab": vocab, "ancestral_steps": steps, "batch": 1,
+                                  "denoiser": f"BERT {layers} x {hidden}, random weights (cost only)",
+                                  "higher_is_better": {"total_seconds": False, "sampling_seconds": False},
+                                  "digits": {"total_seconds": 2, "network_seconds": 2, "sampling_seconds": 2,
+                                             "network_calls": 0},
+                                  "baseline": f"ancestral T={steps}, cached ({dtypes[0]})"})
+    return rows, report, path
 
 
 if __name__ == "__main__":
@@ -84,10 +98,7 @@ if __name__ == "__main__":
     parser.add_argument("--vocab", type=int, default=32768)
     parser.add_argument("--length", type=int, default=128)
     parser.add_argument("--dtypes", nargs="+", default=["float64", "float32"], choices=["float64", "float32"])
-    parser.add_argument("--no-write", action="store_true", help="do not update docs/results/masked_diffusion.md")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--raw-dir", default=None, help="where the record goes (default: docs/results/raw)")
     cli = parser.parse_args()
-    _, text = main(cli.steps, cli.vocab, cli.length, dtypes=tuple(cli.dtypes))
-    if not cli.no_write:
-        from masked_diffusion_results import write_section
-
-        write_section("bench", "## Benchmark: FHS vs ancestral (`scripts/bench_fhs.py`)\n\n" + text)
+    main(cli.steps, cli.vocab, cli.length, dtypes=tuple(cli.dtypes), seed=cli.seed, raw_dir=cli.raw_dir)

@@ -30,6 +30,8 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import torch  # noqa: E402
 
+from hfgen.results import write_record  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -69,9 +71,12 @@ def _saved_bytes(model, fn):
 
 def main(steps: int = 30, rounds: int = 2, repeats: int = 30, hidden_size: int = 64, max_completion_length: int = 3,
          batch_size: int = 64, num_generations: int = 8, sft_steps: int = 100, device: str = "cpu",
-         out_md: str | Path | None = None) -> dict:
+         raw_dir: str | Path | None = None) -> dict:
+    """Measure both trainers; print the ratios and write the raw record ``<raw_dir>/nft/bench_train_step.json``
+    (returned under ``results["record"]``)."""
     from hfgen.data.arithmetic import arithmetic_dataset, arithmetic_tokenizer, sft_warm_start, tiny_causal_lm
 
+    started = time.time()
     data = arithmetic_dataset(max_operand=20, seed=0)
     tokenizer = arithmetic_tokenizer()
     model = tiny_causal_lm(tokenizer, hidden_size=hidden_size, intermediate_size=4 * hidden_size,
@@ -91,6 +96,7 @@ def main(steps: int = 30, rounds: int = 2, repeats: int = 30, hidden_size: int =
             times = [log["step_time"] for log in trainer.state.log_history if "step_time" in log]
             step_times[kind] += times[2:]  # skip warm-up steps
         results["train_step_s"] = {k: statistics.median(v) for k, v in step_times.items()}
+        measured_steps = {k: len(v) for k, v in step_times.items()}
 
         # 2. + 3. loss forward/backward on one fixed batch, interleaved
         trainers = {k: _trainer(k, model, tokenizer, data, tmp, steps, device, **common) for k in ("grpo", "nft")}
@@ -132,12 +138,16 @@ def main(steps: int = 30, rounds: int = 2, repeats: int = 30, hidden_size: int =
         ratio = values["nft"] / values["grpo"]
         lines.append(f"{key}: GRPO {values['grpo']:.6g}  NFT {values['nft']:.6g}  ratio NFT/GRPO {ratio:.3f}")
     print("\n".join(lines))
-    if out_md:
-        out_md = Path(out_md)
-        text = out_md.read_text() if out_md.exists() else "# NFT results (hfgen)\n"
-        text = text.split("\n## Benchmark")[0].rstrip() + "\n\n## Benchmark (`scripts/bench_nft.py`)\n\n```\n"
-        out_md.write_text(text + "\n".join(lines) + "\n```\n\nGoal: ratios <= 1.05 (NFT adds no forward pass). "
-                          "Timings on a shared CPU are noisy; the memory ratio is exact for this batch.\n")
+    metrics = {kind: {**{key: [values[kind]] for key, values in results.items()},
+                      "measured_train_steps": [measured_steps[kind]]} for kind in ("nft", "grpo")}
+    results["record"] = write_record(
+        "nft", "bench_train_step", seeds=[0], metrics=metrics, started=started, device=device, raw_dir=raw_dir,
+        settings={"model": f"SFT-warmed tiny Qwen2 (hidden {hidden_size})", "batch_size": batch_size,
+                  "num_generations": num_generations, "max_completion_length": max_completion_length,
+                  "steps_per_run": steps, "abba_rounds": rounds, "loss_repeats": repeats, "baseline": "grpo",
+                  "digits": 4, "notes": ["Medians of one run (one seed): the train-step time over ABBA-ordered "
+                                         "runs, the others over interleaved repeats; saved_for_backward_bytes is "
+                                         "exact for this batch."]})
     return results
 
 
@@ -152,7 +162,7 @@ if __name__ == "__main__":
     parser.add_argument("--num-generations", type=int, default=8)
     parser.add_argument("--sft-steps", type=int, default=100)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--out-md", default=None, help="append the numbers to this markdown file (docs/results/nft.md)")
+    parser.add_argument("--raw-dir", default=None, help="where the record goes (default: docs/results/raw)")
     a = parser.parse_args()
     main(a.steps, a.rounds, a.repeats, a.hidden_size, a.max_completion_length, a.batch_size, a.num_generations,
-         a.sft_steps, a.device, a.out_md)
+         a.sft_steps, a.device, a.raw_dir)

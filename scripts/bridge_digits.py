@@ -5,9 +5,10 @@ into a consistency bridge (CBD) and fine-tunes it by consistency bridge training
 on held-out pairs, all in one run and with one seed: the teacher with DDBM's hybrid Heun sampler and
 with DBIM (eta = 0, i.e. the first-order ODE solver of CDBM Eq. 16) at several NFE, and CDBM at
 1, 2, 4 NFE. Metrics: the digits Fréchet distance (a small digit classifier's features; the paper's
-FID analogue) and the per-pair MSE. Writes a markdown table and a PNG.
+FID analogue) and the per-pair MSE. Writes the raw record ``docs/results/raw/consistency_bridge/digits.json``
+and the figure ``docs/figures/consistency_bridge_digits.png``.
 
-    python scripts/bridge_digits.py --teacher-steps 1000 --student-steps 400 --size 8
+    OMP_NUM_THREADS=1 python scripts/bridge_digits.py --teacher-steps 1000 --student-steps 400 --size 8
 """
 
 from __future__ import annotations
@@ -19,17 +20,21 @@ from pathlib import Path
 
 from hfgen.data.paired_digits import load_paired_digits, paired_digits_dataset
 from hfgen.demos.consistency_bridge import evaluate, save_grid, train_consistency, train_teacher
+from hfgen.results import write_record
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def main(teacher_steps=1000, student_steps=400, size=8, width=16, n_eval=256, seed=0, out_dir="/tmp/consistency_bridge_digits",
-         results_md=ROOT / "docs/results/consistency_bridge.md", figure=ROOT / "docs/figures/consistency_bridge_digits.png",
-         heun_steps=(4, 11, 34), dbim_steps=(2, 10, 20, 50), cdbm_steps=(1, 2, 4)):
+         figure=ROOT / "docs/figures/consistency_bridge_digits.png", heun_steps=(4, 11, 34), dbim_steps=(2, 10, 20, 50),
+         cdbm_steps=(1, 2, 4), raw_dir=None):
+    """Train, evaluate every sampler, write the figure and the raw record; returns ``(rows, record path)``. The
+    students evaluated once at ``t = T`` (1 NFE, the booting evaluation alone) are not CDBM's sampler: their arms
+    are named "..., boot-only" and kept apart."""
     from transformers import set_seed
 
     set_seed(seed)
-    start = time.perf_counter()
+    start, started = time.perf_counter(), time.time()
     out_dir = Path(out_dir)
     train = paired_digits_dataset(size=size, split="train")
     source, target = (x[:n_eval] for x in load_paired_digits(size=size, split="test"))
@@ -56,35 +61,23 @@ def main(teacher_steps=1000, student_steps=400, size=8, width=16, n_eval=256, se
         if metrics["nfe"] in (2, 101) or (solver == "dbim" and steps == max(dbim_steps)):
             samples[f"{name.split(',')[0].replace('DDBM teacher', 'DDBM ' + solver)} {metrics['nfe']}"] = x
 
-    lines = [
-        "# Consistency diffusion bridges (CDBM): edge -> digit translation",
-        "",
-        f"Command: `python scripts/bridge_digits.py --teacher-steps {teacher_steps} --student-steps {student_steps} "
-        f"--size {size} --width {width} --n-eval {n_eval} --seed {seed}`  ",
-        f"Data: scikit-learn digits at {size}x{size}, source = Sobel edge map, target = digit; train split for training, "
-        f"the first {n_eval} test pairs for evaluation. UNet2DModel widths ({width}, {2 * width}), VP bridge, DDBM "
-        f"preconditioning. Teacher: {teacher_steps} steps; CBD and CBT: {student_steps} steps each from the teacher "
-        f"(sigmoid r(t) schedule, b = 20, stop-grad target, L2). Training took {train_seconds:.0f} s on {device}.",
-        "",
-        "FD = Fréchet distance of a fixed digit classifier's features to the digits test split (lower is better; "
-        "the paper's FID analogue). MSE is per pair against the paired ground-truth digit.",
-        "",
-        "| method | NFE | FD | MSE | PSNR (dB) | seconds |",
-        "|---|---|---|---|---|---|",
-    ]
-    row = "| {} | {nfe} | {fd:.3f} | {mse:.4f} | {psnr:.2f} | {seconds:.1f} |"
-    lines += [row.format(r["method"], **r) for r in rows if not r["boot_only"]]
-    boot_only = [r for r in rows if r["boot_only"]]
-    if boot_only:  # one evaluation at t = T and no consistency step: not CDBM's sampler, kept apart
-        lines += ["", "Not part of CDBM: the students evaluated once at `t = T` (the booting evaluation alone).", "",
-                  "| student, boot-only evaluation | NFE | FD | MSE | PSNR (dB) | seconds |", "|---|---|---|---|---|---|"]
-        lines += [row.format(r["method"].replace("CDBM (", "").replace(")", " student"), **r) for r in boot_only]
-    Path(results_md).parent.mkdir(parents=True, exist_ok=True)
-    Path(results_md).write_text("\n".join(lines) + "\n")
     Path(figure).parent.mkdir(parents=True, exist_ok=True)
     save_grid(samples, figure)
-    print("\n".join(lines))
-    return rows
+    metrics = {}
+    for r in rows:
+        arm = f"{r['method']}, {r['nfe']} NFE" + (", boot-only" if r["boot_only"] else "")
+        metrics[arm] = {"fd": [r["fd"]], "mse": [r["mse"]], "psnr": [r["psnr"]], "nfe": [r["nfe"]],
+                        "seconds": [r["seconds"]]}
+    path = write_record(
+        "consistency_bridge", "digits", seeds=[seed], metrics=metrics, started=started, raw_dir=raw_dir,
+        figures=[figure], device="cuda" if "CPU" not in device else "cpu",
+        settings={"data": f"scikit-learn digits {size}x{size}: Sobel edge map -> digit; the first {n_eval} test pairs",
+                  "unet": f"UNet2DModel widths ({width}, {2 * width}), VP bridge, DDBM preconditioning",
+                  "teacher_steps": teacher_steps, "student_steps": student_steps, "train_seconds": train_seconds,
+                  "students": "CBD and CBT from the teacher (sigmoid r(t), b = 20, stop-grad target, L2)",
+                  "higher_is_better": {"fd": False, "mse": False, "psnr": True}, "digits": {"mse": 4, "psnr": 2}})
+    print(f"wrote {path}")
+    return rows, path
 
 
 if __name__ == "__main__":
@@ -96,5 +89,7 @@ if __name__ == "__main__":
     parser.add_argument("--n-eval", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out-dir", default="/tmp/consistency_bridge_digits")
+    parser.add_argument("--raw-dir", default=None, help="where the record goes (default: docs/results/raw)")
     args = parser.parse_args()
-    main(args.teacher_steps, args.student_steps, args.size, args.width, args.n_eval, args.seed, args.out_dir)
+    main(args.teacher_steps, args.student_steps, args.size, args.width, args.n_eval, args.seed, args.out_dir,
+         raw_dir=args.raw_dir)

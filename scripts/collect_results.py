@@ -1,50 +1,341 @@
-"""Assemble docs/results.md from the per-method sections that the reproduction scripts write.
+"""Render every published number from the raw run records, and check that the docs still match them.
 
-Each script in scripts/ writes its measured numbers (with seeds and settings) to
-docs/results/<method>.md and its figures to docs/figures/<method>_*.png; this joins the sections,
-in zoo order, under one page (headings one level down, figure links made relative to docs/, and
-every figure of a method shown under its section).
+Raw records (``hfgen.results.write_record``) live in ``docs/results/raw/<method>/<name>.json``. A docs page shows a
+record through a block
 
-    python scripts/collect_results.py
+    <!-- record <method>/<name> -->
+    ... (written by this script: do not edit) ...
+    <!-- end record -->
+
+whose body is produced by the renderer registered for ``<method>`` in :data:`RENDERERS` (default:
+:func:`render_arms`, a table of mean [95% t-interval] per arm and metric, the paired differences against the
+baseline arm and the paper's claim, all through ``hfgen.results``). This script
+
+- re-renders every block in ``docs/results/*.md`` from its record,
+- renders the "paper's effect" tail of the status column of README's zoo table from the records' claims (and
+  checks that ``hfgen.demos.PAPER_EFFECT``, what ``hfgen demo`` prints, says the same),
+- joins the sections into ``docs/results.md``,
+
+and with ``--check`` writes nothing but fails (exit 1, one line per difference) when any of those differ from what is
+committed, when a block names a missing record, when a record's figure is missing or changed, or when ``docs/figures``
+holds or the docs show a figure that no current record produced.
+
+    python scripts/collect_results.py            # re-render in place
+    python scripts/collect_results.py --check    # what the test suite runs
+
+A new script plugs in by calling ``write_record(method, name, seeds=..., metrics={arm: {metric: [per seed]}},
+settings={...}, figures=[...])`` and adding ``<!-- record method/name -->`` + ``<!-- end record -->`` to its docs
+page; a layout the generic table does not fit gets one function ``@renderer("method") def ...(record, records) -> str``.
 """
 
+from __future__ import annotations
+
+import argparse
 import re
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
+from hfgen.demos import PAPER_EFFECT
 from hfgen.methods import builtin_methods
+from hfgen.results import equivalent, file_digest, interval, paired, read_record, verdict
 
+ROOT = Path(__file__).resolve().parent.parent
 ORDER = ["core", *(info.name for info in builtin_methods())]  # the manifests' zoo order
 TITLES = {"iisan": "IISAN and IISAN-Versa", "crossan": "CROSSAN"}
 HEADER = """# hfgen results
 
-Every number on this page was printed by a script in `scripts/` (named in each section, with its
-seeds and settings) on the development machine: 2 CPU cores, no GPU. Figures are in
-`docs/figures/`. Where a method does not show its paper's effect at this scale, the section says so.
-To regenerate a section, run its script; then `python scripts/collect_results.py`.
+Every measured number on this page sits in a block rendered by `scripts/collect_results.py` from a raw run
+record in `docs/results/raw/<method>/<name>.json` (the exact command, git commit, seeds, torch threads, library
+versions, wall time, settings and every per-seed value), named on the line under the block;
+`python scripts/collect_results.py --check` (run by the test suite) fails when such a block or a figure no longer
+matches its record. Intervals are means with two-sided 95% Student-t intervals over seeds; differences are
+paired by seed, and one whose interval contains 0 is written "no difference". Where an experiment has not been
+re-run since raw records began, its section says so and gives the command to rerun it. The Fidelity section
+reports agreement with the official code printed by `scripts/fidelity_agreement.py` and asserted by
+`tests/golden/`.
 """
+BLOCK = re.compile(r"(<!-- record (?P<id>[\w.-]+/[\w.-]+) -->\n)(?P<body>.*?)(<!-- end record -->)", re.S)
+FIGURE = re.compile(r"!\[[^\]]*\]\((?:\.\./)?(?:docs/)?(figures/[^)\s]+)\)")
+EFFECTS = ("shown", "not shown", "not measurable here", "not re-measured")
+NOT_REMEASURED = "not re-measured"
+Renderer = Callable[[dict, dict[str, dict]], str]  # (the record, every record by "method/name") -> markdown
+RENDERERS: dict[str, Renderer] = {}
 
 
-def section(name: str, text: str, figures: list[Path]) -> str:
+def renderer(method: str) -> Callable[[Renderer], Renderer]:
+    """Register the block renderer of one method's records (the generic :func:`render_arms` otherwise)."""
+
+    def register(fn: Renderer) -> Renderer:
+        RENDERERS[method] = fn
+        return fn
+
+    return register
+
+
+# ------------------------------------------------------------------------------------------------ records
+
+
+def load_records(root: Path) -> tuple[dict[str, dict], list[str]]:
+    """Every record under ``docs/results/raw`` by ``method/name``, and the problems found while reading them."""
+    records, problems = {}, []
+    for path in sorted((root / "docs" / "results" / "raw").rglob("*.json")):
+        where = path.relative_to(root)
+        try:
+            record = read_record(path)
+        except ValueError as err:
+            problems.append(f"{where}: {err}")
+            continue
+        key = f"{record['method']}/{record['name']}"
+        if path.relative_to(root / "docs" / "results" / "raw").with_suffix("").as_posix() != key:
+            problems.append(f"{where}: holds record {key}, expected at docs/results/raw/{key}.json")
+        records[key] = record
+    return records, problems
+
+
+def claim_effect(record: dict) -> str | None:
+    """"shown" / "not shown" / "not measurable here" for a record whose settings state a claim, else None.
+
+    ``settings["claim"]`` = ``{"arm", "baseline", "metric", "higher_is_better", "margin" (optional: an equivalence
+    claim, shown only when the whole paired interval lies inside +-margin), "measurable" (optional, False when this
+    setting cannot test the claim)}``.
+    """
+    claim = record["settings"].get("claim")
+    if not claim:
+        return None
+    if claim.get("measurable") is False:
+        return "not measurable here"
+    metrics = record["metrics"]
+    diff = paired(metrics[claim["arm"]][claim["metric"]], metrics[claim["baseline"]][claim["metric"]])
+    if claim.get("margin") is not None:
+        return "shown" if equivalent(diff, claim["margin"]) else "not shown"
+    return "shown" if verdict(diff, claim.get("higher_is_better", True)) == "better" else "not shown"
+
+
+def method_effects(records: dict[str, dict]) -> dict[str, str]:
+    """The paper's effect per method over its claim records: shown only if every claim is shown."""
+    found: dict[str, list[str]] = {}
+    for record in records.values():
+        effect = claim_effect(record)
+        if effect is not None:
+            found.setdefault(record["method"], []).append(effect)
+    effects = {}
+    for method, each in found.items():
+        measurable = [e for e in each if e != "not measurable here"]
+        effects[method] = ("not measurable here" if not measurable else
+                           "shown" if all(e == "shown" for e in measurable) else "not shown")
+    return effects
+
+
+# ---------------------------------------------------------------------------------------------- rendering
+
+
+def _digits(record: dict, metric: str) -> int:
+    digits = record["settings"].get("digits", 3)
+    return digits.get(metric, 3) if isinstance(digits, dict) else int(digits)
+
+
+def provenance(record: dict) -> str:
+    """One line naming the record and how it was produced."""
+    commit = (record["commit"] or "unknown")[:10] + (" (uncommitted changes)" if record["dirty"] else "")
+    wall = "" if record["wall_s"] is None else f", {record['wall_s']:.0f} s wall"
+    versions = ", ".join(f"{k} {v}" for k, v in record["versions"].items() if k in ("torch", "transformers", "trl",
+                                                                                      "diffusers"))
+    return (f"Record `docs/results/raw/{record['method']}/{record['name']}.json`: `{record['command']}` at commit "
+            f"{commit}, seeds {record['seeds']}, {record['torch_threads']} torch thread(s), {record['device']}"
+            f"{wall}; {versions}.")
+
+
+def _settings_line(record: dict) -> str:
+    shown = {k: v for k, v in record["settings"].items()
+             if k not in ("claim", "higher_is_better", "digits", "baseline", "budget", "notes")}
+    parts = [f"{k}={v}" for k, v in shown.items()]
+    budget = record["settings"].get("budget")
+    if budget:
+        parts.append("tuning budget per arm: " + "; ".join(f"{arm}: {b}" for arm, b in budget.items()))
+    return ("Settings: " + ", ".join(parts) + ".") if parts else ""
+
+
+def _cell(values: list, digits: int) -> str:
+    """Mean [95% t-interval] over seeds; a value every seed shares is written once; values too small for the
+    table's decimals (learning rates) are listed per seed."""
+    if all(0 < abs(v) < 10 ** -digits for v in values):
+        return "per seed: " + " / ".join(f"{v:g}" for v in values)
+    if len(set(values)) == 1 and len(values) > 1:
+        value = values[0]
+        return f"{value:g} (every seed)" if isinstance(value, int) else f"{value:.{digits}f} (every seed)"
+    return interval(values).format(digits)
+
+
+def _per_seed_numbers(values) -> bool:
+    return isinstance(values, list) and all(isinstance(v, (int, float)) for v in values)
+
+
+def render_arms(record: dict, records: dict[str, dict] | None = None) -> str:
+    """The generic block: arms x metrics (mean [95% t-interval] over seeds), paired differences, the claim."""
+    metrics = record["metrics"]
+    arms = list(metrics)
+    columns = list(dict.fromkeys(m for arm in arms for m, v in metrics[arm].items() if _per_seed_numbers(v)))
+    lower = record["settings"].get("higher_is_better", {})
+    lines = ["| arm | " + " | ".join(f"{m} ({'higher' if lower.get(m, True) else 'lower'} is better)"
+                                     if m in lower else m for m in columns) + " |",
+             "|---|" + "---|" * len(columns)]
+    for arm in arms:
+        cells = [_cell(metrics[arm][m], _digits(record, m)) if m in metrics[arm] else "" for m in columns]
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    out = ["\n".join(lines)]
+    baseline = record["settings"].get("baseline")
+    if baseline:
+        diffs = []
+        for arm in arms:
+            if arm == baseline:
+                continue
+            for m in columns:
+                if m in metrics[arm] and m in metrics[baseline] and m in lower:
+                    d = paired(metrics[arm][m], metrics[baseline][m])
+                    diffs.append(f"- {arm} − {baseline}, {m}: {d.format(_digits(record, m))} → "
+                                 f"{verdict(d, lower[m])}")
+        if diffs:
+            out.append("Paired by seed (95% t-interval of the per-seed differences):\n\n" + "\n".join(diffs))
+    claim = record["settings"].get("claim")
+    if claim:
+        margin = f", equivalence margin ±{claim['margin']} fixed in advance" if claim.get("margin") is not None else ""
+        out.append(f"Paper's claim checked: {claim.get('text', '')} ({claim['arm']} vs {claim['baseline']} on "
+                   f"{claim['metric']}{margin}): **{claim_effect(record)}**.")
+    for note in record["settings"].get("notes", []):
+        out.append(note)
+    settings = _settings_line(record)
+    if settings:
+        out.append(settings)
+    out.append(provenance(record))
+    return "\n\n".join(out) + "\n"
+
+
+@renderer("demo")
+def render_demo(record: dict, records: dict[str, dict]) -> str:
+    """The main job's table: one row per method (one seed) as the demo measured it, with the paper's effect as the
+    current records of docs/results give it."""
+    effects = method_effects(records)
+    rows = ["| method | metric | baseline | method | seconds | paper's effect in docs/results |", "|---|---|---|---|---|---|"]
+    for method, values in record["metrics"].items():
+        info = record["settings"]["methods"][method]
+        if "error" in info:
+            rows.append(f"| {method} | FAILED: {info['error']} | | | | |")
+            continue
+        metric = info["metric"].replace("|", "\\|")  # e.g. KL(p || q) inside a table cell
+        rows.append(f"| {method} | {metric} | {info['baseline_name']}: {values['baseline'][0]:.4g} | "
+                    f"{values['method'][0]:.4g} | {values['seconds'][0]:.0f} | {effects.get(method, NOT_REMEASURED)} |")
+    total = record["wall_s"]
+    head = (f"{len(record['metrics'])} demos, seed {record['seeds'][0]}, in {total:.0f} s. Each row is one seed "
+            "of a small embedded default; the longer experiments in the sections below are the evidence for each "
+            "claim.")
+    return head + "\n\n" + "\n".join(rows) + "\n\n" + provenance(record) + "\n"
+
+
+def render_blocks(text: str, records: dict[str, dict], where: str, problems: list[str]) -> str:
+    def one(match: re.Match) -> str:
+        key = match["id"]
+        if key not in records:
+            problems.append(f"{where}: block names record {key}, which does not exist")
+            return match.group(0)
+        record = records[key]
+        return match.group(1) + RENDERERS.get(record["method"], render_arms)(record, records) + match.group(4)
+
+    return BLOCK.sub(one, text)
+
+
+def render_readme_status(text: str, effects: dict[str, str], problems: list[str]) -> str:
+    """The zoo table's status cells end in ``paper's effect here: <effect> ([results](docs/results/<m>.md))``;
+    the hand-written part before it may not hold a number (numbers come from records, in docs/results)."""
+    out = []
+    for line in text.splitlines(keepends=True):
+        match = re.match(r"\| `(\w+)` \|(.*)\| ([^|]*) \|\s*$", line)
+        if match and match[1] in ORDER:
+            method, status = match[1], match[3]
+            prefix = status.split("; paper's effect here:")[0]
+            if re.search(r"\d", re.sub(r"\[[^\]]*\]\([^)]*\)", "", prefix)):
+                problems.append(f"README.md: the status of `{method}` holds a number outside the rendered part: "
+                                f"{prefix!r}")
+            effect = effects.get(method, NOT_REMEASURED)
+            status = f"{prefix}; paper's effect here: {effect} ([results](docs/results/{method}.md))"
+            line = f"| `{method}` |{match[2]}| {status} |\n"
+        out.append(line)
+    return "".join(out)
+
+
+def section(name: str, text: str) -> str:
     text = text.strip().replace("](../figures/", "](figures/")
     text = re.sub(r"^(#+) ", r"#\1 ", text, flags=re.M)  # nest the section's headings under this page
     if not text.startswith("## "):
         text = f"## {TITLES.get(name, name)}\n\n{text}"
-    missing = [f for f in figures if f"](figures/{f.name})" not in text]
-    if missing:
-        text += "\n\n" + "\n".join(f"![{f.stem}](figures/{f.name})" for f in missing)
     return text + "\n"
 
 
-def main() -> None:
-    docs = Path(__file__).resolve().parent.parent / "docs"
-    sections = {p.stem: p for p in (docs / "results").glob("*.md")}
-    names = [n for n in ORDER if n in sections] + sorted(set(sections) - set(ORDER))
-    parts = [HEADER] + [
-        section(n, sections[n].read_text(), sorted((docs / "figures").glob(f"{n}_*.png"))) for n in names
-    ]
-    (docs / "results.md").write_text("\n".join(parts))
-    print(f"wrote docs/results.md with {len(names)} section(s): {', '.join(names)}")
+def render_all(root: Path) -> tuple[dict[Path, str], list[str]]:
+    """Every file this script owns, rendered from the records (path -> text), and the problems found."""
+    records, problems = load_records(root)
+    docs = root / "docs"
+    pages = {p: render_blocks(p.read_text(), records, str(p.relative_to(root)), problems)
+             for p in sorted((docs / "results").glob("*.md"))}
+    by_name = {p.stem: text for p, text in pages.items()}
+    names = [n for n in ORDER if n in by_name] + sorted(set(by_name) - set(ORDER))
+    rendered = dict(pages)
+    rendered[docs / "results.md"] = "\n".join([HEADER] + [section(n, by_name[n]) for n in names])
+    effects = method_effects(records)
+    readme = root / "README.md"
+    if readme.exists():
+        rendered[readme] = render_readme_status(readme.read_text(), effects, problems)
+    for method, printed in PAPER_EFFECT.items():  # what `hfgen demo` prints as the paper's effect
+        if method in by_name and printed != effects.get(method, NOT_REMEASURED):
+            problems.append(f"hfgen/demos/__init__.py: PAPER_EFFECT[{method!r}] is {printed!r}, the records say "
+                            f"{effects.get(method, NOT_REMEASURED)!r}")
+    problems += check_figures(root, records, rendered)
+    return rendered, problems
+
+
+def check_figures(root: Path, records: dict[str, dict], rendered: dict[Path, str]) -> list[str]:
+    """A figure may be shown or kept in docs/figures only while a record produced it, unchanged."""
+    problems, produced = [], {}
+    for key, record in records.items():
+        for path, digest in record.get("figures", {}).items():
+            produced[path] = key
+            if not (root / path).exists():
+                problems.append(f"record {key}: its figure {path} is missing")
+            elif file_digest(root / path) != digest:
+                problems.append(f"record {key}: its figure {path} changed since the run (sha256 differs)")
+    for path in sorted((root / "docs" / "figures").glob("*")):
+        rel = path.relative_to(root).as_posix()
+        if rel not in produced:
+            problems.append(f"{rel}: no current record produced this figure (delete it or rerun its script)")
+    for page, text in rendered.items():
+        for shown in FIGURE.findall(text):
+            if f"docs/{shown}" not in produced:
+                problems.append(f"{page.relative_to(root)}: shows {shown}, which no current record produced")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="write nothing; fail on any difference")
+    parser.add_argument("--root", type=Path, default=ROOT, help="repository root (default: this checkout)")
+    args = parser.parse_args(argv)
+    root = args.root.resolve()
+    rendered, problems = render_all(root)
+    stale = [p for p, text in rendered.items() if not p.exists() or p.read_text() != text]
+    if args.check:
+        problems += [f"{p.relative_to(root)}: differs from what its records render "
+                     "(run python scripts/collect_results.py)" for p in stale]
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        print(f"collect_results --check: {'FAILED, ' + str(len(problems)) + ' problem(s)' if problems else 'ok'}")
+        return 1 if problems else 0
+    for path in stale:
+        path.write_text(rendered[path])
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    print(f"re-rendered {len(stale)} file(s); {len(problems)} problem(s)")
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -142,7 +142,7 @@ def main(argv=None) -> dict:
 def _ci(row, metric) -> str:
     """Mean over seeds × users with a bootstrap 95% interval over users, ×100."""
     values = torch.stack([per_user_metric(torch.tensor(r), metric, 10) for r in row["test_ranks"]])
-    mean, low, high = (100 * v for v in bootstrap_ci(values))
+    mean, low, high = (100 * v for v in bootstrap_ci(values, hierarchical=True))
     return f"{mean:.1f} [{low:.1f}, {high:.1f}]"
 
 

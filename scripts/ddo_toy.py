@@ -11,8 +11,11 @@ next reference), plus a control that continues maximum likelihood for as many st
 (c) ``digits``: scikit-learn 8x8 digits, a tiny ``UNet2DModel`` with EDM preconditioning; digits FID
     (Fréchet distance of the fixed digits classifier's features, ``hfgen.metrics.sample_quality``).
 
-    python scripts/ddo_toy.py                       # all three, writes docs/results/ddo.md and figures
-    python scripts/ddo_toy.py --parts gmm --quick   # smoke-sized
+Each part writes the raw record ``docs/results/raw/ddo/<part>.json`` (every seed) and, except digits, the figure
+``docs/figures/ddo_<part>.png`` (first seed); ``python scripts/collect_results.py`` renders ``docs/results/ddo.md``.
+
+    OMP_NUM_THREADS=1 python scripts/ddo_toy.py --parts digits --seeds 0 1 2
+    python scripts/ddo_toy.py --parts gmm --quick --seeds 0 --raw-dir /tmp/raw   # smoke-sized
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from hfgen.demos.ddo import markov_chain_experiment, plot_results
+from hfgen.results import write_record
 from hfgen.trainers.ddo import DDOConfig, ddo_self_play, denoising_log_likelihood, generate_diffusion_samples
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -182,14 +186,21 @@ def run_gmm(output_dir, seed, quick, device="cpu", scale=1):
 # ------------------------------------------------------------------------------------------ (c) digits
 
 
+DIGITS_LR_GRID = {"ddo": (2e-5, 5e-5, 2e-4), "mle": (5e-4, 2e-3, 8e-3)}  # equal grid sizes, each around its own lr
+
+
 def run_digits(output_dir, seed, quick, device="cpu", scale=1):
+    """(c) with equal chances: after one shared MLE pretraining, DDO self-play and continued MLE each get the same
+    number of optimizer steps, the same grid of three learning rates around their own default (DDO 5e-5, MLE
+    2e-3), the same best-checkpoint selection (selection FID every ``eval_every`` steps) and the same choice of
+    learning rate (lowest selection FID); the chosen models are scored on a separate evaluation FID."""
     from diffusers import EDMEulerScheduler, UNet2DModel
 
     from hfgen.data.digits import load_digits_images
     from hfgen.metrics.sample_quality import digits_fid
 
     cfg = dict(pretrain_steps=20 if quick else 400, ddo_steps=4 if quick else 60, rounds=2,
-               batch_size=64, mle_lr=2e-3, ddo_lr=5e-5, alpha=1.0, beta=0.02, p_mean=-1.2,
+               batch_size=64, mle_lr=2e-3, alpha=1.0, beta=0.02, p_mean=-1.2,
                p_std=1.2, num_reference_samples=128 if quick else 512, eval_every=2 if quick else 20,
                num_inference_steps=8 if quick else 12)
     n_eval = 64 if quick else 400
@@ -201,10 +212,37 @@ def run_digits(output_dir, seed, quick, device="cpu", scale=1):
                        norm_num_groups=8)
     steps = cfg["num_inference_steps"]
     select = lambda m: digits_fid(sample(m, scheduler, n_eval, (1, 8, 8), steps, seed + 7), data)  # noqa: E731
-    evaluate = lambda m: {"digits_fid": digits_fid(sample(m, scheduler, n_eval, (1, 8, 8), steps, seed + 11))}  # noqa: E731
-    results, rounds = diffusion_experiment("digits", data, unet, scheduler, cfg, select, evaluate, output_dir, seed,
-                                           device)
-    return {"results": results, "rounds": rounds, "config": cfg}
+    evaluate = lambda m: digits_fid(sample(m, scheduler, n_eval, (1, 8, 8), steps, seed + 11))  # noqa: E731
+    reference = mle_pretrain(unet, scheduler, data, cfg["pretrain_steps"], cfg["batch_size"], cfg["mle_lr"],
+                             cfg["p_mean"], cfg["p_std"], seed, desc="digits: MLE pretraining", device=device)
+    total = cfg["rounds"] * cfg["ddo_steps"]
+    shape = tuple(data.shape[1:])
+    candidates = {"ddo": [], "mle": []}  # (selection FID, lr, model)
+    for lr in DIGITS_LR_GRID["mle"]:
+        model = mle_pretrain(copy.deepcopy(reference), scheduler, data, total, cfg["batch_size"], lr, cfg["p_mean"],
+                             cfg["p_std"], seed + 5, desc=f"digits: MLE control lr {lr:g}",
+                             eval_every=cfg["eval_every"], metric=select, device=device)
+        candidates["mle"].append((select(model), lr, model))
+    for lr in DIGITS_LR_GRID["ddo"]:
+        args = DDOConfig(output_dir=str(Path(output_dir) / f"ddo_lr{lr:g}"), alpha=cfg["alpha"], beta=cfg["beta"],
+                         learning_rate=lr, max_steps=cfg["ddo_steps"], per_device_train_batch_size=cfg["batch_size"],
+                         lr_scheduler_type="constant", weight_decay=0.0, adam_beta2=0.99, num_rounds=cfg["rounds"],
+                         num_reference_samples=cfg["num_reference_samples"], self_play_eval_steps=cfg["eval_every"],
+                         p_mean=cfg["p_mean"], p_std=cfg["p_std"], save_strategy="no", logging_strategy="no",
+                         use_cpu=torch.device(device).type == "cpu", seed=seed, disable_tqdm=True, report_to="none")
+        generate = lambda ref, n, r: generate_diffusion_samples(  # noqa: E731
+            ref, scheduler, n, shape, num_inference_steps=cfg["num_inference_steps"], batch_size=1024,
+            generator=torch.Generator().manual_seed(seed + 1000 * r))
+        out = ddo_self_play(reference, args, [{"pixel_values": x} for x in data], generate, select,
+                            noise_scheduler=scheduler)
+        candidates["ddo"].append((out.rounds[-1].best_metric, lr, out.model))
+    arms = {"reference (MLE pretrained)": {"digits_fid": evaluate(reference), "optimizer_steps": 0}}
+    for arm, name in (("ddo", f"DDO ({cfg['rounds']} rounds x {cfg['ddo_steps']} steps)"),
+                      ("mle", f"MLE control ({total} more steps)")):
+        best = min(candidates[arm], key=lambda c: c[0])
+        arms[name] = {"digits_fid": evaluate(best[2]), "selection_fid": best[0], "chosen_lr": best[1],
+                      "optimizer_steps": total, "grid_selection_fid": [c[0] for c in candidates[arm]]}
+    return {"arms": arms, "config": {**cfg, "lr_grid": DIGITS_LR_GRID, "n_eval": n_eval}}
 
 
 # ------------------------------------------------------------------------------------------ (b) Markov chain
@@ -232,79 +270,79 @@ TITLES = {"gmm": "(a) 2-D mixture of 8 Gaussians, MLP denoiser (EDM)",
           "markov": "(b) tiny Llama on a 6-state Markov chain (exact KL, nats per sequence)",
           "markov_converged": "(b') as (b), reference pretrained 1500 MLE steps instead of 150",
           "digits": "(c) 8x8 digits, UNet2DModel (EDM), digits FID"}
-BEGIN, END = "<!-- ddo_toy.py: begin (generated) -->", "<!-- ddo_toy.py: end -->"
+LOWER_IS_BETTER = {"sliced_w2": True, "true_log_density": False, "median_log_density": False, "forward_kl": True,
+                   "reverse_kl": True, "digits_fid": True}
 
 
-def table(results, keys):
-    lines = ["| stage | " + " | ".join(keys) + " | best step |", "|---|" + "---|" * (len(keys) + 1)]
-    for r in results:
-        cells = [f"{r[k]:.4f}" for k in keys]
-        lines.append(f"| {r['stage']} | " + " | ".join(cells) + f" | {r.get('best_step', '')} |")
-    return "\n".join(lines)
+def _stage(name: str) -> str:
+    return "DDO, last round" if name.startswith("DDO round") else name
 
 
-def write_markdown(work_dir: Path, path: Path) -> None:
-    """Regenerate the tables between the markers of ``path`` from the JSON reports in ``work_dir``; the sections of
-    parts without a report there (e.g. run earlier or on another machine) are kept as they are."""
-    text = path.read_text() if path.is_file() else f"# DDO results\n\n{BEGIN}\n{END}\n"
-    start, stop = text.index(BEGIN), text.index(END) + len(END)
-    old = {}  # heading -> section text of the current generated block
-    for chunk in text[start + len(BEGIN):stop - len(END)].split("\n### ")[1:]:
-        old[chunk.split("\n", 1)[0]] = "### " + chunk.rstrip() + "\n"
-    sections = []
-    for part in KEYS:
-        report_path = work_dir / f"ddo_{part}.json"
-        if not report_path.is_file():
-            if TITLES[part] in old:
-                sections.append(old[TITLES[part]])
-            continue
-        report = json.loads(report_path.read_text())
-        config = ", ".join(f"{k}={v}" for k, v in report["config"].items())
-        if "data_true_log_density" in report:
-            config += (f"; data: true_log_density {report['data_true_log_density']:.3f}, median_log_density "
-                       f"{report['data_median_log_density']:.3f}, sliced_w2 between two data sets of the same size "
-                       f"{report['data_sliced_w2_floor']:.4f}")
-        device = report.get("device", "cpu")
-        sections.append(f"### {TITLES[part]}\n\nseed {report['seed']}, {report['seconds']:.0f} s on {device}; {config}\n\n"
-                        f"{table(report['results'], KEYS[part])}\n\n![{part}](../figures/ddo_{part}.png)\n")
-    bench, bench_title = work_dir / "ddo_bench.txt", "Cost of a DDO step (`scripts/bench_ddo.py`)"
-    if bench.is_file():
-        sections.append(f"### {bench_title}\n\n```\n" + bench.read_text().strip() + "\n```\n")
-    elif bench_title in old:
-        sections.append(old[bench_title])
-    generated = f"{BEGIN}\n" + "\n".join(sections) + f"{END}"
-    path.write_text(text[:start] + generated + text[stop:])
+def part_record(part: str, reports: list[dict]) -> tuple[dict, dict]:
+    """(metrics, settings) of one part's raw record: per arm and metric, one value per seed."""
+    metrics: dict[str, dict[str, list]] = {}
+    if part == "digits":
+        for report in reports:
+            for arm, values in report["arms"].items():
+                for key, value in values.items():
+                    metrics.setdefault(arm, {}).setdefault(key, []).append(value)
+        arms = list(metrics)
+        settings = {"title": TITLES[part], **reports[0]["config"], "baseline": arms[2],
+                    "budget": {arms[1]: f"{reports[0]['config']['rounds'] * reports[0]['config']['ddo_steps']} steps, "
+                                        f"lr grid {DIGITS_LR_GRID['ddo']}, best checkpoint by selection FID",
+                               arms[2]: f"{reports[0]['config']['rounds'] * reports[0]['config']['ddo_steps']} steps, "
+                                        f"lr grid {DIGITS_LR_GRID['mle']}, best checkpoint by selection FID"},
+                    "claim": {"text": "DDO fine-tuning improves a pretrained diffusion model beyond continued maximum "
+                                      "likelihood with the same budget", "arm": arms[1], "baseline": arms[2],
+                              "metric": "digits_fid", "higher_is_better": False}}
+    else:
+        for report in reports:
+            rows = report["results"]
+            kept = [rows[0], *[r for r in rows if r["stage"].startswith("DDO round")][-1:], rows[-1]]
+            for row in kept:
+                for key in KEYS[part]:
+                    metrics.setdefault(_stage(row["stage"]), {}).setdefault(key, []).append(row[key])
+        settings = {"title": TITLES[part], **reports[0]["config"], "baseline": rows[0]["stage"]}
+    settings["higher_is_better"] = {k: not LOWER_IS_BETTER[k] for k in KEYS[part]}
+    return metrics, settings
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--parts", nargs="*", default=list(KEYS), choices=list(KEYS))
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--quick", action="store_true", help="smoke-sized settings")
     parser.add_argument("--device", default="cpu", help="torch device of every model (e.g. cuda); data stays on the CPU")
     parser.add_argument("--scale", type=int, default=1,
                         help="(a): multiply the reference-sample and evaluation-sample counts (e.g. 8 on a GPU)")
-    parser.add_argument("--output-dir", default=str(ROOT / "docs"), help="writes results/ddo.md and figures/ddo_*.png")
+    parser.add_argument("--figures-dir", default=str(ROOT / "docs" / "figures"), help="writes ddo_<part>.png")
+    parser.add_argument("--raw-dir", default=None, help="raw records go to RAW_DIR/ddo/<part>.json "
+                                                        "(default: docs/results/raw)")
     parser.add_argument("--work-dir", default=str(Path(tempfile.gettempdir()) / "hfgen_ddo_toy"),
-                        help="JSON reports of each part and the training runs; ddo.md is regenerated from all of them")
+                        help="the training runs")
     args = parser.parse_args(argv)
-    out, work = Path(args.output_dir), Path(args.work_dir)
-    for folder in (out / "results", out / "figures", work):
+    figures, work = Path(args.figures_dir), Path(args.work_dir)
+    for folder in (figures, work):
         folder.mkdir(parents=True, exist_ok=True)
     runners = {"gmm": run_gmm, "markov": run_markov, "markov_converged": run_markov_converged, "digits": run_digits}
-    reports = {}
+    paths = {}
     for part in args.parts:
-        start = time.perf_counter()
-        torch.manual_seed(args.seed)
-        report = runners[part](work / f"ddo_{part}_runs", args.seed, args.quick, args.device, args.scale)
-        report["seconds"] = time.perf_counter() - start
-        report["seed"], report["device"] = args.seed, args.device
-        (work / f"ddo_{part}.json").write_text(json.dumps(report, indent=2, default=str))
-        plot(report, KEYS[part], out / "figures" / f"ddo_{part}.png", part)
-        print(f"\n## {part} (seed {args.seed}, {report['seconds']:.0f}s)\n{table(report['results'], KEYS[part])}")
-        reports[part] = report
-    write_markdown(work, out / "results" / "ddo.md")
-    return reports
+        started, reports = time.time(), []
+        for seed in args.seeds:
+            torch.manual_seed(seed)
+            report = runners[part](work / f"ddo_{part}_runs_seed{seed}", seed, args.quick, args.device, args.scale)
+            reports.append(report)
+            print(f"{part} seed {seed}: {json.dumps(report.get('arms') or report['results'], default=str)[:400]}",
+                  flush=True)
+        figure = []
+        if part != "digits":
+            figure = [figures / f"ddo_{part}.png"]
+            plot(reports[0], KEYS[part], figure[0], part)
+        metrics, settings = part_record(part, reports)
+        paths[part] = write_record("ddo", part, seeds=args.seeds, metrics=metrics, settings=settings,
+                                   started=started, device=args.device, raw_dir=args.raw_dir, figures=figure)
+        print(f"wrote {paths[part]}")
+    return paths
 
 
 def plot(report, keys, path, part):

@@ -9,19 +9,18 @@
    and report mean AU F1, emotion accuracy, trainable parameters, training time and the peak growth
    of the process's resident memory while training (a rough CPU stand-in for GPU peak memory).
 
-Every number is reported over seeds (``--seeds``, default 0 1 2) as mean ± sd with the per-seed
-values, and the comparisons as paired differences with a 95% t-interval over seeds.
+Writes two raw records with every per-seed value, ``docs/results/raw/mf2/face_au_zero_shot.json`` and
+``docs/results/raw/mf2/face_au_adaptation.json``, and the figure ``docs/figures/mf2_adaptation.png``; then
+``python scripts/collect_results.py`` renders them (mean and 95% t-interval over seeds, paired differences).
 
-    OMP_NUM_THREADS=1 python scripts/face_au.py --seeds 0 1 2 --out-md docs/results/mf2_face_au.md
+    OMP_NUM_THREADS=1 python scripts/face_au.py --seeds 0 1 2
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
-import sys
 import threading
 import time
 from pathlib import Path
@@ -35,6 +34,9 @@ from hfgen.adapters.dfn import DFNConfig, DFNModel
 from hfgen.data.faces import build_face_tokenizer, make_synthetic_faces
 from hfgen.demos.mf2 import pretrain, zero_shot_scores
 from hfgen.metrics.face import au_f1, emotion_accuracy
+from hfgen.results import interval, write_record
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class PeakRSS:
@@ -174,51 +176,40 @@ def run_seed(seed, steps, adapt_steps, n_pretrain, n_adapt, n_test, output_dir):
 
 
 METHODS = ("linear probe", "DFN", "full fine-tuning")
-T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+PRETRAININGS = ("global-only", "global+local")
 
 
-def mean_sd(values):
-    """``(mean, sample sd, half-width of the 95% t-interval of the mean)`` over seeds."""
-    v = np.asarray(values, dtype=float)
-    if len(v) < 2:
-        return float(v.mean()), float("nan"), float("nan")
-    sd = float(v.std(ddof=1))
-    return float(v.mean()), sd, T975.get(len(v) - 1, 1.96) * sd / np.sqrt(len(v))
-
-
-def main(steps=400, adapt_steps=300, n_pretrain=2000, n_adapt=800, n_test=400, seeds=(0, 1, 2), out_md=None,
-         out_png=None, output_dir="/tmp/hfgen-face-au", command=None):
-    """Run every seed; returns ``(rows, zero_shot)`` with one row per (seed, pretraining, method) and
-    ``zero_shot[(seed, pretraining)]``."""
+def main(steps=400, adapt_steps=300, n_pretrain=2000, n_adapt=800, n_test=400, seeds=(0, 1, 2),
+         out_png=ROOT / "docs/figures/mf2_adaptation.png", output_dir="/tmp/hfgen-face-au", raw_dir=None):
+    """Run every seed; write the figure and the two records. Returns ``(rows, zero_shot, record paths)`` with one
+    row per (seed, pretraining, method) and ``zero_shot[(seed, pretraining)]``."""
+    started = time.time()
     rows, zero_shot = [], {}
     for seed in seeds:
         r, z = run_seed(seed, steps, adapt_steps, n_pretrain, n_adapt, n_test, output_dir)
         rows += r
         zero_shot.update({(seed, k): v for k, v in z.items()})
     settings = dict(steps=steps, adapt_steps=adapt_steps, n_pretrain=n_pretrain, n_adapt=n_adapt, n_test=n_test,
-                    seeds=list(seeds), threads=torch.get_num_threads())
-    if out_png:
-        plot(rows, out_png)
-    if out_md:
-        write_markdown(rows, zero_shot, settings, out_md, out_png, command)
-    return rows, zero_shot
-
-
-def merge_runs(paths):
-    """Rows, zero-shot scores, settings and commands of several ``--out-json`` runs (same settings, other seeds)."""
-    rows, zero_shot, settings, commands = [], {}, None, []
-    for path in paths:
-        run = json.loads(Path(path).read_text())
-        if settings is not None and run["settings"] != settings:
-            raise ValueError(f"{path} was run with other settings: {run['settings']} != {settings}.")
-        settings = run["settings"]
-        commands.append(run["command"])
-        rows += run["rows"]
-        zero_shot.update({(z["seed"], z["pretraining"]): z for z in run["zero_shot"]})
-    seeds = sorted({r["seed"] for r in rows})
-    if len(seeds) * 2 * len(METHODS) != len(rows):
-        raise ValueError(f"the runs overlap or are incomplete: {len(rows)} rows for seeds {seeds}.")
-    return rows, zero_shot, {**settings, "seeds": seeds}, commands
+                    data="synthetic faces, disjoint seeds per split")
+    plot(rows, out_png)
+    zero = {pre: {key: [zero_shot[(s, pre)][key] for s in seeds] for key in ("mean_f1", "emotion_accuracy")}
+            for pre in PRETRAININGS}
+    paths = [write_record(
+        "mf2", "face_au_zero_shot", seeds=seeds, metrics=zero, started=started, raw_dir=raw_dir,
+        settings={**settings, "baseline": "global-only",
+                  "higher_is_better": {"mean_f1": True, "emotion_accuracy": True},
+                  "claim": {"text": "local (per-AU) alignment improves zero-shot AU recognition over global-only",
+                            "arm": "global+local", "baseline": "global-only", "metric": "mean_f1"}})]
+    adapted = {f"{pre} / {method}": {key: [r[key] for r in rows if r["pretraining"] == pre and r["method"] == method]
+                                     for key in ("mean_au_f1", "emotion_accuracy", "trainable_params", "seconds",
+                                                 "peak_rss_mb")}
+               for pre in PRETRAININGS for method in METHODS}
+    paths.append(write_record(
+        "mf2", "face_au_adaptation", seeds=seeds, metrics=adapted, started=started, raw_dir=raw_dir,
+        figures=[out_png],
+        settings={**settings, "baseline": "global+local / full fine-tuning",
+                  "higher_is_better": {"mean_au_f1": True, "emotion_accuracy": True}}))
+    return rows, zero_shot, paths
 
 
 def plot(rows, path):
@@ -231,78 +222,16 @@ def plot(rows, path):
     x = np.arange(len(METHODS))
     for k, pre in enumerate(("global-only", "global+local")):
         for ax, key in zip(axes, ("mean_au_f1", "emotion_accuracy")):
-            stats = [mean_sd([r[key] for r in rows if r["pretraining"] == pre and r["method"] == m]) for m in METHODS]
-            ax.bar(x + 0.4 * k - 0.2, [s[0] for s in stats], 0.4, yerr=[s[1] for s in stats], capsize=3, label=pre)
+            stats = [interval([r[key] for r in rows if r["pretraining"] == pre and r["method"] == m]) for m in METHODS]
+            ax.bar(x + 0.4 * k - 0.2, [s.mean for s in stats], 0.4, yerr=[s.mean - s.low for s in stats], capsize=3,
+                   label=pre)
             ax.set_xticks(x, METHODS, fontsize=7)
-            ax.set_title(key.replace("_", " ") + " (mean ± sd over seeds)", fontsize=8)
+            ax.set_title(key.replace("_", " ") + " (mean, 95% t-interval over seeds)", fontsize=8)
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=80)
     plt.close(fig)
-
-
-def _fmt(values, digits=3):
-    m, sd, _ = mean_sd(values)
-    per_seed = ", ".join(f"{v:.{digits}f}" for v in values)
-    return f"{m:.{digits}f} ± {sd:.{digits}f} ({per_seed})"
-
-
-def _diff(a, b):
-    """Paired (by seed) difference ``a - b``: mean and 95% t-interval."""
-    m, _, h = mean_sd(np.asarray(a) - np.asarray(b))
-    return f"{m:+.3f} [{m - h:+.3f}, {m + h:+.3f}]"
-
-
-def write_markdown(rows, zero_shot, settings, path, png, command=None):
-    seeds = settings["seeds"]
-
-    def col(pre, method, key):
-        return [next(r[key] for r in rows if r["seed"] == s and r["pretraining"] == pre and r["method"] == method)
-                for s in seeds]
-
-    def zcol(pre, key):
-        return [zero_shot[s, pre][key] for s in seeds]
-
-    lines = ["# MF² + DFN on synthetic faces (`scripts/face_au.py`)", ""]
-    if command:
-        lines += [f"Command: `{command}`", ""]
-    lines += ["Settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()) + ". Each seed draws its own "
-              "faces (pretraining, adaptation and test sets), initialisation and batch order. Cells: mean ± sample "
-              "sd over seeds (per-seed values in brackets); differences are paired by seed, with a 95% t-interval "
-              f"over the {len(seeds)} seeds. CPU, shared machine: times are indicative only. Peak memory = growth "
-              "of the process's resident set while that method trained.", "",
-              "## Zero-shot (from text prompts, no labels)", "",
-              "| pretraining | emotion accuracy | mean AU F1 | pretraining s |", "|---|---|---|---|"]
-    for pre in ("global-only", "global+local"):
-        lines.append(f"| {pre} | {_fmt(zcol(pre, 'emotion_accuracy'))} | {_fmt(zcol(pre, 'mean_f1'))} | "
-                     f"{_fmt(zcol(pre, 'pretrain_seconds'), 0)} |")
-    lines += ["", "## Adaptation (AU detection + emotion recognition)", "",
-              "| pretraining | method | mean AU F1 | emotion accuracy | trainable params | train s | peak MB |",
-              "|---|---|---|---|---|---|---|"]
-    for pre in ("global-only", "global+local"):
-        for m in METHODS:
-            lines.append(f"| {pre} | {m} | {_fmt(col(pre, m, 'mean_au_f1'))} | {_fmt(col(pre, m, 'emotion_accuracy'))} "
-                         f"| {col(pre, m, 'trainable_params')[0]:,d} | {_fmt(col(pre, m, 'seconds'), 1)} | "
-                         f"{_fmt(col(pre, m, 'peak_rss_mb'), 0)} |")
-    lines += ["", "## Paired differences (mean over seeds, 95% t-interval)", "",
-              "| comparison | mean AU F1 | emotion accuracy |", "|---|---|---|",
-              f"| zero-shot: global+local − global-only | "
-              f"{_diff(zcol('global+local', 'mean_f1'), zcol('global-only', 'mean_f1'))} | "
-              f"{_diff(zcol('global+local', 'emotion_accuracy'), zcol('global-only', 'emotion_accuracy'))} |"]
-    for m in METHODS:
-        lines.append(f"| {m}: global+local − global-only | "
-                     f"{_diff(col('global+local', m, 'mean_au_f1'), col('global-only', m, 'mean_au_f1'))} | "
-                     f"{_diff(col('global+local', m, 'emotion_accuracy'), col('global-only', m, 'emotion_accuracy'))} |")
-    for pre in ("global-only", "global+local"):
-        for other in ("full fine-tuning", "linear probe"):
-            lines.append(f"| {pre}: DFN − {other} | "
-                         f"{_diff(col(pre, 'DFN', 'mean_au_f1'), col(pre, other, 'mean_au_f1'))} | "
-                         f"{_diff(col(pre, 'DFN', 'emotion_accuracy'), col(pre, other, 'emotion_accuracy'))} |")
-    if png:
-        lines += ["", f"![adaptation results](../figures/{Path(png).name})"]
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
@@ -313,25 +242,8 @@ if __name__ == "__main__":
     p.add_argument("--n-adapt", type=int, default=800)
     p.add_argument("--n-test", type=int, default=400)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--out-md", default=None)
-    p.add_argument("--out-png", default=None)
-    p.add_argument("--out-json", default=None, help="also save the per-seed rows (to merge runs with --merge)")
-    p.add_argument("--merge", nargs="+", default=None,
-                   help="instead of training: merge the --out-json files of runs of the same settings into one report")
+    p.add_argument("--out-png", default=ROOT / "docs/figures/mf2_adaptation.png")
+    p.add_argument("--raw-dir", default=None, help="where the records go (default: docs/results/raw)")
     a = p.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    command = f"OMP_NUM_THREADS={torch.get_num_threads()} python scripts/face_au.py {' '.join(sys.argv[1:])}"
-    if a.merge:
-        rows, zero_shot, settings, commands = merge_runs(a.merge)
-        if a.out_png:
-            plot(rows, a.out_png)
-        write_markdown(rows, zero_shot, settings, a.out_md, a.out_png, "`; `".join(commands))
-    else:
-        rows, zero_shot = main(a.steps, a.adapt_steps, a.n_pretrain, a.n_adapt, a.n_test, a.seeds, a.out_md, a.out_png,
-                               command=command)
-        if a.out_json:
-            settings = dict(steps=a.steps, adapt_steps=a.adapt_steps, n_pretrain=a.n_pretrain, n_adapt=a.n_adapt,
-                            n_test=a.n_test, threads=torch.get_num_threads())
-            Path(a.out_json).write_text(json.dumps({
-                "command": command, "settings": settings, "rows": rows,
-                "zero_shot": [{"seed": s, "pretraining": k, **v} for (s, k), v in zero_shot.items()]}, indent=1))
+    main(a.steps, a.adapt_steps, a.n_pretrain, a.n_adapt, a.n_test, a.seeds, a.out_png, raw_dir=a.raw_dir)

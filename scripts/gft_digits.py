@@ -5,7 +5,7 @@ One class-conditional UNet architecture, trained twice for the same steps on the
 scales s (two network evaluations a step), and (ii) GFT (β ~ U(0, 1)) sampled in one pass at β = 1/s.
 For every s: class accuracy of an independent digit classifier (fidelity), digits FID (Fréchet distance
 in that classifier's features, against the test split) and within-class feature spread (diversity).
-Writes ``docs/results/gft.md``, ``docs/figures/gft_curves.png`` and ``docs/figures/gft_samples.png``.
+Writes the raw record ``docs/results/raw/gft/digits.json`` and ``docs/figures/gft_curves.png``, ``gft_samples.png``.
 
     python scripts/gft_digits.py --train-steps 1500 --samples-per-class 100
 """
@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 
 import torch
+
+from hfgen.results import write_record
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,10 +57,11 @@ def main(argv=None):
     parser.add_argument("--ddim-steps", type=int, default=25)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--channels", type=int, nargs="+", default=[32, 64])
-    parser.add_argument("--output-dir", type=Path, default=ROOT / "docs")
+    parser.add_argument("--figures-dir", type=Path, default=ROOT / "docs" / "figures")
+    parser.add_argument("--raw-dir", type=Path, default=None, help="where the record goes (default: docs/results/raw)")
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/gft_digits"))
     args = parser.parse_args(argv)
-
+    started = time.time()
     torch.manual_seed(args.seed)
     digits_classifier()
     models, train_seconds = {}, {}
@@ -81,39 +84,24 @@ def main(argv=None):
             if scale in (1.0, 3.0):
                 panels[f"{name} s={scale:g}" + (f" (β={1 / scale:.2g})" if name == "GFT" else "")] = images
 
-    figures = args.output_dir / "figures"
+    figures = args.figures_dir
     figures.mkdir(parents=True, exist_ok=True)
     plot_curves(rows, figures / "gft_curves.png")
     save_grid(panels, figures / "gft_samples.png")
-    write_results(rows, train_seconds, args, args.output_dir / "results" / "gft.md")
-    return rows
-
-
-def write_results(rows, train_seconds, args, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lines = [
-        "# GFT: guidance-free training vs CFG on 8x8 digits",
-        "",
-        f"Produced by `python scripts/gft_digits.py --train-steps {args.train_steps} --samples-per-class "
-        f"{args.samples_per_class} --ddim-steps {args.ddim_steps} --seed {args.seed}` ({time.strftime('%Y-%m-%d')}, CPU).",
-        "",
-        f"Same UNet2DConditionModel (channels {tuple(args.channels)}, 8x8, null label 10), same data (digits train split), "
-        f"same steps, batch 64, AdamW lr 2e-3 cosine, label dropout 0.1. CFG model: conditional loss (GFTTrainer with "
-        f"β ≡ 1), trained in {train_seconds['CFG']:.0f}s. GFT model: β ~ U(0, 1), trained in {train_seconds['GFT']:.0f}s "
-        "(one extra no-grad forward a step). Sampling: DDIM, the same seeds; CFG at scale s (2 network evaluations "
-        "a step), GFT at β = 1/s (1). Metrics from `hfgen.metrics.sample_quality`: accuracy of an independent MLP "
-        "digit classifier on the samples (fidelity), Fréchet distance of its features to the test split (digits FID), "
-        "mean within-class RMS feature distance to the class mean (diversity).",
-        "",
-        "| s (GFT β = 1/s) | method | class accuracy | digits FID | diversity | NFE / image | sampling s |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        lines.append(f"| {r['scale']:g} | {r['method']} | {r['accuracy']:.3f} | {r['fid']:.3f} | {r['diversity']:.3f} | "
-                     f"{r['nfe']:.0f} | {r['seconds']:.1f} |")
-    lines += ["", "Figures: `docs/figures/gft_curves.png` (fidelity–diversity and FID vs s), "
-                  "`docs/figures/gft_samples.png` (samples at s = 1 and 3).", ""]
-    path.write_text("\n".join(lines))
+    metrics = {f"{r['method']} s={r['scale']:g}": {"class_accuracy": [r["accuracy"]], "digits_fid": [r["fid"]],
+                                                  "diversity": [r["diversity"]], "nfe_per_image": [r["nfe"]],
+                                                  "sampling_seconds": [r["seconds"]]} for r in rows}
+    record = write_record(
+        "gft", "digits", seeds=[args.seed], metrics=metrics, started=started,
+        raw_dir=args.raw_dir, figures=[figures / "gft_curves.png", figures / "gft_samples.png"],
+        settings={"unet": f"UNet2DConditionModel, channels {tuple(args.channels)}, 8x8, null label 10",
+                  "train_steps": args.train_steps, "train_seconds": train_seconds,
+                  "training": "batch 64, AdamW lr 2e-3 cosine, label dropout 0.1; CFG: beta = 1, GFT: beta ~ U(0, 1)",
+                  "sampling": f"DDIM {args.ddim_steps} steps, same seeds; CFG at scale s, GFT at beta = 1/s",
+                  "samples_per_class": args.samples_per_class,
+                  "budget": {"CFG": f"{args.train_steps} steps, one lr", "GFT": f"{args.train_steps} steps, one lr"}})
+    print(f"wrote {record}")
+    return rows, record
 
 
 if __name__ == "__main__":

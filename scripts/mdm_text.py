@@ -5,7 +5,9 @@ judge on the pydoc topics, then samples with FHS and with MDLM's ancestral sampl
 each in float64 and float32, and reports generative perplexity under the judge, unigram entropy,
 network calls and wall time (the paper's Fig./Table 2 setting, scaled down to two CPU cores).
 
-    OMP_NUM_THREADS=2 python scripts/mdm_text.py [--train-steps 1500] [--steps 100 1000 10000]
+    OMP_NUM_THREADS=1 python scripts/mdm_text.py [--train-steps 1500] [--steps 100 1000 10000]
+
+Writes the raw record ``docs/results/raw/masked_diffusion/text.json`` and the figure.
 """
 
 from __future__ import annotations
@@ -21,17 +23,19 @@ from hfgen.data.text import char_tokenizer, pydoc_dataset
 from hfgen.demos.masked_diffusion import evaluate_sampler, train_denoiser, train_judge
 from hfgen.metrics.perplexity import generative_perplexity, unigram_entropy
 from hfgen.pipelines import AncestralMaskedScheduler, FirstHittingScheduler, MaskedDiffusionPipeline
+from hfgen.results import write_record
 
 FIGURE = Path(__file__).resolve().parent.parent / "docs" / "figures" / "masked_diffusion_text.png"
 
 
 def main(train_steps=1500, judge_steps=600, seq_len=64, num_samples=32, steps=(100, 1000, 10000), seed=0,
-         work_dir="/tmp/masked_diffusion_text", figure=FIGURE):
+         work_dir="/tmp/masked_diffusion_text", figure=FIGURE, raw_dir=None):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    started = time.time()
     torch.manual_seed(seed)
     tokenizer = char_tokenizer()
     data = pydoc_dataset(tokenizer, seq_len=seq_len)
@@ -82,7 +86,16 @@ def main(train_steps=1500, judge_steps=600, seq_len=64, num_samples=32, steps=(1
     lines += ["", "One FHS float64 sample: `" + rows["FHS, float64"]["text"].replace("\n", " ").replace("`", "'") + "`"]
     report = "\n".join(lines)
     print(report)
-    return rows, report
+    metrics = {name: {"gen_ppl": [r["gen_ppl"]], "entropy": [r["entropy"]],
+                      **({"seconds": [r["seconds"]], "network_calls": [r["nfe"]]} if r["nfe"] != "" else {})}
+               for name, r in rows.items()}
+    path = write_record("masked_diffusion", "text", seeds=[seed], metrics=metrics, started=started, raw_dir=raw_dir,
+                        figures=[figure],
+                        settings={"seq_len": seq_len, "vocab": len(tokenizer), "num_samples": num_samples,
+                                  "train_steps": train_steps, "judge_steps": judge_steps,
+                                  "denoiser_nelbo": nelbo, "train_seconds": train_seconds,
+                                  "higher_is_better": {"gen_ppl": False, "seconds": False}, "digits": 2})
+    return rows, report, path
 
 
 if __name__ == "__main__":
@@ -93,10 +106,7 @@ if __name__ == "__main__":
     parser.add_argument("--num-samples", type=int, default=32)
     parser.add_argument("--steps", type=int, nargs="+", default=[100, 1000, 10000])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-write", action="store_true", help="do not update docs/results/masked_diffusion.md")
+    parser.add_argument("--raw-dir", default=None, help="where the record goes (default: docs/results/raw)")
     cli = parser.parse_args()
-    _, text = main(cli.train_steps, cli.judge_steps, cli.seq_len, cli.num_samples, tuple(cli.steps), cli.seed)
-    if not cli.no_write:
-        from masked_diffusion_results import write_section
-
-        write_section("text", "## Text experiment (`scripts/mdm_text.py`)\n\n" + text)
+    main(cli.train_steps, cli.judge_steps, cli.seq_len, cli.num_samples, tuple(cli.steps), cli.seed,
+         raw_dir=cli.raw_dir)

@@ -22,12 +22,13 @@ not a result about LLMs.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from hfgen.results import write_record
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -96,8 +97,11 @@ def _ci(t, digits=3):
 def main(seeds=(0, 1, 2), num_queries: int = 200, num_videos: int = 320, epochs: int = 15, num_retrieved: int = 5,
          llm_url: str | None = None, llm_model: str | None = None, table: str | None = None,
          covers_dir: str | None = None, frames_dir: str | None = None,
-         results: Path = ROOT / "docs/results/raw/popcorn_eval.md", raw: Path | None = None,
-         work_dir: Path = Path("/tmp/popcorn_eval"), command: str | None = None) -> list[dict]:
+         raw_dir: Path | None = None, work_dir: Path = Path("/tmp/popcorn_eval"),
+         command: str | None = None) -> tuple[list[dict], Path]:
+    """Every seed's runs, and the raw record ``<raw_dir>/popcorn/eval_<stand_in|llm>.json`` (per seed: the mean
+    predicted and rule scores of basic and enhanced plans, every per-query value, the popularity model's held-out
+    nMSE / Spearman / MAE)."""
     import torch
 
     from hfgen.pipelines.popcorn.queries import SOURCE, official_queries
@@ -105,7 +109,7 @@ def main(seeds=(0, 1, 2), num_queries: int = 200, num_videos: int = 320, epochs:
 
     if num_queries < 1:
         raise ValueError(f"`num_queries` must be >= 1, got {num_queries}.")
-    start = time.perf_counter()
+    start, started = time.perf_counter(), time.time()
     allq = official_queries()
     # an even share of abstract and concrete queries (the file lists the 100 abstract ones first)
     half = (num_queries + 1) // 2
@@ -146,14 +150,29 @@ def main(seeds=(0, 1, 2), num_queries: int = 200, num_videos: int = 320, epochs:
         lines += ["", f"Over seeds: predicted enhanced − basic {np.mean(per_seed):+.3f} ± {np.std(per_seed, ddof=1):.3f} "
                       f"(mean ± sd of the {len(runs)} per-seed means)."]
     lines.append("")
-    text = "\n".join(lines)
-    results.parent.mkdir(parents=True, exist_ok=True)
-    results.write_text(text)
-    if raw:
-        raw.write_text(json.dumps([{k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in r.items()}
-                                   for r in runs], indent=1))
-    print(text)
-    return runs
+    print("\n".join(lines))
+    metrics = {arm: {"predicted_popularity": [float(r[f"{arm}_pred"].mean()) for r in runs],
+                     "rule_score": [float(r[f"{arm}_rule"].mean()) for r in runs],
+                     "predicted_per_query": [r[f"{arm}_pred"].tolist() for r in runs],
+                     "rule_per_query": [r[f"{arm}_rule"].tolist() for r in runs]} for arm in ("basic", "enhanced")}
+    metrics["popularity model (held-out)"] = {k: [float(r["regressor"][k][0]) for r in runs]
+                                              for k in ("nmse", "spearman", "mae")}
+    settings = {"llm": llm_name, "queries": f"the first {len(queries)} of the official LLMPopcorn set ({SOURCE})",
+                "data": table or f"synthetic MicroLens, {num_videos} videos",
+                "split_sizes": [r["sizes"] for r in runs], "regressor_epochs": epochs, "num_retrieved": num_retrieved,
+                "embedder": type(embedder).__name__, "baseline": "basic",
+                "higher_is_better": {"predicted_popularity": True, "rule_score": True, "spearman": True,
+                                     "nmse": False, "mae": False},
+                "claim": {"text": "RAG + chain-of-thought prompting raises the popularity of an LLM's plans (RQ2)",
+                          "arm": "enhanced", "baseline": "basic", "metric": "predicted_popularity",
+                          "measurable": not stand_in}}
+    if stand_in:
+        settings["notes"] = ["Stand-in LM (`ExtractiveLM`, copies words from its prompt): a mechanics check, not a "
+                             "result on RQ2."]
+    path = write_record("popcorn", "eval_stand_in" if stand_in else "eval_llm", seeds=seeds, metrics=metrics,
+                        settings=settings, started=started, raw_dir=raw_dir)
+    print(f"wrote {path}")
+    return runs, path
 
 
 if __name__ == "__main__":
@@ -168,11 +187,10 @@ if __name__ == "__main__":
     p.add_argument("--table", default=None, help="real MicroLens-style table (by path)")
     p.add_argument("--covers-dir", default=None)
     p.add_argument("--frames-dir", default=None)
-    p.add_argument("--out-md", type=Path, default=ROOT / "docs/results/raw/popcorn_eval.md")
-    p.add_argument("--out-json", type=Path, default=None)
+    p.add_argument("--raw-dir", type=Path, default=None, help="where the record goes (default: docs/results/raw)")
     a = p.parse_args()
     import torch
 
     torch.set_num_threads(1)
     main(a.seeds, a.num_queries, a.num_videos, a.epochs, a.num_retrieved, a.llm_url, a.llm_model, a.table, a.covers_dir,
-         a.frames_dir, a.out_md, a.out_json, command="OMP_NUM_THREADS=1 python scripts/popcorn_eval.py " + " ".join(sys.argv[1:]))
+         a.frames_dir, a.raw_dir, command="OMP_NUM_THREADS=1 python scripts/popcorn_eval.py " + " ".join(sys.argv[1:]))

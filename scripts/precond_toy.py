@@ -9,7 +9,8 @@ ratio analytic / euler, measured with interleaved repeats (medians), statistics 
 - ``digits``: an EDM `UNet2DModel` teacher trained here on scikit-learn's 8x8 digits -> a UNet trajectory student
   initialised from it (CTM); the digit-classifier Fréchet distance (`hfgen.metrics.sample_quality.digits_fid`).
 
-Each part rewrites its own section of the markdown file (``--out-md``) and its figure in ``--fig-dir``.
+Each part writes its raw record ``docs/results/raw/analytic_precond/<part>.json`` (``--raw-dir``) and its
+figure in ``--fig-dir``.
 
     OMP_NUM_THREADS=1 python scripts/precond_toy.py --part ring --ring-steps 1000 --seeds 0 1
     OMP_NUM_THREADS=1 python scripts/precond_toy.py --part digits --teacher-steps 800 --digits-steps 300
@@ -19,7 +20,6 @@ Each part rewrites its own section of the markdown file (``--out-md``) and its f
 from __future__ import annotations
 
 import argparse
-import re
 import statistics
 import time
 from functools import partial
@@ -36,6 +36,7 @@ from hfgen.demos.analytic_precond import (
     sample_quality,
     train_digits_teacher,
 )
+from hfgen.results import write_record
 
 VARIANTS = {  # name -> (preconditioning, extra config)
     "euler": ("euler", {}),
@@ -142,11 +143,29 @@ def results_table(runs, seeds, variants, steps, metric):
     return lines
 
 
-def save_curves(runs, path):
-    import json
-
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps({f"{name} seed {seed}": run[0] for (name, seed), run in runs.items()}))
+def write_part_record(part, runs, seeds, variants, steps, timed, settings, figure, raw_dir, started, device):
+    """The part's raw record ``<raw_dir>/analytic_precond/<part>.json``: per variant and seed the final (trailing
+    mean) and best qualities, the iterations to reach Euler's final 2-step quality (None: not reached), the trainer
+    set-up seconds and the whole curve; the interleaved per-iteration timing in the settings."""
+    metrics = {}
+    for name in variants:
+        arm = metrics.setdefault(name, {k: [] for k in ("final_1step", "final_2step", "best_2step",
+                                                        "iterations_to_euler_final", "setup_seconds", "curve")})
+        for seed in seeds:
+            curve, _, stats_s, _ = runs[(name, seed)]
+            arm["final_1step"].append(smoothed(curve, 1)[-1][1])
+            arm["final_2step"].append(smoothed(curve)[-1][1])
+            arm["best_2step"].append(min(c[2] for c in curve))
+            arm["iterations_to_euler_final"].append(first_reaching(curve, smoothed(runs[("euler", seed)][0])[-1][1]))
+            arm["setup_seconds"].append(stats_s)
+            arm["curve"].append([list(c) for c in curve])
+    settings = {**settings, "steps": steps, "baseline": "euler", "digits": 4,
+                "higher_is_better": {"final_1step": False, "final_2step": False, "best_2step": False},
+                "cost": {"median_iteration_seconds": timed, "timed_on_seed": seeds[0]},
+                "notes": [f"final = mean of the last {SMOOTH} evaluations; cost: loss + backward per iteration, "
+                          "median of interleaved rounds, euler timed twice as an A/A control."]}
+    return write_record("analytic_precond", part, seeds=seeds, metrics=metrics, settings=settings, started=started,
+                        device=device, raw_dir=raw_dir, figures=[figure])
 
 
 def _bench_trainers(runs, seed):
@@ -193,24 +212,13 @@ def plot(runs, seeds, variants, path, ylabel, title, log=True):
     plt.close(fig)
 
 
-def write_section(path, part: str, lines: list[str]):
-    """Replace (or append) the ``part`` section of the markdown file, keeping the other parts."""
-    path = Path(path)
-    begin, end = f"<!-- {part}: begin -->", f"<!-- {part}: end -->"
-    block = "\n".join([begin, *lines, end])
-    text = path.read_text() if path.is_file() else "# Analytic-Precond vs Euler (CTM) / variance preconditioning\n"
-    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + block + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-
-
 # -------------------------------------------------------------------------------------------------- ring
 
 
 def run_ring(steps=1000, seeds=(0, 1), eval_every=100, num_eval=2000, device="cpu", variants=("euler", "variance",
-             "analytic"), out_md="docs/results/analytic_precond.md", fig_dir="docs/figures", workdir="/tmp/precond_toy",
+             "analytic"), raw_dir=None, fig_dir="docs/figures", workdir="/tmp/precond_toy",
              command=None, bench=(7, 10)):
+    started = time.time()
     teacher, workdir = ring_teacher(), Path(workdir)
     runs = {}
     for seed in seeds:
@@ -225,7 +233,6 @@ def run_ring(steps=1000, seeds=(0, 1), eval_every=100, num_eval=2000, device="cp
     timed = benchmark(_bench_trainers(runs, seeds[0]), batch, *bench)
     figure = Path(fig_dir) / "analytic_precond_training.png"
     plot(runs, seeds, variants, figure, "sliced Wasserstein", "ring")
-    save_curves(runs, Path(fig_dir) / "analytic_precond_ring_curves.json")
     lines = [
         "## 2-D ring mixture",
         "",
@@ -240,9 +247,12 @@ def run_ring(steps=1000, seeds=(0, 1), eval_every=100, num_eval=2000, device="cp
         "",
         f"![ring curves](../figures/{figure.name})",
     ]
-    write_section(out_md, "ring", lines)
     print("\n".join(lines), flush=True)
-    return runs
+    path = write_part_record("ring", runs, seeds, variants, steps, timed,
+                             {"eval_every": eval_every, "num_eval": num_eval, "metric": "sliced Wasserstein to data",
+                              "student": "TrajectoryMLP width 128, batch 256, lr 2e-3 constant, 18-interval Karras grid",
+                              "teacher": "exact 8-mode ring"}, figure, raw_dir, started, device)
+    return runs, path
 
 
 # ------------------------------------------------------------------------------------------------ digits
@@ -263,10 +273,11 @@ def teacher_fid(trainer, num_steps: int, n: int, seed: int) -> float:
 
 def run_digits(steps=300, seeds=(0,), eval_every=50, num_eval=400, device="cpu", teacher_steps=800,
                teacher_channels=(16, 32), batch_size=64, lr=2e-4, statistics_grid_size=60, statistics_samples=256,
-               variants=("euler", "variance", "analytic"), out_md="docs/results/analytic_precond.md",
+               variants=("euler", "variance", "analytic"), raw_dir=None,
                fig_dir="docs/figures", workdir="/tmp/precond_toy", command=None, bench=(7, 10)):
     from hfgen.data.digits import load_digits_images
 
+    started = time.time()
     workdir = Path(workdir)
     start = time.perf_counter()
     teacher = train_digits_teacher(steps=teacher_steps, channels=teacher_channels, seed=0, device=device)
@@ -289,7 +300,6 @@ def run_digits(steps=300, seeds=(0,), eval_every=50, num_eval=400, device="cpu",
     timed = benchmark(_bench_trainers(runs, seeds[0]), data[:batch_size], *bench)
     figure = Path(fig_dir) / "analytic_precond_digits.png"
     plot(runs, seeds, variants, figure, "digits FID", "digits")
-    save_curves(runs, Path(fig_dir) / "analytic_precond_digits_curves.json")
     width = ", ".join(map(str, teacher_channels))
     lines = [
         "## 8x8 digits",
@@ -311,9 +321,14 @@ def run_digits(steps=300, seeds=(0,), eval_every=50, num_eval=400, device="cpu",
         "",
         f"![digits curves](../figures/{figure.name})",
     ]
-    write_section(out_md, "digits", lines)
     print("\n".join(lines), flush=True)
-    return runs
+    path = write_part_record("digits", runs, seeds, variants, steps, timed,
+                             {"eval_every": eval_every, "num_eval": num_eval, "metric": "digits FID",
+                              "teacher": f"EDM UNet2DModel ({width}), {teacher_steps} iterations",
+                              "teacher_fid_heun": {f"{k} intervals": v for k, v in teacher_quality.items()},
+                              "batch_size": batch_size, "lr": lr, "statistics_grid_size": statistics_grid_size,
+                              "statistics_samples": statistics_samples}, figure, raw_dir, started, device)
+    return runs, path
 
 
 def main(argv=None):
@@ -335,7 +350,7 @@ def main(argv=None):
     parser.add_argument("--lr", type=float, default=2e-4, help="digits student learning rate")
     parser.add_argument("--statistics-grid-size", type=int, default=60)
     parser.add_argument("--statistics-samples", type=int, default=256)
-    parser.add_argument("--out-md", default="docs/results/analytic_precond.md")
+    parser.add_argument("--raw-dir", default=None, help="where the records go (default: docs/results/raw)")
     parser.add_argument("--fig-dir", default="docs/figures")
     parser.add_argument("--workdir", default="/tmp/precond_toy")
     parser.add_argument("--bench-rounds", type=int, default=7, help="interleaved timing rounds (median)")
@@ -351,7 +366,7 @@ def main(argv=None):
 
         command = "python scripts/precond_toy.py " + " ".join(sys.argv[1:])
     out = {}
-    common = dict(device=a.device, variants=tuple(a.variants), out_md=a.out_md, fig_dir=a.fig_dir, workdir=a.workdir,
+    common = dict(device=a.device, variants=tuple(a.variants), raw_dir=a.raw_dir, fig_dir=a.fig_dir, workdir=a.workdir,
                   command=command, bench=(a.bench_rounds, a.bench_iterations))
     if a.part in ("ring", "all"):
         out["ring"] = run_ring(a.ring_steps, tuple(a.seeds or (0, 1)), a.ring_eval_every, a.ring_num_eval, **common)

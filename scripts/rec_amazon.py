@@ -300,7 +300,7 @@ def main(argv=None) -> dict:
 
 
 def interval(runs: dict, metric: str, k: int = 10, resamples: int = 10_000, minus: dict | None = None):
-    """``(mean, low, high)`` ×100 of a metric over seeds × users (bootstrap over users); with ``minus``, of the
+    """``(mean, low, high)`` ×100 of a metric over seeds × users (hierarchical bootstrap: seeds, then users); with ``minus``, of the
     paired per-user difference to another method (the seeds both have)."""
     values = torch.stack([per_user_metric(torch.tensor(r), metric, k) for r in runs["test_ranks"]])
     if minus is not None:
@@ -309,7 +309,7 @@ def interval(runs: dict, metric: str, k: int = 10, resamples: int = 10_000, minu
             other = other[:1].expand(len(values), -1)
         n = min(len(values), len(other))
         values = values[:n] - other[:n]
-    return tuple(100 * v for v in bootstrap_ci(values, num_resamples=resamples))
+    return tuple(100 * v for v in bootstrap_ci(values, num_resamples=resamples, hierarchical=True))
 
 
 def _fmt(ci) -> str:

@@ -206,32 +206,36 @@ def _tiny_args(tmp_path):
     return ["--ring-steps", "2", "--ring-eval-every", "1", "--ring-num-eval", "32", "--digits-steps", "1",
             "--digits-eval-every", "1", "--digits-num-eval", "16", "--teacher-steps", "1", "--teacher-channels", "8",
             "16", "--batch-size", "8", "--statistics-grid-size", "4", "--statistics-samples", "8", "--bench-rounds", "1",
-            "--bench-iterations", "1", "--seeds", "0", "--out-md", str(tmp_path / "r.md"), "--fig-dir", str(tmp_path),
+            "--bench-iterations", "1", "--seeds", "0", "--raw-dir", str(tmp_path / "raw"), "--fig-dir", str(tmp_path),
             "--workdir", str(tmp_path / "w")]
 
 
-def _rows(text):
-    return sum(line.startswith("| 0 | ") for line in text.splitlines())
+def _check_part_record(path, variants, figure):
+    from hfgen.results import check_arms, read_record
+
+    record = read_record(path)
+    check_arms(record, variants, ["final_1step", "final_2step", "best_2step", "setup_seconds"])
+    for arm in variants:  # every variant trained and was evaluated along the way (step 0 and the end at least)
+        assert all(len(curve) >= 2 and curve[-1][0] > 0 for curve in record["metrics"][arm]["curve"])
+    assert set(record["settings"]["cost"]["median_iteration_seconds"]) == {"euler", "analytic", "euler (A/A)"}
+    assert list(record["figures"]) == [str(figure)]
+    return record
 
 
-def test_toy_script_ring_smoke_rewrites_only_its_section(tmp_path, load_script):
-    script = load_script("precond_toy")
-    md = tmp_path / "r.md"
-    md.write_text("# title\n\n<!-- digits: begin -->\nkept\n<!-- digits: end -->\n")
-    runs = script.main(["--part", "ring", "--variants", "euler", "analytic", *_tiny_args(tmp_path)])
-    script.main(["--part", "ring", "--variants", "euler", "analytic", *_tiny_args(tmp_path)])
-    text = md.read_text()
-    assert len(runs["ring"]) == 2 and _rows(text) == 2 and text.count("<!-- ring: begin -->") == 1 and "kept" in text
-    assert (tmp_path / "analytic_precond_training.png").is_file() and "ratio analytic / euler" in text
+def test_toy_script_ring_smoke_records_every_variant(tmp_path, load_script):
+    out = load_script("precond_toy").main(["--part", "ring", "--variants", "euler", "analytic", *_tiny_args(tmp_path)])
+    runs, path = out["ring"]
+    assert len(runs) == 2 and path == tmp_path / "raw" / "analytic_precond" / "ring.json"
+    _check_part_record(path, ["euler", "analytic"], tmp_path / "analytic_precond_training.png")
 
 
 @pytest.mark.slow
-def test_toy_script_smoke_both_parts_write_their_sections(tmp_path, load_script):
-    runs = load_script("precond_toy").main(["--part", "all", *_tiny_args(tmp_path)])
-    assert len(runs["ring"]) == 3 and len(runs["digits"]) == 3
-    text = (tmp_path / "r.md").read_text()
-    assert _rows(text) == 6 and "<!-- ring: begin -->" in text and "<!-- digits: begin -->" in text
-    assert (tmp_path / "analytic_precond_digits.png").is_file() and "Teacher reference" in text
+def test_toy_script_smoke_both_parts_record_every_variant(tmp_path, load_script):
+    out = load_script("precond_toy").main(["--part", "all", *_tiny_args(tmp_path)])
+    _check_part_record(out["ring"][1], ["euler", "variance", "analytic"], tmp_path / "analytic_precond_training.png")
+    record = _check_part_record(out["digits"][1], ["euler", "variance", "analytic"],
+                                tmp_path / "analytic_precond_digits.png")
+    assert set(record["settings"]["teacher_fid_heun"]) == {"2 intervals", "18 intervals"}
 
 
 def test_unet_student_trainer_starts_at_the_teacher_trains_and_saves_a_loadable_pipeline(tmp_path):

@@ -183,11 +183,15 @@ def test_registry_entry_resolves_every_component_and_renders_the_card():
 
 
 def test_digits_script_runs_end_to_end_with_tiny_settings(tmp_path, load_script):
-    rows = load_script("bridge_digits").main(teacher_steps=2, student_steps=1, size=8, width=8, n_eval=8, out_dir=tmp_path / "run",
-                results_md=tmp_path / "r.md", figure=tmp_path / "f.png", heun_steps=(2,), dbim_steps=(2,), cdbm_steps=(1, 2))
+    from hfgen.results import check_arms, read_record
+
+    rows, path = load_script("bridge_digits").main(
+        teacher_steps=2, student_steps=1, size=8, width=8, n_eval=8, out_dir=tmp_path / "run", figure=tmp_path / "f.png",
+        heun_steps=(2,), dbim_steps=(2,), cdbm_steps=(1, 2), raw_dir=tmp_path / "raw")
     assert [r["nfe"] for r in rows] == [5, 2, 1, 2, 1, 2]
-    text = (tmp_path / "r.md").read_text()
-    assert (tmp_path / "f.png").is_file() and "| CDBM (CBT) | 2 |" in text
-    # a boot-only evaluation (1 NFE) is not CDBM's sampler: its rows are kept apart (issue 19, gap 8)
-    assert "| CDBM (CBT) | 1 |" not in text and "| CBT student | 1 |" in text
+    record = read_record(path)
+    # a boot-only evaluation (1 NFE) is not CDBM's sampler: its arms are named apart (issue 19, gap 8)
+    check_arms(record, ["DDBM teacher, Heun, 5 NFE", "DDBM teacher, DBIM (ODE-1), 2 NFE", "CDBM (CBD), 2 NFE",
+                        "CDBM (CBT), 2 NFE", "CDBM (CBT), 1 NFE, boot-only"], ["fd", "mse", "psnr", "nfe", "seconds"])
+    assert "CDBM (CBT), 1 NFE" not in record["metrics"] and str(tmp_path / "f.png") in record["figures"]
     assert (tmp_path / "run" / "cbt" / "model_index.json").is_file()

@@ -14,6 +14,10 @@ from hfgen.demos import DemoResult
 
 
 def run(output_dir, seed=0):
+    import sys
+
+    print("{'loss': 0.5, 'epoch': 1.0}")  # what a trainer's PrinterCallback prints
+    print("inner progress bar 50%|#####", file=sys.stderr)
     Path(output_dir, "figure.png").write_bytes(b"png")
     return DemoResult(method="cli_toy", claim="toy claim", metric="score (higher is better)",
                       baseline_name="baseline", baseline_value=1.0, method_value=2.0 + seed, figures=["figure.png"])
@@ -67,3 +71,23 @@ def test_demo_runs_registered_demo_and_prints_table(env, tmp_path):
 def test_demo_needs_names_or_all(env):
     out = hfgen("demo", env=env)
     assert out.returncode == 2 and "--all" in out.stderr
+
+
+def test_demo_output_is_one_progress_line_and_result_per_method_unless_verbose(env, tmp_path):
+    out = hfgen("demo", "cli_toy", "--output-dir", str(tmp_path / "out"), "--record", str(tmp_path / "raw"), env=env)
+    assert out.returncode == 0, out.stderr
+    assert "'loss'" not in out.stdout + out.stderr and "inner progress" not in out.stdout + out.stderr
+    log = (tmp_path / "out" / "cli_toy" / "log.txt").read_text()
+    assert "'loss': 0.5" in log and "inner progress bar" in log
+    per_method = [line for line in out.stdout.splitlines() if line.startswith("[1/1] cli_toy")]
+    assert len(per_method) == 2 and "paper's effect: no experiment in docs/results" in per_method[1]
+    assert out.stdout.split("\n\n")[0].count("\n") <= 2  # progress lines, then the table
+
+    from hfgen.results import read_record
+
+    record = read_record(tmp_path / "raw" / "demo" / "all.json")
+    assert record["metrics"]["cli_toy"] == {"baseline": [1.0], "method": [2.0], "seconds": record["metrics"]["cli_toy"]["seconds"]}
+    assert record["settings"]["methods"]["cli_toy"]["effect"] == "no experiment in docs/results"
+
+    loud = hfgen("demo", "cli_toy", "--output-dir", str(tmp_path / "loud"), "--verbose", env=env)
+    assert loud.returncode == 0 and "'loss': 0.5" in loud.stdout and "inner progress bar" in loud.stderr

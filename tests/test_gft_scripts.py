@@ -15,14 +15,30 @@ def test_demo_compares_gft_one_pass_with_cfg_two_passes(tmp_path):
     assert all(Path(f).is_file() for f in result.figures)
 
 
-def test_digits_experiment_writes_results_and_figures(tmp_path, load_script):
-    rows = load_script("gft_digits").main(["--train-steps", "2", "--samples-per-class", "2", "--scales", "1", "3",
-                                           "--ddim-steps", "2", "--output-dir", str(tmp_path), "--work-dir", str(tmp_path / "w")])
-    assert {(r["method"], r["scale"]) for r in rows} == {(m, s) for m in ("CFG", "GFT") for s in (1.0, 3.0)}
-    assert [r["nfe"] for r in rows if r["scale"] == 3.0] == [4, 2]
-    assert (tmp_path / "results" / "gft.md").is_file() and (tmp_path / "figures" / "gft_curves.png").is_file()
+def test_digits_experiment_records_both_models_at_every_scale(tmp_path, load_script):
+    from hfgen.results import check_arms, read_record
+
+    rows, path = load_script("gft_digits").main(["--train-steps", "2", "--samples-per-class", "2", "--scales", "1", "3",
+                                                 "--ddim-steps", "2", "--figures-dir", str(tmp_path / "fig"),
+                                                 "--raw-dir", str(tmp_path / "raw"), "--work-dir", str(tmp_path / "w")])
+    record = read_record(path)
+    check_arms(record, ["CFG s=1", "GFT s=1", "CFG s=3", "GFT s=3"],
+               ["class_accuracy", "digits_fid", "diversity", "nfe_per_image", "sampling_seconds"])
+    # CFG two network evaluations a step, GFT one (2 DDIM steps)
+    assert record["metrics"]["CFG s=3"]["nfe_per_image"] == [4] and record["metrics"]["GFT s=3"]["nfe_per_image"] == [2]
+    assert set(record["figures"]) == {str(tmp_path / "fig" / "gft_curves.png"), str(tmp_path / "fig" / "gft_samples.png")}
+    assert set(record["settings"]["train_seconds"]) == {"CFG", "GFT"}
 
 
-def test_benchmark_reports_the_sampling_time_ratio(load_script):
-    result = load_script("bench_gft").main(["--size", "8", "--batch", "4", "--steps", "2", "--repeats", "1"])
-    assert result["ratio"] > 0 and set(result) == {"gft_seconds", "cfg_seconds", "ratio"}
+def test_benchmark_records_both_arms_with_their_network_calls(tmp_path, load_script):
+    from hfgen.results import check_arms, read_record
+
+    result = load_script("bench_gft").main(["--size", "8", "--batch", "4", "--steps", "2", "--repeats", "1",
+                                            "--raw-dir", str(tmp_path)])
+    record = read_record(result["record"])
+    check_arms(record, ["gft", "cfg"], ["median_seconds", "unet_calls", "network_evaluations_per_image"])
+    # both samplers ran every step: GFT one UNet call a step, CFG one call of twice the batch (2 evaluations)
+    assert record["metrics"]["gft"]["unet_calls"] == record["metrics"]["cfg"]["unet_calls"] == [2]
+    assert record["metrics"]["gft"]["network_evaluations_per_image"] == [2]
+    assert record["metrics"]["cfg"]["network_evaluations_per_image"] == [4]
+    assert all(len(arm["repeat_seconds"][0]) == 1 for arm in record["metrics"].values())

@@ -211,16 +211,22 @@ def test_zero_shot_emotion_is_well_above_chance_after_pretraining(tmp_path):
 
 
 def test_face_au_script_smoke(tmp_path, load_script):
-    rows, zero_shot = load_script("face_au").main(steps=2, adapt_steps=2, n_pretrain=32, n_adapt=32, n_test=16, seeds=(0, 1),
-                                              out_md=tmp_path / "r.md", out_png=tmp_path / "r.png",
-                                              output_dir=tmp_path / "runs")
+    from hfgen.results import check_arms, read_record
+
+    rows, zero_shot, paths = load_script("face_au").main(
+        steps=2, adapt_steps=2, n_pretrain=32, n_adapt=32, n_test=16, seeds=(0, 1), out_png=tmp_path / "r.png",
+        output_dir=tmp_path / "runs", raw_dir=tmp_path / "raw")
     assert {r["method"] for r in rows} == {"linear probe", "DFN", "full fine-tuning"} and len(rows) == 12
     by = {(r["pretraining"], r["method"]): r for r in rows if r["seed"] == 0}
     # the trainable parameter counts order as the method claims: probe < DFN < full fine-tuning
     assert by["global+local", "linear probe"]["trainable_params"] < by["global+local", "DFN"]["trainable_params"] \
         < by["global+local", "full fine-tuning"]["trainable_params"]
-    md = (tmp_path / "r.md").read_text()
-    assert "| global+local | DFN |" in md and "DFN − full fine-tuning" in md and (tmp_path / "r.png").is_file()
+    zero, adapted = (read_record(p) for p in paths)
+    check_arms(zero, ["global-only", "global+local"], ["mean_f1", "emotion_accuracy"])
+    arms = [f"{pre} / {m}" for pre in ("global-only", "global+local") for m in ("linear probe", "DFN", "full fine-tuning")]
+    check_arms(adapted, arms, ["mean_au_f1", "emotion_accuracy", "trainable_params", "seconds"])
+    assert zero["seeds"] == adapted["seeds"] == [0, 1] and zero["settings"]["claim"]["arm"] == "global+local"
+    assert str(tmp_path / "r.png") in adapted["figures"] and (tmp_path / "r.png").is_file()
 
 
 def test_same_seed_gives_bitwise_equal_weights_in_fresh_processes_with_different_hash_seeds(tmp_path):

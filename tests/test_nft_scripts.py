@@ -1,6 +1,5 @@
 """NFT's registry entry, card, demo recipe and scripts, at smoke size."""
 
-import math
 
 import pytest
 
@@ -46,19 +45,32 @@ def test_paper_recipe_config_constructs_and_validates(load_script):
 
 
 @pytest.mark.slow  # a script smoke run of 20-60 s on 2 shared cores: run by .ci/run with -m slow
-def test_arithmetic_experiment_smoke(tmp_path, load_script):
-    summary = load_script("nft_arithmetic").main(seeds=(0,), max_steps=4, eval_every=2, sft_steps=5,
-                                             out_md=tmp_path / "nft.md", out_fig=tmp_path / "nft.png")
-    assert set(summary["curves"]) == {"nft", "rft", "grpo"}
-    for runs in summary["curves"].values():
-        assert runs[0]["steps"] == [0, 2, 4] and all(0 <= a <= 1 for a in runs[0]["accuracy"])
-    assert (tmp_path / "nft.png").stat().st_size > 0 and "| NFT |" in (tmp_path / "nft.md").read_text()
+def test_arithmetic_experiment_smoke_records_every_arm_with_the_same_budget(tmp_path, load_script):
+    from hfgen.results import check_arms, read_record
+
+    path = load_script("nft_arithmetic").main(seeds=(0,), max_steps=4, eval_every=2, sft_steps=5,
+                                              out_fig=tmp_path / "nft.png", raw_dir=tmp_path / "raw")
+    record = read_record(path)
+    assert path == tmp_path / "raw" / "nft" / "arithmetic.json" and record["seeds"] == [0]
+    check_arms(record, ["nft", "rft", "grpo"], ["final_accuracy", "best_accuracy", "pass_at_8", "optimizer_steps",
+                                                "mean_refill_rounds", "seconds"])
+    for arm in ("nft", "rft", "grpo"):
+        assert record["metrics"][arm]["optimizer_steps"] == [4]  # each arm took every step it was given
+        assert record["metrics"][arm]["curve_steps"] == [[0, 2, 4]]
+        assert all(0 <= a <= 1 for a in record["metrics"][arm]["curve_accuracy"][0])
+    assert len(set(record["settings"]["budget"].values())) == 1  # one budget for every arm
+    assert record["settings"]["claim"]["baseline"] == "rft" and str(tmp_path / "nft.png") in record["figures"]
 
 
 @pytest.mark.slow  # a script smoke run of 20-60 s on 2 shared cores: run by .ci/run with -m slow
 def test_benchmark_smoke(tmp_path, load_script):
+    from hfgen.results import check_arms, read_record
+
     results = load_script("bench_nft").main(steps=3, rounds=1, repeats=2, batch_size=16, sft_steps=2, device="cpu",
-                                          out_md=tmp_path / "nft.md")
-    for values in results.values():
-        assert values["grpo"] > 0 and math.isfinite(values["nft"] / values["grpo"])
-    assert "ratio NFT/GRPO" in (tmp_path / "nft.md").read_text()
+                                            raw_dir=tmp_path)
+    record = read_record(results["record"])
+    check_arms(record, ["nft", "grpo"], ["train_step_s", "generate_and_score_s", "loss_fwd_bwd_s",
+                                         "saved_for_backward_bytes", "measured_train_steps"])
+    for arm in ("nft", "grpo"):  # each trainer ran: 2 runs x 3 steps, the first 2 of each run skipped as warm-up
+        assert record["metrics"][arm]["measured_train_steps"] == [2]
+        assert record["metrics"][arm]["saved_for_backward_bytes"][0] > 0

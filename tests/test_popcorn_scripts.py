@@ -5,12 +5,17 @@ import pytest
 
 
 @pytest.mark.slow  # a script smoke run of 20-60 s on 2 shared cores: run by .ci/run with -m slow
-def test_popcorn_eval_script_runs_and_writes_its_table(tmp_path, load_script):
-    runs = load_script("popcorn_eval").main(seeds=(0,), num_videos=40, epochs=1, num_queries=2, num_retrieved=2,
-                          results=tmp_path / "r.md", raw=tmp_path / "r.json", work_dir=tmp_path)
-    text = (tmp_path / "r.md").read_text()
-    assert "Mechanics check (stand-in LM, not a result)" in text and "enhanced − basic" in text
-    assert len(runs) == 1 and len(runs[0]["basic_pred"]) == 2 and set(runs[0]["regressor"]) == {"nmse", "spearman", "mae"}
+def test_popcorn_eval_script_records_both_prompts_and_the_popularity_model(tmp_path, load_script):
+    from hfgen.results import check_arms, read_record
+
+    runs, path = load_script("popcorn_eval").main(seeds=(0,), num_videos=40, epochs=1, num_queries=2, num_retrieved=2,
+                                                  raw_dir=tmp_path / "raw", work_dir=tmp_path)
+    record = read_record(path)
+    assert path.name == "eval_stand_in.json" and record["settings"]["claim"]["measurable"] is False
+    check_arms(record, ["basic", "enhanced"], ["predicted_popularity", "rule_score"])
+    check_arms(record, ["popularity model (held-out)"], ["nmse", "spearman", "mae"])
+    assert all(len(record["metrics"][arm]["predicted_per_query"][0]) == 2 for arm in ("basic", "enhanced"))
+    assert len(runs) == 1 and set(runs[0]["regressor"]) == {"nmse", "spearman", "mae"}
     sizes = runs[0]["sizes"]
     assert sum(sizes.values()) == 40 and min(sizes.values()) > 0
 

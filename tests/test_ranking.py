@@ -169,3 +169,15 @@ def test_per_user_metric_averages_to_hr_and_ndcg():
     assert per_user_metric(ranks, "ndcg", 10).mean().item() == pytest.approx(ndcg_at_k(ranks, 10))
     with pytest.raises(ValueError, match="metric"):
         per_user_metric(ranks, "mrr", 10)
+
+
+def test_hierarchical_bootstrap_covers_the_spread_between_seeds():
+    # every user scores the same within a seed, the seeds differ: resampling users alone sees no spread
+    values = torch.tensor([[0.1] * 40, [0.5] * 40, [0.9] * 40], dtype=torch.float64)
+    assert bootstrap_ci(values, num_resamples=500) == pytest.approx((0.5, 0.5, 0.5))
+    mean, low, high = bootstrap_ci(values, num_resamples=2000, hierarchical=True)
+    assert mean == pytest.approx(0.5) and low < 0.3 and high > 0.7 and 0.1 - 1e-9 <= low and high <= 0.9 + 1e-9
+    # one seed: the same as resampling users
+    hits = (torch.arange(100) % 4 == 0).double()
+    flat = bootstrap_ci(hits, num_resamples=3000, seed=1)
+    assert bootstrap_ci(hits[None], num_resamples=3000, seed=1, hierarchical=True) == pytest.approx(flat, abs=0.02)

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import torch
 
-CLAIM = "Analytic-Precond trains consistency trajectory models faster for 2-step sampling (arXiv 2502.02922, Tab. 2)"
+from hfgen.demos import verbose
+
+CLAIM = "paper: Analytic-Precond trains consistency trajectory models faster for 2-step sampling (arXiv 2502.02922, Tab. 2)"
 
 
 class GaussianMixtureDenoiser(torch.nn.Module):
@@ -163,7 +165,7 @@ def distillation_trainer(
         report_to=[],
         dataloader_num_workers=0,
         dataloader_pin_memory=False,
-        disable_tqdm=False,
+        disable_tqdm=not verbose(),
         weight_decay=0.0,
         statistics_samples=min(1024, len(data)),
     )

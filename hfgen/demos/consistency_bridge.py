@@ -14,7 +14,9 @@ from pathlib import Path
 
 import torch
 
-CLAIM = "CDBM at 2 NFE translates about as well as its DDBM teacher at ~20-100 NFE (CDBM Table 2)"
+from hfgen.demos import verbose
+
+CLAIM = "paper: CDBM at 2 NFE translates about as well as its DDBM teacher at ~20-100 NFE (CDBM Table 2)"
 
 
 def tiny_bridge_unet(size: int = 16, channels: int = 1, width: int = 32, seed: int = 0):
@@ -33,7 +35,7 @@ def _common_args(output_dir, steps, seed, lr, batch_size):
     return dict(
         output_dir=str(output_dir), max_steps=steps, per_device_train_batch_size=batch_size, learning_rate=lr,
         lr_scheduler_type="cosine", warmup_steps=min(50, steps // 10), logging_steps=max(1, steps // 10),
-        save_strategy="no", report_to=[], seed=seed, dataloader_num_workers=0, disable_tqdm=False, weight_decay=0.0,
+        save_strategy="no", report_to=[], seed=seed, dataloader_num_workers=0, disable_tqdm=not verbose(), weight_decay=0.0,
     )
 
 

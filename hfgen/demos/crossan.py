@@ -77,7 +77,7 @@ def run(output_dir, seed: int = 0, num_users: int = 160, epochs: int = 25) -> De
     (c_hr, c_s, c_p, _), (p_hr, p_s, p_p, _) = results["CROSSAN"], results["pairwise"]
     return DemoResult(
         method="crossan",
-        claim="one cross-modal side network + MoMEF adapts 4 encoders with fewer parameters than pairwise adaptation",
+        claim="paper: one cross-modal side network + MoMEF adapts 4 encoders with fewer parameters than pairwise adaptation",
         metric="test HR@10 (full ranking, higher is better)",
         baseline_name="IISAN-style pairwise", baseline_value=p_hr, method_value=c_hr, higher_is_better=True,
         figures=[str(figure)],

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from hfgen.demos import DemoResult
+from hfgen.demos import DemoResult, verbose
 
 
 class MarkovChain:
@@ -95,7 +95,7 @@ def mle_train(model, chain: MarkovChain, train: torch.Tensor, steps: int, batch_
     ids = torch.cat([torch.full((len(train), 1), chain.bos), train], 1)
     best = (metric(model), copy.deepcopy(model.state_dict())) if metric else None
     model.train()
-    for step in tqdm(range(1, steps + 1), desc=desc, leave=False):
+    for step in tqdm(range(1, steps + 1), desc=desc, leave=False, disable=not verbose()):
         batch = ids[torch.randint(len(ids), (batch_size,), generator=g)].to(next(model.parameters()).device)
         loss = model(input_ids=batch, labels=batch).loss
         optimizer.zero_grad()
@@ -142,7 +142,7 @@ def markov_chain_experiment(output_dir: str | Path, seed: int = 0, num_states: i
                      lr_scheduler_type="constant_with_warmup" if warmup else "constant",
                      weight_decay=0.0, num_rounds=rounds, num_reference_samples=num_reference_samples,
                      self_play_eval_steps=eval_every, save_strategy="no", logging_steps=ddo_steps,
-                     use_cpu=torch.device(device).type == "cpu", seed=seed, disable_tqdm=False, report_to="none")
+                     use_cpu=torch.device(device).type == "cpu", seed=seed, disable_tqdm=not verbose(), report_to="none")
     out = ddo_self_play(
         pretrained, args, chain.examples(train),
         lambda ref, n, r: generate_lm_samples(ref, torch.tensor([chain.bos]), n, seq_len, seed=seed + 100 * r,
@@ -186,7 +186,7 @@ def run(output_dir, seed: int = 0) -> DemoResult:
     reference, ddo = results[0], results[-2]
     return DemoResult(
         method="ddo",
-        claim="DDO fine-tuning against the model's own samples moves it closer to the data than its MLE reference",
+        claim="paper: DDO fine-tuning against the model's own samples moves it closer to the data than its MLE reference",
         metric="KL(p_true || p_model), nats/sequence (lower is better)",
         baseline_name="MLE-pretrained reference",
         baseline_value=reference["forward_kl"],

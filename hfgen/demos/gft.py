@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-CLAIM = "GFT samples at CFG quality with one network evaluation per step instead of two"
+CLAIM = "paper: GFT samples at CFG quality with one network evaluation per step instead of two"
 
 
 def build_unet(size: int = 8, beta_input: bool = True, seed: int = 0, channels=(32, 64)):
@@ -101,7 +101,7 @@ def save_grid(panels: dict[str, torch.Tensor], path: Path, per_class: int = 8) -
 
 def run(output_dir, seed: int = 0, *, train_steps: int = 250, samples_per_class: int = 40, guidance_scale: float = 2.0,
         inference_steps: int = 20, size: int = 8, channels=(32, 64)):
-    from hfgen.demos import DemoResult
+    from hfgen.demos import DemoResult, verbose
     from hfgen.metrics.sample_quality import digits_classifier
 
     output_dir = Path(output_dir)
@@ -111,8 +111,10 @@ def run(output_dir, seed: int = 0, *, train_steps: int = 250, samples_per_class:
     cfg_unet = build_unet(size, beta_input=False, seed=seed, channels=channels)
     gft_unet = build_unet(size, beta_input=True, seed=seed, channels=channels)
     train_seconds = {
-        "cfg": train(cfg_unet, output_dir / "cfg", guidance_free=False, steps=train_steps, size=size, seed=seed),
-        "gft": train(gft_unet, output_dir / "gft", guidance_free=True, steps=train_steps, size=size, seed=seed),
+        "cfg": train(cfg_unet, output_dir / "cfg", guidance_free=False, steps=train_steps, size=size, seed=seed,
+                     disable_tqdm=not verbose()),
+        "gft": train(gft_unet, output_dir / "gft", guidance_free=True, steps=train_steps, size=size, seed=seed,
+                     disable_tqdm=not verbose()),
     }
     labels = torch.arange(10).repeat_interleave(samples_per_class)
     results, panels = {}, {}

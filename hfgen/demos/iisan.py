@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from hfgen.demos import DemoResult
+from hfgen.demos import DemoResult, verbose
 
 
 def _train(item_encoder, splits, popularity, seed: int, epochs: int) -> tuple[float, float]:
@@ -25,7 +25,7 @@ def _train(item_encoder, splits, popularity, seed: int, epochs: int) -> tuple[fl
     torch.manual_seed(seed)
     args = SequentialRecConfig(output_dir=tempfile.mkdtemp(), num_train_epochs=epochs, per_device_train_batch_size=32,
                                learning_rate=1e-3, adapter_learning_rate=1e-3, seed=seed, save_strategy="no",
-                               logging_strategy="no", disable_tqdm=False)
+                               logging_strategy="no", disable_tqdm=not verbose())
     trainer = SequentialRecTrainer(SASRecModel(SASRecConfig()), args, splits["train"], item_encoder=item_encoder,
                                    item_popularity=popularity)
     start = time.perf_counter()
@@ -77,7 +77,7 @@ def run(output_dir, seed: int = 0, num_users: int = 160, epochs: int = 40) -> De
     plt.close(fig)
     return DemoResult(
         method="iisan",
-        claim="decoupled side adapters on cached frozen states match full fine-tuning at a fraction of the cost",
+        claim="paper: decoupled side adapters on cached frozen states match full fine-tuning at a fraction of the cost",
         metric="test HR@10 (full ranking, higher is better)",
         baseline_name="full fine-tuning", baseline_value=fft_hr, method_value=iisan_hr, higher_is_better=True,
         figures=[str(figure)],

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import torch
 
-CLAIM = "FHS samples the MDM exactly with L network calls, faster than T=1000 ancestral at equal quality"
+from hfgen.demos import verbose
+
+CLAIM = "paper: FHS samples the MDM exactly with L network calls, faster than T=1000 ancestral at equal quality"
 
 
 def tiny_bert(vocab_size: int, seq_len: int, hidden: int = 128, layers: int = 2):
@@ -36,7 +38,7 @@ def train_denoiser(tokenizer, train_dataset, output_dir, steps: int, seed: int =
     args = MaskedDiffusionConfig(output_dir=str(output_dir), max_steps=steps, per_device_train_batch_size=batch_size,
                                  learning_rate=2e-3, warmup_steps=min(50, steps // 10), lr_scheduler_type="cosine",
                                  weight_decay=0.01, logging_steps=max(1, steps // 10), save_strategy="no",
-                                 report_to="none", seed=seed, disable_tqdm=False)
+                                 report_to="none", seed=seed, disable_tqdm=not verbose())
     trainer = MaskedDiffusionTrainer(model=model, args=args, train_dataset=train_dataset, processing_class=tokenizer)
     trainer.train()
     nelbo = [log["nelbo"] for log in trainer.state.log_history if "nelbo" in log]
@@ -100,7 +102,7 @@ def run(output_dir, seed: int = 0, *, train_steps: int = 300, judge_steps: int =
     judge = train_judge(tokenizer, data["train"], output_dir / "judge", judge_steps, seed)
 
     pipe = MaskedDiffusionPipeline(denoiser=denoiser, tokenizer=tokenizer, scheduler=FirstHittingScheduler())
-    pipe.set_progress_bar_config(leave=False)
+    pipe.set_progress_bar_config(leave=False, disable=not verbose())
     fhs_name, anc_name = "first-hitting (FHS)", f"ancestral T={ancestral_steps}"
     rows = {
         fhs_name: evaluate_sampler(pipe, FirstHittingScheduler(), judge, tokenizer, num_samples, seq_len, seed=seed),

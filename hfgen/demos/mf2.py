@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-CLAIM = "local (per-AU) alignment improves AU recognition over global-only alignment"
+CLAIM = "paper: local (per-AU) alignment improves AU recognition over global-only alignment"
 
 
 def tiny_mf2_config(tokenizer, image_size: int = 48, patch_size: int = 8, width: int = 64, layers: int = 4):
@@ -78,7 +78,7 @@ def run(output_dir, seed: int = 0, n_train: int = 1200, n_test: int = 400, max_s
     import torch
 
     from hfgen.data.faces import EMOTIONS, build_face_tokenizer, face_grid, make_synthetic_faces
-    from hfgen.demos import DemoResult
+    from hfgen.demos import DemoResult, verbose
 
     start = time.perf_counter()
     output_dir = Path(output_dir)
@@ -88,7 +88,8 @@ def run(output_dir, seed: int = 0, n_train: int = 1200, n_test: int = 400, max_s
     train, test = make_synthetic_faces(n_train, seed=seed), make_synthetic_faces(n_test, seed=seed + 10_000)
     results = {}
     for name, weight in (("global-only", 0.0), ("global+local", 1.0)):
-        model = pretrain(train, tokenizer, output_dir / name, local_loss_weight=weight, max_steps=max_steps, seed=seed)
+        model = pretrain(train, tokenizer, output_dir / name, local_loss_weight=weight, max_steps=max_steps, seed=seed,
+                         progress_bar=verbose())
         results[name] = zero_shot_scores(model, tokenizer, test)
 
     fig = face_grid(test.images, 16, 8, [EMOTIONS[e] for e in test.emotions])

@@ -19,14 +19,12 @@ from pathlib import Path
 
 import torch
 
-from hfgen.demos import DemoResult
+from hfgen.demos import DemoResult, verbose
 
 METHODS = ("nft", "rft", "grpo")
 
 
 def _args(method: str, output_dir: str, seed: int, max_steps: int, show_progress: bool, **overrides):
-    from trl import GRPOConfig
-
     from hfgen.trainers import NFTConfig
 
     common = dict(
@@ -37,9 +35,24 @@ def _args(method: str, output_dir: str, seed: int, max_steps: int, show_progress
         max_grad_norm=1.0,
     )
     common.update(overrides)
-    if method == "grpo":  # TRL's GRPO as shipped: token-level DAPO aggregation, group std, clip 0.2
-        return GRPOConfig(**common)
+    if method == "grpo":
+        # TRL's GRPO defaults (token-level DAPO aggregation, group std, clip 0.2, beta 0) with the same dynamic
+        # sampling / batch refill as NFT and RFT: equal chances, every arm trains on mixed questions only
+        return NFTConfig(loss_type="dapo", **common)  # trl.GRPOConfig's loss_type
     return NFTConfig(neg_weight=1.0 if method == "nft" else 0.0, **common)
+
+
+def _grpo_trainer_cls():
+    """TRL's GRPO loss on the batches NFT's dynamic sampling refills (DAPO's dynamic sampling for GRPO)."""
+    from trl import GRPOTrainer
+
+    from hfgen.trainers import NFTTrainer
+
+    class DynamicSamplingGRPOTrainer(NFTTrainer):
+        def _compute_loss(self, model, inputs):
+            return GRPOTrainer._compute_loss(self, model, inputs)
+
+    return DynamicSamplingGRPOTrainer
 
 
 def train_arm(method: str, base_model, tokenizer, data, *, seed: int = 0, max_steps: int = 120, eval_every: int = 20,
@@ -50,7 +63,6 @@ def train_arm(method: str, base_model, tokenizer, data, *, seed: int = 0, max_st
     (held-out greedy accuracy at step 0, every ``eval_every`` steps and at the end).
     """
     from transformers import PrinterCallback, TrainerCallback
-    from trl import GRPOTrainer
 
     from hfgen.data.arithmetic import arithmetic_accuracy, arithmetic_reward
     from hfgen.trainers import NFTTrainer
@@ -68,7 +80,7 @@ def train_arm(method: str, base_model, tokenizer, data, *, seed: int = 0, max_st
 
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        trainer_cls = GRPOTrainer if method == "grpo" else NFTTrainer
+        trainer_cls = _grpo_trainer_cls() if method == "grpo" else NFTTrainer
         trainer = trainer_cls(model=model, reward_funcs=arithmetic_reward, train_dataset=data["train"],
                               processing_class=tokenizer, callbacks=[HeldOutAccuracy()],
                               args=_args(method, tmp, seed, max_steps, show_progress, **overrides))
@@ -78,6 +90,9 @@ def train_arm(method: str, base_model, tokenizer, data, *, seed: int = 0, max_st
     curve["seconds"] = time.perf_counter() - start
     curve["pass_at_8"] = arithmetic_accuracy(model, tokenizer, data["test"], num_samples=8, seed=seed)
     curve["log_history"] = trainer.state.log_history
+    curve["optimizer_steps"] = trainer.state.global_step
+    refills = [log["nft/refill_rounds"] for log in trainer.state.log_history if "nft/refill_rounds" in log]
+    curve["mean_refill_rounds"] = sum(refills) / len(refills) if refills else 0.0
     return curve
 
 
@@ -122,15 +137,15 @@ def run(output_dir, seed: int = 0) -> DemoResult:
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    data, tokenizer, base = warm_start(seed, progress_bar=True)
-    curves = {m: [train_arm(m, base, tokenizer, data, seed=seed, max_steps=100, eval_every=20, show_progress=True)]
+    data, tokenizer, base = warm_start(seed, progress_bar=verbose())
+    curves = {m: [train_arm(m, base, tokenizer, data, seed=seed, max_steps=100, eval_every=20, show_progress=verbose())]
               for m in ("nft", "rft")}
     figure = output_dir / "nft_vs_rft_accuracy.png"
     plot_curves(curves, figure, f"NFT vs RFT on held-out a+b (seed {seed})")
     nft, rft = curves["nft"][0], curves["rft"][0]
     return DemoResult(
         method="nft",
-        claim="Learning from negatives (NFT) improves on positive-only RFT (paper: +3.4 avg. at 7B)",
+        claim="paper: learning from negatives (NFT) improves on positive-only RFT (+3.4 avg. at 7B)",
         metric="held-out greedy accuracy (higher is better)",
         baseline_name="rft",
         baseline_value=rft["accuracy"][-1],

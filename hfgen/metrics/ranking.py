@@ -121,14 +121,17 @@ def per_user_metric(ranks: torch.Tensor, metric: str, k: int) -> torch.Tensor:
 
 
 def bootstrap_ci(values, confidence: float = 0.95, num_resamples: int = 10_000,
-                 seed: int = 0) -> tuple[float, float, float]:
+                 seed: int = 0, hierarchical: bool = False) -> tuple[float, float, float]:
     """Mean and percentile-bootstrap confidence interval over users: ``(mean, low, high)``.
 
     Args:
         values: per-user values ``[U]`` (e.g. [`per_user_metric`]), or ``[S, U]`` for S seeds
-            evaluated on the same U users: users are resampled (the same draw for every seed) and the
-            statistic is the mean over seeds and users, so the interval covers both sources of spread.
-            For a paired comparison of two methods on the same users, pass the per-user difference.
+            evaluated on the same U users. For a paired comparison of two methods on the same users, pass the
+            per-user difference.
+        hierarchical: with ``[S, U]`` values, resample the seeds (with replacement), then the users within each
+            drawn seed, so the interval covers the spread between seeds as well as between users (the interval
+            ``docs/`` reports for ranking metrics). ``False``: users only, the same draw for every seed, i.e.
+            a bootstrap of the per-user mean over seeds (no seed variance).
         confidence: e.g. 0.95 for a 95% interval.
         num_resamples: bootstrap resamples.
         seed: seed of the resampling (the same seed gives the same interval).
@@ -145,11 +148,17 @@ def bootstrap_ci(values, confidence: float = 0.95, num_resamples: int = 10_000,
     per_user = x.mean(0)  # the mean over seeds of each user; resampling users commutes with it
     g = torch.Generator().manual_seed(seed)
     stats = torch.empty(num_resamples, dtype=torch.float64)
-    U = per_user.shape[0]
-    for i in range(0, num_resamples, 1000):
-        n = min(1000, num_resamples - i)
-        idx = torch.randint(0, U, (n, U), generator=g)
-        stats[i:i + n] = per_user[idx].mean(1)
+    S, U = x.shape
+    chunk = max(1, min(1000, 4_000_000 // (S * U)))
+    for i in range(0, num_resamples, chunk):
+        n = min(chunk, num_resamples - i)
+        if hierarchical:
+            seeds = torch.randint(0, S, (n, S, 1), generator=g)
+            users = torch.randint(0, U, (n, S, U), generator=g)
+            stats[i:i + n] = x[seeds, users].mean((1, 2))
+        else:
+            idx = torch.randint(0, U, (n, U), generator=g)
+            stats[i:i + n] = per_user[idx].mean(1)
     alpha = (1 - confidence) / 2
     low, high = torch.quantile(stats, torch.tensor([alpha, 1 - alpha], dtype=torch.float64)).tolist()
     return per_user.mean().item(), low, high
