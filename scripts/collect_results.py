@@ -7,8 +7,8 @@ record through a block
     ... (written by this script: do not edit) ...
     <!-- end record -->
 
-whose body is produced by the renderer registered for ``<method>`` in :data:`RENDERERS` (default:
-:func:`render_arms`, a table of mean [95% t-interval] per arm and metric, the paired differences against the
+whose body is produced by the renderer registered for ``<method>/<name>`` or ``<method>`` in [`RENDERERS`]
+(default: [`render_arms`], a table of mean [95% t-interval] per arm and metric, the paired differences against the
 baseline arm and the paper's claim, all through ``hfgen.results``). This script
 
 - re-renders every block in ``docs/results/*.md`` from its record,
@@ -25,7 +25,8 @@ holds or the docs show a figure that no current record produced.
 
 A new script plugs in by calling ``write_record(method, name, seeds=..., metrics={arm: {metric: [per seed]}},
 settings={...}, figures=[...])`` and adding ``<!-- record method/name -->`` + ``<!-- end record -->`` to its docs
-page; a layout the generic table does not fit gets one function ``@renderer("method") def ...(record, records) -> str``.
+page; a layout the generic table does not fit gets one function ``@renderer("method") def ...(record, records) -> str``
+(or ``@renderer("method/name")`` for one record).
 """
 
 from __future__ import annotations
@@ -63,11 +64,12 @@ Renderer = Callable[[dict, dict[str, dict]], str]  # (the record, every record b
 RENDERERS: dict[str, Renderer] = {}
 
 
-def renderer(method: str) -> Callable[[Renderer], Renderer]:
-    """Register the block renderer of one method's records (the generic :func:`render_arms` otherwise)."""
+def renderer(key: str) -> Callable[[Renderer], Renderer]:
+    """Register the block renderer of one record (``"method/name"``) or of a method's records (``"method"``); the
+    generic [`render_arms`] renders the others."""
 
     def register(fn: Renderer) -> Renderer:
-        RENDERERS[method] = fn
+        RENDERERS[key] = fn
         return fn
 
     return register
@@ -232,6 +234,17 @@ def render_demo(record: dict, records: dict[str, dict]) -> str:
     return head + "\n\n" + "\n".join(rows) + "\n\n" + provenance(record) + "\n"
 
 
+@renderer("masked_diffusion/bench_discrete_samplers")
+def render_discrete_samplers(record: dict, records: dict[str, dict]) -> str:
+    """The sampler table the benchmark script itself defines (``scripts/bench_discrete_samplers.py::table``)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        from bench_discrete_samplers import table
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    return table(record) + "\n\n" + provenance(record) + "\n"
+
+
 def render_blocks(text: str, records: dict[str, dict], where: str, problems: list[str]) -> str:
     def one(match: re.Match) -> str:
         key = match["id"]
@@ -239,7 +252,8 @@ def render_blocks(text: str, records: dict[str, dict], where: str, problems: lis
             problems.append(f"{where}: block names record {key}, which does not exist")
             return match.group(0)
         record = records[key]
-        return match.group(1) + RENDERERS.get(record["method"], render_arms)(record, records) + match.group(4)
+        render = RENDERERS.get(key) or RENDERERS.get(record["method"], render_arms)
+        return match.group(1) + render(record, records) + match.group(4)
 
     return BLOCK.sub(one, text)
 

@@ -31,7 +31,7 @@ PAPER_EFFECT = {
     "nft": "not shown",
     "masked_diffusion": "not re-measured",
     "gft": "not re-measured",
-    "ddo": "not re-measured",
+    "ddo": "not shown",
     "consistency_bridge": "not re-measured",
     "analytic_precond": "not re-measured",
     "iisan": "not re-measured",
