@@ -164,8 +164,13 @@ def check_forbidden_tokens(forbidden_tokens: Any, mask_token_id: int, vocab_size
     if forbidden.dtype != torch.bool or forbidden.shape[-1:] != (vocab_size,):
         raise ValueError(f"`forbidden_tokens` must be a boolean mask over the {vocab_size} tokens, got dtype "
                          f"{forbidden.dtype} and shape {tuple(forbidden.shape)}.")
-    allowed = ~forbidden.reshape(-1, vocab_size).cpu()
+    allowed = ~forbidden.reshape(-1, vocab_size)
     allowed[:, mask_token_id] = False
-    if not bool(allowed.any(dim=-1).all()):
-        raise ValueError("`forbidden_tokens` forbids every token (the mask token is never drawn either): there is "
-                         "nothing left to sample.")
+    message = ("`forbidden_tokens` forbids every token (the mask token is never drawn either): there is nothing "
+               "left to sample.")
+    something_left = allowed.any(dim=-1).all()
+    if something_left.device.type == "cpu":
+        if not bool(something_left):
+            raise ValueError(message)
+    elif something_left.device.type != "meta":  # an accelerator checks it without a host sync
+        torch._assert_async(something_left, message)
