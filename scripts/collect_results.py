@@ -52,9 +52,9 @@ versions, wall time, settings and every per-seed value), named on the line under
 `python scripts/collect_results.py --check` (run by the test suite) fails when such a block or a figure no longer
 matches its record. Intervals are means with two-sided 95% Student-t intervals over seeds; differences are
 paired by seed, and one whose interval contains 0 is written "no difference". Where an experiment has not been
-re-run since raw records began, its section says so and gives the command to rerun it. The Fidelity section
-reports agreement with the official code printed by `scripts/fidelity_agreement.py` and asserted by
-`tests/golden/`.
+re-run since raw records began, its section says so and gives the command to rerun it. The Fidelity section's
+measured tables (agreement with the official code, asserted by `tests/golden/`) are rendered from the records
+`scripts/fidelity_agreement.py` writes.
 """
 BLOCK = re.compile(r"(<!-- record (?P<id>[\w.-]+/[\w.-]+) -->\n)(?P<body>.*?)(<!-- end record -->)", re.S)
 FIGURE = re.compile(r"!\[[^\]]*\]\((?:\.\./)?(?:docs/)?(figures/[^)\s]+)\)")
@@ -243,6 +243,50 @@ def render_discrete_samplers(record: dict, records: dict[str, dict]) -> str:
     finally:
         sys.path.remove(str(ROOT / "scripts"))
     return table(record) + "\n\n" + provenance(record) + "\n"
+
+
+FIDELITY_HEAD = "| method | comparison | max abs diff | max rel diff | note |\n|---|---|---|---|---|"
+
+
+def _largest(values: list) -> str:
+    return f"{max(values):.1e}"
+
+
+def fidelity_row(label: str, comparison: str, metrics: dict, note: str = "", cell: str | None = None) -> str:
+    """One row of a fidelity table, from one comparison's raw values (``scripts/fidelity_agreement.py`` prints it,
+    [`render_fidelity`] renders it): differing tokens out of all for discrete samplers; the largest absolute and
+    relative difference; ``(norm)`` for a difference relative to the reference's norm; for golden-test groups the
+    largest relative loss and gradient difference over the cases (the note defaults to their count); ``cell``, a sentence with the largest values
+    formatted in (``{metric}``), replaces the difference columns."""
+    abs_cell = rel_cell = ""
+    if cell is not None:
+        abs_cell = cell.format(**{metric: max(values) for metric, values in metrics.items()})
+    elif "tokens_differ" in metrics:
+        abs_cell = f"{sum(metrics['tokens_differ']):g} of {sum(metrics['tokens']):g} tokens differ"
+    elif "loss_rel_diff" in metrics:
+        rel_cell = f"loss {_largest(metrics['loss_rel_diff'])}, gradient {_largest(metrics['grad_rel_diff'])}"
+        cases = len(metrics["loss_rel_diff"])
+        note = note or f"{cases} case{'s' if cases > 1 else ''}"
+    else:
+        largest = max(metrics["max_abs_diff"])
+        abs_cell = _largest(metrics["max_abs_diff"])
+        if "max_rel_diff" in metrics:
+            rel_cell = _largest(metrics["max_rel_diff"])
+        elif "max_rel_norm_diff" in metrics:
+            rel_cell = _largest(metrics["max_rel_norm_diff"]) + " (norm)"
+        elif largest == 0:
+            abs_cell = "0 (bit-identical)"
+    return f"| {label} | {comparison} | {abs_cell} | {rel_cell} | {note} |"
+
+
+@renderer("fidelity")
+def render_fidelity(record: dict, records: dict[str, dict]) -> str:
+    """A measured table of docs/results/fidelity.md: one row per comparison of the record (``settings``: ``label``,
+    the method column; ``row_notes`` and ``cells`` per comparison)."""
+    settings = record["settings"]
+    rows = [fidelity_row(settings["label"], comparison, values, settings["row_notes"].get(comparison, ""),
+                         settings.get("cells", {}).get(comparison)) for comparison, values in record["metrics"].items()]
+    return "\n".join([FIDELITY_HEAD, *rows]) + "\n\n" + provenance(record) + "\n"
 
 
 def render_blocks(text: str, records: dict[str, dict], where: str, problems: list[str]) -> str:
