@@ -1,11 +1,12 @@
 """Wall time per translated image: CDBM (2 NFE) vs its DDBM teacher's samplers, in the same run.
 
 Loads the teacher and the CBT student saved by ``scripts/bridge_digits.py`` (default
-``/tmp/consistency_bridge_digits/{teacher,cbt}``), times each sampler on the same batch of held-out
+``/tmp/consistency_bridge_digits/seed0/{teacher,cbd,cbt}``), times each sampler on the same batch of held-out
 edge maps (median of ``--repeats`` runs after a warm-up), prints the quality of each (digits Fréchet
-distance, MSE) next to its time, and the time ratios against CDBM. Never asserts timings.
+distance, MSE) next to its time, and the time ratios against CDBM. Never asserts timings. Writes the raw record
+``docs/results/raw/consistency_bridge/bench_sampling.json``.
 
-    python scripts/bench_bridge.py --run-dir /tmp/consistency_bridge_digits
+    OMP_NUM_THREADS=1 python scripts/bench_bridge.py --run-dir /tmp/consistency_bridge_digits/seed0
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 from hfgen.data.paired_digits import load_paired_digits
 from hfgen.demos.consistency_bridge import evaluate
 from hfgen.pipelines import BridgeScheduler, ConsistencyBridgePipeline
+from hfgen.results import write_record
 
 
 def time_sampler(pipe, source, solver, steps, repeats):
@@ -33,8 +35,10 @@ def time_sampler(pipe, source, solver, steps, repeats):
     return statistics.median(times[1:]) / len(source)
 
 
-def main(run_dir="/tmp/consistency_bridge_digits", batch=256, repeats=3,
-         plan=(("heun", 34), ("dbim", 20), ("dbim", 10), ("dbim", 2))):
+def main(run_dir="/tmp/consistency_bridge_digits/seed0", batch=256, repeats=3,
+         plan=(("heun", 34), ("dbim", 20), ("dbim", 10), ("dbim", 2)), raw_dir=None):
+    """Time and evaluate every sampler, print the table, write the record; returns ``{"rows", "record"}``."""
+    started = time.time()
     run_dir = Path(run_dir)
     teacher = ConsistencyBridgePipeline.from_pretrained(run_dir / "teacher")
     students = [(f"CDBM ({name.upper()})", ConsistencyBridgePipeline.from_pretrained(run_dir / name))
@@ -62,13 +66,22 @@ def main(run_dir="/tmp/consistency_bridge_digits", batch=256, repeats=3,
                   f"{best[1]} NFE (FD {best[3]:.3f}): {best[2] / seconds:.1f}x the time per image")
         else:
             print(f"equal quality: {name} (FD {fd:.3f}) is better than every teacher sampler timed")
-    return rows
+    metrics = {name: {"seconds_per_image": [seconds], "time_ratio_to_first": [seconds / base], "nfe": [nfe], "fd": [fd],
+                      "mse": [mse]} for name, nfe, seconds, fd, mse in rows}
+    record = write_record("consistency_bridge", "bench_sampling", seeds=[0], metrics=metrics, started=started,
+                          raw_dir=raw_dir,
+                          settings={"run_dir": str(run_dir), "batch": batch, "repeats": repeats,
+                                    "timing": "median of the repeats after one warm-up, divided by the batch",
+                                    "digits": {"seconds_per_image": 6, "mse": 4}})
+    print(f"wrote {record}")
+    return {"rows": rows, "record": record}
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run-dir", default="/tmp/consistency_bridge_digits")
+    parser.add_argument("--run-dir", default="/tmp/consistency_bridge_digits/seed0")
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--raw-dir", default=None, help="where the record goes (default: docs/results/raw)")
     args = parser.parse_args()
-    main(args.run_dir, args.batch, args.repeats)
+    main(args.run_dir, args.batch, args.repeats, raw_dir=args.raw_dir)

@@ -199,18 +199,39 @@ def render_arms(record: dict, records: dict[str, dict] | None = None) -> str:
                                  f"{verdict(d, lower[m])}")
         if diffs:
             out.append("Paired by seed (95% t-interval of the per-seed differences):\n\n" + "\n".join(diffs))
+    return "\n\n".join(out + footer(record)) + "\n"
+
+
+def footer(record: dict) -> list[str]:
+    """The paragraphs under every table: the claim checked and its verdict, notes, settings, provenance."""
+    out = []
     claim = record["settings"].get("claim")
     if claim:
         margin = f", equivalence margin ±{claim['margin']} fixed in advance" if claim.get("margin") is not None else ""
         out.append(f"Paper's claim checked: {claim.get('text', '')} ({claim['arm']} vs {claim['baseline']} on "
                    f"{claim['metric']}{margin}): **{claim_effect(record)}**.")
-    for note in record["settings"].get("notes", []):
-        out.append(note)
+    out += record["settings"].get("notes", [])
     settings = _settings_line(record)
     if settings:
         out.append(settings)
     out.append(provenance(record))
-    return "\n\n".join(out) + "\n"
+    return out
+
+
+@renderer("gft/digits")
+def render_gft_digits(record: dict, records: dict[str, dict]) -> str:
+    """CFG at scale s against GFT at beta = 1/s, paired by seed at every s."""
+    metrics = record["metrics"]
+    rows = ["| s (GFT: β = 1/s) | CFG FID | GFT FID | GFT − CFG FID (paired) | CFG class accuracy | "
+            "GFT class accuracy | network calls per image, CFG / GFT |", "|---|---|---|---|---|---|---|"]
+    for scale in record["settings"]["scales"]:
+        cfg, gft = metrics[f"CFG s={scale:g}"], metrics[f"GFT s={scale:g}"]
+        diff = paired(gft["digits_fid"], cfg["digits_fid"])
+        rows.append(f"| {scale:g} | {interval(cfg['digits_fid']).format(2)} | {interval(gft['digits_fid']).format(2)} | "
+                    f"{diff.format(2)} → {verdict(diff, higher_is_better=False)} | "
+                    f"{interval(cfg['class_accuracy']).format(3)} | {interval(gft['class_accuracy']).format(3)} | "
+                    f"{cfg['nfe_per_image'][0]:g} / {gft['nfe_per_image'][0]:g} |")
+    return "\n\n".join(["\n".join(rows)] + footer(record)) + "\n"
 
 
 @renderer("demo")

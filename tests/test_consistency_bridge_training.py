@@ -185,13 +185,23 @@ def test_registry_entry_resolves_every_component_and_renders_the_card():
 def test_digits_script_runs_end_to_end_with_tiny_settings(tmp_path, load_script):
     from hfgen.results import check_arms, read_record
 
-    rows, path = load_script("bridge_digits").main(
-        teacher_steps=2, student_steps=1, size=8, width=8, n_eval=8, out_dir=tmp_path / "run", figure=tmp_path / "f.png",
-        heun_steps=(2,), dbim_steps=(2,), cdbm_steps=(1, 2), raw_dir=tmp_path / "raw")
-    assert [r["nfe"] for r in rows] == [5, 2, 1, 2, 1, 2]
+    metrics, path = load_script("bridge_digits").main(
+        teacher_steps=2, student_steps=1, size=8, width=8, n_eval=8, seeds=(0, 1), out_dir=tmp_path / "run",
+        figure=tmp_path / "f.png", heun_steps=(2,), dbim_steps=(2,), cdbm_steps=(1, 2), raw_dir=tmp_path / "raw")
     record = read_record(path)
     # a boot-only evaluation (1 NFE) is not CDBM's sampler: its arms are named apart (issue 19, gap 8)
-    check_arms(record, ["DDBM teacher, Heun, 5 NFE", "DDBM teacher, DBIM (ODE-1), 2 NFE", "CDBM (CBD), 2 NFE",
-                        "CDBM (CBT), 2 NFE", "CDBM (CBT), 1 NFE, boot-only"], ["fd", "mse", "psnr", "nfe", "seconds"])
-    assert "CDBM (CBT), 1 NFE" not in record["metrics"] and str(tmp_path / "f.png") in record["figures"]
-    assert (tmp_path / "run" / "cbt" / "model_index.json").is_file()
+    arms = ["DDBM teacher, Heun, 5 NFE", "DDBM teacher, DBIM (ODE-1), 2 NFE", "CDBM (CBD), 1 NFE, boot-only", "CDBM (CBD), 2 NFE",
+            "CDBM (CBT), 1 NFE, boot-only", "CDBM (CBT), 2 NFE"]
+    assert list(record["metrics"]) == arms and record["seeds"] == [0, 1]
+    check_arms(record, arms, ["fd", "mse", "psnr", "nfe", "seconds"])
+    assert record["metrics"]["DDBM teacher, Heun, 5 NFE"]["fd"][0] != record["metrics"]["DDBM teacher, Heun, 5 NFE"]["fd"][1]
+    assert set(record["figures"]) == {str(tmp_path / "f.png"), str(tmp_path / "f_nfe.png")}
+    assert record["settings"]["claim"]["margin"] == 0.5 and len(record["settings"]["train_seconds"]) == 2
+    assert (tmp_path / "run" / "seed1" / "cbt" / "model_index.json").is_file()
+
+    bench = load_script("bench_bridge").main(tmp_path / "run" / "seed0", batch=4, repeats=1, plan=(("dbim", 2),),
+                                             raw_dir=tmp_path / "raw")
+    record = read_record(bench["record"])
+    check_arms(record, ["CDBM (CBD), consistency", "CDBM (CBT), consistency", "DDBM teacher, dbim"],
+               ["seconds_per_image", "nfe", "fd", "mse"])
+    assert record["metrics"]["DDBM teacher, dbim"]["nfe"] == [2] and record["settings"]["repeats"] == 1

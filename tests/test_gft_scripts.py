@@ -18,16 +18,17 @@ def test_demo_compares_gft_one_pass_with_cfg_two_passes(tmp_path):
 def test_digits_experiment_records_both_models_at_every_scale(tmp_path, load_script):
     from hfgen.results import check_arms, read_record
 
-    rows, path = load_script("gft_digits").main(["--train-steps", "2", "--samples-per-class", "2", "--scales", "1", "3",
-                                                 "--ddim-steps", "2", "--figures-dir", str(tmp_path / "fig"),
+    _, path = load_script("gft_digits").main(["--train-steps", "2", "--samples-per-class", "2", "--scales", "1", "2",
+                                                 "--ddim-steps", "2", "--seeds", "0", "1", "--figures-dir", str(tmp_path / "fig"),
                                                  "--raw-dir", str(tmp_path / "raw"), "--work-dir", str(tmp_path / "w")])
     record = read_record(path)
-    check_arms(record, ["CFG s=1", "GFT s=1", "CFG s=3", "GFT s=3"],
+    check_arms(record, ["CFG s=1", "GFT s=1", "CFG s=2", "GFT s=2"],
                ["class_accuracy", "digits_fid", "diversity", "nfe_per_image", "sampling_seconds"])
     # CFG two network evaluations a step, GFT one (2 DDIM steps)
-    assert record["metrics"]["CFG s=3"]["nfe_per_image"] == [4] and record["metrics"]["GFT s=3"]["nfe_per_image"] == [2]
+    assert record["metrics"]["CFG s=2"]["nfe_per_image"] == [4, 4] and record["metrics"]["GFT s=2"]["nfe_per_image"] == [2, 2]
+    assert record["seeds"] == [0, 1] and record["metrics"]["CFG s=2"]["digits_fid"][0] != record["metrics"]["CFG s=2"]["digits_fid"][1]
     assert set(record["figures"]) == {str(tmp_path / "fig" / "gft_curves.png"), str(tmp_path / "fig" / "gft_samples.png")}
-    assert set(record["settings"]["train_seconds"]) == {"CFG", "GFT"}
+    assert {k: len(v) for k, v in record["settings"]["train_seconds"].items()} == {"CFG": 2, "GFT": 2}
 
 
 def test_benchmark_records_both_arms_with_their_network_calls(tmp_path, load_script):
