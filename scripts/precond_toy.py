@@ -164,6 +164,10 @@ def write_part_record(part, runs, seeds, variants, steps, timed, settings, figur
                 "cost": {"median_iteration_seconds": timed, "timed_on_seed": seeds[0]},
                 "notes": [f"final = mean of the last {SMOOTH} evaluations; cost: loss + backward per iteration, "
                           "median of interleaved rounds, euler timed twice as an A/A control."]}
+    if {"analytic", "euler"} <= set(variants):
+        settings["claim"] = {"text": "analytic preconditioning trains consistency-trajectory distillation faster than "
+                                     "Euler (CTM): better 2-step quality after the same iterations",
+                             "arm": "analytic", "baseline": "euler", "metric": "final_2step", "higher_is_better": False}
     return write_record("analytic_precond", part, seeds=seeds, metrics=metrics, settings=settings, started=started,
                         device=device, raw_dir=raw_dir, figures=[figure])
 

@@ -219,6 +219,7 @@ def _check_part_record(path, variants, figure):
         assert all(len(curve) >= 2 and curve[-1][0] > 0 for curve in record["metrics"][arm]["curve"])
     assert set(record["settings"]["cost"]["median_iteration_seconds"]) == {"euler", "analytic", "euler (A/A)"}
     assert list(record["figures"]) == [str(figure)]
+    assert record["settings"]["claim"]["arm"] == "analytic" and record["settings"]["claim"]["baseline"] == "euler"
     return record
 
 
