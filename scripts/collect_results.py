@@ -160,7 +160,10 @@ def _settings_line(record: dict) -> str:
 
 def _cell(values: list, digits: int) -> str:
     """Mean [95% t-interval] over seeds; a value every seed shares is written once; values too small for the
-    table's decimals (learning rates) are listed per seed."""
+    table's decimals (learning rates) and values some seed lacks (``None``: e.g. a level never reached) are listed
+    per seed."""
+    if any(v is None for v in values):
+        return "per seed: " + " / ".join("never" if v is None else f"{v:g}" for v in values)
     if all(0 < abs(v) < 10 ** -digits for v in values):
         return "per seed: " + " / ".join(f"{v:g}" for v in values)
     if len(set(values)) == 1 and len(values) > 1:
@@ -170,7 +173,7 @@ def _cell(values: list, digits: int) -> str:
 
 
 def _per_seed_numbers(values) -> bool:
-    return isinstance(values, list) and all(isinstance(v, (int, float)) for v in values)
+    return isinstance(values, list) and all(v is None or isinstance(v, (int, float)) for v in values)
 
 
 def render_arms(record: dict, records: dict[str, dict] | None = None) -> str:

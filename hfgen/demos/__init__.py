@@ -33,7 +33,7 @@ PAPER_EFFECT = {
     "gft": "not re-measured",
     "ddo": "not shown",
     "consistency_bridge": "not re-measured",
-    "analytic_precond": "not re-measured",
+    "analytic_precond": "not shown",
     "iisan": "not re-measured",
     "crossan": "not re-measured",
     "mf2": "not re-measured",
