@@ -143,11 +143,11 @@ def main(argv=None):
     from hfgen.metrics.sample_quality import digits_classifier
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pretrain-steps", type=int, default=2000)
-    parser.add_argument("--finetune-steps", type=int, default=100, help="same for both arms (5%% of pretraining)")
+    parser.add_argument("--pretrain-steps", type=int, default=1500)
+    parser.add_argument("--finetune-steps", type=int, default=75, help="same for both arms (5%% of pretraining)")
     parser.add_argument("--ema-decay", type=float, default=0.9)
     parser.add_argument("--lr-grid", type=float, nargs="+", default=list(LR_GRID))
-    parser.add_argument("--samples-per-class", type=int, default=100)
+    parser.add_argument("--samples-per-class", type=int, default=80)
     parser.add_argument("--validation-per-class", type=int, default=30)
     parser.add_argument("--scales", type=float, nargs="+", default=[1.0, 1.5, 2.0, 3.0])
     parser.add_argument("--ddim-steps", type=int, default=20)

@@ -325,7 +325,7 @@ def plot_samples(panels: dict[str, tuple[torch.Tensor, torch.Tensor]], path: Pat
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train-steps", type=int, default=3000)
+    parser.add_argument("--train-steps", type=int, default=2500)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--train-per-class", type=int, default=2000)
     parser.add_argument("--eval-per-class", type=int, default=512)
