@@ -313,6 +313,82 @@ def render_fidelity(record: dict, records: dict[str, dict]) -> str:
     return "\n".join([FIDELITY_HEAD, *rows]) + "\n\n" + provenance(record) + "\n"
 
 
+def _guidance_table(record: dict, columns: list[tuple[str, int]]) -> str:
+    """One row per guidance scale s: CFG at s, GFT at β = 1/s and their paired difference (with its verdict), for
+    each ``(metric, digits)`` of ``columns``."""
+    metrics, better = record["metrics"], record["settings"]["higher_is_better"]
+    head = ["s (GFT: β = 1/s)"]
+    for metric, _ in columns:
+        head += [f"CFG {metric}", f"GFT {metric}", f"GFT − CFG {metric} (paired)"]
+    rows = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for scale in record["settings"]["scales"]:
+        cfg, gft = metrics[f"CFG s={scale:g}"], metrics[f"GFT s={scale:g}"]
+        cells = [f"{scale:g}"]
+        for metric, digits in columns:
+            diff = paired(gft[metric], cfg[metric])
+            cells += [interval(cfg[metric]).format(digits), interval(gft[metric]).format(digits),
+                      f"{diff.format(digits)} → {verdict(diff, better[metric])}"]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def _guidance_cost(record: dict, nfe: str) -> str:
+    """Network calls per sample and sampler seconds per 1000 samples, CFG against GFT at every scale."""
+    metrics = record["metrics"]
+    rows = [f"| s | CFG {nfe} | GFT {nfe} | CFG seconds per 1000 samples | GFT seconds per 1000 samples | "
+            "GFT − CFG seconds (paired) |", "|---|---|---|---|---|---|"]
+    for scale in record["settings"]["scales"]:
+        cfg, gft = metrics[f"CFG s={scale:g}"], metrics[f"GFT s={scale:g}"]
+        diff = paired(gft["sampling_seconds_per_1k"], cfg["sampling_seconds_per_1k"])
+        rows.append(f"| {scale:g} | {cfg[nfe][0]:g} | {gft[nfe][0]:g} | "
+                    f"{interval(cfg['sampling_seconds_per_1k']).format(2)} | "
+                    f"{interval(gft['sampling_seconds_per_1k']).format(2)} | {diff.format(2)} → "
+                    f"{verdict(diff, higher_is_better=False)} |")
+    return "\n".join(rows)
+
+
+def _chosen_line(record: dict, metric: str, digits: int) -> str:
+    """The two arms at the scale each chose on validation data, paired by seed."""
+    metrics = record["metrics"]
+    cfg, gft = metrics["CFG chosen"][metric], metrics["GFT chosen"][metric]
+    diff = paired(gft, cfg)
+    return (f"At the scale each arm chose on validation data: CFG {interval(cfg).format(digits)}, GFT "
+            f"{interval(gft).format(digits)}; GFT − CFG {diff.format(digits)} → "
+            f"{verdict(diff, record['settings']['higher_is_better'][metric])} ({metric}).")
+
+
+@renderer("gft/toy2d")
+def render_gft_toy2d(record: dict, records: dict[str, dict]) -> str:
+    """Exact 2-D quality per guidance scale (CFG at s vs GFT at β = 1/s, paired by seed), the cost, the data floor."""
+    data = record["metrics"]["data"]
+    floor = ", ".join(f"{m} {interval(data[m]).format(3)}" for m in ("sliced_w2", "support_distance", "precision",
+                                                                        "coverage"))
+    train = record["settings"]["train_seconds"]
+    parts = [_guidance_table(record, [("sliced_w2", 3), ("support_distance", 3)]),
+             _guidance_table(record, [("precision", 3), ("coverage", 3)]),
+             f"Independent true draws (the finite-sample floor of each metric): {floor}.",
+             _chosen_line(record, "sliced_w2", 3),
+             "Cost of sampling (the same DDIM steps and batch; CFG batches its conditional and null rows):\n\n"
+             + _guidance_cost(record, "nfe_per_sample"),
+             f"Training seconds (same steps): CFG {interval(train['CFG']).format(1)}, GFT "
+             f"{interval(train['GFT']).format(1)} (GFT adds a no-gradient null-branch forward per step)."]
+    return "\n\n".join(parts + footer(record)) + "\n"
+
+
+@renderer("gft/finetune_digits")
+def render_gft_finetune_digits(record: dict, records: dict[str, dict]) -> str:
+    """Digits FID and class accuracy per guidance scale after equal-budget continuation (CFG) or GFT fine-tuning."""
+    seconds = record["settings"]["seconds"]
+    parts = [_guidance_table(record, [("digits_fid", 2), ("class_accuracy", 3)]),
+             _guidance_table(record, [("diversity", 2)]),
+             _chosen_line(record, "digits_fid", 2),
+             "Cost of sampling (the same DDIM steps and batch; CFG batches its conditional and null rows):\n\n"
+             + _guidance_cost(record, "nfe_per_image"),
+             f"Training seconds: pretraining {interval(seconds['pretrain']).format(1)}; the chosen run's fine-tuning "
+             f"CFG {interval(seconds['CFG']).format(1)}, GFT {interval(seconds['GFT']).format(1)}."]
+    return "\n\n".join(parts + footer(record)) + "\n"
+
+
 def render_blocks(text: str, records: dict[str, dict], where: str, problems: list[str]) -> str:
     def one(match: re.Match) -> str:
         key = match["id"]
