@@ -49,8 +49,9 @@ def _bytes(tensors) -> int:
 
 
 def measure_training_step(model, batches: list[dict], lr: float = 1e-4, warmup: int = 1) -> dict:
-    """Median seconds per optimiser step over ``batches[warmup:]`` and the training-memory breakdown
-    (plus ``peak_gpu_bytes``, the allocator's peak, on CUDA)."""
+    """Median wall and process-CPU seconds per optimiser step over ``batches[warmup:]`` and the training-memory
+    breakdown (plus ``peak_gpu_bytes``, the allocator's peak, on CUDA). On a shared CPU the process time is the
+    steadier measure of the work a step needs."""
     from hfgen.trainers.sequential_rec import in_batch_softmax_loss
 
     model.train()
@@ -60,14 +61,14 @@ def measure_training_step(model, batches: list[dict], lr: float = 1e-4, warmup: 
         torch.cuda.reset_peak_memory_stats()
     trainable = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(trainable, lr=lr)
-    times, saved = [], {}
+    times, cpu_times, saved = [], [], {}
 
     def pack(t):
         saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
         return t
 
     for i, batch in enumerate(batches):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             ids = batch["item_ids"].to(next(model.parameters()).device)
             users, candidates, inverse, emb = model(ids)
@@ -79,10 +80,12 @@ def measure_training_step(model, batches: list[dict], lr: float = 1e-4, warmup: 
             torch.cuda.synchronize()
         if i >= warmup:
             times.append(time.perf_counter() - start)
+            cpu_times.append(time.process_time() - cpu_start)
     weights = _bytes(model.parameters())
     train_state = 3 * _bytes(trainable)  # gradient + Adam's two moments
     activations = sum(saved.values())
-    return {"step_seconds": statistics.median(times), "weights_bytes": weights, "grad_optimizer_bytes": train_state,
+    return {"step_seconds": statistics.median(times), "step_cpu_seconds": statistics.median(cpu_times),
+            "weights_bytes": weights, "grad_optimizer_bytes": train_state,
             "activation_bytes": activations, "memory_bytes": weights + train_state + activations,
             "trainable_params": sum(p.numel() for p in trainable),
             "peak_gpu_bytes": torch.cuda.max_memory_allocated() if cuda else None}
@@ -116,10 +119,25 @@ def per_user_values(codes: list[str], metric: str) -> torch.Tensor:
 # ------------------------------------------------------------------------------------------ tables
 
 
-def _ci(values: torch.Tensor, resamples: int) -> tuple[float, float, float]:
+def _ci(values: torch.Tensor, resamples: int) -> list[float]:
     from hfgen.metrics.ranking import bootstrap_ci
 
-    return tuple(100 * v for v in bootstrap_ci(values, num_resamples=resamples, hierarchical=True))
+    return [round(100 * v, 4) for v in bootstrap_ci(values, num_resamples=resamples, hierarchical=True)]
+
+
+def amazon_intervals(metrics: dict, reference: str, resamples: int) -> dict:
+    """``{"arms": {arm: {"hr@10": [mean, low, high]}}, "paired": {arm: ...}}`` (x100): the hierarchical bootstrap
+    95% interval (``bootstrap_ci(..., hierarchical=True)``: seeds, then users) of every arm's per-user test HR@10 and
+    NDCG@10, and of the per-user differences ``reference - arm`` (seeds paired by index), from the per-seed top-10
+    rank codes. The run stores it in its record, so that rendering needs no resampling."""
+    values = {arm: {m: per_user_values(v["top10_ranks"], m) for m in ("hr", "ndcg")} for arm, v in metrics.items()}
+    out = {"arms": {arm: {f"{m}@10": _ci(v[m], resamples) for m in v} for arm, v in values.items()}, "paired": {}}
+    if reference in values:
+        for arm in values:
+            if arm != reference:
+                out["paired"][arm] = {f"{m}@10": _ci(values[reference][m] - values[arm][m], resamples)
+                                      for m in ("hr", "ndcg")}
+    return out
 
 
 def _fmt(ci) -> str:
@@ -132,47 +150,58 @@ def _verdict(ci, reference: str) -> str:
     return f"{reference} better" if ci[0] > 0 else f"{reference} worse"
 
 
-def _per_seed(values: list) -> str:
-    if len(set(map(str, values))) == 1:
-        return f"{values[0]:g}" if isinstance(values[0], float) else str(values[0])
-    return " / ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
+def _per_seed(values: list, scale: float | None = None) -> str:
+    """Each seed's value (``a / b / c``; x ``scale`` with two decimals), written once when every seed has it."""
+    text = [f"{scale * v:.2f}" if scale else f"{v:g}" for v in values]
+    if len(set(text)) == 1:
+        return text[0] + (" (every seed)" if len(text) > 1 else "")
+    return " / ".join(text)
+
+
+def inconsistent_arms(metrics: dict) -> list[str]:
+    """Arms whose per-seed HR@10 / NDCG@10 differ from what their per-user top-10 rank codes give."""
+    bad = []
+    for arm, v in metrics.items():
+        for metric, key in (("hr", "hr@10"), ("ndcg", "ndcg@10")):
+            from_codes = per_user_values(v["top10_ranks"], metric).mean(1).tolist()
+            if len(from_codes) != len(v[key]) or any(abs(a - b) > 1e-9 for a, b in zip(from_codes, v[key])):
+                bad.append(f"{arm} {key}")
+    return bad
 
 
 def amazon_table(record: dict) -> str:
-    """The quality table of ``iisan/amazon``: per arm, test HR@10 and NDCG@10 (x100) with a hierarchical
-    bootstrap 95% interval (seeds, then users), and the paired per-user differences reference − arm."""
+    """The quality table of ``iisan/amazon``: per arm, test HR@10 and NDCG@10 (x100) with the stored hierarchical
+    bootstrap 95% intervals ([`amazon_intervals`]) and the per-seed values, and the paired differences reference −
+    arm with their verdicts."""
     s, metrics = record["settings"], record["metrics"]
-    resamples = s["bootstrap_resamples"]
-    values = {arm: {m: per_user_values(v["top10_ranks"], m) for m in ("hr", "ndcg")} for arm, v in metrics.items()}
-    lines = [f"{s['users']} users (a random subset, subset seed {s['subset_seed']}, of the {s['users_total']:,} users "
+    intervals = s.get("intervals")
+    lines = [f"{s['users']:,} users (a random subset, subset seed {s['subset_seed']}, of the {s['users_total']:,} users "
              f"of the official preprocessing), every one of the {s['items']:,} items a candidate; seeds "
-             f"{record['seeds']}; metrics ×100, mean over seeds and users with a 95% hierarchical bootstrap interval "
-             f"(seeds, then users; {resamples:,} resamples). Chance HR@10 ≈ {1000 / s['items']:.3f}.",
+             f"{record['seeds']}; metrics ×100: mean over seeds and users with a 95% hierarchical bootstrap interval "
+             f"(seeds, then users; {s['bootstrap_resamples']:,} resamples), and each seed's value. Chance HR@10 ≈ "
+             f"{1000 / s['items']:.3f}.",
              "",
-             "| arm | HR@10 [95% CI] | NDCG@10 [95% CI] | validation HR@10 | learning rate (per seed) | best epoch "
-             "(per seed) | trainable params | train s / epoch |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| arm | HR@10 [95% CI] | NDCG@10 [95% CI] | HR@10 per seed | validation HR@10 per seed | learning rate "
+             "| best epoch / epochs run | trainable params | train CPU s / epoch |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for arm, v in metrics.items():
+        cells = [_fmt(intervals["arms"][arm][m]) if intervals else "(run incomplete)" for m in ("hr@10", "ndcg@10")]
         trained = "best_epoch" in v
-        lines.append(f"| {arm} | {_fmt(_ci(values[arm]['hr'], resamples))} | "
-                     f"{_fmt(_ci(values[arm]['ndcg'], resamples))} | "
-                     f"{100 * statistics.mean(v['valid_hr@10']):.2f} | "
-                     + (f"{_per_seed(v['lr'])} | {_per_seed(v['best_epoch'])} | {v['trainable_params'][0]:,} | "
-                        f"{statistics.median(v['epoch_seconds']):.1f} |" if trained else "— (no training) | — | 0 | — |"))
+        lines.append(f"| {arm} | {cells[0]} | {cells[1]} | {_per_seed(v['hr@10'], 100)} | "
+                     f"{_per_seed(v['valid_hr@10'], 100)} | "
+                     + (f"{_per_seed(v['lr'])} | "
+                        + " / ".join(f"{b} of {e}" for b, e in zip(v["best_epoch"], v["epochs_run"]))
+                        + f" | {v['trainable_params'][0]:,} | {statistics.median(v['epoch_cpu_seconds']):.1f} |"
+                        if trained else "— (no training) | — | 0 | — |"))
     reference = s["reference"]
-    if reference in metrics:
+    if intervals and intervals["paired"]:
         lines += ["", f"Paired differences {reference} − arm (per user, same users, seeds paired by index; a "
                   "training-free arm is the same for every seed), ×100, 95% hierarchical bootstrap interval; an "
                   "interval containing 0 is written \"no difference\":", "",
                   "| arm | Δ HR@10 [95% CI] | Δ NDCG@10 [95% CI] |", "|---|---|---|"]
-        for arm in metrics:
-            if arm == reference:
-                continue
-            cells = []
-            for m in ("hr", "ndcg"):
-                ci = _ci(values[reference][m] - values[arm][m], resamples)
-                cells.append(f"{_fmt(ci)} → {_verdict(ci, reference)}")
-            lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+        for arm, diff in intervals["paired"].items():
+            lines.append(f"| {arm} | " + " | ".join(f"{_fmt(diff[m])} → {_verdict(diff[m], reference)}"
+                                                    for m in ("hr@10", "ndcg@10")) + " |")
     arms_of: dict[str, list[str]] = {}
     for arm, budget in s["budget"].items():
         arms_of.setdefault(budget, []).append(arm)
@@ -184,6 +213,9 @@ def amazon_table(record: dict) -> str:
             + ".")
     if not s.get("finished", True):
         lines.append("**Incomplete run** (the record was written before every arm and seed finished).")
+    bad = inconsistent_arms(metrics)
+    if bad:
+        lines.append(f"**Inconsistent record**: the per-seed values of {', '.join(bad)} differ from the per-user ranks.")
     return "\n".join(lines)
 
 
@@ -201,14 +233,15 @@ def efficiency_table(record: dict) -> str:
              f"(titles of {s['title_len']} tokens, {s['items']} items in the table) with the item encoder of each arm "
              f"on the same encoder ({s['encoder']}) and the same batches; median [min, max] over {len(record['seeds'])} repeats (each "
              f"the median of {s['steps']} timed steps after a warm-up; arms interleaved); ratios are to full "
-             f"fine-tuning in the same repeat. Memory: {s['memory']}.",
+             f"fine-tuning in the same repeat. Wall time and the process's CPU time (steadier on a shared machine) are both given. "
+             f"Memory: {s['memory']}.",
              "",
-             "| arm | s / step | time ÷ FFT | memory (MiB) | memory ÷ FFT | trainable params | params ÷ FFT |"
-             + (" peak GPU memory (MiB) |" if gpu else ""),
-             "|---|---|---|---|---|---|---|" + ("---|" if gpu else "")]
+             "| arm | s / step | time ÷ FFT | CPU s / step | CPU time ÷ FFT | memory (MiB) | memory ÷ FFT | trainable "
+             "params | params ÷ FFT |" + (" peak GPU memory (MiB) |" if gpu else ""),
+             "|---|---|---|---|---|---|---|---|---|" + ("---|" if gpu else "")]
     for arm, v in metrics.items():
         row = (f"| {arm} | {spread(v['step_seconds'], 4)} | {spread(v['time_ratio_to_fft'], 3)} | "
-               f"{spread([b / 2**20 for b in v['memory_bytes']], 1)} | {spread(v['memory_ratio_to_fft'], 3)} | "
+               f"{spread(v['step_cpu_seconds'], 4)} | {spread(v['cpu_time_ratio_to_fft'], 3)} | {spread([b / 2**20 for b in v['memory_bytes']], 1)} | {spread(v['memory_ratio_to_fft'], 3)} | "
                f"{v['trainable_params'][0]:,} | {spread(v['params_ratio_to_fft'], 4)} |")
         if gpu:
             row += f" {spread([b / 2**20 for b in v['peak_gpu_bytes']], 1)} |"

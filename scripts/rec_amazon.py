@@ -1,10 +1,12 @@
 """IISAN on real data: Amazon "Musical Instruments" (the IISAN papers' Instrument set), titles only, against learned
 and training-free baselines.
 
-    # the CPU study sized for this 2-core machine (docs/results/iisan.md gives the sized command and its time)
+    # the CPU study sized for this 2-core machine (defaults: 4,000 users, <= 15 epochs, patience 5, lr grid
+    # 3e-4 1e-3 3e-3, seeds 0 1 2; about 21-34 min of one core, docs/results/iisan.md)
     OMP_NUM_THREADS=1 python scripts/rec_amazon.py --data ../shared/data/amazon-instruments --threads 1
-    # every arm, all 10,000 users (GPU)
-    python scripts/rec_amazon.py --data ../shared/data/amazon-instruments --device cuda --users 0 --arms all
+    # every arm, all 10,000 users, the official epochs and patience (GPU; record iisan/amazon_full)
+    python scripts/rec_amazon.py --data ../shared/data/amazon-instruments --device cuda --users 0 --arms all \
+        --epochs 50 --patience 10 --name amazon_full
 
 Protocol (issue 20): the official IISAN preprocessing (``--preset iisan``: users with >= 5 interactions, the last 13
 items; 10,000 users, 19,246 items, 75,022 interactions), leave-one-out, full ranking over **all** items of the
@@ -59,16 +61,16 @@ from transformers import AutoModel, TrainerCallback
 sys.path.insert(0, str(Path(__file__).parent))
 from iisan_common import (  # noqa: E402
     MINILM_HUB_ID,
+    amazon_intervals,
     amazon_table,
     encode_top10,
     minilm_path,
-    per_user_values,
     tokenize_titles,
 )
 
 from hfgen.adapters import BackboneItemEncoder, BackboneItemEncoderConfig, IISANConfig, IISANModel  # noqa: E402
 from hfgen.data.recommendation import load_recommendation_data  # noqa: E402
-from hfgen.metrics.ranking import bootstrap_ci, hit_rate_at_k, mask_history, ndcg_at_k, target_ranks  # noqa: E402
+from hfgen.metrics.ranking import hit_rate_at_k, mask_history, ndcg_at_k, target_ranks  # noqa: E402
 from hfgen.models import SASRecConfig, SASRecModel  # noqa: E402
 from hfgen.results import write_record  # noqa: E402
 from hfgen.trainers.sequential_rec import SequentialRecCollator, SequentialRecConfig, SequentialRecTrainer  # noqa: E402
@@ -108,6 +110,13 @@ def evaluation_batch(dataset) -> dict[str, torch.Tensor]:
 def ranks_of(scores: torch.Tensor, batch: dict) -> torch.Tensor:
     """Target ranks with every history item masked (the candidates never depend on the label)."""
     return target_ranks(mask_history(scores.double(), batch["history"]), batch["labels"])
+
+
+def scorer_ranks(scorer, batch: dict, users_per_chunk: int = 1000) -> torch.Tensor:
+    """[`ranks_of`] the scores ``scorer(batch)`` of a training-free arm, a chunk of users at a time."""
+    chunks = ({k: v[i:i + users_per_chunk] for k, v in batch.items()}
+              for i in range(0, len(batch["labels"]), users_per_chunk))
+    return torch.cat([ranks_of(scorer(chunk), chunk) for chunk in chunks])
 
 
 # ---------------------------------------------------------------------------------- training-free arms
@@ -159,20 +168,21 @@ def item_knn_scores(similarity, popularity: torch.Tensor, batch: dict) -> torch.
 
 
 class BestEpoch(TrainerCallback):
-    """Training seconds per epoch (evaluation excluded); validation every epoch, the test set only when validation
+    """Training seconds per epoch (wall and process CPU; evaluation excluded); validation every epoch, the test set only when validation
     HR@10 improves (so the kept test ranks are the best-validation epoch's)."""
 
     def __init__(self, test_set):
-        self.epoch_seconds, self.valid_hr, self.test_ranks, self.best = [], [], None, None
+        self.epoch_seconds, self.epoch_cpu_seconds, self.valid_hr, self.test_ranks, self.best = [], [], [], None, None
         self.test_set, self.trainer = test_set, None
 
     def on_epoch_begin(self, args, state, control, **kw):
         _sync()
-        self._start = time.perf_counter()
+        self._start, self._cpu_start = time.perf_counter(), time.process_time()
 
     def on_epoch_end(self, args, state, control, **kw):
         _sync()
         self.epoch_seconds.append(time.perf_counter() - self._start)
+        self.epoch_cpu_seconds.append(time.process_time() - self._cpu_start)
 
     def on_evaluate(self, args, state, control, metrics=None, **kw):
         hr = metrics["eval_valid_hr@10"]
@@ -206,6 +216,7 @@ def train_and_test(item_encoder, splits, popularity, num_items: int, seed: int, 
             "valid_hr@10": watch.valid_hr[watch.best], "top10_ranks": encode_top10(ranks.tolist()),
             "lr": lr, "best_epoch": 1 + watch.best, "epochs_run": len(watch.valid_hr),
             "epoch_seconds": round(statistics.median(watch.epoch_seconds), 2),
+            "epoch_cpu_seconds": round(statistics.median(watch.epoch_cpu_seconds), 2),
             "run_seconds": round(time.perf_counter() - start, 1),
             "run_cpu_seconds": round(time.process_time() - cpu_start, 1),
             "trainable_params": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
@@ -218,7 +229,7 @@ def train_and_test(item_encoder, splits, popularity, num_items: int, seed: int, 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", required=True, help="Folder with items.tsv and users.tsv.")
-    p.add_argument("--users", type=int, default=1000,
+    p.add_argument("--users", type=int, default=4000,
                    help="Random subset of users (0: all 10,000); the item table stays the full one.")
     p.add_argument("--subset-seed", type=int, default=1234, help="Seed of the user subset (not a method seed).")
     p.add_argument("--preset", default="iisan", choices=["iisan", "none"],
@@ -226,9 +237,10 @@ def parse_args(argv=None):
     p.add_argument("--recipe", default="iisan", choices=["iisan", "hfgen"], help="SequentialRecConfig recipe.")
     p.add_argument("--arms", nargs="+", default=CPU_ARMS, choices=[*ARMS, "all"], help="Arms to run ('all': every arm).")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--epochs", type=int, default=20, help="Most epochs (early stopping may end sooner).")
-    p.add_argument("--patience", type=int, default=10, help="Early stopping: epochs without a validation gain.")
-    p.add_argument("--lr-grid", type=float, nargs="+", default=[1e-3],
+    p.add_argument("--epochs", type=int, default=15, help="Most epochs (early stopping may end sooner).")
+    p.add_argument("--patience", type=int, default=5,
+                   help="Early stopping: epochs without a validation gain (the official recipe: 10).")
+    p.add_argument("--lr-grid", type=float, nargs="+", default=[3e-4, 1e-3, 3e-3],
                    help="Learning rates (recommender and adapter/projection) each learned arm chooses from on "
                         "validation HR@10 at the first seed; one value: no tuning.")
     p.add_argument("--fft-lr", type=float, default=5e-5, help="Backbone learning rate of full fine-tuning (official).")
@@ -389,9 +401,9 @@ def main(argv=None) -> dict:
                "last-item": lambda b: last_item_scores(item_vectors, b),
                "item-knn": lambda b: item_knn_scores(similarity, popularity, b)}
     for key in [k for k in a.arms if k in TRAINING_FREE]:
-        ranks = ranks_of(scorers[key](test), test)
+        ranks = scorer_ranks(scorers[key], test)
         result = {"hr@10": hit_rate_at_k(ranks, 10), "ndcg@10": ndcg_at_k(ranks, 10),
-                  "valid_hr@10": hit_rate_at_k(ranks_of(scorers[key](valid), valid), 10),
+                  "valid_hr@10": hit_rate_at_k(scorer_ranks(scorers[key], valid), 10),
                   "top10_ranks": encode_top10(ranks.tolist())}
         for _ in a.seeds:
             add(key, result)
@@ -412,26 +424,26 @@ def main(argv=None) -> dict:
             save()
 
     settings["finished"] = True
-    figures = [write_figure(metrics, settings, a.figure)] if a.figure else []
+    settings["intervals"] = amazon_intervals(metrics, reference, a.bootstrap)
+    figures = [write_figure(settings, a.figure)] if a.figure else []
     record_path = save(figures)
     record = {"seeds": a.seeds, "settings": settings, "metrics": metrics, "path": str(record_path)}
     print(amazon_table(record))
     return record
 
 
-def write_figure(metrics: dict, settings: dict, path: str) -> str:
+def write_figure(settings: dict, path: str) -> str:
     """Bars of test HR@10 and NDCG@10 (x100) per arm with the hierarchical bootstrap 95% intervals."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = list(metrics)
+    intervals = settings["intervals"]["arms"]
+    names = list(intervals)
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     for axis, metric in zip(axes, ("hr", "ndcg")):
-        cis = [[100 * v for v in bootstrap_ci(per_user_values(metrics[n]["top10_ranks"], metric),
-                                               num_resamples=settings["bootstrap_resamples"], hierarchical=True)]
-               for n in names]
+        cis = [intervals[n][f"{metric}@10"] for n in names]
         axis.bar(names, [c[0] for c in cis], yerr=[[c[0] - c[1] for c in cis], [c[2] - c[0] for c in cis]], capsize=3)
         axis.set_ylabel(f"test {metric.upper()}@10 (×100), 95% interval")
         axis.tick_params(axis="x", rotation=30, labelsize=7)

@@ -45,11 +45,14 @@ def test_rec_amazon_records_every_arm_per_seed_and_per_user(tmp_path, load_scrip
     arms = list(script.ARMS.values())
     assert list(record["metrics"]) == [script.ARMS[k] for k in [*script.TRAINING_FREE, *script.LEARNED]]
     check_arms(record, arms, ["hr@10", "ndcg@10", "valid_hr@10"])
+    common = load_script("iisan_common")
     for arm in arms:
         codes = record["metrics"][arm]["top10_ranks"]
         assert len(codes) == 2 and all(len(c) == 20 for c in codes)
-        per_user = script.per_user_values(codes, "hr").mean(1).tolist()
-        assert per_user == pytest.approx(record["metrics"][arm]["hr@10"])
+    assert common.inconsistent_arms(record["metrics"]) == []
+    intervals = record["settings"]["intervals"]  # the hierarchical bootstrap of the per-user values, as stored
+    assert intervals == common.amazon_intervals(record["metrics"], "IISAN (cached)", 200)
+    assert set(intervals["arms"]) == set(arms) and set(intervals["paired"]) == set(arms) - {"IISAN (cached)"}
     for key in script.LEARNED:
         values = record["metrics"][script.ARMS[key]]
         assert values["epochs_run"] == [1, 1] and values["lr"][0] == values["lr"][1] in (1e-3, 3e-3)
@@ -62,9 +65,13 @@ def test_rec_amazon_records_every_arm_per_seed_and_per_user(tmp_path, load_scrip
     # cached and uncached IISAN are the same model: same seed, same data -> the same test ranks
     assert (record["metrics"]["IISAN (cached)"]["top10_ranks"]
             == record["metrics"]["IISAN (uncached)"]["top10_ranks"])
-    rendered = load_script("collect_results").RENDERERS["iisan/amazon"](record, {})
+    render = load_script("collect_results").RENDERERS["iisan/amazon"]
+    rendered = render(record, {})
     assert all(arm in rendered for arm in arms) and "Paired differences IISAN (cached)" in rendered
-    assert out["metrics"] == record["metrics"]
+    assert "Inconsistent" not in rendered and out["metrics"] == record["metrics"]
+    code = record["metrics"]["Popularity"]["top10_ranks"][0]  # an edited per-user rank shows in the rendered block
+    record["metrics"]["Popularity"]["top10_ranks"][0] = ("1" if code[0] == "." else ".") + code[1:]
+    assert "Inconsistent record" in render(record, {})
 
 
 def test_bench_rec_records_every_arm_per_repeat_with_ratios_to_fft(tmp_path, load_script):
@@ -74,7 +81,8 @@ def test_bench_rec_records_every_arm_per_repeat_with_ratios_to_fft(tmp_path, loa
     record = read_record(tmp_path / "iisan" / "bench_efficiency.json")
     arms = [a for a, tuning in script.ARMS.items() if tuning is None or tuning in script.TUNINGS]
     assert list(record["metrics"]) == arms and {"Full fine-tuning", "LoRA", "IISAN (uncached)", "IISAN (cached)"} <= set(arms)
-    check_arms(record, arms, ["step_seconds", "memory_bytes", "trainable_params", "time_ratio_to_fft",
+    check_arms(record, arms, ["step_seconds", "step_cpu_seconds", "memory_bytes", "trainable_params",
+                              "time_ratio_to_fft", "cpu_time_ratio_to_fft",
                               "memory_ratio_to_fft", "params_ratio_to_fft"])
     assert record["metrics"]["Full fine-tuning"]["time_ratio_to_fft"] == [1.0, 1.0, 1.0]
     assert record["settings"]["threads"] == record["torch_threads"] and len(record["settings"]["cache_seconds"]) == 3
