@@ -260,7 +260,7 @@ def parse_args(argv=None):
                                                   "'' for none).")
     a = p.parse_args(argv)
     if a.figure is None:
-        a.figure = f"docs/figures/iisan_{a.name}.png"
+        a.figure = str(Path(__file__).resolve().parent.parent / "docs" / "figures" / f"iisan_{a.name}.png")
     if "all" in a.arms:
         a.arms = list(ARMS)
     for name in ("epochs", "batch_size", "max_seq_len", "title_len", "bootstrap"):
