@@ -125,18 +125,25 @@ def _ci(values: torch.Tensor, resamples: int) -> list[float]:
     return [round(100 * v, 4) for v in bootstrap_ci(values, num_resamples=resamples, hierarchical=True)]
 
 
-def amazon_intervals(metrics: dict, reference: str, resamples: int) -> dict:
-    """``{"arms": {arm: {"hr@10": [mean, low, high]}}, "paired": {arm: ...}}`` (x100): the hierarchical bootstrap
-    95% interval (``bootstrap_ci(..., hierarchical=True)``: seeds, then users) of every arm's per-user test HR@10 and
-    NDCG@10, and of the per-user differences ``reference - arm`` (seeds paired by index), from the per-seed top-10
-    rank codes. The run stores it in its record, so that rendering needs no resampling."""
+def amazon_intervals(metrics: dict, reference: str, resamples: int, groups: dict[str, str] | None = None) -> dict:
+    """``{"arms": {arm: {"hr@10": [mean, low, high]}}, "paired": {arm: ...}, "subgroups": {group: {arm: ...}}}``
+    (x100): the hierarchical bootstrap 95% interval (``bootstrap_ci(..., hierarchical=True)``: seeds, then users) of
+    every arm's per-user test HR@10 and NDCG@10, of the per-user differences ``reference - arm`` (seeds paired by
+    index), and of every arm within each user group of ``groups`` (name -> one ``"1"``/``"0"`` per user), from the
+    per-seed top-10 rank codes. The run stores it in its record, so that rendering needs no resampling."""
     values = {arm: {m: per_user_values(v["top10_ranks"], m) for m in ("hr", "ndcg")} for arm, v in metrics.items()}
-    out = {"arms": {arm: {f"{m}@10": _ci(v[m], resamples) for m in v} for arm, v in values.items()}, "paired": {}}
+    out = {"arms": {arm: {f"{m}@10": _ci(v[m], resamples) for m in v} for arm, v in values.items()}, "paired": {},
+           "subgroups": {}}
     if reference in values:
         for arm in values:
             if arm != reference:
                 out["paired"][arm] = {f"{m}@10": _ci(values[reference][m] - values[arm][m], resamples)
                                       for m in ("hr", "ndcg")}
+    for group, flags in (groups or {}).items():
+        members = torch.tensor([c == "1" for c in flags])
+        if members.any():
+            out["subgroups"][group] = {"users": int(members.sum()), "arms": {
+                arm: {f"{m}@10": _ci(v[m][:, members], resamples) for m in v} for arm, v in values.items()}}
     return out
 
 
@@ -202,6 +209,16 @@ def amazon_table(record: dict) -> str:
         for arm, diff in intervals["paired"].items():
             lines.append(f"| {arm} | " + " | ".join(f"{_fmt(diff[m])} → {_verdict(diff[m], reference)}"
                                                     for m in ("hr@10", "ndcg@10")) + " |")
+    if intervals and intervals.get("subgroups"):
+        groups = intervals["subgroups"]
+        lines += ["", "By user group (×100, 95% hierarchical bootstrap interval within the group; \"repeated title\": "
+                  "the test item has the title of one of the user's history items, under another id):", "",
+                  "| arm | " + " | ".join(f"{m} — {g} ({v['users']:,} users)" for g, v in groups.items()
+                                         for m in ("HR@10", "NDCG@10")) + " |",
+                  "|---|" + "---|" * (2 * len(groups))]
+        for arm in metrics:
+            lines.append(f"| {arm} | " + " | ".join(_fmt(v["arms"][arm][m]) for v in groups.values()
+                                                   for m in ("hr@10", "ndcg@10")) + " |")
     arms_of: dict[str, list[str]] = {}
     for arm, budget in s["budget"].items():
         arms_of.setdefault(budget, []).append(arm)

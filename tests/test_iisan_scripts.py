@@ -51,8 +51,11 @@ def test_rec_amazon_records_every_arm_per_seed_and_per_user(tmp_path, load_scrip
         assert len(codes) == 2 and all(len(c) == 20 for c in codes)
     assert common.inconsistent_arms(record["metrics"]) == []
     intervals = record["settings"]["intervals"]  # the hierarchical bootstrap of the per-user values, as stored
-    assert intervals == common.amazon_intervals(record["metrics"], "IISAN (cached)", 200)
+    groups = script.title_repeat_groups(script.user_subset(
+        script.load_recommendation_data(tmp_path / "data", preset="iisan"), 20, 1234))
+    assert intervals == common.amazon_intervals(record["metrics"], "IISAN (cached)", 200, groups)
     assert set(intervals["arms"]) == set(arms) and set(intervals["paired"]) == set(arms) - {"IISAN (cached)"}
+    assert sum(g["users"] for g in intervals["subgroups"].values()) == 20
     for key in script.LEARNED:
         values = record["metrics"][script.ARMS[key]]
         assert values["epochs_run"] == [1, 1] and values["lr"][0] == values["lr"][1] in (1e-3, 3e-3)
@@ -139,3 +142,13 @@ def test_user_subset_keeps_every_item_a_candidate(load_script):
     assert script.user_subset(data, 0, seed=5) is data
     with pytest.raises(ValueError, match="--users"):
         script.user_subset(data, -1, seed=5)
+
+
+def test_title_repeat_groups_split_users_by_a_test_item_that_repeats_a_history_title(load_script):
+    from hfgen.data.recommendation import RecommendationData
+
+    script = load_script("rec_amazon")
+    data = RecommendationData(item_ids=["<pad>", "a", "a2", "b", "c"], titles=["", "Red Strap", "red strap ", "Cable",
+                                                                              "Drum"],
+                              sequences=[[1, 3, 2], [1, 3, 4]], user_ids=["x", "y"])
+    assert list(script.title_repeat_groups(data).values()) == ["10", "01"]
