@@ -269,6 +269,31 @@ def render_discrete_samplers(record: dict, records: dict[str, dict]) -> str:
     return table(record) + "\n\n" + provenance(record) + "\n"
 
 
+def _iisan_table(function: str, record: dict) -> str:
+    """A table that ``scripts/iisan_common.py`` defines (the IISAN scripts print the same one), with provenance."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import iisan_common
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    return getattr(iisan_common, function)(record) + "\n\n" + provenance(record) + "\n"
+
+
+@renderer("iisan/amazon")
+@renderer("iisan/amazon_full")
+def render_iisan_amazon(record: dict, records: dict[str, dict]) -> str:
+    """IISAN and the baselines on Amazon Instruments: hierarchical bootstrap intervals (seeds, then users) and the
+    paired per-user differences to IISAN, from the per-seed, per-user ranks of the record."""
+    return _iisan_table("amazon_table", record)
+
+
+@renderer("iisan/bench_efficiency")
+def render_iisan_bench_efficiency(record: dict, records: dict[str, dict]) -> str:
+    """Step time, training memory and trainable parameters per arm: median [min, max] over repeats, and ratios to
+    full fine-tuning."""
+    return _iisan_table("efficiency_table", record)
+
+
 FIDELITY_HEAD = "| method | comparison | max abs diff | max rel diff | note |\n|---|---|---|---|---|"
 
 
