@@ -36,6 +36,11 @@ else goes through public methods and callbacks, and no module global is swapped)
   training state (an EMA, a buffered rollout) must be in the checkpoint before ``trainer_state.json`` marks it
   complete and be restored before the first resumed step; no callback event falls between those points (TRL's
   ``GRPOTrainer`` overrides the same method for the same reason).
+
+A trainer adds its own state through ``checkpointed_modules`` / ``save_training_state`` / ``load_training_state``,
+never by overriding these. Beyond them only NFT overrides private methods, the hooks TRL's ``GRPOTrainer`` offers its
+subclasses (``_compute_loss``, ``_generate_and_score_completions``, ``_calculate_rewards``) and ``_get_train_sampler``
+(its sampler made resumable), documented in ``nft/nft_trainer.py``.
 """
 
 from __future__ import annotations
