@@ -1,16 +1,120 @@
-"""Checks of arguments that are not plain numbers (those are [`hfgen.guards.check_arguments`]'s): paths and repo
-ids, tensors, token ids, data sets, models. Each raises a ``ValueError`` / ``TypeError`` naming the argument, and
-is cheap enough to run once at the start of a call, before any expensive work.
+"""Checks of arguments, each raising a ``ValueError`` / ``TypeError`` that names the argument, cheap enough to run
+once at the start of a call, before any expensive work: plain numbers, flags and strings by annotation
+([`check_numeric_fields`] for a config's fields, [`check_arguments`] for a function's parameters), then paths and repo
+ids, tensors, token ids, data sets and models.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import math
+import numbers
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
+
+
+def _value_problem(name: str, kind: str, value, optional: bool):
+    """A ``TypeError``/``ValueError`` naming ``name`` if ``value`` is not a valid ``kind`` (int, float, bool, str)."""
+    if value is None and optional:
+        return None
+    if kind == "bool":
+        if not isinstance(value, bool) and not (hasattr(value, "dtype") and str(getattr(value, "dtype", "")) == "bool"):
+            return TypeError(f"`{name}` must be True or False, got {value!r} of type {type(value).__name__}.")
+        return None
+    if kind == "str":
+        if not isinstance(value, str):
+            return TypeError(f"`{name}` must be a string, got {value!r} of type {type(value).__name__}.")
+        return None
+    wanted = numbers.Integral if kind == "int" else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, wanted):
+        what = "an integer" if kind == "int" else "a number"
+        return TypeError(f"`{name}` must be {what} ({kind}), got {value!r} of type {type(value).__name__}.")
+    if not math.isfinite(value):
+        return ValueError(f"`{name}` must be finite, got {value!r}.")
+    return None
+
+
+def _annotation_kind(annotation) -> tuple[str | None, bool]:
+    """(``int``/``float``/``bool``/``str`` or ``None`` for anything else, whether ``None`` is allowed).
+
+    ``annotation`` is a string (``from __future__ import annotations``) or a resolved type: ``HfArgumentParser``
+    replaces a dataclass's string annotations with the types they name."""
+    import types
+    import typing
+
+    if isinstance(annotation, str):
+        text = annotation.replace("typing.", "").replace("Optional[", "").replace("]", "|None").replace(" ", "")
+        parts = [p for p in text.split("|") if p]
+    else:
+        union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+        members = typing.get_args(annotation) if union else (annotation,)
+        parts = ["None" if m is type(None) else getattr(m, "__name__", str(m)) for m in members]
+    optional = "None" in parts or "NoneType" in parts
+    parts = [p for p in parts if p not in ("None", "NoneType")]
+    if parts in (["int"], ["bool"], ["str"], ["float"]):
+        return parts[0], optional
+    if sorted(parts) == ["float", "int"]:
+        return "float", optional
+    return None, optional
+
+
+@functools.cache
+def _declared_types(cls: type) -> dict:
+    """The annotations as the class declares them (``HfArgumentParser`` rewrites ``dataclasses.fields(...).type``,
+    dropping ``| None``, so the field objects cannot be trusted after a config was parsed from the command line)."""
+    import typing
+
+    try:
+        return typing.get_type_hints(cls)
+    except Exception:  # an annotation that does not evaluate here: fall back to the field objects
+        return {}
+
+
+def check_numeric_fields(config, base: type) -> None:
+    """Refuse a wrongly typed value (``TypeError``) or a NaN/infinity (``ValueError``) in ``config``'s own fields.
+
+    ``config`` is a dataclass config; the fields it declares beyond ``base``'s (e.g. ``TrainingArguments``)
+    whose annotation is ``int``, ``float``, ``bool`` or ``str`` (optionally ``| None``) are checked, naming the
+    field: a bool is not an integer size, a string is not a number, ``2`` is not a flag. Range checks stay in each
+    config's ``__post_init__``; this runs first so that they see real numbers.
+    """
+    import dataclasses
+
+    inherited = {f.name for f in dataclasses.fields(base)} if dataclasses.is_dataclass(base) else set()
+    hints = _declared_types(type(config))
+    for f in dataclasses.fields(config):
+        if f.name in inherited and f.name not in type(config).__dict__.get("__annotations__", {}):
+            continue
+        kind, optional = _annotation_kind(hints.get(f.name, f.type))
+        if kind is None:
+            continue
+        error = _value_problem(f.name, kind, getattr(config, f.name), optional)
+        if error is not None:
+            raise error
+
+
+def check_arguments(function, values: dict) -> None:
+    """Refuse wrongly typed or non-finite arguments of ``function`` (a constructor or ``__call__``), by annotation.
+
+    Call it first in the body with ``locals()``: every parameter annotated ``int``, ``float``, ``bool`` or ``str``
+    (optionally ``| None``, or with a ``None`` default) is checked as [`check_numeric_fields`] does, naming it.
+    Generated from the signature, so a new argument is checked as soon as it is added.
+    """
+    import inspect
+
+    for name, param in inspect.signature(function).parameters.items():
+        if name not in values or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        kind, optional = _annotation_kind(param.annotation)
+        if kind is None:
+            continue
+        error = _value_problem(name, kind, values[name], optional or param.default is None)
+        if error is not None:
+            raise error
 
 
 def check_text(name: str, value: Any, what: str = "a path or Hub repo id") -> str:

@@ -173,7 +173,7 @@ def test_iisan_training_step_on_cached_states_copies_nothing_between_host_and_de
 
 def test_reference_models_sharded_with_a_device_map_are_not_moved():
     from hfgen.testing.tiny_models import tiny_llama
-    from hfgen.trainers.base import to_training_device
+    from hfgen.trainers.utils import to_training_device
 
     sharded, plain = tiny_llama(), tiny_llama()
     sharded.hf_device_map = {"": "meta"}  # as from_pretrained(..., device_map=...) records it

@@ -389,6 +389,6 @@ def test_ema_of_the_weights_is_updated_checkpointed_and_validated(tmp_path):
     for e, p in zip(expected, trainer.ema_model.parameters()):
         torch.testing.assert_close(p, e)
     assert not any(p.requires_grad for p in trainer.ema_model.parameters())
-    assert (tmp_path / "out" / "checkpoint-2" / "gft_ema.safetensors").is_file()  # restored on resume (guards)
+    assert (tmp_path / "out" / "checkpoint-2" / "gft_ema.safetensors").is_file()  # restored on resume (checkpointing)
     with pytest.raises(ValueError, match="ema_decay"):
         config(tmp_path, ema_decay=1.5)

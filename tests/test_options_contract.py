@@ -24,7 +24,7 @@ CONTRACTS = [
     ("hfgen.trainers.masked_diffusion.masked_diffusion_config", "MaskedDiffusionConfig", "MASKED_DIFFUSION_OPTIONS",
      TrainingArguments),
     ("hfgen.trainers.consistency_bridge.bridge_config", "BridgeConfig", "BRIDGE_OPTIONS", TrainingArguments),
-    ("hfgen.trainers.consistency_bridge.bridge_config", "ConsistencyBridgeConfig", "BRIDGE_OPTIONS",
+    ("hfgen.trainers.consistency_bridge.consistency_bridge_config", "ConsistencyBridgeConfig", "BRIDGE_OPTIONS",
      TrainingArguments),
     ("hfgen.trainers.consistency_distillation.consistency_distillation_config", "ConsistencyDistillationConfig",
      "CONSISTENCY_DISTILLATION_OPTIONS", TrainingArguments),

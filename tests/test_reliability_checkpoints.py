@@ -14,7 +14,7 @@ import logging
 import pytest
 from test_reliability_saving import tiny_trainer, truncate
 
-from hfgen.guards import checkpoint_problem, last_complete_checkpoint
+from hfgen.trainers.checkpointing import checkpoint_problem, last_complete_checkpoint
 
 
 def _edit_step(path):
@@ -57,7 +57,7 @@ def test_resume_falls_back_to_the_newest_intact_checkpoint_naming_the_damaged_fi
     DAMAGE[name](out / "checkpoint-3" / name)
     problem = checkpoint_problem(out / "checkpoint-3")
     assert problem is not None and name in problem, problem
-    with caplog.at_level(logging.WARNING, logger="hfgen.guards"):
+    with caplog.at_level(logging.WARNING, logger="hfgen.trainers.checkpointing"):
         assert last_complete_checkpoint(out) == str(out / "checkpoint-2")
     assert "checkpoint-3" in caplog.text and name in caplog.text
 

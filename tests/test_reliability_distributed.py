@@ -112,8 +112,8 @@ def two_process_runs(tmp_path_factory):
 @pytest.mark.slow  # one torchrun job for the 7 trainers: ~40 s on 2 shared cores
 @pytest.mark.parametrize("name", OTHERS)
 def test_every_trainer_trains_checkpoints_and_resumes_under_two_processes(two_process_runs, name):
-    from hfgen.guards import checkpoint_problem
     from hfgen.hub import CHECKSUMS_NAME
+    from hfgen.trainers.checkpointing import checkpoint_problem
 
     out = two_process_runs / name
     info = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]

@@ -23,9 +23,9 @@ import torch
 
 import hfgen
 import hfgen.hub
-from hfgen.guards import checkpoint_problem, last_complete_checkpoint
 from hfgen.hub import STAGING_PREFIX
 from hfgen.testing.tiny_models import tiny_unet2d
+from hfgen.trainers.checkpointing import checkpoint_problem, last_complete_checkpoint
 
 # ------------------------------------------------------------------------------------ artifacts
 
@@ -417,8 +417,8 @@ def bridge_trainer(tmp_path, cls, **kwargs):
                                                   ("bridge", float("nan"))])
 def test_a_non_finite_loss_stops_training_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path, trainer_name,
                                                                                                value):
-    from hfgen.guards import NonFiniteLossError
     from hfgen.trainers import BridgeTrainer, MaskedDiffusionTrainer
+    from hfgen.trainers.checkpointing import NonFiniteLossError
 
     settings = dict(max_steps=6, save_steps=2, logging_steps=1)
     if trainer_name == "masked_diffusion":

@@ -1,7 +1,8 @@
 """What every hfgen trainer shares, written once (TRL's `_BaseTrainer` pattern).
 
 [`HfgenTrainerMixin`] goes first among a trainer's bases (``class DDOTrainer(HfgenTrainerMixin, Trainer)``). It
-holds the guards of [`~hfgen.guards.GuardedTrainerMixin`] (non-finite loss, atomic saves, checked resume) and:
+holds [`~hfgen.trainers.checkpointing.CheckpointingMixin`] (non-finite loss, atomic saves, checksummed checkpoints,
+checked resume) and:
 
 - ``create_model_card(model_name, dataset_name, tags)`` with TRL's signature, rendering the card of the trainer's
   method (``method_name``; paper, citation and tags come from its manifest ``hfgen/methods/<name>.py``);
@@ -10,23 +11,43 @@ holds the guards of [`~hfgen.guards.GuardedTrainerMixin`] (non-finite loss, atom
   any other model with its own ``save_pretrained`` at the top of the folder. Checkpoints are reloaded from the
   same layout, strictly (every weight matched), so a resumed run and [`~transformers.Trainer.load_best_model_at_end`]
   read exactly what was written;
-- the arguments as ``training_args.json`` (never the pickled ``training_args.bin``, which neither a save nor a Hub
-  push writes);
+- the arguments as ``training_args.json`` (never the pickled ``training_args.bin``), and Hub pushes
+  (``push_to_hub``, the checkpoint pushes of ``push_to_hub=True``) that upload no pickle ([`PICKLE_PATTERNS`]);
 - metrics per mode (``self._metrics["train" | "eval"][name]`` lists, as TRL's trainers keep them), averaged into
-  one ``log`` call of the same mode, so evaluation metrics never reach a training log;
+  one ``log`` call of the same mode, so evaluation metrics never reach a training log (a TRL trainer below, which
+  keeps and logs them itself, keeps its own ``log`` and ``prediction_step``);
 - a default ``prediction_step`` that returns the loss (for trainers with no logits to gather);
 - [`check_args`], the argument check every trainer starts with;
 - ``peft_config=`` as TRL trainers take it: a transformers model is wrapped with ``peft.get_peft_model``, a
   Diffusers model that supports adapters gets ``model.add_adapter(peft_config)``; saves and checkpoints then hold
   the adapter only (``adapter_model.safetensors`` for [`~peft.PeftModel.from_pretrained`], Diffusers'
   ``pytorch_lora_weights.safetensors`` for ``load_lora_adapter``), and resume restores it.
+
+Private ``transformers.Trainer`` methods overridden (the whole list, here and in ``checkpointing.py``; everything
+else goes through public methods and callbacks, and no module global is swapped):
+
+- ``_save``: hfgen's saving layout and ``training_args.json``; the one method ``save_model`` calls with the state
+  dict already gathered (FSDP, DeepSpeed), and transformers' own version pickles the arguments with ``torch.save``.
+- ``_load_from_checkpoint``: reads that layout back on resume; transformers' version knows only its own file names.
+- ``_load_best_model``: the same for ``load_best_model_at_end``, which transformers loads with its own file names.
+- ``_push_from_checkpoint``: the checkpoint pushes of ``push_to_hub=True``; transformers' version pickles the
+  arguments and uploads the optimizer, scheduler and RNG pickles, and ``_save_checkpoint`` calls it directly.
+- ``_save_optimizer_and_scheduler`` / ``_load_optimizer_and_scheduler`` (``checkpointing.py``): a trainer's extra
+  training state (an EMA, a buffered rollout) must be in the checkpoint before ``trainer_state.json`` marks it
+  complete and be restored before the first resumed step; no callback event falls between those points (TRL's
+  ``GRPOTrainer`` overrides the same method for the same reason).
+
+A trainer adds its own state through ``checkpointed_modules`` / ``save_training_state`` / ``load_training_state``,
+never by overriding these. Beyond them only NFT overrides private methods, the hooks TRL's ``GRPOTrainer`` offers its
+subclasses (``_compute_loss``, ``_generate_and_score_completions``, ``_calculate_rewards``) and ``_get_train_sampler``
+(its sampler made resumable), documented in ``nft/nft_trainer.py``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import os
+import shutil
 import warnings
 from collections import defaultdict
 from pathlib import Path
@@ -34,12 +55,17 @@ from typing import Any
 
 import torch
 from accelerate.utils import is_peft_model
-from transformers import PreTrainedModel, TrainingArguments
+from transformers import PreTrainedModel, Trainer, TrainingArguments
 
-from hfgen.guards import GuardedTrainerMixin
+from hfgen.hub import CHECKSUMS_NAME, PICKLE_SUFFIXES, write_checksums
+
+from .checkpointing import CheckpointingMixin, committed_save
+from .utils import add_adapter, is_adapted_diffusers_model
 
 TRAINING_ARGS_JSON = "training_args.json"
-
+DIFFUSERS_LORA_NAME = "pytorch_lora_weights.safetensors"
+# never uploaded by a trainer's Hub pushes: pickles (a checkpoint's optimizer/scheduler/RNG state, `*.bin`)
+PICKLE_PATTERNS = ["*" + suffix for suffix in PICKLE_SUFFIXES]
 
 # inside a save_model call: the folders whose card waits until the weights are committed
 _PENDING_CARDS: contextvars.ContextVar[list | None] = contextvars.ContextVar("hfgen_pending_cards", default=None)
@@ -56,88 +82,9 @@ def check_args(args, config_class: type, default_output_dir: str | None = None):
     return args
 
 
-def to_training_device(model, device):
-    """``model`` moved to the training ``device``, unless it is sharded with ``device_map`` (``hf_device_map`` set):
-    such a model already sits on its devices, and ``.to`` would break (or undo) the sharding."""
-    if getattr(model, "hf_device_map", None):
-        return model
-    return model.to(device)
-
-
 def save_training_args(args: TrainingArguments, folder: str | os.PathLike) -> None:
     """Write ``args`` as ``training_args.json`` (``TrainingArguments.to_json_string``, tokens redacted)."""
     Path(folder, TRAINING_ARGS_JSON).write_text(args.to_json_string(), encoding="utf-8")
-
-
-@contextlib.contextmanager
-def _training_args_as_json():
-    """Inside, ``transformers.Trainer``'s ``torch.save(args, ".../training_args.bin")`` writes JSON instead."""
-    import transformers.trainer as trainer_module
-
-    torch_save = trainer_module.torch.save
-
-    def save(obj, f, *args, **kwargs):
-        if isinstance(obj, TrainingArguments) and isinstance(f, str | os.PathLike):
-            return save_training_args(obj, os.path.dirname(f))
-        return torch_save(obj, f, *args, **kwargs)
-
-    trainer_module.torch.save = save
-    try:
-        yield
-    finally:
-        trainer_module.torch.save = torch_save
-
-
-# never uploaded by a trainer's Hub pushes: pickles (a checkpoint's optimizer/scheduler/RNG state, `*.bin`)
-PICKLE_PATTERNS = ["*.bin", "*.pt", "*.pth", "*.pkl", "*.pickle", "*.ckpt"]
-
-
-@contextlib.contextmanager
-def _no_pickle_uploads():
-    """Inside, ``transformers.Trainer``'s Hub uploads (``push_to_hub``, checkpoint pushes) skip every pickle:
-    ``hub_strategy="checkpoint"`` would otherwise upload ``optimizer.pt``, ``scheduler.pt`` and ``rng_state.pth``."""
-    import transformers.trainer as trainer_module
-
-    hf_api = trainer_module.hf_api
-
-    class NoPickleApi:
-        def __init__(self, api):
-            self._api = api
-
-        def __getattr__(self, name):
-            return getattr(self._api, name)
-
-        def upload_folder(self, *args, ignore_patterns=None, **kwargs):
-            ignore = [ignore_patterns] if isinstance(ignore_patterns, str) else list(ignore_patterns or [])
-            return self._api.upload_folder(*args, ignore_patterns=ignore + PICKLE_PATTERNS, **kwargs)
-
-    trainer_module.hf_api = lambda *args, **kwargs: NoPickleApi(hf_api(*args, **kwargs))
-    try:
-        yield
-    finally:
-        trainer_module.hf_api = hf_api
-
-
-DIFFUSERS_LORA_NAME = "pytorch_lora_weights.safetensors"
-
-
-def _is_adapted_diffusers_model(model) -> bool:
-    return not isinstance(model, PreTrainedModel) and hasattr(model, "save_lora_adapter") and bool(
-        getattr(model, "peft_config", None))
-
-
-def _add_adapter(model, peft_config):
-    """``model`` with a PEFT adapter: ``get_peft_model`` for a transformers model, ``add_adapter`` (in place) for a
-    Diffusers model; a ``ValueError`` naming ``peft_config`` for a model that supports neither."""
-    if isinstance(model, PreTrainedModel):
-        from peft import get_peft_model
-
-        return get_peft_model(model, peft_config)
-    if hasattr(model, "add_adapter") and hasattr(model, "save_lora_adapter"):
-        model.add_adapter(peft_config)
-        return model
-    raise ValueError(f"`peft_config` needs a transformers model or a Diffusers model with adapter support "
-                     f"(PeftAdapterMixin, e.g. UNet2DConditionModel); {type(model).__name__} has neither.")
 
 
 def _hub_id(name: str | None) -> str | None:
@@ -166,7 +113,29 @@ def _check_activation_checkpointing(model, args) -> None:
                      "and leave the argument False.")
 
 
-class HfgenTrainerMixin(GuardedTrainerMixin):
+def _checkpoint_model_files(checkpoint_folder: str) -> list[str]:
+    """What a checkpoint push copies to ``output_dir`` (transformers' list, safetensors only): the config, the
+    generation config, the weights (and their shards) and a PEFT adapter."""
+    import json
+
+    from transformers.utils import (
+        ADAPTER_CONFIG_NAME,
+        ADAPTER_SAFE_WEIGHTS_NAME,
+        CONFIG_NAME,
+        GENERATION_CONFIG_NAME,
+        SAFE_WEIGHTS_INDEX_NAME,
+        SAFE_WEIGHTS_NAME,
+    )
+
+    names = [CONFIG_NAME, GENERATION_CONFIG_NAME, SAFE_WEIGHTS_NAME, ADAPTER_CONFIG_NAME, ADAPTER_SAFE_WEIGHTS_NAME]
+    index = os.path.join(checkpoint_folder, SAFE_WEIGHTS_INDEX_NAME)
+    if os.path.isfile(index):
+        with open(index, encoding="utf-8") as f:
+            names += [SAFE_WEIGHTS_INDEX_NAME, *sorted(set(json.load(f)["weight_map"].values()))]
+    return [name for name in names if os.path.isfile(os.path.join(checkpoint_folder, name))]
+
+
+class HfgenTrainerMixin(CheckpointingMixin):
     """Model cards, saving and loading, ``training_args`` as JSON, metrics per mode and a loss-returning
     ``prediction_step`` for a ``transformers.Trainer`` (or TRL trainer) subclass.
 
@@ -196,9 +165,9 @@ class HfgenTrainerMixin(GuardedTrainerMixin):
             peft_config = kwargs.pop("peft_config")
             if peft_config is not None:
                 if "model" in kwargs:
-                    kwargs["model"] = _add_adapter(kwargs["model"], peft_config)
+                    kwargs["model"] = add_adapter(kwargs["model"], peft_config)
                 else:
-                    args = (_add_adapter(args[0], peft_config), *args[1:])
+                    args = (add_adapter(args[0], peft_config), *args[1:])
         super().__init__(*args, **kwargs)
         from hfgen.validation import check_not_empty
 
@@ -225,12 +194,16 @@ class HfgenTrainerMixin(GuardedTrainerMixin):
             warnings.warn(f"{type(self).__name__}: {problem}; saves will hold the weights but no model card.",
                           stacklevel=3)
 
+    @classmethod
+    def _library_trainer(cls) -> type:
+        """The transformers or TRL trainer class below the mixins (``Trainer``, ``GRPOTrainer``, ...)."""
+        return next(c for c in cls.__mro__ if c.__module__.startswith(("transformers.", "trl.")))
+
     def _library_takes_peft_config(self) -> bool:
         """Whether the library trainer below accepts ``peft_config`` itself (TRL's do)."""
         import inspect
 
-        library = next(c for c in type(self).__mro__ if c.__module__.startswith(("transformers.", "trl.")))
-        return "peft_config" in inspect.signature(library.__init__).parameters
+        return "peft_config" in inspect.signature(self._library_trainer().__init__).parameters
 
     # ------------------------------------------------------------------------------------------- metrics
 
@@ -238,7 +211,10 @@ class HfgenTrainerMixin(GuardedTrainerMixin):
         """Add the averages of this mode's recorded metrics (``eval_``-prefixed in evaluation), then log once.
 
         A recorded value may be a float or a 0-dim tensor left on the device: a training step then never waits for
-        the device to report a metric, and each average is read back once, here, at logging time."""
+        the device to report a metric, and each average is read back once, here, at logging time. A TRL trainer
+        below that averages its own ``_metrics`` (``GRPOTrainer``) logs them its way."""
+        if self._library_trainer().log is not Trainer.log:
+            return super().log(logs, start_time)
         mode = "train" if self.model.training else "eval"
         metrics = {key: float(sum(values) / len(values)) for key, values in self._metrics[mode].items() if values}
         if mode == "eval":
@@ -247,7 +223,10 @@ class HfgenTrainerMixin(GuardedTrainerMixin):
         self._metrics[mode].clear()
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-        """Evaluation reports the training loss on the eval batch (there are no logits to gather)."""
+        """Evaluation reports the training loss on the eval batch (there are no logits to gather); a TRL trainer
+        below with its own ``prediction_step`` (``GRPOTrainer``) evaluates its way."""
+        if self._library_trainer().prediction_step is not Trainer.prediction_step:
+            return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
         inputs = self._prepare_inputs(inputs)
         with torch.no_grad():
             loss = self.compute_loss(model, inputs)
@@ -266,15 +245,14 @@ class HfgenTrainerMixin(GuardedTrainerMixin):
         output_dir = output_dir if output_dir is not None else self.args.output_dir
         pipeline = self.pipeline()
         model = self.accelerator.unwrap_model(self.model)
-        if _is_adapted_diffusers_model(model):  # the adapter only, in Diffusers' LoRA format
+        if is_adapted_diffusers_model(model):  # the adapter only, in Diffusers' LoRA format
             if not self.args.should_save:
                 return
             os.makedirs(output_dir, exist_ok=True)
             model.save_lora_adapter(output_dir, safe_serialization=True)
         elif pipeline is None and (isinstance(model, PreTrainedModel) or is_peft_model(model)
                                    or not hasattr(model, "save_pretrained")):
-            with _training_args_as_json():  # transformers' own saving (PEFT adapters, sharded weights, tokenizer)
-                super()._save(output_dir, state_dict=state_dict)
+            self._save_transformers_model(output_dir, state_dict)
             if not self.args.should_save:
                 return
         else:
@@ -290,18 +268,51 @@ class HfgenTrainerMixin(GuardedTrainerMixin):
         else:  # inside save_model: written once the weights are committed
             pending.append(output_dir)
 
+    def _save_transformers_model(self, output_dir: str, state_dict: dict | None) -> None:
+        """What ``Trainer._save`` writes but the pickled arguments: ``save_pretrained`` of a transformers or PEFT model
+        (sharded weights, adapters; every rank joins when the model was sharded at load time), else the bare state
+        dict as ``model.safetensors``; then the tokenizer."""
+        import safetensors.torch
+        from transformers.utils import SAFE_WEIGHTS_NAME
+
+        should_save = self.args.should_save
+        if not should_save and not getattr(self, "is_distributed_loading_by_transformers", False):
+            return
+        if should_save:
+            os.makedirs(output_dir, exist_ok=True)
+        unwrapped = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
+        if isinstance(self.model, PreTrainedModel) or is_peft_model(self.model):
+            self.model.save_pretrained(output_dir, state_dict=state_dict, is_main_process=should_save)
+        elif isinstance(unwrapped, PreTrainedModel) or is_peft_model(unwrapped):
+            state_dict = self.model.state_dict() if state_dict is None else state_dict
+            unwrapped.save_pretrained(output_dir, state_dict=state_dict, is_main_process=should_save)
+        elif should_save:
+            state_dict = self.model.state_dict() if state_dict is None else state_dict
+            safetensors.torch.save_file(state_dict, os.path.join(output_dir, SAFE_WEIGHTS_NAME), metadata={"format": "pt"})
+        if not should_save:
+            return
+        tokenizer = self.processing_class
+        if tokenizer is None:
+            tokenizer = getattr(self.data_collator, "tokenizer", None)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(output_dir)
+
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
-        """``Trainer.save_model``; the model card is rendered only once the weights are committed to ``output_dir``,
-        and a card that fails to render is a warning naming its template, never a lost save."""
+        """``Trainer.save_model``, committed atomically ([`~hfgen.trainers.checkpointing.committed_save`]); the model
+        card is rendered only once the weights are committed to ``output_dir``, and a card that fails to render is a
+        warning naming its template, never a lost save."""
         output_dir = output_dir if output_dir is not None else self.args.output_dir
         token = _PENDING_CARDS.set([])
         try:
-            super().save_model(output_dir, _internal_call)
+            with committed_save(self, output_dir) as folder:
+                super().save_model(folder, _internal_call=True)
             pending = _PENDING_CARDS.get()
         finally:
             _PENDING_CARDS.reset(token)
         if pending:
             self._create_model_card_or_warn(output_dir)
+        if self.args.push_to_hub and not _internal_call:
+            self.push_to_hub(commit_message="Model save", revision=self.args.hub_revision)
 
     def _create_model_card_or_warn(self, output_dir: str) -> None:
         try:
@@ -311,18 +322,85 @@ class HfgenTrainerMixin(GuardedTrainerMixin):
 
             warnings.warn(card_failure(type(self).__name__, output_dir, self.method_name, err), stacklevel=3)
 
-    def _push_from_checkpoint(self, checkpoint_folder):
-        with _training_args_as_json(), _no_pickle_uploads():
-            super()._push_from_checkpoint(checkpoint_folder)
+    # ----------------------------------------------------------------------------------------------- Hub
 
-    def push_to_hub(self, *args, **kwargs):
-        """``Trainer.push_to_hub``, never uploading a pickle (see [`PICKLE_PATTERNS`])."""
-        with _no_pickle_uploads():
-            return super().push_to_hub(*args, **kwargs)
+    def _upload_folder(self, folder: str, commit_message: str, ignore_patterns: tuple[str, ...] = (), **kwargs):
+        """``HfApi.upload_folder`` of ``folder`` to this trainer's repo, never uploading a pickle."""
+        from huggingface_hub import HfApi
+
+        from hfgen import __version__
+
+        api = HfApi(library_name="hfgen", library_version=__version__)
+        kwargs.setdefault("token", self.args.hub_token)
+        kwargs.setdefault("revision", self.args.hub_revision)
+        return api.upload_folder(repo_id=self.hub_model_id, folder_path=folder, commit_message=commit_message,
+                                 ignore_patterns=[*ignore_patterns, *PICKLE_PATTERNS], **kwargs)
+
+    def push_to_hub(self, commit_message: str | None = "End of training", blocking: bool = True,
+                    token: str | None = None, revision: str | None = None, private: bool | None = None, **kwargs):
+        """``Trainer.push_to_hub`` (same arguments; ``kwargs`` go to [`create_model_card`]), never uploading a pickle
+        (see [`PICKLE_PATTERNS`])."""
+        args = self.args
+        self.callback_handler.on_push_begin(args, self.state, self.control)
+        model_name = kwargs.pop("model_name", None)
+        if model_name is None and args.should_save:
+            model_name = Path(args.output_dir).name if args.hub_model_id is None else args.hub_model_id.split("/")[-1]
+        token = token if token is not None else args.hub_token
+        if self.hub_model_id is None:
+            self.init_hf_repo(token=token, private=private)
+        self.save_model(_internal_call=True)  # on every process: a sharded model is gathered
+        if not self.is_world_process_zero():
+            return None
+        model_tags = getattr(self.model, "model_tags", None) or []
+        if model_tags:
+            tags = kwargs.get("tags") or []
+            tags = [tags] if isinstance(tags, str) else list(tags)
+            kwargs["tags"] = tags + [tag for tag in model_tags if tag not in tags]
+        self.create_model_card(model_name=model_name, **kwargs)
+        self._finish_current_push()
+        return self._upload_folder(args.output_dir, commit_message, ("_*", "checkpoint-*"), token=token,
+                                   revision=revision if revision is not None else args.hub_revision,
+                                   run_as_future=not blocking)
+
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        from transformers.trainer_utils import HubStrategy, SaveStrategy
+        from transformers.utils import PushInProgress
+
+        args = self.args
+        if not self.is_world_process_zero() or args.hub_strategy == HubStrategy.END:
+            return
+        if not args.hub_always_push and self.push_in_progress is not None and not self.push_in_progress.is_done():
+            return  # the previous push is still running
+        self.callback_handler.on_push_begin(args, self.state, self.control)
+        output_dir = args.output_dir
+        manifest = Path(output_dir) / CHECKSUMS_NAME
+        listed = manifest.is_file()
+        if listed:  # it lists the previous weights: never push a stale list
+            manifest.unlink()
+        for name in _checkpoint_model_files(checkpoint_folder):  # the new weights, without gathering them again
+            shutil.copy(os.path.join(checkpoint_folder, name), os.path.join(output_dir, name))
+        if self.processing_class is not None:
+            self.processing_class.save_pretrained(output_dir)
+        save_training_args(args, output_dir)
+        if listed:
+            write_checksums(output_dir)
+        if args.save_strategy == SaveStrategy.STEPS:
+            message = f"Training in progress, step {self.state.global_step}"
+        else:
+            message = f"Training in progress, epoch {int(self.state.epoch)}"
+        jobs = [self._upload_folder(output_dir, message, ("_*", "checkpoint-*"), run_as_future=True)]
+        if args.hub_strategy in (HubStrategy.CHECKPOINT, HubStrategy.ALL_CHECKPOINTS):
+            in_repo = "last-checkpoint" if args.hub_strategy == HubStrategy.CHECKPOINT else Path(checkpoint_folder).name
+            jobs.append(self._upload_folder(checkpoint_folder, message + ", checkpoint", path_in_repo=in_repo,
+                                            run_as_future=True))
+        if self.push_in_progress is None or self.push_in_progress.is_done():
+            self.push_in_progress = PushInProgress(jobs)
+        else:
+            self.push_in_progress.jobs.extend(jobs)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         model = self.accelerator.unwrap_model(model if model is not None else self.model)
-        if _is_adapted_diffusers_model(model):
+        if is_adapted_diffusers_model(model):
             from peft import set_peft_model_state_dict
             from safetensors.torch import load_file
 

@@ -49,7 +49,7 @@ from hfgen.adapters.side_adapter import (
     select_layers,
 )
 from hfgen.data.faces import check_au_names
-from hfgen.guards import check_numeric_fields
+from hfgen.validation import check_numeric_fields
 
 
 def weights_fingerprint(model: nn.Module) -> str:

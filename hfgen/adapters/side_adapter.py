@@ -51,7 +51,7 @@ from safetensors.torch import save_file
 from torch import nn
 from transformers.utils import ModelOutput
 
-from hfgen.guards import check_numeric_fields
+from hfgen.validation import check_numeric_fields
 
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"

@@ -22,6 +22,9 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+# the one list of pickle file endings: never uploaded (pushes, a trainer's Hub uploads), never loaded, optional
+# when a save is verified
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".dill")
 PICKLE_WEIGHT_NAMES = ("pytorch_model.bin", "diffusion_pytorch_model.bin", "adapter_model.bin", "model.ckpt", "model.pt")
 SAFE_WEIGHT_SUFFIX = ".safetensors"
 logger = logging.getLogger(__name__)
@@ -419,7 +422,7 @@ def check_weights_safe(folder: str | os.PathLike, allow_pickle: bool = False) ->
     folder = Path(folder)
     files = _files_inside(folder)
     safe = [p for p in files if p.name.endswith(SAFE_WEIGHT_SUFFIX)]
-    pickled = [p for p in files if p.name in PICKLE_WEIGHT_NAMES or p.suffix in (".bin", ".pt", ".pth", ".ckpt", ".pkl")]
+    pickled = [p for p in files if p.name in PICKLE_WEIGHT_NAMES or p.name.endswith(PICKLE_SUFFIXES)]
     if pickled and not safe and not allow_pickle:
         names = ", ".join(sorted(str(p.relative_to(folder)) for p in pickled))
         raise UnsafeWeightsError(
@@ -441,9 +444,6 @@ def verify_safetensors(path: str | os.PathLike) -> None:
                 f.get_slice(key)
     except Exception as err:
         raise ValueError(f"{path} is not a valid safetensors file (truncated or corrupted?): {err}") from err
-
-
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".dill")
 
 
 def _is_pickle(path: Path) -> bool:

@@ -29,7 +29,7 @@ METHOD = MethodInfo(
         "BridgeTrainer": "hfgen.trainers.consistency_bridge.bridge_trainer:BridgeTrainer",
         "BridgeConfig": "hfgen.trainers.consistency_bridge.bridge_config:BridgeConfig",
         "ConsistencyBridgeTrainer": "hfgen.trainers.consistency_bridge.consistency_bridge_trainer:ConsistencyBridgeTrainer",
-        "ConsistencyBridgeConfig": "hfgen.trainers.consistency_bridge.bridge_config:ConsistencyBridgeConfig",
+        "ConsistencyBridgeConfig": "hfgen.trainers.consistency_bridge.consistency_bridge_config:ConsistencyBridgeConfig",
     },
     card_template="hfgen.model_cards:consistency_bridge.md",
     demo="hfgen.demos.consistency_bridge:run",

@@ -45,8 +45,8 @@ from transformers.models.auto.modeling_auto import MODEL_MAPPING
 from transformers.utils import ModelOutput
 
 from hfgen.data.faces import EMOTIONS, SYNTHETIC_AUS, check_au_names
-from hfgen.guards import check_numeric_fields
 from hfgen.hub import SafeSaveMixin
+from hfgen.validation import check_numeric_fields
 
 MAX_LOGIT_SCALE = 100.0  # CLIP clips exp(logit_scale) at 100
 

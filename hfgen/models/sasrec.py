@@ -20,8 +20,8 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutput
 
-from hfgen.guards import check_arguments
 from hfgen.hub import SafeSaveMixin
+from hfgen.validation import check_arguments
 
 
 class SASRecConfig(PretrainedConfig):

@@ -11,9 +11,8 @@ from diffusers import DiffusionPipeline, UNet2DModel
 from diffusers.image_processor import PipelineImageInput, VaeImageProcessor
 from diffusers.utils import BaseOutput, replace_example_docstring
 
-from hfgen.guards import check_arguments
 from hfgen.hub import HfgenPipelineMixin
-from hfgen.validation import check_finite
+from hfgen.validation import check_arguments, check_finite
 
 from ..utils import CallbackStateMixin, check_callback_inputs, run_callback
 from .scheduling_bridge import BridgeScheduler

@@ -27,7 +27,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from hfgen.guards import check_arguments
+from hfgen.validation import check_arguments
 
 from ..utils import HfgenSchedulerMixin
 from .bridges import BRIDGE_SCHEDULES, _bcast, make_bridge_schedule

@@ -41,8 +41,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from hfgen.guards import check_arguments
-from hfgen.validation import check_step_in_plan
+from hfgen.validation import check_arguments, check_step_in_plan
 
 from ..utils import HfgenSchedulerMixin
 

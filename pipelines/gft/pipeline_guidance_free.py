@@ -10,10 +10,9 @@ from diffusers.schedulers import KarrasDiffusionSchedulers
 from diffusers.utils import replace_example_docstring
 from diffusers.utils.torch_utils import randn_tensor
 
-from hfgen.guards import check_arguments
 from hfgen.hub import HfgenPipelineMixin
 from hfgen.models.gft_dit import GFTDiTTransformer2DModel
-from hfgen.validation import check_finite
+from hfgen.validation import check_arguments, check_finite
 
 from ..utils import CallbackStateMixin, check_callback_inputs, run_callback
 from .modeling_beta_conditioning import guidance_scale_to_beta, has_beta_input, unet_timestep_cond

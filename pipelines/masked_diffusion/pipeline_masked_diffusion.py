@@ -10,9 +10,8 @@ import torch
 from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 from diffusers.utils import BaseOutput, replace_example_docstring
 
-from hfgen.guards import check_arguments
 from hfgen.hub import HfgenPipelineMixin
-from hfgen.validation import check_denoiser_inputs
+from hfgen.validation import check_arguments, check_denoiser_inputs
 
 from ..utils import CallbackStateMixin, check_callback_inputs, run_callback
 from .masking import TIME_INPUTS, time_keyword, total_noise

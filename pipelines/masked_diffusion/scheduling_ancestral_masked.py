@@ -6,8 +6,7 @@ import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
-from hfgen.guards import check_arguments
-from hfgen.validation import check_forbidden_tokens, check_step_in_plan
+from hfgen.validation import check_arguments, check_forbidden_tokens, check_step_in_plan
 
 from ..utils import HfgenSchedulerMixin
 from .masking import MASKING_SCHEDULES, SAMPLING_DTYPES, alpha, denoiser_logits, sample_categorical

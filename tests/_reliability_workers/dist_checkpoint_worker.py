@@ -27,8 +27,8 @@ import time
 import torch
 from safetensors.torch import save_file
 
-import hfgen.guards
 import hfgen.hub
+import hfgen.trainers.checkpointing
 
 sys.path.insert(0, os.path.dirname(__file__))
 from builders import TRAINERS, build, extra_state, training_logs  # noqa: E402
@@ -83,7 +83,7 @@ def record_atomic_saves() -> list[str]:
             folders.append(os.path.abspath(folder))
         return atomic_save_dir(folder)
 
-    hfgen.hub.atomic_save_dir = hfgen.hub.mixins.atomic_save_dir = hfgen.guards.atomic_save_dir = recording
+    hfgen.hub.atomic_save_dir = hfgen.hub.mixins.atomic_save_dir = hfgen.trainers.checkpointing.atomic_save_dir = recording
     return folders
 
 

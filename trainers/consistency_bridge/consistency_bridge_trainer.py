@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import copy
 import math
 
 import torch
 from diffusers import UNet2DModel
-from transformers import TrainerCallback
 
-from ..base import check_args, to_training_device
-from .bridge_config import ConsistencyBridgeConfig
+from ..base import check_args
+from ..utils import EMA, StepEndCallback, to_training_device
 from .bridge_trainer import BridgeTrainer
-
-
-class _EMATargetCallback(TrainerCallback):
-    def __init__(self, trainer):
-        self.trainer = trainer
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self.trainer.update_target()
+from .consistency_bridge_config import ConsistencyBridgeConfig
 
 
 class ConsistencyBridgeTrainer(BridgeTrainer):
@@ -59,10 +50,10 @@ class ConsistencyBridgeTrainer(BridgeTrainer):
         self.teacher = None
         if args.mode == "distillation":
             self.teacher = to_training_device(teacher, args.device).eval().requires_grad_(False)
-        self.target_model = None
-        if args.target_network == "ema":
-            self.target_model = to_training_device(copy.deepcopy(model), args.device).eval().requires_grad_(False)
-            self.add_callback(_EMATargetCallback(self))
+        self._target = None if args.target_network != "ema" else EMA(model, args.target_ema_decay)
+        self.target_model = None if self._target is None else to_training_device(self._target.model, args.device)
+        if self._target is not None:
+            self.add_callback(StepEndCallback(self.update_target))
 
     # ------------------------------------------------------------------------------------ the method
 
@@ -114,12 +105,9 @@ class ConsistencyBridgeTrainer(BridgeTrainer):
         loss = (weight.to(x0) * self.distance(prediction, target)).mean()
         return (loss, None) if return_outputs else loss
 
-    @torch.no_grad()
     def update_target(self):
-        decay = self.args.target_ema_decay
-        online = self.accelerator.unwrap_model(self.model)
-        for p_target, p in zip(self.target_model.parameters(), online.parameters()):
-            p_target.lerp_(p.detach(), 1 - decay)
+        """``θ_target ← d·θ_target + (1 − d)·θ`` after each optimizer step (``d = target_ema_decay``)."""
+        self._target.update(self.accelerator.unwrap_model(self.model))
 
     # ---------------------------------------------------------------------------------- checkpoints
 

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
-from hfgen.guards import check_numeric_fields
 from hfgen.pipelines.consistency_trajectory.scheduling_consistency_trajectory import LONG_JUMPS, PRECONDITIONINGS
+from hfgen.validation import check_numeric_fields
 
 from ..options import TRAINING_ARGUMENTS_OPTIONS
 

@@ -19,7 +19,8 @@ from hfgen.pipelines.consistency_trajectory import (
 )
 from hfgen.pipelines.consistency_trajectory.pipeline_consistency_trajectory import trajectory_network
 
-from ..base import HfgenTrainerMixin, check_args, to_training_device
+from ..base import HfgenTrainerMixin, check_args
+from ..utils import to_training_device
 from .consistency_distillation_config import ConsistencyDistillationConfig
 
 STATISTICS_FILE = "teacher_statistics.safetensors"

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
-from hfgen.guards import check_numeric_fields
+from hfgen.validation import check_numeric_fields
 
 from ..options import TRAINING_ARGUMENTS_OPTIONS
 
@@ -18,8 +18,8 @@ DDO_OPTIONS = TRAINING_ARGUMENTS_OPTIONS.with_changes(refused={
 
 @dataclass
 class DDOConfig(TrainingArguments):
-    r"""
-    Arguments of [`DDOTrainer`]: Direct Discriminative Optimization (Zheng et al., ICML 2025, arXiv 2503.01103).
+    r"""Arguments of [`DDOTrainer`], on top of [`~transformers.TrainingArguments`]: Direct Discriminative Optimization
+    (Zheng et al., ICML 2025, arXiv 2503.01103).
 
     The fine-tuned model ``p_θ`` and a frozen copy ``p_ref`` of the pretrained model define the implicit
     discriminator ``σ(β·r)`` with ``r = log p_θ − log p_ref``, trained with (Eq. 13)
@@ -31,28 +31,55 @@ class DDOConfig(TrainingArguments):
     all four forward passes. ``α`` and ``β`` refer to this *summed* (not averaged) ``Δ``.
 
     Parameters:
-        alpha: weight of the push-down term on reference samples.
-        beta: scale of the log-ratio inside the sigmoid; the paper's typical range is [0.01, 0.1] for summed Δ.
-        normalize_by_max_alpha: divide the loss by ``max(α, 1)`` (the VAR trainer's normalisation).
-        disable_dropout: set every dropout probability of the model to 0, so θ and the reference see the same
-            network (with dropout the two passes use different masks and ``r ≠ 0`` at ``θ = θ_ref``).
-        p_mean, p_std: log-normal noise-level distribution ``ln σ ∼ N(p_mean, p_std²)`` for EDM denoisers.
-        uncertainty_weighting: for EDM2-style denoisers (learned uncertainty u(σ), output field ``logvar``): the
-            likelihood proxy of each model is its EDM2 pretraining loss ``Σ [λ(σ)/e^u (D − x)² + u]`` (θ with its own
-            u, the reference with its frozen u). The paper's EDM2 appendix was not readable; this follows its rule
-            that the proxy is the model's own pretraining loss, with EDM2's ``EDM2Loss``.
-        snr_gamma: min-SNR-γ weighting for DDPM-style schedulers (use it iff the model was pretrained with it).
-        num_rounds, num_reference_samples, self_play_eval_steps: self-play (see
+        alpha (`float`, *optional*, defaults to `1.0`):
+            Weight α ≥ 0 of the push-down term on reference samples.
+        beta (`float`, *optional*, defaults to `0.02`):
+            Scale β > 0 of the log-ratio inside the sigmoid; the paper's typical range is [0.01, 0.1] for summed Δ.
+        normalize_by_max_alpha (`bool`, *optional*, defaults to `False`):
+            Divide the loss by ``max(α, 1)`` (the official VAR trainer's normalisation).
+        disable_dropout (`bool`, *optional*, defaults to `True`):
+            Set every dropout probability of the model to 0, so θ and the reference see the same network (with
+            dropout the two passes use different masks and ``r ≠ 0`` at ``θ = θ_ref``).
+        p_mean (`float`, *optional*, defaults to `-0.4`):
+            Mean of the log-normal noise level ``ln σ ∼ N(p_mean, p_std²)`` of EDM denoisers (EDM2 / the paper's
+            App. D default).
+        p_std (`float`, *optional*, defaults to `1.0`):
+            Standard deviation of ``ln σ`` for EDM denoisers.
+        snr_gamma (`float | None`, *optional*, defaults to `None`):
+            Min-SNR-γ weighting for DDPM-style schedulers (use it iff the model was pretrained with it); None means
+            the plain summed MSE (w = 1).
+        uncertainty_weighting (`bool`, *optional*, defaults to `False`):
+            For EDM2-style denoisers (learned uncertainty u(σ), output field ``logvar``): the likelihood proxy of each
+            model is its EDM2 pretraining loss ``Σ [λ(σ)/e^u (D − x)² + u]`` (θ with its own u, the reference with its
+            frozen u). The paper's EDM2 appendix was not readable; this follows its rule that the proxy is the
+            model's own pretraining loss, with EDM2's ``EDM2Loss``. False: the EDM loss ``Σ λ(σ) (D − x)²``.
+        num_rounds (`int`, *optional*, defaults to `1`):
+            Self-play rounds; each one takes the best model as the next reference (see
             [`~hfgen.trainers.ddo.ddo_self_play`]).
-        cond_drop_prob, null_class_label, null_condition_token_id: classifier-free-guidance-compatible fine-tuning
-            of a conditional model. The paper keeps random label dropout during DDO and sets α = 0 for the
-            unconditional part (NVlabs/DDO issue #3): a row whose condition is dropped is evaluated with the null
-            condition by θ and by the reference alike; a dropped real row keeps the data term, a dropped reference
-            sample gets weight 0 (only the conditional part receives the push-down on reference samples).
-        ema_decay: keep an exponential moving average ``θ_ema ← d·θ_ema + (1 − d)·θ`` of the weights, updated after
-            every optimizer step (as in the Diffusers training examples); ``None`` (default) keeps none. Self-play
-            then evaluates and keeps the EMA, which becomes the next reference. From an EDM-style half-life ``H``
-            in images and a total batch size ``B``: ``d = 0.5 ** (B / H)``.
+        num_reference_samples (`int`, *optional*, defaults to `1024`):
+            Samples generated from the reference at the start of each self-play round.
+        self_play_eval_steps (`int`, *optional*, defaults to `50`):
+            Evaluate the user metric every this many steps of a self-play round.
+        cond_drop_prob (`float`, *optional*, defaults to `0.0`):
+            Probability of replacing a row's condition by the null condition, for classifier-free-guidance-
+            compatible fine-tuning of a conditional model; 0 disables it. The paper keeps random label dropout
+            during DDO and sets α = 0 for the unconditional part (NVlabs/DDO issue #3): a row whose condition is
+            dropped is evaluated with the null condition by θ and by the reference alike; a dropped real row keeps
+            the data term, a dropped reference sample gets weight 0.
+        null_class_label (`int | None`, *optional*, defaults to `None`):
+            Null label of a class-conditional denoiser; None means the last class embedding (`num_class_embeds − 1`).
+        null_condition_token_id (`int | None`, *optional*, defaults to `None`):
+            Causal LMs: the token that replaces the condition (class) token at position 0 of a dropped row; None uses
+            `model.config.null_condition_token_id`.
+        ema_decay (`float | None`, *optional*, defaults to `None`):
+            Keep an exponential moving average ``θ_ema ← d·θ_ema + (1 − d)·θ`` of the weights (`trainer.ema_model`),
+            updated after every optimizer step, saved in checkpoints; self-play then evaluates and keeps the EMA,
+            which becomes the next reference. From an EDM-style half-life ``H`` in images and a total batch size
+            ``B``: ``d = 0.5 ** (B / H)``. None: no EMA.
+        remove_unused_columns (`bool`, *optional*, defaults to `False`):
+            Keep all columns: DDO batches are ``{"real": ..., "fake": ...}`` pairs.
+        logging_steps (`float`, *optional*, defaults to `10`):
+            Log every X update steps.
     """
 
     alpha: float = field(default=1.0, metadata={"help": "Weight α ≥ 0 of the term on reference samples (Eq. 13)."})

@@ -28,9 +28,24 @@ import torch
 import torch.nn.functional as F
 from accelerate.utils import is_peft_model
 from torch import nn
-from transformers import Trainer, TrainerCallback
+from transformers import Trainer
 
-from ..base import HfgenTrainerMixin, _add_adapter, _is_adapted_diffusers_model, check_args, to_training_device
+from ..base import HfgenTrainerMixin, check_args
+from ..utils import (
+    EMA,
+    StepEndCallback,
+    add_adapter,
+    diffusion_target,
+    fp32_or_wider,
+    is_adapted_diffusers_model,
+    model_output,
+    resolve_null_class_label,
+    resolve_null_token_id,
+    sample_condition_dropout,
+    to_training_device,
+    with_null_condition,
+    with_null_token,
+)
 from .ddo_config import DDOConfig
 
 TOKEN_KEYS = ("input_ids", "attention_mask", "labels")
@@ -59,7 +74,7 @@ def sequence_log_prob(model: nn.Module, input_ids: torch.Tensor, attention_mask:
 
     ``labels`` follow the transformers convention (not yet shifted; -100 on prompt and padding tokens).
     """
-    logits = _fp32_or_wider(model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1])  # (B, L-1, V)
+    logits = fp32_or_wider(model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1])  # (B, L-1, V)
     targets = labels[:, 1:]
     mask = targets != -100
     token_logp = torch.gather(logits.log_softmax(-1), 2, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
@@ -86,7 +101,7 @@ def denoising_log_likelihood(model: nn.Module, noise_scheduler, x0: torch.Tensor
         x_t = x0 + sigma * noise
         raw = model(noise_scheduler.precondition_inputs(x_t, sigma), noise_scheduler.precondition_noise(noise_level),
                     **cond)
-        denoised = noise_scheduler.precondition_outputs(x_t, _fp32_or_wider(_sample(raw)), sigma)
+        denoised = noise_scheduler.precondition_outputs(x_t, fp32_or_wider(model_output(raw)), sigma)
         sigma_data = noise_scheduler.config.sigma_data
         weight = (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
         if not learned_uncertainty:
@@ -94,21 +109,13 @@ def denoising_log_likelihood(model: nn.Module, noise_scheduler, x0: torch.Tensor
         logvar = getattr(raw, "logvar", None)
         if logvar is None:
             raise ValueError("`uncertainty_weighting=True` needs a model whose output has a `logvar` field (EDM2's u(σ)).")
-        logvar = _fp32_or_wider(logvar).reshape(shape)
+        logvar = fp32_or_wider(logvar).reshape(shape)
         return -((weight / logvar.exp()) * (denoised - x0) ** 2 + logvar).flatten(1).sum(-1)
     if learned_uncertainty:
         raise ValueError("`uncertainty_weighting=True` (EDM2's learned uncertainty) needs an EDM noise scheduler.")
     x_t = noise_scheduler.add_noise(x0, noise, noise_level)
-    out = _fp32_or_wider(_sample(model(x_t, noise_level, **cond)))
-    prediction_type = noise_scheduler.config.prediction_type
-    if prediction_type == "epsilon":
-        target = noise
-    elif prediction_type == "v_prediction":
-        target = noise_scheduler.get_velocity(x0, noise, noise_level)
-    elif prediction_type == "sample":
-        target = x0
-    else:
-        raise ValueError(f"Unsupported `prediction_type` {prediction_type!r} of the noise scheduler.")
+    out = fp32_or_wider(model_output(model(x_t, noise_level, **cond)))
+    target = diffusion_target(noise_scheduler, x0, noise, noise_level)
     sq_err = ((out - target) ** 2).flatten(1).sum(-1)
     if snr_gamma is None:
         return -sq_err
@@ -116,18 +123,9 @@ def denoising_log_likelihood(model: nn.Module, noise_scheduler, x0: torch.Tensor
 
     snr = compute_snr(noise_scheduler, noise_level)
     weight = torch.clamp(snr, max=snr_gamma) / snr  # min-SNR-γ (Hang et al., 2023), as in diffusers' examples
-    if prediction_type == "v_prediction":
+    if noise_scheduler.config.prediction_type == "v_prediction":
         weight = torch.clamp(snr, max=snr_gamma) / (snr + 1)
     return -weight * sq_err
-
-
-def _fp32_or_wider(x: torch.Tensor) -> torch.Tensor:
-    """Δ is a difference of two nearly equal losses: compute it in float32 at least (float64 stays float64)."""
-    return x.to(torch.promote_types(x.dtype, torch.float32))
-
-
-def _sample(output) -> torch.Tensor:
-    return output.sample if hasattr(output, "sample") else output
 
 
 # ------------------------------------------------------------------------------------------ the data
@@ -189,16 +187,6 @@ class DDODataCollator:
 # ------------------------------------------------------------------------------------------ the trainer
 
 
-class _EMACallback(TrainerCallback):
-    """Updates the trainer's EMA after every optimizer step (``on_step_end``), before checkpoints and evaluations."""
-
-    def __init__(self, trainer: DDOTrainer):
-        self.trainer = trainer
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self.trainer.update_ema()
-
-
 class DDOTrainer(HfgenTrainerMixin, Trainer):
     r"""
     Trainer for Direct Discriminative Optimization (DDO).
@@ -256,7 +244,7 @@ class DDOTrainer(HfgenTrainerMixin, Trainer):
             raise ValueError("`ref_model` must be a separate copy of the model, not the trained model itself.")
         self._check_same_architecture(model, ref_model)
         if peft_config is not None:  # here, not in the base class: dropout and the EMA must see the adapted model
-            model = _add_adapter(model, peft_config)
+            model = add_adapter(model, peft_config)
         self.is_diffusion = noise_scheduler is not None
         self._check_examples(train_dataset[0], fake_dataset[0])
         if args.disable_dropout:
@@ -269,12 +257,12 @@ class DDOTrainer(HfgenTrainerMixin, Trainer):
             raise ValueError("`uncertainty_weighting=True` (EDM2's learned uncertainty) needs an EDM `noise_scheduler`.")
         if args.cond_drop_prob > 0:
             self._init_condition_dropout(model, args, train_dataset[0], null_encoder_hidden_states)
-        self.ema_model = None
-        if args.ema_decay is not None:
-            # the EMA averages exactly the trained parameters (the adapter's with `peft_config`), matched by name
-            self._ema_names = [n for n, p in model.named_parameters() if p.requires_grad]
-            self.ema_model = copy.deepcopy(model).eval().requires_grad_(False)
-            callbacks = [_EMACallback(self), *(callbacks or [])]  # before user callbacks that read the EMA
+        # the EMA averages exactly the trained parameters (the adapter's with `peft_config`), matched by name
+        self._ema = None if args.ema_decay is None else EMA(model, args.ema_decay)
+        self.ema_model = None if self._ema is None else self._ema.model
+        if self._ema is not None:
+            self._ema_names = self._ema.names
+            callbacks = [StepEndCallback(self.update_ema), *(callbacks or [])]  # before user callbacks that read it
         if data_collator is None:
             pad_token_id = getattr(processing_class, "pad_token_id", None)
             data_collator = DDODataCollator(pad_token_id=pad_token_id if pad_token_id is not None else 0)
@@ -328,32 +316,17 @@ class DDOTrainer(HfgenTrainerMixin, Trainer):
     def _init_condition_dropout(self, model: nn.Module, args: DDOConfig, example: dict,
                                 null_encoder_hidden_states: torch.Tensor | None) -> None:
         config = getattr(model, "config", None)
-        get = (lambda k: config.get(k)) if isinstance(config, dict) else (lambda k: getattr(config, k, None))
         if not self.is_diffusion:
-            null = args.null_condition_token_id if args.null_condition_token_id is not None else get(
-                "null_condition_token_id")
-            if null is None:
-                raise ValueError("`cond_drop_prob` > 0 on a causal LM needs `null_condition_token_id` (in DDOConfig "
-                                 "or the model config): the token that replaces the condition token at position 0.")
-            vocab_size = get("vocab_size")
-            if not 0 <= null < (vocab_size or null + 1):
-                raise ValueError(f"`null_condition_token_id` must lie in [0, {vocab_size}), got {null}.")
-            self.null_condition_token_id = null
+            self.null_condition_token_id = resolve_null_token_id(args.null_condition_token_id, config)
             return
         conditions = [k for k in ("class_labels", "encoder_hidden_states") if k in example]
         if not conditions:
             raise ValueError("`cond_drop_prob` > 0 needs a conditional model: `train_dataset` examples must carry "
                              "'class_labels' or 'encoder_hidden_states'.")
         if "class_labels" in example:
-            num_class_embeds = get("num_class_embeds")
-            null = args.null_class_label
-            if null is None:
-                if num_class_embeds is None:
-                    raise ValueError("Set `null_class_label`: the model config has no `num_class_embeds`.")
-                null = num_class_embeds - 1
-            if not 0 <= null < (num_class_embeds or null + 1):
-                raise ValueError(f"`null_class_label` must lie in [0, {num_class_embeds}), got {null}.")
-            self.null_class_label = null
+            num_class_embeds = config.get("num_class_embeds") if isinstance(config, dict) else getattr(
+                config, "num_class_embeds", None)
+            self.null_class_label = resolve_null_class_label(args.null_class_label, num_class_embeds)
         if "encoder_hidden_states" in example:
             shape = tuple(torch.as_tensor(example["encoder_hidden_states"]).shape)
             if null_encoder_hidden_states is None or tuple(null_encoder_hidden_states.shape) != shape:
@@ -367,7 +340,7 @@ class DDOTrainer(HfgenTrainerMixin, Trainer):
     def sample_condition_dropout(self, batch_size: int, device: torch.device) -> torch.Tensor:
         """Which rows lose their condition: a (2B,) bool mask, real rows first, each dropped independently with
         probability ``cond_drop_prob``. One mask serves the θ and the reference passes."""
-        return torch.rand(2 * batch_size, device=device) < self.args.cond_drop_prob
+        return sample_condition_dropout(2 * batch_size, self.args.cond_drop_prob, device)
 
     def drop_conditions(self, inputs: dict[str, dict[str, torch.Tensor]], drop: torch.Tensor):
         """``inputs`` with the condition of the rows in ``drop`` (2B,) replaced by the null condition."""
@@ -375,16 +348,12 @@ class DDOTrainer(HfgenTrainerMixin, Trainer):
         for side, mask in zip(("real", "fake"), drop.chunk(2)):
             half = dict(inputs[side])
             if not self.is_diffusion:
-                ids = half["input_ids"].clone()
-                ids[:, 0] = torch.where(mask, torch.full_like(ids[:, 0], self.null_condition_token_id), ids[:, 0])
-                half["input_ids"] = ids
+                half["input_ids"] = with_null_token(half["input_ids"], mask, self.null_condition_token_id)
             if "class_labels" in half:
-                labels = half["class_labels"]
-                half["class_labels"] = torch.where(mask, torch.full_like(labels, self.null_class_label), labels)
+                half["class_labels"] = with_null_condition(half["class_labels"], mask, self.null_class_label)
             if "encoder_hidden_states" in half:
-                states = half["encoder_hidden_states"]
-                null = self.null_encoder_hidden_states.to(states).expand_as(states)
-                half["encoder_hidden_states"] = torch.where(mask.view(-1, 1, 1), null, states)
+                half["encoder_hidden_states"] = with_null_condition(half["encoder_hidden_states"], mask,
+                                                                    self.null_encoder_hidden_states)
                 if "encoder_attention_mask" in half:  # the null condition attends to all its tokens
                     attn = half["encoder_attention_mask"]
                     half["encoder_attention_mask"] = torch.where(mask.view(-1, 1), torch.ones_like(attn), attn)
@@ -411,7 +380,7 @@ class DDOTrainer(HfgenTrainerMixin, Trainer):
             with torch.no_grad():
                 ref_logp = sequence_log_prob(self.ref_model, **batch)
             return (logp - ref_logp).chunk(2)
-        x0 = _fp32_or_wider(torch.cat([real["pixel_values"], fake["pixel_values"]]))
+        x0 = fp32_or_wider(torch.cat([real["pixel_values"], fake["pixel_values"]]))
         cond = {k: torch.cat([real[k], fake[k]]) for k in DIFFUSION_COND_KEYS if k in real}
         # One (σ, n) per real/fake pair, shared by all four passes (Eq. 15 and the paper's App. D).
         noise_level, noise = self.sample_noise(x0.chunk(2)[0])
@@ -448,30 +417,22 @@ class DDOTrainer(HfgenTrainerMixin, Trainer):
 
     # -------------------------------------------------------------------------------- EMA
 
-    @torch.no_grad()
     def update_ema(self) -> None:
         """``θ_ema ← d·θ_ema + (1 − d)·θ`` for every trained parameter (``d = ema_decay``), matched by name; frozen
         parameters (a PEFT adapter's base) never change, so the EMA's stay equal to them; buffers are copied."""
-        decay = self.args.ema_decay
-        online = self.accelerator.unwrap_model(self.model)
-        params, ema_params = dict(online.named_parameters()), dict(self.ema_model.named_parameters())
-        for name in self._ema_names:
-            ema_params[name].lerp_(params[name].detach(), 1.0 - decay)
-        for b_ema, b in zip(self.ema_model.buffers(), online.buffers()):
-            b_ema.copy_(b)
+        self._ema.update(self.accelerator.unwrap_model(self.model))
 
     def checkpointed_modules(self) -> dict[str, nn.Module]:
         """The EMA is training state, like the optimizer's moments: saved with each checkpoint as
         ``ddo_ema.safetensors`` and restored on resume, so a resumed run equals an unbroken one. With an adapter
         the file holds the EMA of the trained parameters only (keyed by their names, ``/`` for ``.``), as the
         checkpoint holds the adapter only: the EMA copy's frozen base equals the model's."""
-        if self.ema_model is None:
+        if self._ema is None:
             return {}
         model = self.accelerator.unwrap_model(self.model)
-        if not (is_peft_model(model) or _is_adapted_diffusers_model(model)):
-            return {"ddo_ema": self.ema_model}
-        ema_params = dict(self.ema_model.named_parameters())
-        return {"ddo_ema": nn.ParameterDict({n.replace(".", "/"): ema_params[n] for n in self._ema_names})}
+        if not (is_peft_model(model) or is_adapted_diffusers_model(model)):
+            return {"ddo_ema": self._ema.model}
+        return {"ddo_ema": self._ema.trained_parameters()}
 
     # -------------------------------------------------------------------------------- card
 

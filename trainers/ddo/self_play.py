@@ -25,6 +25,7 @@ from transformers.utils import logging
 
 from hfgen.hub import atomic_save_dir, verify_folder
 
+from ..utils import model_output
 from .ddo_config import DDOConfig
 from .ddo_trainer import DDOTrainer
 
@@ -53,7 +54,7 @@ def generate_diffusion_samples(model: nn.Module, noise_scheduler, num_samples: i
         x = torch.randn((n, *sample_shape), generator=generator).to(device) * scheduler.init_noise_sigma
         for t in scheduler.timesteps:
             out = model(scheduler.scale_model_input(x, t), t, **cond)
-            x = scheduler.step(out.sample if hasattr(out, "sample") else out, t, x, generator=generator).prev_sample
+            x = scheduler.step(model_output(out), t, x, generator=generator).prev_sample
         samples.append(x.cpu())
     model.train(was_training)
     images = torch.cat(samples)

@@ -15,31 +15,25 @@ keep the sampled β in the interpolation, as in the official code.
 
 from __future__ import annotations
 
-import copy
-
 import torch
 import torch.nn.functional as F
-from transformers import PreTrainedModel, Trainer, TrainerCallback
+from transformers import PreTrainedModel, Trainer
 
 from hfgen.pipelines.gft.modeling_beta_conditioning import has_beta_input, unet_timestep_cond
 
 from ..base import HfgenTrainerMixin, check_args
+from ..utils import (
+    EMA,
+    StepEndCallback,
+    diffusion_target,
+    fp32_or_wider,
+    resolve_null_class_label,
+    resolve_null_token_id,
+    sample_condition_dropout,
+    with_null_condition,
+    with_null_token,
+)
 from .gft_config import GFTConfig
-
-
-def _fp32_or_wider(x: torch.Tensor) -> torch.Tensor:
-    """The loss in float32 at least (half-precision outputs are upcast; float64 stays float64)."""
-    return x.to(torch.promote_types(x.dtype, torch.float32))
-
-
-class _EMACallback(TrainerCallback):
-    """Updates the trainer's EMA after every optimizer step."""
-
-    def __init__(self, trainer):
-        self.trainer = trainer
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self.trainer.update_ema()
 
 
 def gft_interpolate(sampling_output: torch.Tensor, unconditional_output: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
@@ -84,10 +78,11 @@ class GFTTrainer(HfgenTrainerMixin, Trainer):
             self._init_diffusion(model, args, noise_scheduler, null_encoder_hidden_states)
         else:
             self._init_lm(model, args)
-        self.ema_model = None
-        if args.ema_decay is not None:  # official: EMA 0.9999 of the weights (DiT train.py, SD1.5 --use_ema)
-            self.ema_model = copy.deepcopy(model).eval().requires_grad_(False)
-            kwargs["callbacks"] = [_EMACallback(self), *(kwargs.get("callbacks") or [])]
+        # official: EMA 0.9999 of the weights (DiT train.py, SD1.5 --use_ema)
+        self._ema = None if args.ema_decay is None else EMA(model, args.ema_decay)
+        self.ema_model = None if self._ema is None else self._ema.model
+        if self._ema is not None:
+            kwargs["callbacks"] = [StepEndCallback(self.update_ema), *(kwargs.get("callbacks") or [])]
         super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset, **kwargs)
         if self.ema_model is not None:
             self.ema_model.to(self.args.device)
@@ -110,10 +105,7 @@ class GFTTrainer(HfgenTrainerMixin, Trainer):
             )
         self.num_class_embeds = getattr(config, "num_class_embeds", None)
         if self.num_class_embeds is not None:
-            null = self.num_class_embeds - 1 if args.null_class_label is None else args.null_class_label
-            if not 0 <= null < self.num_class_embeds:
-                raise ValueError(f"`null_class_label` must lie in [0, {self.num_class_embeds - 1}], got {null!r}.")
-            self.null_class_label = null
+            self.null_class_label = resolve_null_class_label(args.null_class_label, self.num_class_embeds)
         elif null_encoder_hidden_states is None:
             raise ValueError("A text-conditional unet needs `null_encoder_hidden_states` (the null condition, e.g. of '').")
         self.null_encoder_hidden_states = null_encoder_hidden_states
@@ -132,12 +124,7 @@ class GFTTrainer(HfgenTrainerMixin, Trainer):
                 f"`model` ({type(model).__name__}) has no β input: wrap it with GFTCausalLM.from_causal_lm(model, "
                 "null_condition_token_id=...) (zero-initialised, so its outputs are unchanged)."
             )
-        null = args.null_condition_token_id
-        if null is None:
-            null = getattr(model.config, "null_condition_token_id", None)
-        if null is None:
-            raise ValueError("Set `null_condition_token_id` (in GFTConfig or the model config): the unconditional token.")
-        self.null_condition_token_id = null
+        self.null_condition_token_id = resolve_null_token_id(args.null_condition_token_id, model.config)
 
     # ------------------------------------------------------------------------------------ hooks
 
@@ -152,15 +139,10 @@ class GFTTrainer(HfgenTrainerMixin, Trainer):
         timestep_cond = unet_timestep_cond(unet, beta, x_t.dtype)
         return model(x_t, timesteps, timestep_cond=timestep_cond, **condition).sample
 
-    @torch.no_grad()
     def update_ema(self) -> None:
-        """``θ_ema ← d·θ_ema + (1 − d)·θ`` for every parameter (``d = ema_decay``, constant as in the official
-        DiT ``update_ema``); buffers are copied."""
-        online = self.accelerator.unwrap_model(self.model)
-        for p_ema, p in zip(self.ema_model.parameters(), online.parameters()):
-            p_ema.lerp_(p.detach(), 1.0 - self.args.ema_decay)
-        for b_ema, b in zip(self.ema_model.buffers(), online.buffers()):
-            b_ema.copy_(b)
+        """``θ_ema ← d·θ_ema + (1 − d)·θ`` for every trained parameter (``d = ema_decay``, constant as in the
+        official DiT ``update_ema``); buffers are copied."""
+        self._ema.update(self.accelerator.unwrap_model(self.model))
 
     def checkpointed_modules(self) -> dict[str, torch.nn.Module]:
         """The EMA is saved with each checkpoint (``gft_ema.safetensors``) and restored on resume."""
@@ -176,12 +158,13 @@ class GFTTrainer(HfgenTrainerMixin, Trainer):
                     f"{self.null_class_label}, got {sorted(set(labels.tolist()))}: build the unet with "
                     "`num_class_embeds = number of classes + 1` (the last embedding is the null class).")
             null = torch.full_like(labels, self.null_class_label)
-            return ({"class_labels": torch.where(drop, null, labels), "encoder_hidden_states": None},
+            dropped = with_null_condition(labels, drop, self.null_class_label)
+            return ({"class_labels": dropped, "encoder_hidden_states": None},
                     {"class_labels": null, "encoder_hidden_states": None})
         states = inputs["encoder_hidden_states"]
         null = self.null_encoder_hidden_states.to(states).expand_as(states)
-        return ({"encoder_hidden_states": torch.where(drop[:, None, None], null, states)},
-                {"encoder_hidden_states": null})
+        dropped = with_null_condition(states, drop, self.null_encoder_hidden_states)
+        return {"encoder_hidden_states": dropped}, {"encoder_hidden_states": null}
 
     @staticmethod
     def _unconditional(model, fn):
@@ -200,23 +183,18 @@ class GFTTrainer(HfgenTrainerMixin, Trainer):
         noise = torch.randn_like(x0)
         timesteps = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (batch_size,), device=device)
         x_t = self.noise_scheduler.add_noise(x0, noise, timesteps)
-        if self.prediction_type == "epsilon":
-            target = noise
-        elif self.prediction_type == "v_prediction":
-            target = self.noise_scheduler.get_velocity(x0, noise, timesteps)
-        else:
-            target = x0
+        target = diffusion_target(self.noise_scheduler, x0, noise, timesteps, self.prediction_type)
         beta = self.sample_beta(batch_size, device)
-        drop = torch.rand(batch_size, device=device) < self.args.cond_drop_prob
+        drop = sample_condition_dropout(batch_size, self.args.cond_drop_prob, device)
         condition, null_condition = self._conditions(inputs, drop)
         output = self.denoise(model, x_t, timesteps, condition, torch.where(drop, torch.ones_like(beta), beta))
         metrics = {}
         if self.args.guidance_free:
             null_beta = None if self.args.null_branch_beta == "none" else torch.ones_like(beta)
             uncond = self._unconditional(model, lambda: self.denoise(model, x_t, timesteps, null_condition, null_beta))
-            metrics["loss_uncond"] = F.mse_loss(_fp32_or_wider(uncond), _fp32_or_wider(target)).detach()  # read when logged
+            metrics["loss_uncond"] = F.mse_loss(fp32_or_wider(uncond), fp32_or_wider(target)).detach()  # read when logged
             output = gft_interpolate(output, uncond, beta)
-        loss = F.mse_loss(_fp32_or_wider(output), _fp32_or_wider(target))
+        loss = F.mse_loss(fp32_or_wider(output), fp32_or_wider(target))
         return loss, metrics
 
     def lm_loss(self, model, inputs) -> tuple[torch.Tensor, dict[str, float]]:
@@ -225,10 +203,9 @@ class GFTTrainer(HfgenTrainerMixin, Trainer):
         attention_mask = inputs.get("attention_mask")
         batch_size, device = input_ids.shape[0], input_ids.device
         beta = self.sample_beta(batch_size, device)
-        drop = torch.rand(batch_size, device=device) < self.args.cond_drop_prob
-        null_ids = input_ids.clone()
-        null_ids[:, 0] = self.null_condition_token_id
-        ids = torch.where(drop[:, None], null_ids, input_ids)
+        drop = sample_condition_dropout(batch_size, self.args.cond_drop_prob, device)
+        ids = with_null_token(input_ids, drop, self.null_condition_token_id)
+        null_ids = with_null_token(input_ids, torch.ones_like(drop), self.null_condition_token_id)
         kwargs = {"beta": torch.where(drop, torch.ones_like(beta), beta)} if self.args.guidance_free else {}
         logits = model(input_ids=ids, attention_mask=attention_mask, **kwargs).logits
         metrics = {}

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
-from hfgen.guards import check_numeric_fields
+from hfgen.validation import check_numeric_fields
 
 from ..options import TRAINING_ARGUMENTS_OPTIONS
 

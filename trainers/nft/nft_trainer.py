@@ -33,9 +33,8 @@ from transformers.utils import logging
 from trl import GRPOTrainer
 from trl.trainer.utils import get_config_model_id, nanmax, nanmin
 
-from hfgen.guards import make_epochs_resumable
-
 from ..base import HfgenTrainerMixin, check_args
+from ..checkpointing import make_epochs_resumable
 from .nft_config import NFTConfig
 
 logger = logging.get_logger(__name__)
@@ -124,9 +123,6 @@ class NFTTrainer(HfgenTrainerMixin, GRPOTrainer):
 
     _tag_names = ["trl", "nft", "hfgen"]
     method_name = "nft"
-    # TRL's GRPOTrainer evaluates by generating and already logs its metrics per mode: keep its versions
-    log = GRPOTrainer.log
-    prediction_step = GRPOTrainer.prediction_step
 
     def __init__(self, model, reward_funcs=None, args: NFTConfig | None = None, **kwargs):
         if args is None:
@@ -437,7 +433,7 @@ class NFTTrainer(HfgenTrainerMixin, GRPOTrainer):
         rank = self.accelerator.process_index
         return (os.path.join(folder, f"nft_rollout_{rank}.safetensors"), os.path.join(folder, f"nft_rollout_{rank}.json"))
 
-    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
+    def save_training_state(self, folder: str) -> None:
         """Checkpoint what ``GRPOTrainer`` keeps between optimizer steps, per process: the micro-step counter that
         decides when to generate (and seeds the refill draws), the buffered rollout that serves the remaining
         ``steps_per_generation`` steps (with its scores and old log-probabilities), and the metrics not logged yet.
@@ -445,7 +441,6 @@ class NFTTrainer(HfgenTrainerMixin, GRPOTrainer):
         generate afresh from the updated model). Tensors go to safetensors, the rest to JSON."""
         from safetensors.torch import save_file
 
-        super()._save_optimizer_and_scheduler(output_dir)
         tensors, plain = {}, []
         inside = self._step % (self.args.steps_per_generation * self.num_iterations) != 0  # else the next step generates
         for i, batch in enumerate(self._buffered_inputs if inside and self._buffered_inputs else []):
@@ -456,28 +451,26 @@ class NFTTrainer(HfgenTrainerMixin, GRPOTrainer):
                 elif value is None or isinstance(value, (bool, int, float, str)):
                     plain[i][f"value.{key}"] = value
                 else:  # e.g. multimodal lists: not restorable without pickle
-                    logger.warning(f"NFT checkpoint {output_dir}: the buffered rollout holds `{key}` "
+                    logger.warning(f"NFT checkpoint {folder}: the buffered rollout holds `{key}` "
                                    f"({type(value).__name__}), which is not saved; a resume from this checkpoint "
                                    "starts a new rollout, so it is not exact.")
                     tensors, plain = {}, None
                     break
             if plain is None:
                 break
-        os.makedirs(output_dir, exist_ok=True)  # under DDP, ranks > 0 may get here before rank 0 created it
-        tensor_file, state_file = self._rollout_files(output_dir)
+        os.makedirs(folder, exist_ok=True)  # under DDP, ranks > 0 may get here before rank 0 created it
+        tensor_file, state_file = self._rollout_files(folder)
         if tensors:
             save_file(tensors, tensor_file)
         metrics = {mode: {k: list(v) for k, v in values.items()} for mode, values in self._metrics.items()}
         with open(state_file, "w") as f:
             json.dump({"step": self._step, "buffered": plain if tensors else None, "metrics": metrics}, f)
 
-    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
-        super()._load_optimizer_and_scheduler(checkpoint)
-        if checkpoint is None:
-            return
-        tensor_file, state_file = self._rollout_files(checkpoint)
+    def load_training_state(self, folder: str) -> None:
+        """Restore the micro-step counter, the buffered rollout and the metrics not logged yet."""
+        tensor_file, state_file = self._rollout_files(folder)
         if not os.path.isfile(state_file):  # a checkpoint of an older hfgen, or another trainer's
-            logger.warning(f"`resume_from_checkpoint` {checkpoint!r} has no {os.path.basename(state_file)}: NFT "
+            logger.warning(f"`resume_from_checkpoint` {folder!r} has no {os.path.basename(state_file)}: NFT "
                            "resumes with a new rollout, so the run is exact only from a checkpoint at a rollout's end.")
             return
         from safetensors.torch import load_file
