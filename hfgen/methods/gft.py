@@ -1,6 +1,6 @@
 """Registry entry of GFT, guidance-free training (import-cheap: strings only)."""
 
-from hfgen.registry import MethodInfo, Paper
+from hfgen.registry import Converter, MethodInfo, Paper
 
 METHOD = MethodInfo(
     name="gft",
@@ -36,4 +36,13 @@ METHOD = MethodInfo(
     tags=("guidance-free", "classifier-free-guidance", "diffusion", "autoregressive"),
     pipeline_tag=None,  # per artifact (GFTTrainer's card): class-conditional images, text-to-image or text-generation
     position=3,
+    auto_models={"hfgen_gft_causal_lm": "GFTCausalLM"},
+    converters={
+        "gft-sd15": Converter("hfgen.convert.gft_sd15:convert_gft_sd15",
+                              "GFT Stable Diffusion 1.5 UNet (thu-ml/GFT) -> checked UNet2DConditionModel for "
+                              "GuidanceFreePipeline"),
+        "gft-dit": Converter("hfgen.convert.gft_dit:convert_gft_dit",
+                             "GFT DiT-B/2 / DiT-XL/2 (thu-ml/GFT, linear beta embedder) -> GFTDiTTransformer2DModel "
+                             "(Diffusers DiT + beta)"),
+    },
 )

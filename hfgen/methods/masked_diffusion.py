@@ -1,6 +1,6 @@
 """Registry entry of masked diffusion models with the first-hitting sampler (import-cheap: strings only)."""
 
-from hfgen.registry import MethodInfo, Paper
+from hfgen.registry import Converter, MethodInfo, Paper
 
 METHOD = MethodInfo(
     name="masked_diffusion",
@@ -34,4 +34,12 @@ METHOD = MethodInfo(
     tags=("masked-diffusion", "discrete-diffusion", "first-hitting-sampler", "text-generation"),
     pipeline_tag="text-generation",
     position=2,
+    auto_models={"hfgen_mdlm_dit": "MDLMDiTForMaskedLM"},
+    converters={
+        "mdlm": Converter("hfgen.convert.mdlm:convert_mdlm",
+                          "MDLM DiT (kuleshov-group/mdlm) -> MDLMDiTForMaskedLM (AutoModelForMaskedLM)", {"kind": "mdlm"}),
+        "sedd-absorb": Converter("hfgen.convert.mdlm:convert_mdlm",
+                                 "SEDD-absorb DiT (kuleshov-group/mdlm) -> MDLMDiTForMaskedLM, time-conditioned",
+                                 {"kind": "sedd-absorb"}),
+    },
 )
