@@ -185,3 +185,12 @@ def test_auto_models_name_components():
 
     with pytest.raises(ValueError, match="`auto_models` of method 'x' maps 'hfgen_x' to 'XModel'"):
         MethodInfo(name="x", summary="x", paper=Paper(title="x", arxiv_id="1"), auto_models={"hfgen_x": "XModel"})
+
+
+def test_moved_models_keep_their_old_import_paths():
+    from hfgen.models import MDLMDiTForMaskedLM
+    from hfgen.models.gft_dit import GFTDiTTransformer2DModel
+    from hfgen.models.mdlm_dit import MDLMDiTConfig
+
+    assert GFTDiTTransformer2DModel.__module__ == "hfgen.pipelines.gft.modeling_gft_dit"
+    assert MDLMDiTForMaskedLM.__module__ == MDLMDiTConfig.__module__ == "hfgen.pipelines.masked_diffusion.modeling_mdlm_dit"

@@ -109,8 +109,8 @@ def _gft():
 def _gft_dit():
     from diffusers import DPMSolverMultistepScheduler
 
-    from hfgen.models.gft_dit import GFTDiTTransformer2DModel
     from hfgen.pipelines import GuidanceFreePipeline
+    from hfgen.pipelines.gft.modeling_gft_dit import GFTDiTTransformer2DModel
 
     torch.manual_seed(0)
     dit = GFTDiTTransformer2DModel(num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=8,

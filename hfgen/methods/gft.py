@@ -29,7 +29,7 @@ METHOD = MethodInfo(
         "GFTCausalLM": "hfgen.pipelines.gft.modeling_gft:GFTCausalLM",
         "GFTCausalLMConfig": "hfgen.pipelines.gft.modeling_gft:GFTCausalLMConfig",
         "GuidanceFreePipeline": "hfgen.pipelines.gft.pipeline_guidance_free:GuidanceFreePipeline",
-        "GFTDiTTransformer2DModel": "hfgen.models.gft_dit:GFTDiTTransformer2DModel",
+        "GFTDiTTransformer2DModel": "hfgen.pipelines.gft.modeling_gft_dit:GFTDiTTransformer2DModel",
     },
     card_template="hfgen.model_cards:gft.md",
     demo="hfgen.demos.gft:run",

@@ -27,7 +27,7 @@ METHOD = MethodInfo(
         "AncestralMaskedScheduler": "hfgen.pipelines.masked_diffusion.scheduling_ancestral_masked:AncestralMaskedScheduler",
         "MaskedDiffusionTrainer": "hfgen.trainers.masked_diffusion.masked_diffusion_trainer:MaskedDiffusionTrainer",
         "MaskedDiffusionConfig": "hfgen.trainers.masked_diffusion.masked_diffusion_config:MaskedDiffusionConfig",
-        "MDLMDiTForMaskedLM": "hfgen.models.mdlm_dit:MDLMDiTForMaskedLM",
+        "MDLMDiTForMaskedLM": "hfgen.pipelines.masked_diffusion.modeling_mdlm_dit:MDLMDiTForMaskedLM",
     },
     card_template="hfgen.model_cards:masked_diffusion.md",
     demo="hfgen.demos.masked_diffusion:run",

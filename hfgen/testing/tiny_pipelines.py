@@ -13,8 +13,8 @@ from hfgen.testing.tiny_models import tiny_bert_mlm, tiny_unet2d
 
 
 def masked_diffusion(scheduler_name, denoiser="bert", time_input="t", **scheduler_kwargs):
-    from hfgen.models.mdlm_dit import MDLMDiTConfig, MDLMDiTForMaskedLM
     from hfgen.pipelines import AncestralMaskedScheduler, FirstHittingScheduler, MaskedDiffusionPipeline
+    from hfgen.pipelines.masked_diffusion.modeling_mdlm_dit import MDLMDiTConfig, MDLMDiTForMaskedLM
 
     scheduler_class = {"fhs": FirstHittingScheduler, "ancestral": AncestralMaskedScheduler}[scheduler_name]
     if denoiser == "bert":
@@ -69,8 +69,8 @@ def consistency_bridge(solver):
 def guidance_free(denoiser, guidance, scheduler_name="ddim"):
     from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, UNet2DConditionModel
 
-    from hfgen.models.gft_dit import GFTDiTTransformer2DModel
     from hfgen.pipelines import GuidanceFreePipeline
+    from hfgen.pipelines.gft.modeling_gft_dit import GFTDiTTransformer2DModel
 
     scheduler = {"ddim": DDIMScheduler, "dpm": DPMSolverMultistepScheduler}[scheduler_name]()
     torch.manual_seed(0)

@@ -94,7 +94,7 @@ def unet_timestep_cond(unet, beta: torch.Tensor | None, dtype: torch.dtype = tor
 
 def has_beta_input(model) -> bool:
     """Whether ``model`` takes a β input: a UNet's ``timestep_cond`` through ``time_cond_proj_dim``, or a
-    [`~hfgen.models.gft_dit.GFTDiTTransformer2DModel`]'s ``beta`` through ``beta_cond_proj_dim``."""
+    [`~hfgen.pipelines.gft.GFTDiTTransformer2DModel`]'s ``beta`` through ``beta_cond_proj_dim``."""
     config = model.config
     return any(getattr(config, key, None) is not None for key in ("time_cond_proj_dim", "beta_cond_proj_dim"))
 
