@@ -96,18 +96,12 @@ def popcorn():
     import json
 
     from hfgen.data.microlens import make_synthetic_microlens
+    from hfgen.data.text import word_tokenizer
     from hfgen.pipelines import PopcornPipeline
     from hfgen.pipelines.popcorn import TransformersLLM
     from hfgen.pipelines.popcorn.modeling_popularity import PopularityModel
-    from hfgen.pipelines.popcorn.tiny import (
-        ScriptedLM,
-        ScriptedLMConfig,
-        byte_tokenizer,
-        tiny_popularity_config,
-        tiny_text_to_image,
-        tiny_text_to_video,
-        word_tokenizer,
-    )
+    from hfgen.testing.scripted_lm import ScriptedLM, ScriptedLMConfig, byte_tokenizer
+    from hfgen.testing.tiny_models import tiny_popularity_config, tiny_text_to_image, tiny_text_to_video
 
     tok = byte_tokenizer(model_max_length=16)
     words = word_tokenizer(make_synthetic_microlens(num_videos=8, num_frames=2, image_size=16, seed=0)["title_en"])
