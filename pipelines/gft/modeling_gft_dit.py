@@ -16,8 +16,6 @@ slightly): the timestep features use the official frequencies ``10000^(-i/half)`
 
 from __future__ import annotations
 
-import math
-
 import torch
 from diffusers import DiTTransformer2DModel
 from diffusers.configuration_utils import register_to_config
@@ -27,14 +25,7 @@ from diffusers.models.embeddings import CombinedTimestepLabelEmbeddings, Timeste
 # model_index.json names (here): GuidanceFreePipeline.from_pretrained of a folder with this model needs it.
 from diffusers.models.modeling_utils import ModelMixin  # noqa: F401
 
-
-def dit_sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
-    """DiT's ``TimestepEmbedder.timestep_embedding``: ``[cos(t w), sin(t w)]`` with ``w_i = max_period^(-i / half)``."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
-    args = t[:, None].float() * freqs[None]
-    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
-    return torch.nn.functional.pad(emb, (0, 1)) if dim % 2 else emb
+from .modeling_beta_conditioning import dit_timestep_embedding
 
 
 class BetaTimestepLabelEmbeddings(CombinedTimestepLabelEmbeddings):
@@ -93,7 +84,7 @@ class GFTDiTTransformer2DModel(DiTTransformer2DModel):
             beta = torch.as_tensor(beta, device=hidden_states.device, dtype=torch.float32).reshape(-1)
             if beta.numel() not in (1, hidden_states.shape[0]):
                 raise ValueError(f"`beta` must hold one value or one per sample ({hidden_states.shape[0]}), got {beta.numel()}.")
-            condition = dit_sinusoidal_embedding(beta.expand(hidden_states.shape[0]) * 1000, self.config.beta_cond_proj_dim)
+            condition = dit_timestep_embedding(beta.expand(hidden_states.shape[0]) * 1000, self.config.beta_cond_proj_dim)
         embeddings = [block.norm1.emb for block in self.transformer_blocks]
         for emb in embeddings:
             emb.beta_condition = condition
