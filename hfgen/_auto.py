@@ -45,16 +45,15 @@ def module_for(model_type) -> str | None:
     return auto_model_modules().get(model_type) or auto_modules().get(model_type)
 
 
-def register_auto_classes(model_type: str | None = None) -> None:
-    """Import the module of ``model_type`` (of every declared type when ``None``); each registers its classes."""
-    for key in [model_type] if model_type is not None else list(auto_modules()):
-        with _lock:
-            if key in _registered:
-                continue
-            _registered.add(key)
-        module = module_for(key)
-        if module is not None:
-            importlib.import_module(module)
+def register_auto_classes(model_type: str) -> None:
+    """Import the module that registers ``model_type`` with transformers' Auto classes (once)."""
+    with _lock:
+        if model_type in _registered:
+            return
+        _registered.add(model_type)
+    module = module_for(model_type)
+    if module is not None:
+        importlib.import_module(module)
 
 
 def _make_aware(config_mapping) -> None:
