@@ -35,7 +35,6 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "hfgen.methods"
-COMPONENT_KINDS = ("trainer", "config", "pipeline", "scheduler", "model", "adapter", "metric")
 
 
 def _check_str(owner: str, name: str, value, optional: bool = False, target: bool = False) -> None:
@@ -66,6 +65,28 @@ class Paper:
 
 
 @dataclass(frozen=True)
+class Converter:
+    """A converter of a checkpoint released with the paper, run by ``hfgen convert KIND`` / [`hfgen.convert.convert`].
+
+    Args:
+        target: ``"module.path:function"``; the function is ``fn(source, output=None, **options) -> model``,
+            imported only when used.
+        description: one line for ``hfgen convert --help`` (what it reads -> what it writes).
+        options: keyword arguments always passed to the function (one function may serve several kinds).
+    """
+
+    target: str
+    description: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        _check_str("Converter", "target", self.target, target=True)
+        _check_str("Converter", "description", self.description)
+        if not isinstance(self.options, dict) or not all(isinstance(k, str) for k in self.options):
+            raise TypeError(f"`options` of Converter must be a dict of keyword arguments, got {self.options!r}.")
+
+
+@dataclass(frozen=True)
 class MethodInfo:
     """What the registry knows about one method. Strings only, so it is cheap to import.
 
@@ -85,6 +106,10 @@ class MethodInfo:
             ``"implemented"``, the default; e.g. ``"experimental"`` for a method whose results are not reproduced).
         description: the longer account printed by ``hfgen info``.
         position: place in the zoo's tables (README, ``docs/results.md``); ties are ordered by name.
+        auto_models: transformers ``model_type`` -> the name of a component whose module registers that type
+            with ``AutoConfig`` / ``AutoModel*`` when imported; ``import hfgen`` then lets the Auto classes load
+            a saved model of that type without importing anything first ([`hfgen._auto`]).
+        converters: ``hfgen convert`` kind -> [`Converter`] of a checkpoint released with the paper.
     """
 
     name: str
@@ -99,6 +124,8 @@ class MethodInfo:
     status: str = "implemented"
     description: str = ""
     position: int = 1000
+    auto_models: dict[str, str] = field(default_factory=dict)
+    converters: dict[str, Converter] = field(default_factory=dict)
 
     def __post_init__(self):
         _check_str("MethodInfo", "name", self.name)
@@ -124,6 +151,18 @@ class MethodInfo:
             _check_str(owner, name, getattr(self, name), optional=True, target=True)
         _check_str(owner, "pipeline_tag", self.pipeline_tag, optional=True)
         _check_str(owner, "status", self.status)
+        if not isinstance(self.auto_models, dict):
+            raise TypeError(f"`auto_models` of {owner} must be a dict of model_type -> component name, got "
+                            f"{type(self.auto_models).__name__}.")
+        for model_type, cls_name in self.auto_models.items():
+            _check_str(owner, "auto_models' model_type", model_type)
+            if cls_name not in self.components:
+                raise ValueError(f"`auto_models` of {owner} maps {model_type!r} to {cls_name!r}, which is not one of "
+                                 f"its components.")
+        if not isinstance(self.converters, dict) or not all(
+                isinstance(kind, str) and kind and isinstance(c, Converter) for kind, c in self.converters.items()):
+            raise TypeError(f"`converters` of {owner} must be a dict of kind -> hfgen.registry.Converter, got "
+                            f"{self.converters!r}.")
 
     @property
     def broken(self) -> bool:
@@ -132,6 +171,10 @@ class MethodInfo:
     @property
     def hub_tags(self) -> list[str]:
         return ["hfgen", f"hfgen-{self.name.replace('_', '-')}", *self.tags]
+
+    def component_module(self, cls_name: str) -> str:
+        """The module path of the component ``cls_name`` (``"hfgen.models.mf2"`` for ``"MF2Model"``)."""
+        return self.components[cls_name].partition(":")[0]
 
     def load_component(self, cls_name: str) -> Any:
         if cls_name not in self.components:

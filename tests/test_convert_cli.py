@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import save_file
 
 from hfgen.cli import main
-from hfgen.models.mdlm_dit import MDLMDiTForMaskedLM
+from hfgen.pipelines.masked_diffusion.modeling_mdlm_dit import MDLMDiTForMaskedLM
 from tests.test_convert_mdlm import RECORDING, recorded_weights
 
 
@@ -63,7 +63,7 @@ def test_hfgen_load_dispatches_converted_folders(source, tmp_path):
     """``hfgen.load`` finds the converted classes through the method registry."""
     import hfgen
     from hfgen.convert import convert
-    from hfgen.models.gft_dit import GFTDiTTransformer2DModel
+    from hfgen.pipelines.gft.modeling_gft_dit import GFTDiTTransformer2DModel
     from tests.test_convert_gft_dit import recorded_dit
 
     _, path = source

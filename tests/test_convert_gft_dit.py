@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from hfgen.convert import ConversionError, convert
-from hfgen.models.gft_dit import GFTDiTTransformer2DModel
+from hfgen.pipelines.gft.modeling_gft_dit import GFTDiTTransformer2DModel
 from tests.golden.recorded import load_recording
 
 

@@ -23,7 +23,7 @@ import torch
 from safetensors.torch import save_file
 
 from hfgen.convert import CONVERTERS, ConversionError, convert
-from hfgen.models.mdlm_dit import MDLMDiTConfig, MDLMDiTForMaskedLM
+from hfgen.pipelines.masked_diffusion.modeling_mdlm_dit import MDLMDiTConfig, MDLMDiTForMaskedLM
 from tests.golden.recorded import load_recording
 
 VOCAB, HIDDEN, COND, BLOCKS, HEADS = 37, 32, 16, 2, 4

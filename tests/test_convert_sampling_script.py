@@ -10,7 +10,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from hfgen.data.text import char_tokenizer
-from hfgen.models.mdlm_dit import MDLMDiTConfig, MDLMDiTForMaskedLM
+from hfgen.pipelines.masked_diffusion.modeling_mdlm_dit import MDLMDiTConfig, MDLMDiTForMaskedLM
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "mdm_openwebtext_sampling.py"
 

@@ -109,8 +109,8 @@ def _gft():
 def _gft_dit():
     from diffusers import DPMSolverMultistepScheduler
 
-    from hfgen.models.gft_dit import GFTDiTTransformer2DModel
     from hfgen.pipelines import GuidanceFreePipeline
+    from hfgen.pipelines.gft.modeling_gft_dit import GFTDiTTransformer2DModel
 
     torch.manual_seed(0)
     dit = GFTDiTTransformer2DModel(num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=8,
@@ -144,7 +144,7 @@ PLAN = {"title": "Goku's five forms", "cover_prompt": "Goku glowing gold", "vide
 
 def _popcorn_llm():
     from hfgen.pipelines.popcorn import TransformersLLM
-    from hfgen.pipelines.popcorn.tiny import ScriptedLM, ScriptedLMConfig, byte_tokenizer
+    from hfgen.testing.scripted_lm import ScriptedLM, ScriptedLMConfig, byte_tokenizer
 
     return TransformersLLM(ScriptedLM(ScriptedLMConfig(script=json.dumps(PLAN))), byte_tokenizer(), do_sample=False,
                            max_new_tokens=300)
@@ -152,7 +152,8 @@ def _popcorn_llm():
 
 def _popcorn():
     from hfgen.pipelines import PopcornPipeline
-    from hfgen.pipelines.popcorn.tiny import byte_tokenizer, tiny_text_to_image
+    from hfgen.testing.scripted_lm import byte_tokenizer
+    from hfgen.testing.tiny_models import tiny_text_to_image
 
     return PopcornPipeline(llm=_popcorn_llm(), text_to_image=tiny_text_to_image(byte_tokenizer(model_max_length=16)))
 
@@ -548,7 +549,7 @@ def _tiny_models() -> dict[str, Any]:
     from hfgen.pipelines.consistency_trajectory import TrajectoryMLP
     from hfgen.pipelines.gft.modeling_gft import GFTCausalLM
     from hfgen.pipelines.popcorn.modeling_popularity import PopularityModel
-    from hfgen.pipelines.popcorn.tiny import tiny_popularity_config
+    from hfgen.testing.tiny_models import tiny_popularity_config
 
     torch.manual_seed(0)
     llama = LlamaForCausalLM(LlamaConfig(vocab_size=16, hidden_size=16, intermediate_size=32, num_hidden_layers=1,

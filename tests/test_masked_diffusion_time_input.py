@@ -8,9 +8,9 @@ import pytest
 import torch
 from scipy import stats
 
-from hfgen.models.mdlm_dit import MDLMDiTConfig, MDLMDiTForMaskedLM
 from hfgen.pipelines import AncestralMaskedScheduler, MaskedDiffusionPipeline
 from hfgen.pipelines.masked_diffusion.masking import alpha, total_noise
+from hfgen.pipelines.masked_diffusion.modeling_mdlm_dit import MDLMDiTConfig, MDLMDiTForMaskedLM
 
 V, L, MASK, STEPS = 3, 3, 3, 3  # content tokens 0..V-1, the mask is token V
 

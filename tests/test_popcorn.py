@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from hfgen.data.microlens import HOOK_WORDS, make_synthetic_microlens, title_effect
+from hfgen.data.text import word_tokenizer
 from hfgen.pipelines.popcorn import PopcornStageError, PopularityRetriever, parse_plan
 from hfgen.pipelines.popcorn.modeling_popularity import (
     PopularityCollator,
@@ -16,7 +17,7 @@ from hfgen.pipelines.popcorn.modeling_popularity import (
 )
 from hfgen.pipelines.popcorn.prompts import EXAMPLE_PLAN, build_messages
 from hfgen.pipelines.popcorn.retrieval import minilm_path
-from hfgen.pipelines.popcorn.tiny import tiny_popularity_config, word_tokenizer
+from hfgen.testing.tiny_models import tiny_popularity_config
 
 PLAN = {"title": "Goku's five forms", "cover_prompt": "Goku glowing gold", "video_prompt": "A 3-second power-up"}
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from hfgen.data.microlens import make_synthetic_microlens
+from hfgen.data.text import word_tokenizer
 from hfgen.pipelines import PopcornPipeline
 from hfgen.pipelines.popcorn import (
     OpenAIChatLLM,
@@ -19,18 +20,8 @@ from hfgen.pipelines.popcorn import (
     save_popcorn_outputs,
 )
 from hfgen.pipelines.popcorn.modeling_popularity import PopularityModel
-from hfgen.pipelines.popcorn.tiny import (
-    ExtractiveLM,
-    ExtractiveLMConfig,
-    ScriptedLM,
-    ScriptedLMConfig,
-    byte_tokenizer,
-    tiny_causal_lm,
-    tiny_popularity_config,
-    tiny_text_to_image,
-    tiny_text_to_video,
-    word_tokenizer,
-)
+from hfgen.testing.scripted_lm import ExtractiveLM, ExtractiveLMConfig, ScriptedLM, ScriptedLMConfig, byte_tokenizer
+from hfgen.testing.tiny_models import tiny_chat_llama, tiny_popularity_config, tiny_text_to_image, tiny_text_to_video
 
 PLAN = {"title": "Goku's five forms", "cover_prompt": "Goku glowing gold", "video_prompt": "A 3-second power-up"}
 GEN = dict(height=32, width=32, num_frames=9, num_inference_steps=2, video_kwargs={"max_sequence_length": 16})
@@ -114,7 +105,7 @@ def test_end_to_end_local_lm_writes_plan_cover_and_playable_mp4(parts, tmp_path)
 
 
 def test_random_tiny_lm_is_retried_then_fails_naming_the_plan_stage(parts):
-    llm = TransformersLLM(tiny_causal_lm(parts["chat_tok"]), parts["chat_tok"], max_new_tokens=12)
+    llm = TransformersLLM(tiny_chat_llama(parts["chat_tok"]), parts["chat_tok"], max_new_tokens=12)
     pipe = PopcornPipeline(llm=llm)
     with pytest.raises(PopcornStageError, match=r"\[plan stage\] no valid plan after 3 attempt\(s\)") as err:
         pipe("Create a video about street food", max_retries=2)

@@ -11,14 +11,15 @@ import pytest
 
 from hfgen.pipelines.popcorn.llm import OpenAIChatLLM
 from hfgen.pipelines.popcorn.pipeline_popcorn import PopcornPipeline, PopcornStageError
-from hfgen.pipelines.popcorn.tiny import byte_tokenizer, tiny_causal_lm
+from hfgen.testing.scripted_lm import byte_tokenizer
+from hfgen.testing.tiny_models import tiny_chat_llama
 
 
 @pytest.fixture(scope="module")
 def served_model(tmp_path_factory):
     folder = tmp_path_factory.mktemp("served") / "tiny-chat"
     tokenizer = byte_tokenizer()
-    tiny_causal_lm(tokenizer).save_pretrained(folder)
+    tiny_chat_llama(tokenizer).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -80,7 +80,7 @@ def popcorn_pipe():
 
     from hfgen.pipelines import PopcornPipeline
     from hfgen.pipelines.popcorn.llm import TransformersLLM
-    from hfgen.pipelines.popcorn.tiny import ScriptedLM, ScriptedLMConfig, byte_tokenizer
+    from hfgen.testing.scripted_lm import ScriptedLM, ScriptedLMConfig, byte_tokenizer
 
     plan = {"title": "t", "cover_prompt": "c", "video_prompt": "v"}
     llm = TransformersLLM(ScriptedLM(ScriptedLMConfig(script=json.dumps(plan))), byte_tokenizer(), do_sample=False,

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -23,6 +24,7 @@ import torch
 import hfgen
 import hfgen.hub
 from hfgen.hub import STAGING_PREFIX
+from hfgen.hub.saving import _HOST
 
 WRITER = textwrap.dedent("""
     import sys, time, torch
@@ -50,7 +52,7 @@ def _generation_of(pipe) -> tuple[set[float], float]:
     return values, pipe.scheduler.config.sigma_max - 10.0
 
 
-def test_loading_while_another_process_saves_never_returns_a_mix(tmp_path):
+def test_loading_while_another_process_saves_never_returns_a_mix(tmp_path, caplog):
     """A writer process saves a pipeline every ~0.35 s; this process loads it for 5 s, alternately with
     ``hfgen.load`` and ``ConsistencyBridgePipeline.from_pretrained``. Each load must be one save
     (all weights equal k and the scheduler's sigma_max equal 10 + k) or a ``ConcurrentSaveError``; never a mix and
@@ -62,6 +64,7 @@ def test_loading_while_another_process_saves_never_returns_a_mix(tmp_path):
     from hfgen.pipelines import ConsistencyBridgePipeline
 
     folder = tmp_path / "pipe"
+    caplog.set_level(logging.DEBUG, logger="hfgen.hub.saving")  # each retried read is logged
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(folder)], stdout=subprocess.PIPE, text=True,
                               env={**os.environ, "OMP_NUM_THREADS": "1"})
     try:
@@ -83,7 +86,7 @@ def test_loading_while_another_process_saves_never_returns_a_mix(tmp_path):
         writer.kill()
         writer.wait()
     print(f"{whole} whole loads of {len(generations)} different saves, {refused} refused, "
-          f"{hfgen.hub._RETRIES[0]} retried reads")
+          f"{sum('Reading' in r.getMessage() for r in caplog.records)} retried reads")
     assert whole >= 2 and len(generations) >= 2, "the loads did not overlap the saves: the test would prove nothing"
 
 
@@ -221,7 +224,7 @@ def test_debris_of_killed_saves_is_removed_by_the_next_save(tmp_path):
         kills += 1
         debris = max(debris, len(list(folder.glob(f"{STAGING_PREFIX}*")) + list(tmp_path.glob(f"{STAGING_PREFIX}*"))))
     # a staging folder of a live process (this one) and one of an unknown owner are not touched
-    live = folder / f"{STAGING_PREFIX}{hfgen.hub._HOST}-{os.getpid()}-live"
+    live = folder / f"{STAGING_PREFIX}{_HOST}-{os.getpid()}-live"
     live.mkdir()
     leftover = sorted(p.name for p in folder.glob(f"{STAGING_PREFIX}*") if p != live)
     print(f"staging folders after {kills} kills: {len(leftover)} (max seen {debris})")

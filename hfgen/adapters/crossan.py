@@ -29,14 +29,9 @@ from itertools import combinations
 import torch
 from torch import nn
 
-from hfgen.adapters.side_adapter import (
-    GatedSideNetwork,
-    MixtureSideNetwork,
-    SideAdapterConfig,
-    SideAdapterModel,
-    SideAdapterOutput,
-    iisan_head,
-)
+from hfgen.adapters.side_adapter.config import SideAdapterConfig
+from hfgen.adapters.side_adapter.layer import GatedSideNetwork, MixtureSideNetwork, iisan_head
+from hfgen.adapters.side_adapter.model import SideAdapterModel, SideAdapterOutput
 
 
 @dataclass

@@ -22,14 +22,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from hfgen.adapters.side_adapter import (
-    GatedSideNetwork,
-    MixtureSideNetwork,
-    SideAdapterConfig,
-    SideAdapterModel,
-    SideAdapterOutput,
-    iisan_head,
-)
+from hfgen.adapters.side_adapter.config import SideAdapterConfig
+from hfgen.adapters.side_adapter.layer import GatedSideNetwork, MixtureSideNetwork, iisan_head
+from hfgen.adapters.side_adapter.model import SideAdapterModel, SideAdapterOutput
 
 
 @dataclass

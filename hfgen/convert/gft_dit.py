@@ -1,4 +1,4 @@
-"""GFT's released DiT-B/2 and DiT-XL/2 (thu-ml/GFT, ``DiT/``) into [`~hfgen.models.gft_dit.GFTDiTTransformer2DModel`].
+"""GFT's released DiT-B/2 and DiT-XL/2 (thu-ml/GFT, ``DiT/``) into [`~hfgen.pipelines.gft.GFTDiTTransformer2DModel`].
 
 The official checkpoints are DiT's own format (a bare state dict, or ``train.py``'s ``{"model", "ema", "opt",
 "args"}``, read with ``torch.load(weights_only=True)`` plus ``argparse.Namespace`` for ``args``). The
@@ -50,7 +50,7 @@ def convert_gft_dit(source: str | os.PathLike, output: str | os.PathLike | None 
     Returns:
         [`GFTDiTTransformer2DModel`] in eval mode.
     """
-    from hfgen.models.gft_dit import GFTDiTTransformer2DModel
+    from hfgen.pipelines.gft.modeling_gft_dit import GFTDiTTransformer2DModel
 
     # DiT's (and GFT's) train.py saves {"model", "ema", "opt", "args"} with ``args`` an argparse.Namespace of the
     # command line: that class, and nothing else, joins the weights_only allowlist

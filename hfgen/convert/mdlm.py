@@ -1,4 +1,4 @@
-"""MDLM and SEDD-absorb checkpoints (kuleshov-group/mdlm's DiT) into [`~hfgen.models.mdlm_dit.MDLMDiTForMaskedLM`].
+"""MDLM and SEDD-absorb checkpoints (kuleshov-group/mdlm's DiT) into [`~hfgen.pipelines.masked_diffusion.MDLMDiTForMaskedLM`].
 
 Sources understood (all share the official module names of ``models/dit.py``):
 
@@ -91,7 +91,7 @@ def _dit_state(checkpoint: dict, use_ema: bool) -> dict[str, torch.Tensor]:
 
 def config_from_state(state: dict[str, torch.Tensor], **overrides):
     """An [`MDLMDiTConfig`] read off the tensor shapes of an official ``DIT`` state dict."""
-    from hfgen.models.mdlm_dit import MDLMDiTConfig
+    from hfgen.pipelines.masked_diffusion.modeling_mdlm_dit import MDLMDiTConfig
 
     def need(key):
         if key not in state:
@@ -164,9 +164,9 @@ def convert_mdlm(source: str | os.PathLike, output: str | os.PathLike | None = N
         torch_dtype (`torch.dtype`, defaults to `torch.float32`): dtype of the saved weights.
 
     Returns:
-        [`~hfgen.models.mdlm_dit.MDLMDiTForMaskedLM`] in eval mode.
+        [`~hfgen.pipelines.masked_diffusion.MDLMDiTForMaskedLM`] in eval mode.
     """
-    from hfgen.models.mdlm_dit import MDLMDiTForMaskedLM
+    from hfgen.pipelines.masked_diffusion.modeling_mdlm_dit import MDLMDiTForMaskedLM
 
     if kind not in KINDS:
         raise ValueError(f"`kind` must be one of {sorted(KINDS)}, got {kind!r}.")

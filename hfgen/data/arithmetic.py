@@ -8,7 +8,8 @@ exact decimal answer followed by ``<eos>``. Everything is built offline:
 - [`arithmetic_reward`]: the binary verifier in TRL's reward-function format
   (``f(completions, answer, **kwargs) -> list[float]``); dataset columns reach it by name;
 - [`arithmetic_tokenizer`]: a character-level ``PreTrainedTokenizerFast`` over 15 symbols;
-- [`tiny_causal_lm`]: a ``Qwen2ForCausalLM`` built from a config (about 0.1 M parameters);
+- [`tiny_causal_lm`]: a ``Qwen2ForCausalLM`` built from a config (about 0.1 M parameters), hfgen's
+  [`hfgen.testing.tiny_models.tiny_qwen2_lm`] over this tokenizer;
 - [`sft_warm_start`]: a short teacher-forced warm start, so that groups of sampled answers are mixed
   (RL from a binary verifier learns nothing from groups that are all right or all wrong); it lives in
   [`hfgen.data.warm_start`] (any prompt -> answer data) and is re-exported here;
@@ -109,40 +110,12 @@ def arithmetic_tokenizer():
     return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="<eos>", padding_side="left")
 
 
-def tiny_causal_lm(
-    tokenizer=None,
-    hidden_size: int = 64,
-    intermediate_size: int = 256,
-    num_hidden_layers: int = 2,
-    num_attention_heads: int = 4,
-    num_key_value_heads: int = 2,
-    max_position_embeddings: int = 32,
-    seed: int = 0,
-):
-    """A ``Qwen2ForCausalLM`` built from a config (no download), sized for the arithmetic task."""
-    import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+def tiny_causal_lm(tokenizer=None, **config):
+    """[`hfgen.testing.tiny_models.tiny_qwen2_lm`] over ``tokenizer`` (default: [`arithmetic_tokenizer`]): a
+    ``Qwen2ForCausalLM`` built from a config, sized for the arithmetic task."""
+    from hfgen.testing.tiny_models import tiny_qwen2_lm
 
-    tokenizer = tokenizer or arithmetic_tokenizer()
-    config = Qwen2Config(
-        vocab_size=len(tokenizer),
-        hidden_size=hidden_size,
-        intermediate_size=intermediate_size,
-        num_hidden_layers=num_hidden_layers,
-        num_attention_heads=num_attention_heads,
-        num_key_value_heads=num_key_value_heads,
-        max_position_embeddings=max_position_embeddings,
-        tie_word_embeddings=True,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=tokenizer.eos_token_id,
-    )
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        model = Qwen2ForCausalLM(config)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    return model
+    return tiny_qwen2_lm(tokenizer or arithmetic_tokenizer(), **config)
 
 
 def arithmetic_accuracy(model, tokenizer, dataset, num_samples: int = 1, temperature: float = 1.0,

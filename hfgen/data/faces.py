@@ -1,30 +1,28 @@
-"""Faces with Action Unit (AU) and emotion labels: a parametric synthetic set and loaders for real layouts.
+"""Faces with Action Unit (AU) and emotion labels: the label vocabulary, its texts and tokenizer, and a parametric
+synthetic set.
 
-Synthetic faces ([`make_synthetic_faces`]) are drawn with PIL from known AU intensities, so every
-label is exact: the brows carry AU1 (inner brow raiser), AU2 (outer brow raiser) and AU4 (brow lowerer,
-with a furrow); the eyes AU5 (upper lid raiser); the cheeks AU6 (cheek raiser); the nose AU9 (nose
-wrinkler); the mouth AU12 (lip corner puller), AU15 (lip corner depressor), AU20 (lip stretcher), AU23
-(lip tightener) and AU26 (jaw drop). A face's emotion is *derived* from its AUs by the EMFACS
-prototypes ([`EMOTION_PROTOTYPES`], [`emotion_from_aus`]), and every face comes with
-MFA-style multilevel text (MF^2, arXiv 2504.10351): one description per AU (local level) and one
-emotion description (global level), templated here in place of the paper's GPT-4o descriptions.
+Synthetic faces ([`make_synthetic_faces`]) are drawn from known AU intensities (the drawing is
+[`hfgen.data.face_rendering.render_face`]), so every label is exact: the brows carry AU1 (inner brow raiser), AU2
+(outer brow raiser) and AU4 (brow lowerer, with a furrow); the eyes AU5 (upper lid raiser); the cheeks AU6 (cheek
+raiser); the nose AU9 (nose wrinkler); the mouth AU12 (lip corner puller), AU15 (lip corner depressor), AU20 (lip
+stretcher), AU23 (lip tightener) and AU26 (jaw drop). A face's emotion is *derived* from its AUs by the EMFACS
+prototypes ([`EMOTION_PROTOTYPES`], [`emotion_from_aus`]), and every face comes with MFA-style multilevel text (MF^2,
+arXiv 2504.10351): one description per AU (local level) and one emotion description (global level), templated here
+in place of the paper's GPT-4o descriptions.
 
-Loaders read the real data sets where they live, by path (all need a licence; none downloads):
-[`load_disfa`], [`load_bp4d`] (AU occurrence), [`load_rafdb`], [`load_affectnet`]
-(emotion) and [`load_mfa_json`] (images + multilevel descriptions). Each returns a
-``datasets.Dataset`` with an ``image`` column (``datasets.Image``) and label columns.
+The loaders of the real data sets ([`hfgen.data.face_datasets`]: ``load_disfa``, ``load_bp4d``, ``load_rafdb``,
+``load_affectnet``, ``load_mfa_json``, ``subject_exclusive_folds``) and the drawing and plotting
+([`hfgen.data.face_rendering`]: ``render_face``, ``face_grid``) are also importable from here.
 """
 
 from __future__ import annotations
 
-import csv
-import json
-import math
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
+
+from hfgen._lazy import lazy_exports
 
 # FACS names of the AUs the synthetic faces draw, with MFA-style state descriptions (present, absent).
 AU_DESCRIPTIONS = {
@@ -65,13 +63,6 @@ EMOTION_DESCRIPTIONS = {
 }
 # A prototype must overlap the AU set at least this much (Jaccard) to name the emotion; else neutral.
 EMOTION_MATCH_THRESHOLD = 0.5
-
-# The real data sets' label sets (standard protocols).
-DISFA_AUS = ("AU1", "AU2", "AU4", "AU6", "AU9", "AU12", "AU25", "AU26")
-BP4D_AUS = ("AU1", "AU2", "AU4", "AU6", "AU7", "AU10", "AU12", "AU14", "AU15", "AU17", "AU23", "AU24")
-RAFDB_EMOTIONS = {1: "surprise", 2: "fear", 3: "disgust", 4: "happy", 5: "sad", 6: "angry", 7: "neutral"}
-AFFECTNET_EMOTIONS = {0: "neutral", 1: "happy", 2: "sad", 3: "surprise", 4: "fear", 5: "disgust", 6: "angry",
-                      7: "contempt"}
 
 _AU_NAME = re.compile(r"^AU\d+$")
 
@@ -180,67 +171,6 @@ def sample_au_intensities(n: int, rng: np.random.Generator, au_names=SYNTHETIC_A
     return out
 
 
-def render_face(intensity: dict, rng: np.random.Generator, image_size: int = 48, supersample: int = 2) -> np.ndarray:
-    """One RGB face ``[H, W, 3]`` uint8 showing the given AU intensities (``{'AU12': 0.8, ...}``).
-
-    Pose, scale, skin, background and pixel noise are random; the drawing is the face-coordinate
-    geometry below (x, y in units of the face half-width, y down).
-    """
-    from PIL import Image, ImageDraw
-
-    a = {au: float(intensity.get(au, 0.0)) for au in AU_DESCRIPTIONS}
-    S = image_size * supersample
-    bg = tuple(int(c) for c in rng.integers(90, 170, 3))
-    img = Image.new("RGB", (S, S), bg)
-    d = ImageDraw.Draw(img, "RGBA")
-    s = S * 0.36 * rng.uniform(0.92, 1.08)
-    cx, cy = S / 2 + rng.uniform(-0.05, 0.05) * S, S / 2 + rng.uniform(-0.04, 0.04) * S
-    skin = np.array([224, 172, 140]) * rng.uniform(0.85, 1.05) + rng.uniform(-8, 8, 3)
-    skin = tuple(int(c) for c in np.clip(skin, 40, 255))
-    dark = (35, 25, 25, 255)
-    w = max(1, round(0.09 * s))
-
-    def P(x, y):
-        return (cx + s * x, cy + s * y)
-
-    jaw = 0.12 * a["AU26"]
-    d.ellipse([*P(-1.0, -1.2), *P(1.0, 1.2 + jaw)], fill=skin)
-    for side in (-1, 1):  # cheeks (AU6)
-        if a["AU6"] > 0:
-            d.ellipse([*P(side * 0.45 - 0.17, 0.12), *P(side * 0.45 + 0.17, 0.40)], fill=(215, 70, 70, int(150 * a["AU6"])))
-        # eyes (AU5 widens, AU6 pushes the lower lid up)
-        eh = 0.07 + 0.09 * a["AU5"] - 0.02 * a["AU6"]
-        ex, ey = side * 0.38, -0.15
-        d.ellipse([*P(ex - 0.13, ey - eh), *P(ex + 0.13, ey + eh)], fill=(245, 245, 245))
-        d.ellipse([*P(ex - 0.05, ey - 0.05), *P(ex + 0.05, ey + 0.05)], fill=dark)
-        # brows: inner end raised by AU1 and lowered/drawn in by AU4, outer end raised by AU2
-        inner = P(side * (0.13 - 0.05 * a["AU4"]), -0.42 - 0.17 * a["AU1"] + 0.12 * a["AU4"])
-        outer = P(side * 0.60, -0.44 - 0.17 * a["AU2"])
-        d.line([inner, outer], fill=dark, width=w + 1)
-    if a["AU4"] > 0:  # the glabellar furrow
-        for x in (-0.04, 0.04):
-            d.line([P(x, -0.36), P(x, -0.22)], fill=(60, 40, 40, int(255 * a["AU4"])), width=w)
-    d.line([P(0.0, -0.08), P(-0.06, 0.22), P(0.06, 0.22)], fill=(120, 80, 70, 255), width=w)  # nose
-    if a["AU9"] > 0:  # nose wrinkles
-        for y in (-0.05, 0.03, 0.11):
-            d.line([P(-0.13, y), P(0.13, y)], fill=(70, 40, 40, int(255 * a["AU9"])), width=w)
-    # mouth: corners up (AU12) or down (AU15), wider (AU20), thinner and narrower (AU23), open (AU26)
-    half = 0.30 * (1 + 0.40 * a["AU20"] - 0.20 * a["AU23"])
-    corner = 0.55 - 0.16 * a["AU12"] + 0.16 * a["AU15"]
-    opening = 0.26 * a["AU26"]
-    xs = np.linspace(-1, 1, 9)
-    upper = [P(half * x, corner + (0.55 - corner) * (1 - x * x) - opening / 2) for x in xs]
-    lower = [P(half * x, corner + (0.55 - corner) * (1 - x * x) + opening / 2 + 0.02) for x in xs]
-    if opening > 0.02:
-        d.polygon(upper + lower[::-1], fill=(60, 15, 20, 255))
-    lip = max(1, round(w * (1.6 - 1.0 * a["AU23"])))
-    d.line(upper, fill=(150, 50, 60, 255), width=lip)
-    d.line(lower, fill=(150, 50, 60, 255), width=lip)
-    img = img.resize((image_size, image_size), Image.Resampling.LANCZOS)
-    arr = np.asarray(img, dtype=np.float32) + rng.normal(0, 6, (image_size, image_size, 3))
-    return np.clip(arr, 0, 255).astype(np.uint8)
-
-
 @dataclass
 class SyntheticFaces:
     """A map-style data set of synthetic faces; item ``i`` is a dict ready for the MF^2 / DFN collators.
@@ -306,6 +236,8 @@ def make_synthetic_faces(n: int, image_size: int = 48, seed: int = 0, au_names=S
     if image_size < 16:
         raise ValueError(f"`image_size` must be at least 16 pixels, got {image_size!r}.")
     au_names = tuple(check_au_names(au_names, AU_DESCRIPTIONS))
+    from hfgen.data.face_rendering import render_face
+
     rng = np.random.default_rng(seed)
     intensity = sample_au_intensities(n, rng, au_names, p_drop, p_add)
     images = np.stack([render_face(dict(zip(au_names, row)), rng, image_size) for row in intensity])
@@ -333,218 +265,10 @@ def pixel_values_from_images(images, image_size: int | None = None):
     return torch.from_numpy(arr.astype(np.float32) / 127.5 - 1.0).permute(0, 3, 1, 2).contiguous()
 
 
-# ---------------------------------------------------------------------------------- loaders
-
-
-def subject_exclusive_folds(subjects, n_folds: int = 3, shuffle: bool = False, seed: int = 0
-                            ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Subject-exclusive k-fold cross-validation, the protocol of BP4D / DISFA AU papers (3 folds).
-
-    Every subject's frames fall in exactly one test fold, so no subject is in a fold's training and test
-    parts at once. Subjects are assigned, largest first, to the fold with the fewest frames so far (ties:
-    the lower fold), which balances the folds by frames; ``shuffle=True`` permutes the subjects with
-    ``seed`` before the (stable) size sort, so equal-sized subjects are spread differently.
-
-    Args:
-        subjects (`Sequence`): one subject id per frame (e.g. ``dataset["subject"]`` of [`load_bp4d`]).
-        n_folds (`int`): number of folds, at least 2 and at most the number of subjects.
-        shuffle (`bool`), seed (`int`): see above; the default order is the sorted subject ids.
-
-    Returns:
-        `list[tuple[np.ndarray, np.ndarray]]`: ``(train_indices, test_indices)`` per fold, like scikit-learn's
-        ``GroupKFold.split``.
-    """
-    subjects = np.asarray(list(subjects), dtype=object)
-    if isinstance(n_folds, bool) or not isinstance(n_folds, (int, np.integer)) or n_folds < 2:
-        raise ValueError(f"`n_folds` must be an integer >= 2, got {n_folds!r}.")
-    if len(subjects) == 0:
-        raise ValueError("`subjects` is empty.")
-    ids = sorted({str(s) for s in subjects})
-    if len(ids) != len({s for s in subjects}):
-        raise ValueError("`subjects` has distinct ids with the same string form; use one id type.")
-    if n_folds > len(ids):
-        raise ValueError(f"`n_folds` ({n_folds}) is larger than the number of subjects ({len(ids)}).")
-    keys = np.array([str(s) for s in subjects])
-    if shuffle:
-        ids = [ids[i] for i in np.random.default_rng(seed).permutation(len(ids))]
-    counts = {s: int((keys == s).sum()) for s in ids}
-    fold_of, sizes = {}, [0] * n_folds
-    for s in sorted(ids, key=lambda s: -counts[s]):  # stable: equal sizes keep the sorted / shuffled order
-        f = int(np.argmin(sizes))
-        fold_of[s] = f
-        sizes[f] += counts[s]
-    fold = np.array([fold_of[k] for k in keys])
-    return [(np.flatnonzero(fold != f), np.flatnonzero(fold == f)) for f in range(n_folds)]
-
-
-def _image_dataset(columns: dict, image_paths: list[str]):
-    import datasets
-
-    if not image_paths:
-        raise ValueError("No labelled images were found; check the root folder and the layout.")
-    return datasets.Dataset.from_dict({"image": image_paths, **columns}).cast_column("image", datasets.Image())
-
-
-def _index_frames(folder: Path) -> dict[int, str]:
-    """``{frame number: path}`` of the images in ``folder`` whose stem ends in a number."""
-    out = {}
-    for p in sorted(folder.glob("*")):
-        m = re.search(r"(\d+)$", p.stem)
-        if m and p.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp"):
-            out[int(m.group(1))] = str(p)
-    return out
-
-
-def load_disfa(root, au_names=DISFA_AUS, threshold: int = 2, image_dir: str = "Images"):
-    """DISFA AU occurrence (an AU counts as present at intensity >= ``threshold``, the usual protocol).
-
-    Layout: ``root/ActionUnit_Labels/<SN>/<SN>_au<N>.txt`` (lines ``frame,intensity``) and extracted
-    frames ``root/<image_dir>/<SN>/<...frame number>.jpg``. Columns: ``image``, ``subject``, ``frame``,
-    ``au_labels`` (``[K]`` floats in ``au_names`` order).
-    """
-    au_names = check_au_names(au_names)
-    root = Path(root)
-    paths, subjects, frames, labels = [], [], [], []
-    for subject_dir in sorted((root / "ActionUnit_Labels").glob("*")):
-        sn = subject_dir.name
-        per_au = {}
-        for au in au_names:
-            f = subject_dir / f"{sn}_{au.lower()}.txt"
-            if not f.is_file():
-                raise FileNotFoundError(f"DISFA label file {f} is missing (asked for {au}).")
-            per_au[au] = {int(r[0]): int(r[1]) for r in csv.reader(f.read_text().split()) if r}
-        images = _index_frames(root / image_dir / sn)
-        for frame in sorted(set.intersection(*(set(v) for v in per_au.values())) & set(images)):
-            paths.append(images[frame])
-            subjects.append(sn)
-            frames.append(frame)
-            labels.append([float(per_au[a][frame] >= threshold) for a in au_names])
-    return _image_dataset({"subject": subjects, "frame": frames, "au_labels": labels}, paths)
-
-
-def load_bp4d(root, au_names=BP4D_AUS, image_dir: str = "2DFaces"):
-    """BP4D AU occurrence. Frames with an unknown label (9) in any asked AU are skipped.
-
-    Layout: ``root/AUCoding/AU_OCC/<subject>_<task>.csv`` (header ``Frame,1,2,4,...``) and frames
-    ``root/<image_dir>/<subject>/<task>/<...frame number>.jpg``. Columns: ``image``, ``subject``,
-    ``task``, ``frame``, ``au_labels``.
-    """
-    au_names = check_au_names(au_names)
-    root = Path(root)
-    paths, subjects, tasks, frames, labels = [], [], [], [], []
-    for f in sorted((root / "AUCoding" / "AU_OCC").glob("*.csv")):
-        subject, _, task = f.stem.partition("_")
-        with open(f, newline="") as fh:
-            rows = list(csv.DictReader(fh))
-        missing = [a for a in au_names if rows and a[2:] not in rows[0]]
-        if missing:
-            raise ValueError(f"{f} has no columns for {missing}.")
-        images = _index_frames(root / image_dir / subject / task)
-        for r in rows:
-            frame, values = int(r["Frame"]), [int(r[a[2:]]) for a in au_names]
-            if frame in images and 9 not in values:
-                paths.append(images[frame])
-                subjects.append(subject)
-                tasks.append(task)
-                frames.append(frame)
-                labels.append([float(v) for v in values])
-    return _image_dataset({"subject": subjects, "task": tasks, "frame": frames, "au_labels": labels}, paths)
-
-
-def load_rafdb(root, split: str = "train", aligned: bool = True):
-    """RAF-DB basic emotions (7 classes). ``split`` is ``'train'`` or ``'test'``.
-
-    Layout: ``root/EmoLabel/list_patition_label.txt`` (lines ``train_00001.jpg 5``, labels 1..7) and
-    ``root/Image/aligned/train_00001_aligned.jpg`` (or ``root/Image/original/train_00001.jpg``).
-    Columns: ``image``, ``emotion`` (names as [`EMOTIONS`]).
-    """
-    if split not in ("train", "test"):
-        raise ValueError(f"`split` must be 'train' or 'test', got {split!r}.")
-    root = Path(root)
-    paths, emotions = [], []
-    for line in (root / "EmoLabel" / "list_patition_label.txt").read_text().splitlines():
-        if not line.strip():
-            continue
-        name, label = line.split()
-        if not name.startswith(split):
-            continue
-        stem, ext = name.rsplit(".", 1)
-        path = root / "Image" / ("aligned" if aligned else "original") / (f"{stem}_aligned.{ext}" if aligned else name)
-        if path.is_file():
-            paths.append(str(path))
-            emotions.append(RAFDB_EMOTIONS[int(label)])
-    return _image_dataset({"emotion": emotions}, paths)
-
-
-def load_affectnet(root, split: str = "validation", num_classes: int = 7):
-    """AffectNet emotions: 7 classes (no contempt) or 8; non-emotion labels (8-10) are skipped.
-
-    Layout: ``root/<split>.csv`` (``training`` / ``validation``) with columns ``subDirectory_filePath``
-    and ``expression``, images under ``root/Manually_Annotated_Images/``. Columns: ``image``, ``emotion``.
-    """
-    if num_classes not in (7, 8):
-        raise ValueError(f"`num_classes` must be 7 or 8, got {num_classes!r}.")
-    if split not in ("training", "validation"):
-        raise ValueError(f"`split` must be 'training' or 'validation', got {split!r}.")
-    root = Path(root)
-    paths, emotions = [], []
-    with open(root / f"{split}.csv", newline="") as fh:
-        for r in csv.DictReader(fh):
-            label = int(r["expression"])
-            path = root / "Manually_Annotated_Images" / r["subDirectory_filePath"]
-            if label < num_classes and path.is_file():
-                paths.append(str(path))
-                emotions.append(AFFECTNET_EMOTIONS[label])
-    return _image_dataset({"emotion": emotions}, paths)
-
-
-def load_mfa_json(path, image_root=None, au_names=None):
-    """MFA-style multilevel descriptions from a JSON list or JSON-lines file.
-
-    Each record: ``{"image": "relative/or/absolute.jpg", "global_description": "...",
-    "au_descriptions": {"AU1": "...", ...}, "aus": {"AU1": 0 or 1, ...} (optional),
-    "emotion": "happy" (optional)}``. ``au_names`` (default: the first record's AUs, in order) fixes
-    the order of ``au_texts`` and ``au_labels``; every record must describe every AU.
-    Columns: ``image``, ``global_text``, ``au_texts``, and ``au_labels`` / ``emotion`` when given.
-    """
-    path = Path(path)
-    text = path.read_text(encoding="utf-8").strip()
-    records = json.loads(text) if text.startswith("[") else [json.loads(line) for line in text.splitlines() if line]
-    if not records:
-        raise ValueError(f"{path} holds no records.")
-    au_names = check_au_names(au_names or list(records[0]["au_descriptions"]))
-    image_root = Path(image_root) if image_root is not None else path.parent
-    cols: dict[str, list] = {"global_text": [], "au_texts": []}
-    paths = []
-    for i, r in enumerate(records):
-        missing = [a for a in au_names if a not in r.get("au_descriptions", {})]
-        if missing:
-            raise ValueError(f"{path} record {i} has no descriptions for {missing}.")
-        paths.append(str(image_root / r["image"]))
-        cols["global_text"].append(r["global_description"])
-        cols["au_texts"].append([r["au_descriptions"][a] for a in au_names])
-        if "aus" in r:
-            cols.setdefault("au_labels", []).append([float(r["aus"][a]) for a in au_names])
-        if "emotion" in r:
-            cols.setdefault("emotion", []).append(r["emotion"])
-    for key in ("au_labels", "emotion"):
-        if key in cols and len(cols[key]) != len(records):
-            raise ValueError(f"{path}: some records have {key!r} and some do not.")
-    return _image_dataset(cols, paths)
-
-
-def face_grid(images, n: int = 16, ncols: int = 8, titles=None):
-    """A matplotlib figure showing the first ``n`` images (uint8 ``[N, H, W, 3]``)."""
-    import matplotlib.pyplot as plt
-
-    n = min(n, len(images))
-    nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(1.3 * ncols, 1.5 * nrows))
-    for k, ax in enumerate(np.atleast_1d(axes).ravel()):
-        ax.axis("off")
-        if k < n:
-            ax.imshow(images[k])
-            if titles is not None:
-                ax.set_title(titles[k], fontsize=6)
-    fig.tight_layout()
-    return fig
+# their own modules import this one, so they are exported here on first use
+__getattr__, _ = lazy_exports(__name__, {
+    **dict.fromkeys(("render_face", "face_grid"), "hfgen.data.face_rendering"),
+    **dict.fromkeys(("DISFA_AUS", "BP4D_AUS", "RAFDB_EMOTIONS", "AFFECTNET_EMOTIONS", "subject_exclusive_folds",
+                     "load_disfa", "load_bp4d", "load_rafdb", "load_affectnet", "load_mfa_json"),
+                    "hfgen.data.face_datasets"),
+})

@@ -3,9 +3,12 @@
 ``pydoc_data.topics`` holds the language reference's help pages (about 470k characters of
 English prose and code). [`pydoc_dataset`] splits them by topic into train and test, and cuts
 each split's token stream into fixed-length blocks, so tests and demos get real text offline.
+[`char_tokenizer`] and [`word_tokenizer`] build tokenizers over a text or a corpus, offline.
 """
 
 from __future__ import annotations
+
+import re
 
 
 def pydoc_documents() -> list[str]:
@@ -33,6 +36,21 @@ def char_tokenizer(text: str | None = None):
         tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]",
         mask_token="[MASK]", bos_token="[CLS]", eos_token="[SEP]",
     )
+
+
+def word_tokenizer(corpus: list[str], max_length: int = 16):
+    """Lower-cased word-level tokenizer over ``corpus`` with ``[PAD] [UNK] [CLS] [SEP]`` (BERT-style)."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
+    words = sorted({w for text in corpus for w in re.findall(r"\w+|[^\w\s]", text.lower())})
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(specials + words)}, unk_token="[UNK]"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]",
+                                   sep_token="[SEP]", eos_token="[SEP]", model_max_length=max_length)
 
 
 def pydoc_dataset(tokenizer, seq_len: int = 64, test_every: int = 10):

@@ -50,16 +50,6 @@ class MarkovChain:
         return [{"input_ids": i, "labels": lab} for i, lab in zip(ids, labels)]
 
 
-def tiny_lm(vocab_size: int, seed: int, hidden_size: int = 32):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=vocab_size, hidden_size=hidden_size, intermediate_size=2 * hidden_size,
-                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=32,
-                         bos_token_id=vocab_size - 1, eos_token_id=None, pad_token_id=vocab_size - 1)
-    return LlamaForCausalLM(config)
-
-
 @torch.no_grad()
 def model_log_prob(model, chain: MarkovChain, states: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
     from hfgen.trainers.ddo import sequence_log_prob
@@ -121,13 +111,17 @@ def markov_chain_experiment(output_dir: str | Path, seed: int = 0, num_states: i
     """Pretrain by MLE, run DDO self-play rounds and an MLE control; returns KLs per stage (nats per sequence).
 
     ``device`` holds the models (data stays on the CPU and is moved per batch)."""
+    from hfgen.testing.tiny_models import tiny_llama
     from hfgen.trainers.ddo import DDOConfig, ddo_self_play, generate_lm_samples
 
     torch.manual_seed(seed)
     chain = MarkovChain(num_states, seq_len, seed=seed)
     train, valid, test = chain.sample(num_train, seed + 1), chain.sample(num_eval, seed + 2), chain.sample(num_eval, seed + 3)
-    pretrained = mle_train(tiny_lm(num_states + 1, seed, hidden_size).to(device), chain, train, pretrain_steps,
-                           batch_size, mle_lr, seed, desc="MLE pretraining")
+    bos = num_states  # the chain's BOS token, the last of the vocabulary
+    model = tiny_llama(num_states + 1, seed, hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+                       bos_token_id=bos, eos_token_id=None, pad_token_id=bos)
+    pretrained = mle_train(model.to(device), chain, train, pretrain_steps, batch_size, mle_lr, seed,
+                           desc="MLE pretraining")
     select = lambda m: forward_kl(m, chain, valid)  # noqa: E731  (checkpoint selection: validation split)
 
     def evaluate(model, tag):

@@ -20,21 +20,14 @@ from hfgen.demos import verbose
 CLAIM = "paper: FHS samples the MDM exactly with L network calls, faster than T=1000 ancestral at equal quality"
 
 
-def tiny_bert(vocab_size: int, seq_len: int, hidden: int = 128, layers: int = 2):
-    from transformers import BertConfig, BertForMaskedLM
-
-    return BertForMaskedLM(BertConfig(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers,
-                                      num_attention_heads=4, intermediate_size=4 * hidden,
-                                      max_position_embeddings=seq_len, hidden_dropout_prob=0.0,
-                                      attention_probs_dropout_prob=0.0))
-
-
-def train_denoiser(tokenizer, train_dataset, output_dir, steps: int, seed: int = 0, batch_size: int = 32, **model_kw):
+def train_denoiser(tokenizer, train_dataset, output_dir, steps: int, seed: int = 0, batch_size: int = 32,
+                   hidden: int = 128, layers: int = 2):
     """Masked-diffusion training of a tiny BERT; returns the model in eval mode and its last logged NELBO."""
+    from hfgen.testing.tiny_models import tiny_bert_mlm
     from hfgen.trainers import MaskedDiffusionConfig, MaskedDiffusionTrainer
 
-    torch.manual_seed(seed)
-    model = tiny_bert(len(tokenizer), len(train_dataset[0]["input_ids"]), **model_kw)
+    model = tiny_bert_mlm(len(tokenizer), seed, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=4,
+                          intermediate_size=4 * hidden, max_position_embeddings=len(train_dataset[0]["input_ids"]))
     args = MaskedDiffusionConfig(output_dir=str(output_dir), max_steps=steps, per_device_train_batch_size=batch_size,
                                  learning_rate=2e-3, warmup_steps=min(50, steps // 10), lr_scheduler_type="cosine",
                                  weight_decay=0.01, logging_steps=max(1, steps // 10), save_strategy="no",
@@ -47,14 +40,15 @@ def train_denoiser(tokenizer, train_dataset, output_dir, steps: int, seed: int =
 
 def train_judge(tokenizer, train_dataset, output_dir, steps: int, seed: int = 0, batch_size: int = 32):
     """A tiny character-level causal LM (Llama) trained on the same text: the generative-perplexity judge."""
-    from transformers import DataCollatorForLanguageModeling, LlamaConfig, LlamaForCausalLM, Trainer, TrainingArguments
+    from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
 
-    torch.manual_seed(seed)
+    from hfgen.testing.tiny_models import tiny_llama
+
     seq_len = len(train_dataset[0]["input_ids"])
-    judge = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=128, intermediate_size=384,
-                                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
-                                         max_position_embeddings=seq_len + 1, bos_token_id=tokenizer.bos_token_id,
-                                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id))
+    judge = tiny_llama(len(tokenizer), seed, hidden_size=128, intermediate_size=384, num_hidden_layers=2,
+                       num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=seq_len + 1,
+                       bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                       pad_token_id=tokenizer.pad_token_id)
     bos = tokenizer.bos_token_id
     data = train_dataset.map(lambda row: {"input_ids": [bos, *row["input_ids"]]})
     args = TrainingArguments(output_dir=str(output_dir), max_steps=steps, per_device_train_batch_size=batch_size,

@@ -77,7 +77,8 @@ def run(output_dir, seed: int = 0, n_train: int = 1200, n_test: int = 400, max_s
     import matplotlib.pyplot as plt
     import torch
 
-    from hfgen.data.faces import EMOTIONS, build_face_tokenizer, face_grid, make_synthetic_faces
+    from hfgen.data.face_rendering import face_grid
+    from hfgen.data.faces import EMOTIONS, build_face_tokenizer, make_synthetic_faces
     from hfgen.demos import DemoResult, verbose
 
     start = time.perf_counter()

@@ -98,11 +98,12 @@ def train_arm(method: str, base_model, tokenizer, data, *, seed: int = 0, max_st
 
 def warm_start(seed: int, steps: int = 150, progress_bar: bool = False):
     """The shared starting point: the arithmetic data, its tokenizer and an SFT-warmed tiny Qwen2."""
-    from hfgen.data.arithmetic import arithmetic_dataset, arithmetic_tokenizer, sft_warm_start, tiny_causal_lm
+    from hfgen.data.arithmetic import arithmetic_dataset, arithmetic_tokenizer, sft_warm_start
+    from hfgen.testing.tiny_models import tiny_qwen2_lm
 
     data = arithmetic_dataset(max_operand=20, seed=0)  # 320 train / 80 held-out problems
     tokenizer = arithmetic_tokenizer()
-    model = tiny_causal_lm(tokenizer, seed=seed)
+    model = tiny_qwen2_lm(tokenizer, seed=seed)
     sft_warm_start(model, tokenizer, data["train"], steps=steps, seed=seed, progress_bar=progress_bar)
     return data, tokenizer, model
 

@@ -8,7 +8,7 @@ retrieve), the popularity regressor's training set and a held-out set. The MMRA-
 planned with the same local LM, basic vs enhanced prompt (references from the pool) -> each plan is rendered
 as a prompt-following generator would ([`hfgen.data.microlens.render_plan`]) -> predicted popularity.
 
-The local LM is [`~hfgen.pipelines.popcorn.tiny.ExtractiveLM`], a deterministic stand-in for an
+The local LM is [`~hfgen.testing.scripted_lm.ExtractiveLM`], a deterministic stand-in for an
 instruction LLM (none can be downloaded here): it only copies words from its prompt. The demo therefore
 checks the mechanism (retrieval brings popular videos' vocabulary into the context, and the regressor,
 trained on real-style data, rewards it), not how well a real LLM uses it.
@@ -44,9 +44,10 @@ def train_regressor(table, output_dir: Path, epochs: int = 12, num_retrieved: in
     import torch
     from transformers import AutoTokenizer, Trainer, TrainingArguments
 
+    from hfgen.data.text import word_tokenizer
     from hfgen.pipelines.popcorn.modeling_popularity import PopularityCollator, PopularityModel, compute_metrics
     from hfgen.pipelines.popcorn.retrieval import PopularityRetriever, minilm_path
-    from hfgen.pipelines.popcorn.tiny import tiny_popularity_config, word_tokenizer
+    from hfgen.testing.tiny_models import tiny_popularity_config
 
     if eval_table is None:
         split = table.train_test_split(test_size=max(2, int(len(table) * test_fraction)), seed=seed)
@@ -92,7 +93,7 @@ def plan_and_score(queries, table, model, tok, memory, enhanced: bool, num_refer
     from hfgen.data.microlens import render_plan
     from hfgen.pipelines.popcorn import PopcornPipeline, PopularityRetriever, TransformersLLM
     from hfgen.pipelines.popcorn.modeling_popularity import PopularityCollator
-    from hfgen.pipelines.popcorn.tiny import ExtractiveLM, ExtractiveLMConfig, byte_tokenizer
+    from hfgen.testing.scripted_lm import ExtractiveLM, ExtractiveLMConfig, byte_tokenizer
 
     if llm is None:
         llm = TransformersLLM(ExtractiveLM(ExtractiveLMConfig()), byte_tokenizer(), do_sample=False, max_new_tokens=400)

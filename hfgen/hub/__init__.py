@@ -14,13 +14,12 @@
 Weights are safetensors only: a folder that holds only pickle weights is refused unless the caller
 passes ``allow_pickle=True`` (and even then nothing is unpickled by hfgen itself).
 
-The code lives in four modules, each importable from ``hfgen.hub``: [`hfgen.hub.cards`],
-[`hfgen.hub.saving`], [`hfgen.hub.remote`] and [`hfgen.hub.mixins`].
+The code lives in four modules, whose public names are importable from ``hfgen.hub``: [`hfgen.hub.cards`],
+[`hfgen.hub.saving`], [`hfgen.hub.remote`] and [`hfgen.hub.mixins`] (private helpers are imported from their own
+module).
 """
 
-from .cards import (  # noqa: F401
-    _card_template,
-    _template_target,
+from .cards import (
     card_failure,
     card_template_problem,
     registered_component,
@@ -28,26 +27,9 @@ from .cards import (  # noqa: F401
     save_model_card,
     save_model_card_or_warn,
 )
-from .mixins import (  # noqa: F401
-    HfgenPipelineMixin,
-    SafeSaveMixin,
-)
-from .remote import (  # noqa: F401
-    _load_verified,
-    _read_json,
-    import_registered_libraries,
-    load,
-    push,
-    resolve_folder,
-    upload_folder,
-    upload_plan,
-)
-from .saving import (  # noqa: F401
-    _CHECKPOINT_DIR,
-    _HOST,
-    _RETRIES,
-    _STAGING_OWNER,
-    _VERIFIED,
+from .mixins import HfgenPipelineMixin, SafeSaveMixin
+from .remote import import_registered_libraries, load, push, resolve_folder, upload_folder, upload_plan
+from .saving import (
     CHECKSUMS_NAME,
     MARKER_NAMES,
     PICKLE_SUFFIXES,
@@ -57,17 +39,6 @@ from .saving import (  # noqa: F401
     UNLISTED_NAMES,
     ConcurrentSaveError,
     UnsafeWeightsError,
-    _commit,
-    _files_inside,
-    _generation,
-    _is_pickle,
-    _is_weights,
-    _other_kind,
-    _pid_alive,
-    _saved_files,
-    _sha256,
-    _staging_is_live,
-    _verified,
     atomic_save_dir,
     check_weights_safe,
     clean_stale_staging,
@@ -78,3 +49,12 @@ from .saving import (  # noqa: F401
     verify_safetensors,
     write_checksums,
 )
+
+__all__ = [
+    "CHECKSUMS_NAME", "MARKER_NAMES", "PICKLE_SUFFIXES", "PICKLE_WEIGHT_NAMES", "SAFE_WEIGHT_SUFFIX", "STAGING_PREFIX",
+    "UNLISTED_NAMES", "ConcurrentSaveError", "HfgenPipelineMixin", "SafeSaveMixin", "UnsafeWeightsError",
+    "atomic_save_dir", "card_failure", "card_template_problem", "check_weights_safe", "clean_stale_staging",
+    "consistent_load", "import_registered_libraries", "load", "push", "registered_component", "render_model_card",
+    "resolve_folder", "save_in_progress", "save_model_card", "save_model_card_or_warn", "upload_folder", "upload_plan",
+    "verify_folder", "verify_once", "verify_safetensors", "write_checksums",
+]

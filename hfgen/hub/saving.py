@@ -334,9 +334,6 @@ def verify_folder(folder: str | os.PathLike, hashes: bool = True, pickles_requir
         verify_safetensors(weights)
 
 
-_RETRIES = [0]  # reads retried because a save overlapped them (reported by the tests)
-
-
 class ConcurrentSaveError(ValueError):
     """A folder kept changing while it was being loaded: another process is saving into it."""
 
@@ -381,7 +378,7 @@ def consistent_load(folder: str | os.PathLike, read, attempts: int = 40, wait: f
                 if after == before and (before is not None or locked or not save_in_progress(folder)):
                     return result
                 error = None
-        _RETRIES[0] += 1
+        logger.debug("Reading %s again: a save changed it meanwhile (attempt %d of %d).", folder, attempt + 1, attempts)
         time.sleep(wait * min(attempt + 1, 10))
     detail = f" (last error: {type(error).__name__}: {error})" if error is not None else ""
     raise ConcurrentSaveError(f"{folder} changed while it was being loaded, {attempts} times: another process is saving "

@@ -1,6 +1,6 @@
 """Registry entry of consistency diffusion bridge models (import-cheap: strings only)."""
 
-from hfgen.registry import MethodInfo, Paper
+from hfgen.registry import Converter, MethodInfo, Paper
 
 METHOD = MethodInfo(
     name="consistency_bridge",
@@ -36,4 +36,9 @@ METHOD = MethodInfo(
     tags=("diffusion-bridge", "consistency-models", "image-to-image"),
     pipeline_tag="image-to-image",
     position=5,
+    converters={
+        "ddbm": Converter("hfgen.convert.ddbm:convert_ddbm",
+                          "DDBM teacher (alexzhou907/DDBM ADM UNet; -o preset='e2h' or 'diode') -> UNet2DModel for "
+                          "ConsistencyBridgePipeline"),
+    },
 )

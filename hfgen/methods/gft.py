@@ -1,6 +1,6 @@
 """Registry entry of GFT, guidance-free training (import-cheap: strings only)."""
 
-from hfgen.registry import MethodInfo, Paper
+from hfgen.registry import Converter, MethodInfo, Paper
 
 METHOD = MethodInfo(
     name="gft",
@@ -29,11 +29,20 @@ METHOD = MethodInfo(
         "GFTCausalLM": "hfgen.pipelines.gft.modeling_gft:GFTCausalLM",
         "GFTCausalLMConfig": "hfgen.pipelines.gft.modeling_gft:GFTCausalLMConfig",
         "GuidanceFreePipeline": "hfgen.pipelines.gft.pipeline_guidance_free:GuidanceFreePipeline",
-        "GFTDiTTransformer2DModel": "hfgen.models.gft_dit:GFTDiTTransformer2DModel",
+        "GFTDiTTransformer2DModel": "hfgen.pipelines.gft.modeling_gft_dit:GFTDiTTransformer2DModel",
     },
     card_template="hfgen.model_cards:gft.md",
     demo="hfgen.demos.gft:run",
     tags=("guidance-free", "classifier-free-guidance", "diffusion", "autoregressive"),
     pipeline_tag=None,  # per artifact (GFTTrainer's card): class-conditional images, text-to-image or text-generation
     position=3,
+    auto_models={"hfgen_gft_causal_lm": "GFTCausalLM"},
+    converters={
+        "gft-sd15": Converter("hfgen.convert.gft_sd15:convert_gft_sd15",
+                              "GFT Stable Diffusion 1.5 UNet (thu-ml/GFT) -> checked UNet2DConditionModel for "
+                              "GuidanceFreePipeline"),
+        "gft-dit": Converter("hfgen.convert.gft_dit:convert_gft_dit",
+                             "GFT DiT-B/2 / DiT-XL/2 (thu-ml/GFT, linear beta embedder) -> GFTDiTTransformer2DModel "
+                             "(Diffusers DiT + beta)"),
+    },
 )

@@ -39,6 +39,7 @@ METHOD = MethodInfo(
         "IISANModel": "hfgen.adapters.iisan:IISANModel",
         "IISANConfig": "hfgen.adapters.iisan:IISANConfig",
         "BackboneItemEncoder": "hfgen.adapters.baselines:BackboneItemEncoder",
+        "BackboneItemEncoderConfig": "hfgen.adapters.baselines:BackboneItemEncoderConfig",
         "SASRecModel": "hfgen.models.sasrec:SASRecModel",
         "SequentialRecTrainer": "hfgen.trainers.sequential_rec.sequential_rec_trainer:SequentialRecTrainer",
         "SequentialRecConfig": "hfgen.trainers.sequential_rec.sequential_rec_config:SequentialRecConfig",
@@ -47,5 +48,6 @@ METHOD = MethodInfo(
     demo="hfgen.demos.iisan:run",
     tags=("iisan", "recommendation", "sequential-recommendation", "peft", "side-adapter", "multimodal"),
     pipeline_tag=None,
+    auto_models={"hfgen_sasrec": "SASRecModel"},  # the recommender CROSSAN shares
     position=7,
 )

@@ -1,6 +1,6 @@
 """Registry entry of masked diffusion models with the first-hitting sampler (import-cheap: strings only)."""
 
-from hfgen.registry import MethodInfo, Paper
+from hfgen.registry import Converter, MethodInfo, Paper
 
 METHOD = MethodInfo(
     name="masked_diffusion",
@@ -27,11 +27,19 @@ METHOD = MethodInfo(
         "AncestralMaskedScheduler": "hfgen.pipelines.masked_diffusion.scheduling_ancestral_masked:AncestralMaskedScheduler",
         "MaskedDiffusionTrainer": "hfgen.trainers.masked_diffusion.masked_diffusion_trainer:MaskedDiffusionTrainer",
         "MaskedDiffusionConfig": "hfgen.trainers.masked_diffusion.masked_diffusion_config:MaskedDiffusionConfig",
-        "MDLMDiTForMaskedLM": "hfgen.models.mdlm_dit:MDLMDiTForMaskedLM",
+        "MDLMDiTForMaskedLM": "hfgen.pipelines.masked_diffusion.modeling_mdlm_dit:MDLMDiTForMaskedLM",
     },
     card_template="hfgen.model_cards:masked_diffusion.md",
     demo="hfgen.demos.masked_diffusion:run",
     tags=("masked-diffusion", "discrete-diffusion", "first-hitting-sampler", "text-generation"),
     pipeline_tag="text-generation",
     position=2,
+    auto_models={"hfgen_mdlm_dit": "MDLMDiTForMaskedLM"},
+    converters={
+        "mdlm": Converter("hfgen.convert.mdlm:convert_mdlm",
+                          "MDLM DiT (kuleshov-group/mdlm) -> MDLMDiTForMaskedLM (AutoModelForMaskedLM)", {"kind": "mdlm"}),
+        "sedd-absorb": Converter("hfgen.convert.mdlm:convert_mdlm",
+                                 "SEDD-absorb DiT (kuleshov-group/mdlm) -> MDLMDiTForMaskedLM, time-conditioned",
+                                 {"kind": "sedd-absorb"}),
+    },
 )

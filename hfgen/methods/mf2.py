@@ -32,6 +32,7 @@ METHOD = MethodInfo(
         "MF2DataCollator": "hfgen.trainers.mf2.mf2_trainer:MF2DataCollator",
         "DFNConfig": "hfgen.adapters.dfn:DFNConfig",
         "DFNModel": "hfgen.adapters.dfn:DFNModel",
+        "DFNOutput": "hfgen.adapters.dfn:DFNOutput",
         "au_f1": "hfgen.metrics.face:au_f1",
         "emotion_accuracy": "hfgen.metrics.face:emotion_accuracy",
     },
@@ -39,5 +40,6 @@ METHOD = MethodInfo(
     demo="hfgen.demos.mf2:run",
     tags=("mf2", "dfn", "facial-action-units", "emotion-recognition", "vision-language", "contrastive"),
     pipeline_tag="zero-shot-image-classification",
+    auto_models={"hfgen_mf2": "MF2Model"},
     position=9,
 )

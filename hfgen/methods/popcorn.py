@@ -37,5 +37,6 @@ METHOD = MethodInfo(
     tags=("llmpopcorn", "micro-video", "text-to-video", "popularity-prediction", "rag"),
     pipeline_tag="text-to-video",
     cli="hfgen.pipelines.popcorn.cli:add_parser",
+    auto_models={"hfgen_popularity": "PopularityModel"},
     position=10,
 )

@@ -1,5 +1,7 @@
 """What a test suite of hfgen or of a plugin uses: the loopback Hub [`FakeHub`] (``huggingface_hub``'s real client
-against a Hub-compatible server on 127.0.0.1), tiny models, and the conformance kits of
+against a Hub-compatible server on 127.0.0.1), tiny seeded models ([`hfgen.testing.tiny_models`]: the one home of the
+small models that hfgen's tests and demos build), offline stand-in LLMs ([`hfgen.testing.scripted_lm`]), tiny
+pipelines of every method ([`hfgen.testing.tiny_pipelines`]), and the conformance kits of
 [`hfgen.testing.conformance`] ([`check_manifest`], [`check_demo`], [`check_pipeline`], [`check_trainer`]), the
 checks hfgen's own methods pass. Imported on first use.
 """

@@ -1,7 +1,8 @@
 """Conformance kits: the checks hfgen's own methods pass, callable from a plugin's own test suite.
 
 - [`check_manifest`]: a registered method's components import from the module its manifest names, its
-  pipelines and trainers use hfgen's public bases, its card template loads and renders, its demo and command load
+  pipelines and trainers use hfgen's public bases, its Auto model types register and its converters import, its card
+  template loads and renders, its demo and command load
   (``hfgen check NAME`` runs these, then [`check_demo`]);
 - [`check_demo`]: the demo runs (at smoke size when it takes ``smoke``) and returns a sound ``DemoResult``;
 - [`check_pipeline`]: a subset of Diffusers' ``PipelineTesterMixin`` (components, determinism, dict/tuple
@@ -31,7 +32,7 @@ from typing import Any
 def manifest_checks(name: str) -> Iterator[tuple[str, str | None]]:
     """``(what was checked, problem or None)`` for each part of the registered method ``name``."""
     from hfgen.hub import card_template_problem, render_model_card
-    from hfgen.registry import _import_object, get_method, method_distribution
+    from hfgen.registry import get_method, method_distribution
 
     info = get_method(name)
     yield f"registered by the distribution {method_distribution(name) or '(in-process register)'}", None
@@ -45,6 +46,10 @@ def manifest_checks(name: str) -> Iterator[tuple[str, str | None]]:
         yield f"component {cls_name} ({target})", _component_problem(info, cls_name, target, obj)
         if isinstance(obj, type) and _is_pipeline(obj):
             pipelines.append(cls_name)
+    for model_type, cls_name in sorted(info.auto_models.items()):
+        yield f"Auto model type {model_type} ({cls_name})", _auto_model_problem(info, model_type, cls_name)
+    for kind, converter in sorted(info.converters.items()):
+        yield f"converter {kind} ({converter.target})", _import_problem(converter.target)
     template = info.card_template or "hfgen.model_cards:_base.md"
     problem = card_template_problem(name)
     yield f"card template {template} loads", problem
@@ -58,12 +63,17 @@ def manifest_checks(name: str) -> Iterator[tuple[str, str | None]]:
             problem = f"does not import: {type(err).__name__}: {err}"
         yield f"demo {info.demo}", problem
     if info.cli is not None:
-        try:
-            _import_object(info.cli)
-            problem = None
-        except Exception as err:
-            problem = f"does not import: {type(err).__name__}: {err}"
-        yield f"command {info.cli}", problem
+        yield f"command {info.cli}", _import_problem(info.cli)
+
+
+def _import_problem(target: str) -> str | None:
+    from hfgen.registry import _import_object
+
+    try:
+        _import_object(target)
+    except Exception as err:
+        return f"does not import: {type(err).__name__}: {err}"
+    return None
 
 
 def _is_pipeline(cls: type) -> bool:
@@ -92,6 +102,19 @@ def _component_problem(info, cls_name: str, target: str, obj: Any) -> str | None
         method = inspect.getattr_static(obj, "method_name", None)
         if isinstance(method, str) and method != info.name:
             return f"its `method_name` is {method!r}, not {info.name!r}"
+    return None
+
+
+def _auto_model_problem(info, model_type: str, cls_name: str) -> str | None:
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    try:
+        info.load_component(cls_name)
+    except Exception as err:
+        return f"does not import: {type(err).__name__}: {err}"
+    if model_type not in CONFIG_MAPPING:
+        return (f"importing {info.component_module(cls_name)} does not register {model_type!r} with AutoConfig "
+                "(end the module with AutoConfig.register / AutoModel*.register)")
     return None
 
 

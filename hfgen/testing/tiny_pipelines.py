@@ -13,8 +13,8 @@ from hfgen.testing.tiny_models import tiny_bert_mlm, tiny_unet2d
 
 
 def masked_diffusion(scheduler_name, denoiser="bert", time_input="t", **scheduler_kwargs):
-    from hfgen.models.mdlm_dit import MDLMDiTConfig, MDLMDiTForMaskedLM
     from hfgen.pipelines import AncestralMaskedScheduler, FirstHittingScheduler, MaskedDiffusionPipeline
+    from hfgen.pipelines.masked_diffusion.modeling_mdlm_dit import MDLMDiTConfig, MDLMDiTForMaskedLM
 
     scheduler_class = {"fhs": FirstHittingScheduler, "ancestral": AncestralMaskedScheduler}[scheduler_name]
     if denoiser == "bert":
@@ -69,8 +69,8 @@ def consistency_bridge(solver):
 def guidance_free(denoiser, guidance, scheduler_name="ddim"):
     from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, UNet2DConditionModel
 
-    from hfgen.models.gft_dit import GFTDiTTransformer2DModel
     from hfgen.pipelines import GuidanceFreePipeline
+    from hfgen.pipelines.gft.modeling_gft_dit import GFTDiTTransformer2DModel
 
     scheduler = {"ddim": DDIMScheduler, "dpm": DPMSolverMultistepScheduler}[scheduler_name]()
     torch.manual_seed(0)
@@ -96,18 +96,12 @@ def popcorn():
     import json
 
     from hfgen.data.microlens import make_synthetic_microlens
+    from hfgen.data.text import word_tokenizer
     from hfgen.pipelines import PopcornPipeline
     from hfgen.pipelines.popcorn import TransformersLLM
     from hfgen.pipelines.popcorn.modeling_popularity import PopularityModel
-    from hfgen.pipelines.popcorn.tiny import (
-        ScriptedLM,
-        ScriptedLMConfig,
-        byte_tokenizer,
-        tiny_popularity_config,
-        tiny_text_to_image,
-        tiny_text_to_video,
-        word_tokenizer,
-    )
+    from hfgen.testing.scripted_lm import ScriptedLM, ScriptedLMConfig, byte_tokenizer
+    from hfgen.testing.tiny_models import tiny_popularity_config, tiny_text_to_image, tiny_text_to_video
 
     tok = byte_tokenizer(model_max_length=16)
     words = word_tokenizer(make_synthetic_microlens(num_videos=8, num_frames=2, image_size=16, seed=0)["title_en"])

@@ -9,6 +9,7 @@ from .modeling_beta_conditioning import (
     unet_timestep_cond,
 )
 from .modeling_gft import BetaEmbedding, GFTCausalLM, GFTCausalLMConfig
+from .modeling_gft_dit import GFTDiTTransformer2DModel
 from .pipeline_guidance_free import GuidanceFreePipeline
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "BetaEmbedding",
     "GFTCausalLM",
     "GFTCausalLMConfig",
+    "GFTDiTTransformer2DModel",
     "GuidanceFreePipeline",
     "add_beta_conditioning",
     "beta_embedding",

@@ -21,6 +21,8 @@ takes ``encoder_hidden_states=None``.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -41,6 +43,16 @@ def beta_to_guidance_scale(beta: float) -> float:
 BETA_EMBEDDING_TYPES = ("guidance_scale", "timestep")
 
 
+def dit_timestep_embedding(x: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """DiT's ``TimestepEmbedder.timestep_embedding`` of ``x`` (shape ``(B,)``, computed in float32):
+    ``[cos(x w), sin(x w)]`` with ``w_i = max_period^(-i / half)``, zero-padded to ``dim`` features when it is odd."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=x.device) / half)
+    angles = x.float()[:, None] * freqs[None]
+    emb = torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
+    return torch.nn.functional.pad(emb, (0, 1)) if dim % 2 else emb
+
+
 def beta_embedding(beta: torch.Tensor, embedding_dim: int, dtype: torch.dtype = torch.float32,
                    embedding_type: str = "guidance_scale") -> torch.Tensor:
     """The ``timestep_cond`` for temperature ``beta`` (shape ``(B,)``).
@@ -59,22 +71,18 @@ def beta_embedding(beta: torch.Tensor, embedding_dim: int, dtype: torch.dtype = 
         raise ValueError(f"`beta` must be a 1-D tensor, got shape {tuple(beta.shape)}.")
     if embedding_type not in BETA_EMBEDDING_TYPES:
         raise ValueError(f"`embedding_type` must be one of {BETA_EMBEDDING_TYPES}, got {embedding_type!r}.")
-    half_dim = embedding_dim // 2
     if embedding_type == "timestep":
-        log_period = torch.log(torch.tensor(10000.0, device=beta.device))
-        freqs = torch.exp(-log_period * torch.arange(half_dim, dtype=torch.float32, device=beta.device) / half_dim)
-        angles = (beta.float() * 1000.0)[:, None] * freqs[None]
-        emb = torch.cat([torch.cos(angles), torch.sin(angles)], dim=1).to(dtype)
-    else:
-        # w = 1/β − 1 in β's precision (at least float32), the embedding in float32 whatever `dtype`, then cast:
-        # float32 β is the official train.py (`torch.reciprocal(beta) - 1`), float64 β the official sampling
-        # (stock StableDiffusionPipeline: `guidance_scale - 1` in Python floats, rounded to float32 once)
-        w = torch.reciprocal(beta if beta.dtype == torch.float64 else beta.float()) - 1.0
-        w = w.float() * 1000.0
-        freqs = torch.exp(torch.arange(half_dim, dtype=torch.float32, device=beta.device)
-                          * -(torch.log(torch.tensor(10000.0, device=beta.device)) / (half_dim - 1)))
-        angles = w[:, None] * freqs[None, :]
-        emb = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1).to(dtype)
+        return dit_timestep_embedding(beta.float() * 1000.0, embedding_dim).to(dtype)
+    # w = 1/β − 1 in β's precision (at least float32), the embedding in float32 whatever `dtype`, then cast:
+    # float32 β is the official train.py (`torch.reciprocal(beta) - 1`), float64 β the official sampling
+    # (stock StableDiffusionPipeline: `guidance_scale - 1` in Python floats, rounded to float32 once)
+    half_dim = embedding_dim // 2
+    w = torch.reciprocal(beta if beta.dtype == torch.float64 else beta.float()) - 1.0
+    w = w.float() * 1000.0
+    freqs = torch.exp(torch.arange(half_dim, dtype=torch.float32, device=beta.device)
+                      * -(torch.log(torch.tensor(10000.0, device=beta.device)) / (half_dim - 1)))
+    angles = w[:, None] * freqs[None, :]
+    emb = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1).to(dtype)
     if embedding_dim % 2 == 1:
         emb = torch.nn.functional.pad(emb, (0, 1))
     return emb
@@ -94,7 +102,7 @@ def unet_timestep_cond(unet, beta: torch.Tensor | None, dtype: torch.dtype = tor
 
 def has_beta_input(model) -> bool:
     """Whether ``model`` takes a β input: a UNet's ``timestep_cond`` through ``time_cond_proj_dim``, or a
-    [`~hfgen.models.gft_dit.GFTDiTTransformer2DModel`]'s ``beta`` through ``beta_cond_proj_dim``."""
+    [`~hfgen.pipelines.gft.GFTDiTTransformer2DModel`]'s ``beta`` through ``beta_cond_proj_dim``."""
     config = model.config
     return any(getattr(config, key, None) is not None for key in ("time_cond_proj_dim", "beta_cond_proj_dim"))
 

@@ -8,14 +8,14 @@ With the zero-initialised layer the wrapped LM computes exactly what it computed
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, GenerationMixin, PreTrainedConfig, PreTrainedModel
 from transformers.configuration_utils import SubConfigSpec
 
 from hfgen.hub import SafeSaveMixin
+
+from .modeling_beta_conditioning import dit_timestep_embedding
 
 
 class GFTCausalLMConfig(PreTrainedConfig):
@@ -41,13 +41,6 @@ class GFTCausalLMConfig(PreTrainedConfig):
             raise ValueError(f"`beta_frequency_dim` must be an even int >= 2, got {self.beta_frequency_dim!r}.")
 
 
-def sinusoidal_embedding(x: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
-    """[cos, sin] features of ``x`` (shape ``(B,)``) at geometric frequencies, as DiT's TimestepEmbedder."""
-    freqs = torch.exp(-math.log(max_period) * torch.arange(dim // 2, dtype=torch.float32, device=x.device) / (dim // 2))
-    angles = x.float()[:, None] * freqs[None]
-    return torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
-
-
 class BetaEmbedding(nn.Module):
     """β ↦ MLP(sinusoid(β·1000)), with the last layer zero-initialised (official ``t_embedder``)."""
 
@@ -66,7 +59,7 @@ class BetaEmbedding(nn.Module):
         nn.init.zeros_(self.linear_2.bias)
 
     def forward(self, beta: torch.Tensor) -> torch.Tensor:
-        freq = sinusoidal_embedding(beta * 1000.0, self.frequency_dim).to(self.linear_1.weight.dtype)
+        freq = dit_timestep_embedding(beta * 1000.0, self.frequency_dim).to(self.linear_1.weight.dtype)
         return self.linear_2(self.act(self.linear_1(freq)))
 
 

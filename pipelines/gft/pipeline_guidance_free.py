@@ -11,11 +11,11 @@ from diffusers.utils import replace_example_docstring
 from diffusers.utils.torch_utils import randn_tensor
 
 from hfgen.hub import HfgenPipelineMixin
-from hfgen.models.gft_dit import GFTDiTTransformer2DModel
 from hfgen.validation import check_arguments, check_finite
 
 from ..utils import CallbackStateMixin, check_callback_inputs, run_callback
 from .modeling_beta_conditioning import guidance_scale_to_beta, has_beta_input, unet_timestep_cond
+from .modeling_gft_dit import GFTDiTTransformer2DModel
 
 EXAMPLE_DOC_STRING = """
     Examples:
@@ -34,7 +34,7 @@ EXAMPLE_DOC_STRING = """
         torch.Size([2, 1, 8, 8])
 
         >>> from diffusers import DPMSolverMultistepScheduler
-        >>> from hfgen.models.gft_dit import GFTDiTTransformer2DModel
+        >>> from .modeling_gft_dit import GFTDiTTransformer2DModel
 
         >>> dit = GFTDiTTransformer2DModel(  # a (tiny, untrained) GFT DiT; `hfgen convert gft-dit` makes the real ones
         ...     num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=8, num_layers=1,
@@ -64,7 +64,7 @@ class GuidanceFreePipeline(HfgenPipelineMixin, CallbackStateMixin, DiffusionPipe
             text-conditional ones take ``prompt_embeds``. GFT models have ``time_cond_proj_dim`` (the β input).
         scheduler ([`SchedulerMixin`]):
             Any Diffusers scheduler, e.g. [`DDIMScheduler`] or [`DPMSolverMultistepScheduler`] (the paper's sampler).
-        transformer ([`~hfgen.models.gft_dit.GFTDiTTransformer2DModel`], *optional*):
+        transformer ([`~hfgen.pipelines.gft.GFTDiTTransformer2DModel`], *optional*):
             A class-conditional GFT DiT (e.g. from ``hfgen convert gft-dit``), instead of ``unet``, called as
             ``transformer(x, t, class_labels=y, beta=β)``; its null class is ``num_embeds_ada_norm`` (DiT's
             ``LabelEmbedder``), and of a learned-sigma output (``out_channels = 2 * in_channels``) only the

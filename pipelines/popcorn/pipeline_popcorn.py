@@ -28,7 +28,8 @@ EXAMPLE_DOC_STRING = """
         >>> from hfgen.data.microlens import make_synthetic_microlens
         >>> from hfgen.pipelines import PopcornPipeline
         >>> from hfgen.pipelines.popcorn import PopularityRetriever, TransformersLLM
-        >>> from hfgen.pipelines.popcorn.tiny import ExtractiveLM, ExtractiveLMConfig, byte_tokenizer, tiny_text_to_video
+        >>> from hfgen.testing.scripted_lm import ExtractiveLM, ExtractiveLMConfig, byte_tokenizer
+        >>> from hfgen.testing.tiny_models import tiny_text_to_video
 
         >>> tok = byte_tokenizer()
         >>> llm = TransformersLLM(ExtractiveLM(ExtractiveLMConfig()), tok, do_sample=False, max_new_tokens=400)

@@ -9,12 +9,23 @@ from __future__ import annotations
 
 import torch
 
-# the trainer class each builder makes; tests/test_core_manifests.py checks that every trainer of hfgen's manifests has one
-BUILDERS = {"nft": "NFTTrainer", "masked_diffusion": "MaskedDiffusionTrainer", "gft": "GFTTrainer", "ddo": "DDOTrainer",
-            "bridge": "BridgeTrainer", "consistency_bridge": "ConsistencyBridgeTrainer",
-            "consistency_distillation": "ConsistencyDistillationTrainer", "mf2": "MF2Trainer",
-            "sequential_rec": "SequentialRecTrainer"}
-TRAINERS = tuple(BUILDERS)
+from hfgen.methods import builtin_methods
+
+
+def builders_of(methods) -> dict[str, str]:
+    """``{builder: trainer class}`` for the trainers of ``methods`` (manifests) that a function here builds.
+
+    A trainer's builder is named after its module: ``hfgen.trainers.nft.nft_trainer:NFTTrainer`` is built by
+    ``nft(output_dir, **training_args)``.
+    """
+    out = {}
+    for info in methods:
+        for cls_name in info.components:
+            module = info.component_module(cls_name).rpartition(".")[2]
+            builder = module.removesuffix("_trainer")
+            if cls_name.endswith("Trainer") and builder != module and callable(globals().get(builder)):
+                out.setdefault(builder, cls_name)
+    return out
 
 
 def trainers_without_builder(methods) -> set[str]:
@@ -24,6 +35,8 @@ def trainers_without_builder(methods) -> set[str]:
     trainers = {name for info in methods for name in info.components
                 if isinstance(obj := info.load_component(name), type) and issubclass(obj, Trainer)}
     return trainers - set(BUILDERS.values())
+
+
 COMMON = dict(use_cpu=True, report_to=[], disable_tqdm=True, seed=0, logging_steps=1, dataloader_num_workers=0,
               dataloader_pin_memory=False, learning_rate=1e-3)
 
@@ -183,6 +196,12 @@ def sequential_rec(output_dir, examples=16, **kwargs):
     args = _args(SequentialRecConfig, output_dir, **{"per_device_train_batch_size": 8, "adapter_learning_rate": 1e-3,
                                                      **kwargs})
     return SequentialRecTrainer(recommender, encoder, args, data.leave_one_out(10)["train"].select(range(examples)))
+
+
+# the trainer class each builder makes, derived from hfgen's manifests; tests/test_core_manifests.py checks that every
+# trainer they register has one
+BUILDERS = builders_of(builtin_methods())
+TRAINERS = tuple(BUILDERS)
 
 
 def build(name: str, output_dir, **kwargs):

@@ -6,11 +6,10 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
+from hfgen.pipelines.masked_diffusion.masking import MASKING_SCHEDULES
 from hfgen.validation import check_numeric_fields
 
 from ..options import TRAINING_ARGUMENTS_OPTIONS
-
-MASKING_SCHEDULES = ("linear", "cosine", "loglinear")
 
 # Every TrainingArguments field, classified: see hfgen/trainers/options.py.
 MASKED_DIFFUSION_OPTIONS = TRAINING_ARGUMENTS_OPTIONS
