@@ -274,18 +274,19 @@ def train_once(arm: str, modalities, encoders, data, splits, lr: float, seed: in
     item_encoder = build_item_encoder(arm, modalities, encoders, data, a)
     recommender = SASRecModel(SASRecConfig(hidden_size=a.embedding_dim, max_seq_len=a.max_seq_len))
     best, timer = _BestValidation(), _StepTimer(a.device == "cuda")
-    args = SequentialRecConfig(output_dir=tempfile.mkdtemp(prefix="crossan_synthetic_"), seed=seed,
-                               num_train_epochs=a.epochs, per_device_train_batch_size=a.batch_size,
-                               learning_rate=lr, adapter_learning_rate=lr, backbone_learning_rate=lr,
-                               max_seq_len=a.max_seq_len, eval_strategy="epoch", save_strategy="no",
-                               logging_strategy="no", early_stopping_patience=0, disable_tqdm=True,
-                               use_cpu=a.device == "cpu", report_to="none")
-    trainer = SequentialRecTrainer(recommender, args, splits["train"],
-                                   {"valid": splits["validation"], "test": splits["test"]},
-                                   item_encoder=item_encoder, item_popularity=data.popularity(),
-                                   callbacks=[best, timer])
-    best.trainer = trainer
-    trainer.train()
+    with tempfile.TemporaryDirectory(prefix="crossan_synthetic_") as output_dir:
+        args = SequentialRecConfig(output_dir=output_dir, seed=seed,
+                                   num_train_epochs=a.epochs, per_device_train_batch_size=a.batch_size,
+                                   learning_rate=lr, adapter_learning_rate=lr, backbone_learning_rate=lr,
+                                   max_seq_len=a.max_seq_len, eval_strategy="epoch", save_strategy="no",
+                                   logging_strategy="no", early_stopping_patience=0, disable_tqdm=True,
+                                   use_cpu=a.device == "cpu", report_to="none")
+        trainer = SequentialRecTrainer(recommender, args, splits["train"],
+                                       {"valid": splits["validation"], "test": splits["test"]},
+                                       item_encoder=item_encoder, item_popularity=data.popularity(),
+                                       callbacks=[best, timer])
+        best.trainer = trainer
+        trainer.train()
     return {"valid": (best.best["eval_valid_hr@10"], best.best["eval_valid_ndcg@10"]),
             "hr@10": best.best["eval_test_hr@10"], "ndcg@10": best.best["eval_test_ndcg@10"],
             "step_seconds": timer.seconds, "trainable_params": trainable_parameters(item_encoder),
