@@ -414,6 +414,72 @@ def render_gft_finetune_digits(record: dict, records: dict[str, dict]) -> str:
     return "\n\n".join(parts + footer(record)) + "\n"
 
 
+def _crossan_table(head: str, conditions: list[str], rows: list[tuple[str, list[str]]]) -> str:
+    lines = [f"| {head} | " + " | ".join(f"{c} encoders" for c in conditions) + " |",
+             "|---|" + "---|" * len(conditions)]
+    return "\n".join(lines + [f"| {name} | " + " | ".join(cells) + " |" for name, cells in rows])
+
+
+@renderer("crossan/synthetic")
+def render_crossan_synthetic(record: dict, records: dict[str, dict]) -> str:
+    """Arms x number of encoders (``scripts/crossan_synthetic.py``): test HR@10 / NDCG@10, cost, CROSSAN (MoMEF)
+    paired against every other arm, and what adding encoders (or the noise encoder) changes, paired by seed."""
+    settings, metrics = record["settings"], record["metrics"]
+    conditions, arms, reference = list(settings["conditions"]), settings["arms"], settings["reference"]
+
+    def values(arm, condition, metric):
+        return metrics.get(f"{arm} | {condition} encoders", {}).get(metric)
+
+    def diff_cell(a, b, metric):
+        if not a or not b:
+            return ""
+        d = paired(a, b)
+        return f"{d.format(3)} → {verdict(d)}"
+
+    out = []
+    for metric in ("hr@10", "ndcg@10"):
+        rows = [(arm, [interval(values(arm, c, metric)).format(3) if values(arm, c, metric) else "" for c in conditions])
+                for arm in [*arms, reference]]
+        out.append(f"Test {metric.upper()} (mean [95% t-interval over seeds]):\n\n"
+                   + _crossan_table("arm", conditions, rows))
+    cost = []
+    for arm in arms:
+        cells = []
+        for c in conditions:
+            if not values(arm, c, "step_ms"):
+                cells.append("")
+                continue
+            lrs = " / ".join(f"{v:g}" for v in values(arm, c, "chosen_lr"))
+            cells.append(f"{values(arm, c, 'trainable_params')[0]:,} · {interval(values(arm, c, 'step_ms')).format(0)} "
+                         f"ms · lr {lrs}")
+        cost.append((arm, cells))
+    out.append("Trainable parameters of the item encoder · milliseconds per training step (median step of the arm's "
+               "runs, mean [95% t-interval] over seeds) · learning rate chosen on validation, per seed:\n\n"
+               + _crossan_table("arm", conditions, cost))
+    if "CROSSAN (MoMEF)" in arms:
+        for metric in ("hr@10", "ndcg@10"):
+            rows = [(f"CROSSAN (MoMEF) − {arm}", [diff_cell(values("CROSSAN (MoMEF)", c, metric), values(arm, c, metric),
+                                                            metric) for c in conditions])
+                    for arm in arms if arm != "CROSSAN (MoMEF)"]
+            out.append(f"Paired by seed, test {metric.upper()} (95% t-interval of the per-seed differences):\n\n"
+                       + _crossan_table("difference", conditions, rows))
+    steps = [(f"{later} − {earlier} encoders", later, earlier) for later, earlier in
+             (("3", "2"), ("4", "3"), ("4", "2"), ("4+noise", "4")) if later in conditions and earlier in conditions]
+    if steps:
+        lines = ["| arm | " + " | ".join(name for name, _, _ in steps) + " |", "|---|" + "---|" * len(steps)]
+        for arm in [*arms, reference]:
+            lines.append(f"| {arm} | " + " | ".join(diff_cell(values(arm, later, "hr@10"), values(arm, earlier, "hr@10"),
+                                                              "hr@10") for _, later, earlier in steps) + " |")
+        out.append("Adding encoders, test HR@10 paired by seed (the last column adds the pure-noise encoder):\n\n"
+                   + "\n".join(lines))
+    router = {k: v for k, v in metrics.get("CROSSAN (MoMEF) | 4+noise encoders", {}).items() if k.startswith("router_")}
+    if router:
+        out.append("MoMEF router weight per expert with the noise encoder (mean over items at the selected epoch; "
+                   f"uniform would be {1 / len(router):.3f}): "
+                   + ", ".join(f"{k.removeprefix('router_')} {interval(v).format(3)}" for k, v in router.items()) + ".")
+    return "\n\n".join(out + footer(record)) + "\n"
+
+
 def render_blocks(text: str, records: dict[str, dict], where: str, problems: list[str]) -> str:
     def one(match: re.Match) -> str:
         key = match["id"]
