@@ -477,6 +477,38 @@ def render_crossan_synthetic(record: dict, records: dict[str, dict]) -> str:
         out.append("MoMEF router weight per expert with the noise encoder (mean over items at the selected epoch; "
                    f"uniform would be {1 / len(router):.3f}): "
                    + ", ".join(f"{k.removeprefix('router_')} {interval(v).format(3)}" for k, v in router.items()) + ".")
+
+
+@renderer("ddo/gmm_rounds")
+def render_ddo_rounds(record: dict, records: dict[str, dict]) -> str:
+    """DDO self-play against continued MLE round by round: the reference's plateau, then one table per metric (mean
+    [95% t-interval] over seeds, the paired difference DDO − MLE and its verdict at every round) and the learning
+    rates each arm chose on validation."""
+    metrics, settings = record["metrics"], record["settings"]
+    better, reference, half = settings["higher_is_better"], settings["reference"], settings["half_reference"]
+    rounds = range(1, settings["rounds"] + 1)
+    lines = []
+    for m in better:
+        d = paired(metrics[reference][m], metrics[half][m])
+        lines.append(f"- {reference} − {half}, {m}: {d.format(_digits(record, m))} → {verdict(d, better[m])}")
+    out = [f"Plateau of the reference ({settings['pretrain_steps']} cosine-decayed MLE steps against a copy given "
+           f"{settings['pretrain_steps'] // 2}, same initialisation and batches; paired by seed):\n\n" + "\n".join(lines)]
+    for m in better:
+        digits = _digits(record, m)
+        rows = [f"**{m}** ({'higher' if better[m] else 'lower'} is better)\n",
+                "| round | optimizer steps | DDO | continued MLE | DDO − MLE (paired by seed) |", "|---|---|---|---|---|",
+                f"| 0 (reference) | 0 | {interval(metrics[reference][m]).format(digits)} | same | |"]
+        for r in rounds:
+            ddo, mle = metrics[f"DDO round {r}"], metrics[f"MLE round {r}"]
+            d = paired(ddo[m], mle[m])
+            rows.append(f"| {r} | {_cell(ddo['optimizer_steps'], digits)} | {interval(ddo[m]).format(digits)} | "
+                        f"{interval(mle[m]).format(digits)} | {d.format(digits)} → {verdict(d, better[m])} |")
+        out.append("\n".join(rows))
+    lr_rows = ["| round | DDO lr per seed | MLE lr per seed |", "|---|---|---|"]
+    for r in rounds:
+        lr_rows.append(f"| {r} | " + " | ".join(" / ".join(f"{v:g}" for v in metrics[f"{arm} round {r}"]["chosen_lr"])
+                                                for arm in ("DDO", "MLE")) + " |")
+    out.append("Learning rate chosen at each round on validation:\n\n" + "\n".join(lr_rows))
     return "\n\n".join(out + footer(record)) + "\n"
 
 

@@ -6,6 +6,9 @@ next reference), plus a control that continues maximum likelihood for as many st
 
 (a) ``gmm``: 2-D mixture of 8 Gaussians, an MLP denoiser with EDM preconditioning (``EDMEulerScheduler``);
     sliced Wasserstein-2 distance to the true distribution and the true log-density of samples.
+    ``gmm_rounds``: the same model with a reference pretrained to convergence (its plateau measured), DDO and
+    continued MLE each on its own learning-rate grid, reported per self-play round over seeds (exact MMD to the
+    mixture, chosen on validation samples, reported on others); figure with interval bands over all seeds.
 (b) ``markov``: a tiny Llama on a known 6-state Markov chain; exact forward and reverse KL to the chain.
     ``markov_converged``: the same with a reference pretrained 10x longer (closer to the paper's converged models).
 (c) ``digits``: scikit-learn 8x8 digits, a tiny ``UNet2DModel`` with EDM preconditioning; digits FID
@@ -15,6 +18,7 @@ Each part writes the raw record ``docs/results/raw/ddo/<part>.json`` (every seed
 ``docs/figures/ddo_<part>.png`` (first seed); ``python scripts/collect_results.py`` renders ``docs/results/ddo.md``.
 
     OMP_NUM_THREADS=1 python scripts/ddo_toy.py --parts digits --seeds 0 1 2
+    OMP_NUM_THREADS=1 python scripts/ddo_toy.py --parts gmm_rounds --seeds 0 1 2 3 4
     python scripts/ddo_toy.py --parts gmm --quick --seeds 0 --raw-dir /tmp/raw   # smoke-sized
 """
 
@@ -33,7 +37,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from hfgen.demos.ddo import markov_chain_experiment, plot_results
-from hfgen.results import write_record
+from hfgen.results import interval, write_record
 from hfgen.trainers.ddo import DDOConfig, ddo_self_play, denoising_log_likelihood, generate_diffusion_samples
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,12 +66,15 @@ class MLPDenoiser(nn.Module):
 
 
 def mle_pretrain(model, scheduler, data: torch.Tensor, steps: int, batch_size: int, lr: float, p_mean: float,
-                 p_std: float, seed: int, desc: str, eval_every: int | None = None, metric=None, device="cpu"):
+                 p_std: float, seed: int, desc: str, eval_every: int | None = None, metric=None, device="cpu",
+                 cosine: bool = False):
     """Denoising score matching with the same weighting and noise distribution that DDO's ratio uses
-    (``loss = −denoising_log_likelihood``); with ``metric`` keeps the best checkpoint (step 0 included)."""
+    (``loss = −denoising_log_likelihood``); with ``metric`` keeps the best checkpoint (step 0 included); with
+    ``cosine`` the learning rate decays from ``lr`` to ``lr / 100`` (a run meant to converge), else it is constant."""
     g = torch.Generator().manual_seed(seed)  # on the CPU: the same draws on every device
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    decay = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps, eta_min=lr / 100) if cosine else None
     best = (metric(model), copy.deepcopy(model.state_dict())) if metric else None
     model.train()
     for step in tqdm(range(1, steps + 1), desc=desc, leave=False):
@@ -78,6 +85,8 @@ def mle_pretrain(model, scheduler, data: torch.Tensor, steps: int, batch_size: i
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        if decay is not None:
+            decay.step()
         if metric and step % eval_every == 0:
             value = metric(model.eval())
             model.train()
@@ -183,6 +192,137 @@ def run_gmm(output_dir, seed, quick, device="cpu", scale=1):
             "data_sliced_w2_floor": sliced_wasserstein(valid, test, seed=1)}
 
 
+# ------------------------------------------------------------------------------------------ (a') 2-D mixture, rounds
+
+
+# Equal sizes, each arm picks its own. A pilot (seed 0, grids 1e-4, 3e-4, 1e-3) chose the lower edge in most rounds
+# for both arms on validation, so both grids were moved down by one step before the study.
+GMM_ROUNDS_LR_GRID = {"ddo": (3e-5, 1e-4, 3e-4), "mle": (3e-5, 1e-4, 3e-4)}
+
+
+def gmm_mmd2(x, bandwidth=0.1, modes=8, radius=1.0, std=0.05, chunk=1024) -> float:
+    """Unbiased squared MMD between the samples ``x`` and the true mixture, kernel ``exp(−‖x − y‖² / 2h²)``.
+
+    The two terms that involve the mixture are exact (the kernel integrates against a Gaussian in closed form), so
+    only the model's samples carry noise: exact samples give 0 in expectation, with no floor like the one of a
+    distance between two finite clouds.
+    """
+    h2, s2 = bandwidth**2, std**2
+    angles = 2 * math.pi * torch.arange(modes, dtype=torch.float64) / modes
+    centers = radius * torch.stack([angles.cos(), angles.sin()], -1)
+    x, n, within = x.float(), len(x), 0.0
+    for i in range(0, n, chunk):  # n² kernel values, in place, summed in float64
+        within += float(torch.cdist(x[i:i + chunk], x).square_().mul_(-0.5 / h2).exp_().sum(dtype=torch.float64))
+    within = (within - n) / (n * (n - 1))  # the U-statistic leaves out the n terms k(x, x) = 1
+    x = x.double()
+    cross = h2 / (h2 + s2) * float(torch.exp(-torch.cdist(x, centers).pow(2) / (2 * (h2 + s2))).mean())
+    truth = h2 / (h2 + 2 * s2) * float(torch.exp(-torch.cdist(centers, centers).pow(2) / (2 * (h2 + 2 * s2))).mean())
+    return within - 2 * cross + truth
+
+
+def tracking(metric, history: list):
+    """``metric`` that also appends every value it returns to ``history``."""
+
+    def tracked(model):
+        history.append(metric(model))
+        return history[-1]
+
+    return tracked
+
+
+def mle_rounds(reference, scheduler, data, cfg, lr, select, seed, device="cpu"):
+    """DDO self-play's control with the loss swapped: each round starts from the previous round's best model, runs
+    ``round_steps`` of maximum likelihood with a fresh optimizer and keeps the best checkpoint (step 0 included) by
+    ``select``; returns ``(best validation value, best model)`` per round."""
+    best, rounds = reference, []
+    for r in range(1, cfg["rounds"] + 1):
+        seen = []
+        best = mle_pretrain(copy.deepcopy(best), scheduler, data, cfg["round_steps"], cfg["batch_size"], lr,
+                            cfg["p_mean"], cfg["p_std"], seed + 100 * r, desc=f"MLE lr {lr:g} round {r}",
+                            eval_every=cfg["eval_every"], metric=tracking(select, seen), device=device)
+        rounds.append((min(seen), best))
+    return rounds
+
+
+def self_play_config(cfg, lr, steps, output_dir, seed, device="cpu") -> DDOConfig:
+    """The quiet ``DDOConfig`` of the tuned parts: constant learning rate ``lr``, ``steps`` per round, no weight decay,
+    Adam β2 = 0.99, nothing saved or logged."""
+    return DDOConfig(output_dir=str(output_dir), alpha=cfg["alpha"], beta=cfg["beta"], learning_rate=lr,
+                     max_steps=steps, per_device_train_batch_size=cfg["batch_size"], lr_scheduler_type="constant",
+                     weight_decay=0.0, adam_beta2=0.99, num_rounds=cfg["rounds"],
+                     num_reference_samples=cfg["num_reference_samples"], self_play_eval_steps=cfg["eval_every"],
+                     p_mean=cfg["p_mean"], p_std=cfg["p_std"], save_strategy="no", logging_strategy="no",
+                     use_cpu=torch.device(device).type == "cpu", seed=seed, disable_tqdm=True, report_to="none")
+
+
+def ddo_rounds(reference, scheduler, data, cfg, lr, select, seed, output_dir, device="cpu"):
+    """``ddo_self_play`` from ``reference`` at learning rate ``lr``; ``(best validation value, best model)`` per round."""
+    shape = tuple(data.shape[1:])
+    args = self_play_config(cfg, lr, cfg["round_steps"], output_dir, seed, device)
+    generate = lambda ref, n, r: generate_diffusion_samples(  # noqa: E731
+        ref, scheduler, n, shape, num_inference_steps=cfg["num_inference_steps"], batch_size=8192,
+        generator=torch.Generator().manual_seed(seed + 1000 * r))
+    rounds = []
+    ddo_self_play(reference, args, [{"pixel_values": x} for x in data], generate, select, noise_scheduler=scheduler,
+                  round_callback=lambda r, m: rounds.append((r.best_metric, copy.deepcopy(m))))
+    return rounds
+
+
+def compare_rounds(reference, scheduler, data, cfg, grid, select, evaluate, seed, output_dir, device="cpu"):
+    """DDO self-play and the MLE control, each run at every learning rate of its own grid; at each round, each arm's
+    learning rate is the one with the best validation value at that round, and only that model is evaluated."""
+    runs = {"ddo": [ddo_rounds(reference, scheduler, data, cfg, lr, select, seed, Path(output_dir) / f"ddo_lr{lr:g}",
+                               device) for lr in grid["ddo"]],
+            "mle": [mle_rounds(reference, scheduler, data, cfg, lr, select, seed + 5, device) for lr in grid["mle"]]}
+    arms = {}
+    for arm, label in (("ddo", "DDO"), ("mle", "MLE")):
+        for r in range(cfg["rounds"]):
+            validation = [run[r][0] for run in runs[arm]]
+            chosen = min(range(len(validation)), key=validation.__getitem__)
+            arms[f"{label} round {r + 1}"] = {**evaluate(runs[arm][chosen][r][1]), "validation": validation[chosen],
+                                              "chosen_lr": grid[arm][chosen], "optimizer_steps": (r + 1) * cfg["round_steps"],
+                                              "grid_validation": validation}
+    return arms
+
+
+def run_gmm_rounds(output_dir, seed, quick, device="cpu", scale=1):
+    """(a') the paper's regime: a reference pretrained to convergence (cosine-decayed MLE; a copy given half the steps
+    measures the plateau), then several DDO self-play rounds against as many rounds of continued MLE, each arm on its
+    own learning-rate grid of equal size. Checkpoints and learning rates are chosen on a validation MMD (its own model
+    samples); the reported metrics use other samples (and, for the sliced distance, a held-out data set)."""
+    from diffusers import EDMEulerScheduler
+
+    cfg = dict(pretrain_steps=40 if quick else 8000, pretrain_lr=2e-3, rounds=2 if quick else 4,
+               round_steps=4 if quick else 100, batch_size=256 if quick else 1024, alpha=1.0, beta=5.0, p_mean=-1.0,
+               p_std=1.2, num_reference_samples=256 if quick else 8192, eval_every=2 if quick else 25,
+               num_inference_steps=8 if quick else 32, n_valid=256 if quick else 2048 * scale,
+               n_test=256 if quick else 8192 * scale, mmd_bandwidth=0.1)
+    scheduler = EDMEulerScheduler(sigma_min=0.002, sigma_max=10.0, sigma_data=0.7)
+    data, test_data = gmm_sample(8192, seed + 1), gmm_sample(cfg["n_test"], seed + 3)
+    steps, mmd = cfg["num_inference_steps"], lambda x: 1e3 * gmm_mmd2(x, cfg["mmd_bandwidth"])  # noqa: E731
+    select = lambda m: mmd(sample(m, scheduler, cfg["n_valid"], (2,), steps, seed + 7))  # noqa: E731
+
+    def evaluate(m):
+        x = sample(m, scheduler, cfg["n_test"], (2,), steps, seed + 11)
+        return {"mmd2_x1e3": mmd(x), "sliced_w2": sliced_wasserstein(x, test_data, seed=1),
+                "true_log_density": float(gmm_log_prob(x).mean())}
+
+    curve = []  # validation value at every evaluation of the full pretraining
+    pretrained = []
+    for steps_run, metric in ((cfg["pretrain_steps"] // 2, select), (cfg["pretrain_steps"], tracking(select, curve))):
+        torch.manual_seed(seed)  # the same initialisation and batches for both: only the length differs
+        pretrained.append(mle_pretrain(MLPDenoiser(), scheduler, data, steps_run, cfg["batch_size"], cfg["pretrain_lr"],
+                                       cfg["p_mean"], cfg["p_std"], seed, desc=f"gmm_rounds: MLE pretraining {steps_run}",
+                                       eval_every=cfg["pretrain_steps"] // 10, metric=metric, cosine=True,
+                                       device=device))
+    half, reference = pretrained
+    arms = {"reference, half the pretraining": {**evaluate(half), "validation": select(half)},
+            "reference (MLE pretrained)": {**evaluate(reference), "validation": min(curve), "optimizer_steps": 0}}
+    arms.update(compare_rounds(reference, scheduler, data, cfg, GMM_ROUNDS_LR_GRID, select, evaluate, seed,
+                               output_dir, device))
+    return {"arms": arms, "pretraining_validation": curve, "config": {**cfg, "lr_grid": GMM_ROUNDS_LR_GRID}}
+
+
 # ------------------------------------------------------------------------------------------ (c) digits
 
 
@@ -224,12 +364,7 @@ def run_digits(output_dir, seed, quick, device="cpu", scale=1):
                              eval_every=cfg["eval_every"], metric=select, device=device)
         candidates["mle"].append((select(model), lr, model))
     for lr in DIGITS_LR_GRID["ddo"]:
-        args = DDOConfig(output_dir=str(Path(output_dir) / f"ddo_lr{lr:g}"), alpha=cfg["alpha"], beta=cfg["beta"],
-                         learning_rate=lr, max_steps=cfg["ddo_steps"], per_device_train_batch_size=cfg["batch_size"],
-                         lr_scheduler_type="constant", weight_decay=0.0, adam_beta2=0.99, num_rounds=cfg["rounds"],
-                         num_reference_samples=cfg["num_reference_samples"], self_play_eval_steps=cfg["eval_every"],
-                         p_mean=cfg["p_mean"], p_std=cfg["p_std"], save_strategy="no", logging_strategy="no",
-                         use_cpu=torch.device(device).type == "cpu", seed=seed, disable_tqdm=True, report_to="none")
+        args = self_play_config(cfg, lr, cfg["ddo_steps"], Path(output_dir) / f"ddo_lr{lr:g}", seed, device)
         generate = lambda ref, n, r: generate_diffusion_samples(  # noqa: E731
             ref, scheduler, n, shape, num_inference_steps=cfg["num_inference_steps"], batch_size=1024,
             generator=torch.Generator().manual_seed(seed + 1000 * r))
@@ -265,13 +400,15 @@ def run_markov_converged(output_dir, seed, quick, device="cpu", scale=1):
 
 
 KEYS = {"gmm": ["sliced_w2", "true_log_density", "median_log_density"], "markov": ["forward_kl", "reverse_kl"],
-        "markov_converged": ["forward_kl", "reverse_kl"], "digits": ["digits_fid"]}
+        "markov_converged": ["forward_kl", "reverse_kl"], "digits": ["digits_fid"],
+        "gmm_rounds": ["mmd2_x1e3", "sliced_w2", "true_log_density"]}
 TITLES = {"gmm": "(a) 2-D mixture of 8 Gaussians, MLP denoiser (EDM)",
           "markov": "(b) tiny Llama on a 6-state Markov chain (exact KL, nats per sequence)",
           "markov_converged": "(b') as (b), reference pretrained 1500 MLE steps instead of 150",
-          "digits": "(c) 8x8 digits, UNet2DModel (EDM), digits FID"}
+          "digits": "(c) 8x8 digits, UNet2DModel (EDM), digits FID",
+          "gmm_rounds": "(a') 2-D mixture of 8 Gaussians, converged reference, DDO and continued MLE per round"}
 LOWER_IS_BETTER = {"sliced_w2": True, "true_log_density": False, "median_log_density": False, "forward_kl": True,
-                   "reverse_kl": True, "digits_fid": True}
+                   "reverse_kl": True, "digits_fid": True, "mmd2_x1e3": True}
 
 
 def _stage(name: str) -> str:
@@ -281,6 +418,8 @@ def _stage(name: str) -> str:
 def part_record(part: str, reports: list[dict]) -> tuple[dict, dict]:
     """(metrics, settings) of one part's raw record: per arm and metric, one value per seed."""
     metrics: dict[str, dict[str, list]] = {}
+    if part == "gmm_rounds":
+        return rounds_record(part, reports)
     if part == "digits":
         for report in reports:
             for arm, values in report["arms"].items():
@@ -307,6 +446,39 @@ def part_record(part: str, reports: list[dict]) -> tuple[dict, dict]:
     return metrics, settings
 
 
+def rounds_record(part: str, reports: list[dict]) -> tuple[dict, dict]:
+    """(metrics, settings) of a per-round part: every arm (the references, ``DDO round r``, ``MLE round r``) with one
+    value per seed of each metric, the validation value and learning rate that chose it, and the pretraining curve."""
+    metrics: dict[str, dict[str, list]] = {}
+    for report in reports:
+        for arm, values in report["arms"].items():
+            for key, value in values.items():
+                metrics.setdefault(arm, {}).setdefault(key, []).append(value)
+    metrics["reference (MLE pretrained)"]["pretraining_validation"] = [r["pretraining_validation"] for r in reports]
+    cfg = reports[0]["config"]
+    last, grid = cfg["rounds"], cfg["lr_grid"]
+    every = cfg["pretrain_steps"] // 10
+    def budget(arm):
+        return (f"{cfg['round_steps']} optimizer steps per round (round r: r x {cfg['round_steps']}), one learning "
+                f"rate per round chosen on the validation MMD from the grid {tuple(grid[arm])}, best checkpoint per "
+                f"round by validation MMD every {cfg['eval_every']} steps (step 0 included), batch {cfg['batch_size']}")
+
+    settings = {"title": TITLES[part], **cfg, "lr_grid": {arm: list(v) for arm, v in grid.items()},
+                "validation": f"MMD to the true mixture of {cfg['n_valid']} samples drawn with their own seed (the "
+                              "reported metrics use other samples)",
+                "pretraining_eval_steps": list(range(0, cfg["pretrain_steps"] + 1, every)),
+                "reference": "reference (MLE pretrained)", "half_reference": "reference, half the pretraining",
+                "budget": {f"DDO round {last}": budget("ddo") + f", plus {cfg['num_reference_samples']} reference "
+                                                                "samples per round",
+                           f"MLE round {last}": budget("mle")},
+                "claim": {"text": "DDO self-play improves a converged diffusion model beyond continued maximum "
+                                  "likelihood given the same optimizer steps and tuning budget",
+                          "arm": f"DDO round {last}", "baseline": f"MLE round {last}", "metric": KEYS[part][0],
+                          "higher_is_better": False},
+                "higher_is_better": {k: not LOWER_IS_BETTER[k] for k in KEYS[part]}}
+    return metrics, settings
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--parts", nargs="*", default=list(KEYS), choices=list(KEYS))
@@ -324,7 +496,8 @@ def main(argv=None):
     figures, work = Path(args.figures_dir), Path(args.work_dir)
     for folder in (figures, work):
         folder.mkdir(parents=True, exist_ok=True)
-    runners = {"gmm": run_gmm, "markov": run_markov, "markov_converged": run_markov_converged, "digits": run_digits}
+    runners = {"gmm": run_gmm, "markov": run_markov, "markov_converged": run_markov_converged, "digits": run_digits,
+               "gmm_rounds": run_gmm_rounds}
     paths = {}
     for part in args.parts:
         started, reports = time.time(), []
@@ -335,7 +508,10 @@ def main(argv=None):
             print(f"{part} seed {seed}: {json.dumps(report.get('arms') or report['results'], default=str)[:400]}",
                   flush=True)
         figure = []
-        if part != "digits":
+        if part == "gmm_rounds":
+            figure = [figures / f"ddo_{part}.png"]
+            plot_rounds(reports, KEYS[part], figure[0], TITLES[part])
+        elif part != "digits":
             figure = [figures / f"ddo_{part}.png"]
             plot(reports[0], KEYS[part], figure[0], part)
         metrics, settings = part_record(part, reports)
@@ -372,6 +548,50 @@ def plot(report, keys, path, part):
             ax.scatter(points[:, 0], points[:, 1], s=1, alpha=0.4)
             ax.set(xlim=(-1.6, 1.6), ylim=(-1.6, 1.6), aspect="equal", title=title)
     fig.suptitle(f"DDO self-play: {part}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def _band(ax, x, per_seed, label, color):
+    """Mean and 95% t-interval over seeds of ``per_seed`` (seeds x len(x))."""
+    spans = [interval(column) for column in zip(*per_seed)]
+    ax.plot(x, [i.mean for i in spans], "o-", color=color, label=label, ms=3)
+    ax.fill_between(x, [i.low for i in spans], [i.high for i in spans], color=color, alpha=0.2)
+
+
+def plot_rounds(reports, keys, path, title):
+    """The pretraining curve (validation), then per round: each metric of DDO and of continued MLE (round 0 is the
+    reference) and the paired difference DDO − MLE of the first two metrics, all with 95% t-interval bands."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rounds = reports[0]["config"]["rounds"]
+    x = list(range(rounds + 1))
+
+    def per_round(report, label, key):
+        return [report["arms"]["reference (MLE pretrained)"][key]] + [
+            report["arms"][f"{label} round {r}"][key] for r in range(1, rounds + 1)]
+
+    fig, axes = plt.subplots(2, 3, figsize=(13, 7))
+    every = reports[0]["config"]["pretrain_steps"] // 10
+    curves = [r["pretraining_validation"] for r in reports]
+    _band(axes[0][0], [every * i for i in range(len(curves[0]))], curves, "validation MMD² x 1e3", "gray")
+    axes[0][0].set(xlabel="MLE pretraining step", yscale="log", title="reference: pretraining (validation)")
+    for ax, key in zip([axes[0][1], axes[0][2], axes[1][0]], keys):
+        for label, color in (("DDO", "C0"), ("MLE", "C1")):
+            _band(ax, x, [per_round(r, label, key) for r in reports], label, color)
+        ax.set(xlabel="self-play round (0: reference)", ylabel=key, title=f"{key} (test)", xticks=x)
+        ax.legend(fontsize=7)
+    for ax, key in zip([axes[1][1], axes[1][2]], [keys[0], keys[-1]]):
+        diffs = [[d - m for d, m in zip(per_round(r, "DDO", key), per_round(r, "MLE", key))][1:] for r in reports]
+        _band(ax, x[1:], diffs, "DDO − MLE (paired by seed)", "C2")
+        ax.axhline(0, color="k", lw=0.5)
+        ax.set(xlabel="self-play round", ylabel=f"Δ {key}", title=f"DDO − continued MLE, {key}", xticks=x[1:])
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{title} ({len(reports)} seeds, mean and 95% t-interval)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)

@@ -60,3 +60,37 @@ def test_ddo_toy_script_gmm_quick_records_every_metric_and_draws_the_clouds(tmp_
     check_arms(record, list(record["metrics"]), ["sliced_w2", "true_log_density", "median_log_density"])
     assert len(record["metrics"]) == 3 and "DDO, last round" in record["metrics"]
     assert (tmp_path / "fig" / "ddo_gmm.png").stat().st_size > 0
+
+
+@pytest.mark.slow  # about 10 s of one core, minutes on a loaded machine
+def test_ddo_toy_script_gmm_rounds_quick_records_every_round_of_both_arms_with_equal_budgets(tmp_path, load_script):
+    toy = load_script("ddo_toy")
+    paths = toy.main(["--parts", "gmm_rounds", "--quick", "--seeds", "0", "1", "--raw-dir", str(tmp_path / "raw"),
+                      "--figures-dir", str(tmp_path / "fig"), "--work-dir", str(tmp_path / "work")])
+    record = read_record(paths["gmm_rounds"])
+    settings, metrics = record["settings"], record["metrics"]
+    rounds = [f"{arm} round {r}" for arm in ("DDO", "MLE") for r in range(1, settings["rounds"] + 1)]
+    check_arms(record, ["reference, half the pretraining", "reference (MLE pretrained)", *rounds],
+               ["mmd2_x1e3", "sliced_w2", "true_log_density", "validation"])
+    check_arms(record, rounds, ["chosen_lr", "optimizer_steps"])
+    grid = toy.GMM_ROUNDS_LR_GRID
+    assert len(grid["ddo"]) == len(grid["mle"])
+    for r in range(1, settings["rounds"] + 1):
+        ddo, mle = metrics[f"DDO round {r}"], metrics[f"MLE round {r}"]
+        assert ddo["optimizer_steps"] == mle["optimizer_steps"] == [r * settings["round_steps"]] * 2
+        assert set(ddo["chosen_lr"]) <= set(grid["ddo"]) and set(mle["chosen_lr"]) <= set(grid["mle"])
+        assert [len(v) for v in ddo["grid_validation"] + mle["grid_validation"]] == [len(grid["ddo"])] * 4
+    curves = metrics["reference (MLE pretrained)"]["pretraining_validation"]
+    assert [len(c) for c in curves] == [len(settings["pretraining_eval_steps"])] * 2
+    assert settings["claim"]["arm"] == rounds[settings["rounds"] - 1] and settings["claim"]["baseline"] == rounds[-1]
+    assert list(record["figures"]) == [str(tmp_path / "fig" / "ddo_gmm_rounds.png")]
+    block = load_script("collect_results").RENDERERS["ddo/gmm_rounds"](record, {})
+    assert block.count("→") == len(settings["higher_is_better"]) * (1 + settings["rounds"])
+
+
+def test_ddo_gmm_mmd_is_unbiased_for_exact_samples_and_grows_with_blur(load_script):
+    toy = load_script("ddo_toy")
+    exact = [toy.gmm_mmd2(toy.gmm_sample(1024, seed)) for seed in range(4)]
+    blurred = toy.gmm_mmd2(toy.gmm_sample(1024, 0, std=0.08))
+    assert abs(sum(exact) / len(exact)) < 1e-3 < blurred
+    assert toy.gmm_mmd2(toy.gmm_sample(1024, 0, radius=1.2)) > blurred
