@@ -512,6 +512,54 @@ def render_ddo_rounds(record: dict, records: dict[str, dict]) -> str:
     return "\n\n".join(out + footer(record)) + "\n"
 
 
+@renderer("nft/negatives")
+def render_nft_negatives(record: dict, records: dict[str, dict]) -> str:
+    """Each arm at its validation-chosen lr: accuracy, pass@k, entropy; NFT paired against every other arm; the
+    warm start; the lr selection on validation."""
+    metrics, settings = record["metrics"], record["settings"]
+    arms = list(metrics)
+    fmt = lambda values, digits=3: interval(values).format(digits)  # noqa: E731  (mean [95% t-interval])
+    rows = ["| arm | lr (chosen on validation) | final test accuracy | test accuracy at best validation | pass@1 | "
+            "pass@16 | entropy, warm start → end | answers generated |", "|---|---|---|---|---|---|---|---|"]
+    for arm in arms:
+        m = metrics[arm]
+        entropy = f"{fmt([c[0] for c in m['curve_entropy']])} → {fmt([c[-1] for c in m['curve_entropy']])}"
+        rows.append(f"| {arm} | {m['learning_rate'][0]:g} | {fmt(m['final_accuracy'])} | {fmt(m['best_accuracy'])} | "
+                    f"{fmt(m['pass_at_1'])} | {fmt(m['pass_at_16'])} | {entropy} | "
+                    f"{fmt(m['generated_answers'], 0)} |")
+    ks = [k for k in (1, 2, 4, 8, 16) if k <= len(metrics[arms[0]]["pass_at_k"][0])]
+    pass_rows = ["| arm | " + " | ".join(f"pass@{k}" for k in ks) + " |", "|---|" + "---|" * len(ks)]
+    for arm in arms:
+        per_seed = metrics[arm]["pass_at_k"]
+        pass_rows.append(f"| {arm} | " + " | ".join(fmt([p[k - 1] for p in per_seed]) for k in ks) + " |")
+    first = metrics[arms[0]]
+    warm = (f"Warm start (one per seed, shared by every arm): {fmt(first['warm_start_sft_steps'], 0)} SFT steps; on "
+            f"the test problems greedy accuracy {fmt(first['warm_start_accuracy'])}, sampled accuracy (16 answers at "
+            f"temperature 1) {fmt(first['warm_start_sampled_accuracy'])}, fraction of mixed groups of 16 "
+            f"{fmt(first['warm_start_frac_mixed'])}.")
+    lrs = settings["learning_rates"]
+    selection = ["| arm | " + " | ".join(f"lr {lr:g}" for lr in lrs) + " |", "|---|" + "---|" * len(lrs)]
+    for arm in arms:
+        cells = [fmt(metrics[arm][f"grid_validation_accuracy_lr={lr:g}"]) for lr in lrs]
+        selection.append(f"| {arm} | " + " | ".join(f"**{cell}**" if lr == metrics[arm]["learning_rate"][0] else cell
+                                                    for lr, cell in zip(lrs, cells)) + " |")
+    diffs = []
+    for other in (a for a in arms if a != "nft"):
+        for key, label in (("final_accuracy", "final test accuracy"), ("best_accuracy", "test accuracy at best "
+                           "validation"), ("pass_at_1", "pass@1"), ("pass_at_16", "pass@16")):
+            d = paired(metrics["nft"][key], metrics[other][key])
+            diffs.append(f"- nft − {other}, {label}: {d.format(3)} → {verdict(d)}")
+        d = paired([c[-1] for c in metrics["nft"]["curve_entropy"]], [c[-1] for c in metrics[other]["curve_entropy"]])
+        trend = verdict(d).replace("better", "higher").replace("worse", "lower")
+        diffs.append(f"- nft − {other}, entropy at the end: {d.format(3)} → {trend}")
+    return "\n\n".join([
+        "\n".join(rows), warm, "pass@k on the test problems (unbiased estimator from 16 answers per problem):",
+        "\n".join(pass_rows), "Paired by seed (95% t-interval of the per-seed differences):\n\n" + "\n".join(diffs),
+        "Learning-rate selection: final greedy accuracy on the validation split, mean [95% t-interval] over seeds "
+        "(bold: chosen, the best mean):",
+        "\n".join(selection), *footer(record)]) + "\n"
+
+
 def render_blocks(text: str, records: dict[str, dict], where: str, problems: list[str]) -> str:
     def one(match: re.Match) -> str:
         key = match["id"]

@@ -1,5 +1,7 @@
 """NFT's registry entry, card, demo recipe and scripts, at smoke size."""
 
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -74,3 +76,50 @@ def test_benchmark_smoke(tmp_path, load_script):
     for arm in ("nft", "grpo"):  # each trainer ran: 2 runs x 3 steps, the first 2 of each run skipped as warm-up
         assert record["metrics"][arm]["measured_train_steps"] == [2]
         assert record["metrics"][arm]["saved_for_backward_bytes"][0] > 0
+
+
+@pytest.mark.slow  # a script smoke run of about a minute on 2 shared cores: run by .ci/run with -m slow
+def test_negatives_study_smoke_records_every_arm_with_the_same_budget(tmp_path, load_script):
+    from hfgen.results import check_arms, read_record
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from collect_results import render_nft_negatives
+
+    path = load_script("nft_negatives").main([
+        "--seeds", "0", "1", "--learning-rates", "1e-4", "1e-3", "--max-steps", "4", "--eval-every", "2",
+        "--steps-per-generation", "2", "--questions-per-step", "2", "--max-refill-rounds", "1",
+        "--sft-check-every", "5", "--max-sft-steps", "10",
+        "--validation-size", "40", "--test-fraction", "0.005", "--entropy-probe-size", "20",
+        "--raw-dir", str(tmp_path / "raw"), "--figures-dir", str(tmp_path)])
+    record = read_record(path)
+    arms = ["nft", "rft", "grpo", "dr_grpo"]
+    assert path == tmp_path / "raw" / "nft" / "negatives.json" and record["seeds"] == [0, 1]
+    check_arms(record, arms, ["final_accuracy", "best_accuracy", "pass_at_1", "pass_at_16", "final_entropy",
+                              "learning_rate", "optimizer_steps", "generated_answers", "warm_start_accuracy",
+                              "warm_start_frac_mixed", "grid_validation_accuracy_lr=0.0001",
+                              "grid_validation_accuracy_lr=0.001"])
+    for arm in arms:
+        values = record["metrics"][arm]
+        assert values["optimizer_steps"] == [4, 4]  # each arm took every step it was given
+        assert values["curve_steps"] == [[0, 2, 4]] * 2
+        assert values["learning_rate"][0] in (1e-4, 1e-3) and len(set(values["learning_rate"])) == 1
+        assert values["generated_answers"][0] >= 4 * 2 * 16  # at least what the optimizer steps consumed
+        for pass_at in values["pass_at_k"]:  # pass@1..16 of each seed: probabilities, non-decreasing in k
+            assert len(pass_at) == 16 and all(0 <= a <= b <= 1 for a, b in zip(pass_at, pass_at[1:]))
+        assert all(e > 0 for curve in values["curve_entropy"] for e in curve)
+    assert len(set(record["settings"]["budget"].values())) == 1  # one budget for every arm
+    assert record["settings"]["claim"]["baseline"] == "rft" and str(tmp_path / "nft_negatives.png") in record["figures"]
+    text = render_nft_negatives(record, {})
+    assert "| dr_grpo |" in text and "pass@16" in text and "nft − dr_grpo" in text
+
+
+def test_pass_at_k_is_the_unbiased_estimator():
+    from math import comb
+
+    from hfgen.data.arithmetic import pass_at_k
+
+    assert pass_at_k([0, 16], 16, 1) == 0.5 and pass_at_k([1], 16, 16) == 1.0
+    assert pass_at_k([3], 16, 4) == pytest.approx(1 - comb(13, 4) / comb(16, 4))
+    assert pass_at_k([3], 16, 1) == pytest.approx(3 / 16)  # pass@1 is the fraction correct
+    with pytest.raises(ValueError, match="`k`"):
+        pass_at_k([3], 16, 17)

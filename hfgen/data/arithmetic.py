@@ -145,3 +145,89 @@ def arithmetic_accuracy(model, tokenizer, dataset, num_samples: int = 1, tempera
                     solved[start + i] |= r == 1.0
     model.train(was_training)
     return sum(solved) / len(solved)
+
+
+def arithmetic_splits(max_operand: int = 100, validation_size: int = 1000, test_fraction: float = 0.2, seed: int = 0,
+                      **kwargs):
+    """[`arithmetic_dataset`] with a ``validation`` split taken from its training problems.
+
+    Model selection (a learning rate, a checkpoint) is made on ``validation``; ``test`` is only reported. The three
+    splits hold disjoint problems. ``kwargs`` go to [`arithmetic_dataset`] (``num_operands``, ``operators``, ...).
+
+    Returns:
+        ``datasets.DatasetDict`` with ``train``, ``validation`` and ``test`` splits (columns ``prompt``, ``answer``).
+    """
+    from datasets import DatasetDict
+
+    data = arithmetic_dataset(max_operand=max_operand, test_fraction=test_fraction, seed=seed, **kwargs)
+    if not 0 < validation_size < len(data["train"]):
+        raise ValueError(f"`validation_size` must be in [1, {len(data['train']) - 1}] (the training problems), "
+                         f"got {validation_size}.")
+    rest = data["train"].num_rows - validation_size
+    return DatasetDict(train=data["train"].select(range(rest)),
+                       validation=data["train"].select(range(rest, data["train"].num_rows)), test=data["test"])
+
+
+def sample_arithmetic_answers(model, tokenizer, dataset, num_samples: int | None = None, temperature: float = 1.0,
+                              greedy: bool = False, max_new_tokens: int = 4, batch_size: int = 512,
+                              seed: int = 0) -> dict:
+    """Sample ``num_samples`` answers per problem (default 16), or one greedy answer, on the model's device; score them.
+
+    Returns:
+        ``{"num_correct": [int per problem], "num_samples": int, "entropy": float}``: how many sampled answers of
+        each problem are exactly right, and the policy's mean token entropy (nats, at temperature 1) along the
+        sampled answers, over every answer token up to and including ``<eos>``.
+    """
+    import torch
+
+    if num_samples is None:
+        num_samples = 1 if greedy else 16
+    if num_samples < 1:
+        raise ValueError(f"`num_samples` must be a positive integer, got {num_samples}.")
+    if greedy and num_samples != 1:
+        raise ValueError(f"`greedy=True` draws one answer per problem, got `num_samples`={num_samples}.")
+    prompts, answers = list(dataset["prompt"]), list(dataset["answer"])
+    if not prompts:
+        raise ValueError("`dataset` is empty.")
+    device = next(model.parameters()).device
+    num_correct, entropy_sum, token_count = [0] * len(prompts), 0.0, 0
+    sampling = {"do_sample": False} if greedy else {"do_sample": True, "temperature": temperature, "top_k": None,
+                                                    "top_p": None}
+    was_training = model.training
+    model.eval()
+    with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for start in range(0, len(prompts), batch_size):
+            batch = tokenizer(prompts[start : start + batch_size], return_tensors="pt", padding=True,
+                              add_special_tokens=False).to(device)
+            for _ in range(num_samples):
+                out = model.generate(**batch, max_new_tokens=max_new_tokens, **sampling, output_logits=True,
+                                     return_dict_in_generate=True, pad_token_id=tokenizer.pad_token_id,
+                                     eos_token_id=tokenizer.eos_token_id)
+                new = out.sequences[:, batch["input_ids"].shape[1] :]
+                ended_before = torch.cumsum(new == tokenizer.eos_token_id, dim=1) - (new == tokenizer.eos_token_id).long()
+                active = (ended_before == 0).float()  # tokens up to and including the first <eos>
+                log_p = torch.log_softmax(torch.stack(out.logits, dim=1).float(), dim=-1)
+                entropy = -(log_p.exp() * log_p).sum(-1)
+                entropy_sum += float((entropy * active).sum())
+                token_count += int(active.sum())
+                texts = tokenizer.batch_decode(new, skip_special_tokens=True)
+                for i, reward in enumerate(arithmetic_reward(texts, answers[start : start + batch_size])):
+                    num_correct[start + i] += int(reward == 1.0)
+    model.train(was_training)
+    return {"num_correct": num_correct, "num_samples": num_samples, "entropy": entropy_sum / max(token_count, 1)}
+
+
+def pass_at_k(num_correct: list[int], num_samples: int, k: int) -> float:
+    """The unbiased pass@k estimator from ``num_samples`` answers per problem (Chen et al. 2021, arXiv 2107.03374).
+
+    For a problem with ``c`` correct answers among ``n``: ``1 - C(n - c, k) / C(n, k)``, the probability that ``k``
+    answers drawn without replacement from the ``n`` hold a correct one; averaged over problems.
+    """
+    from math import comb
+
+    if not 1 <= k <= num_samples:
+        raise ValueError(f"`k` must be in [1, {num_samples}] (`num_samples`), got {k}.")
+    if not num_correct or any(not 0 <= c <= num_samples for c in num_correct):
+        raise ValueError(f"`num_correct` must be a non-empty list of counts in [0, {num_samples}].")
+    return sum(1.0 - comb(num_samples - c, k) / comb(num_samples, k) for c in num_correct) / len(num_correct)
