@@ -211,7 +211,8 @@ def footer(record: dict) -> list[str]:
     claim = record["settings"].get("claim")
     if claim:
         margin = f", equivalence margin ±{claim['margin']} fixed in advance" if claim.get("margin") is not None else ""
-        out.append(f"Paper's claim checked: {claim.get('text', '')} ({claim['arm']} vs {claim['baseline']} on "
+        text = f"{claim['text']} " if claim.get("text") else ""
+        out.append(f"Paper's claim checked: {text}({claim['arm']} vs {claim['baseline']} on "
                    f"{claim['metric']}{margin}): **{claim_effect(record)}**.")
     out += record["settings"].get("notes", [])
     settings = _settings_line(record)

@@ -30,7 +30,7 @@ from pathlib import Path
 PAPER_EFFECT = {
     "nft": "not shown",
     "masked_diffusion": "not re-measured",
-    "gft": "not re-measured",
+    "gft": "not shown",
     "ddo": "not shown",
     "consistency_bridge": "not re-measured",
     "analytic_precond": "not shown",
