@@ -574,6 +574,28 @@ def render_blocks(text: str, records: dict[str, dict], where: str, problems: lis
     return BLOCK.sub(one, text)
 
 
+def effects_table(records: dict[str, dict], names: list[str]) -> str:
+    """The opening table: per method, each claim a record checks, its verdict, the record and its seeds; a method
+    with no claim record is "not re-measured"."""
+    rows = ["## The papers' effects here", "",
+            "| method | paper's effect (as checked) | shown here? | evidence | seeds |", "|---|---|---|---|---|"]
+    for name in names:
+        if name not in ORDER[1:]:  # the methods, not the core or fidelity pages
+            continue
+        claims = [r for r in records.values() if r["method"] == name and r["settings"].get("claim")]
+        if not claims:
+            rows.append(f"| {name} | | {NOT_REMEASURED} | [results/{name}.md](results/{name}.md) | |")
+        for record in claims:
+            claim = record["settings"]["claim"]
+            margin = f", margin ±{claim['margin']}" if claim.get("margin") is not None else ""
+            what = (f"{claim.get('text') or ''} ({claim['arm']} vs {claim['baseline']}, {claim['metric']}{margin})"
+                    .strip())
+            rows.append(f"| {name} | {what} | {claim_effect(record)} | "
+                        f"[results/{name}.md](results/{name}.md), `raw/{name}/{record['name']}.json` | "
+                        f"{len(record['seeds'])} |")
+    return "\n".join(rows) + "\n"
+
+
 def render_readme_status(text: str, effects: dict[str, str], problems: list[str]) -> str:
     """The zoo table's status cells end in ``paper's effect here: <effect> ([results](docs/results/<m>.md))``;
     the hand-written part before it may not hold a number (numbers come from records, in docs/results)."""
@@ -610,7 +632,8 @@ def render_all(root: Path) -> tuple[dict[Path, str], list[str]]:
     by_name = {p.stem: text for p, text in pages.items()}
     names = [n for n in ORDER if n in by_name] + sorted(set(by_name) - set(ORDER))
     rendered = dict(pages)
-    rendered[docs / "results.md"] = "\n".join([HEADER] + [section(n, by_name[n]) for n in names])
+    rendered[docs / "results.md"] = "\n".join([HEADER, effects_table(records, names)] +
+                                              [section(n, by_name[n]) for n in names])
     effects = method_effects(records)
     readme = root / "README.md"
     if readme.exists():
