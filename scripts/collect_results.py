@@ -190,12 +190,16 @@ def render_arms(record: dict, records: dict[str, dict] | None = None) -> str:
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     out = ["\n".join(lines)]
     baseline = record["settings"].get("baseline")
+    compared = columns
+    claim = record["settings"].get("claim")
+    if not baseline and claim:  # no stated baseline: every arm against the claim's, on the claim's metric
+        baseline, compared = claim["baseline"], [claim["metric"]]
     if baseline:
         diffs = []
         for arm in arms:
             if arm == baseline:
                 continue
-            for m in columns:
+            for m in compared:
                 if m in metrics[arm] and m in metrics[baseline] and m in lower:
                     d = paired(metrics[arm][m], metrics[baseline][m])
                     diffs.append(f"- {arm} − {baseline}, {m}: {d.format(_digits(record, m))} → "

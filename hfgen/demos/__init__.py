@@ -32,7 +32,7 @@ PAPER_EFFECT = {
     "masked_diffusion": "not re-measured",
     "gft": "not shown",
     "ddo": "not shown",
-    "consistency_bridge": "not re-measured",
+    "consistency_bridge": "not shown",
     "analytic_precond": "not shown",
     "iisan": "not re-measured",
     "crossan": "not re-measured",
