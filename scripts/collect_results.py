@@ -482,6 +482,7 @@ def render_crossan_synthetic(record: dict, records: dict[str, dict]) -> str:
         out.append("MoMEF router weight per expert with the noise encoder (mean over items at the selected epoch; "
                    f"uniform would be {1 / len(router):.3f}): "
                    + ", ".join(f"{k.removeprefix('router_')} {interval(v).format(3)}" for k, v in router.items()) + ".")
+    return "\n\n".join(out + footer(record)) + "\n"
 
 
 @renderer("ddo/gmm_rounds")
