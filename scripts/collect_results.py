@@ -228,18 +228,12 @@ def footer(record: dict) -> list[str]:
 
 @renderer("gft/digits")
 def render_gft_digits(record: dict, records: dict[str, dict]) -> str:
-    """CFG at scale s against GFT at beta = 1/s, paired by seed at every s."""
+    """CFG at scale s against GFT at beta = 1/s, paired by seed at every s, and each sampler's network calls."""
     metrics = record["metrics"]
-    rows = ["| s (GFT: β = 1/s) | CFG FID | GFT FID | GFT − CFG FID (paired) | CFG class accuracy | "
-            "GFT class accuracy | network calls per image, CFG / GFT |", "|---|---|---|---|---|---|---|"]
-    for scale in record["settings"]["scales"]:
-        cfg, gft = metrics[f"CFG s={scale:g}"], metrics[f"GFT s={scale:g}"]
-        diff = paired(gft["digits_fid"], cfg["digits_fid"])
-        rows.append(f"| {scale:g} | {interval(cfg['digits_fid']).format(2)} | {interval(gft['digits_fid']).format(2)} | "
-                    f"{diff.format(2)} → {verdict(diff, higher_is_better=False)} | "
-                    f"{interval(cfg['class_accuracy']).format(3)} | {interval(gft['class_accuracy']).format(3)} | "
-                    f"{cfg['nfe_per_image'][0]:g} / {gft['nfe_per_image'][0]:g} |")
-    return "\n\n".join(["\n".join(rows)] + footer(record)) + "\n"
+    calls = ", ".join(f"s = {scale:g}: {metrics[f'CFG s={scale:g}']['nfe_per_image'][0]:g} / "
+                      f"{metrics[f'GFT s={scale:g}']['nfe_per_image'][0]:g}" for scale in record["settings"]["scales"])
+    return "\n\n".join([_guidance_table(record, [("digits_fid", 2), ("class_accuracy", 3)]),
+                        f"Network calls per image, CFG / GFT: {calls}."] + footer(record)) + "\n"
 
 
 @renderer("demo")
