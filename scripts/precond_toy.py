@@ -20,6 +20,7 @@ figure in ``--fig-dir``.
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import time
 from functools import partial
@@ -45,6 +46,12 @@ VARIANTS = {  # name -> (preconditioning, extra config)
     "analytic-trend": ("analytic", {"estimate_trend": True}),
     "analytic-implicit": ("analytic", {"long_jump": "implicit"}),
     "analytic-eulerjump": ("analytic", {"long_jump": "euler"}),
+}
+HOSTS = {  # name -> extra config of the distillation loss (see ConsistencyDistillationConfig)
+    "simple": {},
+    # sony/ctm ctm_losses: h ~ p(h) ∝ h teacher Heun steps over the whole grid, both sides mapped to sigma_min by an
+    # EMA target network, plus the DSM term (a fixed weight; CTM balances it adaptively)
+    "ctm": {"heun_steps_max": 18, "heun_step_strategy": "weighted", "map_to_sigma_min": True},
 }
 COLORS = {"euler": "C0", "variance": "C2", "analytic": "C1", "analytic-trend": "C3", "analytic-implicit": "C4",
           "analytic-eulerjump": "C5"}
@@ -219,24 +226,37 @@ def plot(runs, seeds, variants, path, ylabel, title, log=True):
 # -------------------------------------------------------------------------------------------------- ring
 
 
+def host_config(host: str, target_ema_decay: float, dsm_weight: float) -> dict:
+    """The distillation-loss settings of ``host`` (the CTM host's EMA decay and DSM weight from the command)."""
+    if host == "simple":
+        return {}
+    return {**HOSTS[host], "target_ema_decay": target_ema_decay, "dsm_weight": dsm_weight}
+
+
+def part_name(part: str, host: str) -> str:
+    return part if host == "simple" else f"{part}_{host}"
+
+
 def run_ring(steps=1000, seeds=(0, 1), eval_every=100, num_eval=2000, device="cpu", variants=("euler", "variance",
              "analytic"), raw_dir=None, fig_dir="docs/figures", workdir="/tmp/precond_toy",
-             command=None, bench=(7, 10)):
+             command=None, bench=(7, 10), host="simple", target_ema_decay=0.95, dsm_weight=1.0):
     started = time.time()
     teacher, workdir = ring_teacher(), Path(workdir)
+    host_extra = host_config(host, target_ema_decay, dsm_weight)
+    name_of_part = part_name("ring", host)
     runs = {}
     for seed in seeds:
         for name in variants:
-            print(f"ring: {name}, seed {seed}", flush=True)
+            print(f"{name_of_part}: {name}, seed {seed}", flush=True)
             preconditioning, extra = VARIANTS[name]
             runs[(name, seed)] = run_one(
-                partial(distillation_trainer, teacher, preconditioning, workdir / f"ring_{name}_{seed}", steps=steps,
-                        seed=seed, device=device, disable_tqdm=True, **extra),
+                partial(distillation_trainer, teacher, preconditioning, workdir / f"{name_of_part}_{name}_{seed}",
+                        steps=steps, seed=seed, device=device, disable_tqdm=True, **extra, **host_extra),
                 lambda trainer, k, seed=seed: sample_quality(trainer, teacher, k, num_eval, seed), steps, eval_every)
     batch = teacher.sample(256, torch.Generator().manual_seed(0))
     timed = benchmark(_bench_trainers(runs, seeds[0]), batch, *bench)
-    figure = Path(fig_dir) / "analytic_precond_training.png"
-    plot(runs, seeds, variants, figure, "sliced Wasserstein", "ring")
+    figure = Path(fig_dir) / ("analytic_precond_training.png" if host == "simple" else f"analytic_precond_{name_of_part}.png")
+    plot(runs, seeds, variants, figure, "sliced Wasserstein", name_of_part)
     lines = [
         "## 2-D ring mixture",
         "",
@@ -252,11 +272,116 @@ def run_ring(steps=1000, seeds=(0, 1), eval_every=100, num_eval=2000, device="cp
         f"![ring curves](../figures/{figure.name})",
     ]
     print("\n".join(lines), flush=True)
-    path = write_part_record("ring", runs, seeds, variants, steps, timed,
+    path = write_part_record(name_of_part, runs, seeds, variants, steps, timed,
                              {"eval_every": eval_every, "num_eval": num_eval, "metric": "sliced Wasserstein to data",
                               "student": "TrajectoryMLP width 128, batch 256, lr 2e-3 constant, 18-interval Karras grid",
-                              "teacher": "exact 8-mode ring"}, figure, raw_dir, started, device)
+                              "teacher": "exact 8-mode ring", "host": host, "host_config": host_extra},
+                             figure, raw_dir, started, device)
     return runs, path
+
+
+# ------------------------------------------------------------------------------------------ coefficients
+
+RULES = {  # coefficient rule -> (preconditioning, long_jump) of `outer_scalings`
+    "euler": ("euler", "forward"),
+    "variance": ("variance", "forward"),
+    "analytic": ("analytic", "forward"),
+    "analytic-implicit": ("analytic", "implicit"),
+    "analytic-eulerjump": ("analytic", "euler"),
+}
+
+
+def coefficient_jumps(sigma_min=0.002, sigma_max=80.0, sigma_data=0.5):
+    """The jumps (t, s) reported: the one-step jump, the two jumps of 2-step sampling (Karras midpoint), and the
+    one-step jump split at sigma_data."""
+    from hfgen.pipelines import ConsistencyTrajectoryScheduler
+
+    mid = ConsistencyTrajectoryScheduler(sigma_min=sigma_min, sigma_max=sigma_max).karras_sigmas(3)[1].item()
+    return {"one_step": (sigma_max, sigma_min), "two_step_first": (sigma_max, mid), "two_step_second": (mid, sigma_min),
+            "to_sigma_data": (sigma_max, sigma_data), "sigma_data_to_min": (sigma_data, sigma_min)}
+
+
+def scalings(rule, t, s, tables, sigma_min=0.002, sigma_data=0.5, long_jump_ratio=10.0):
+    from hfgen.pipelines.consistency_trajectory import outer_scalings
+
+    preconditioning, long_jump = RULES[rule]
+    t, s = torch.as_tensor(t, dtype=torch.float64), torch.as_tensor(s, dtype=torch.float64)
+    return outer_scalings(t, s, preconditioning, sigma_data, sigma_min, tables if preconditioning == "analytic" else None,
+                          long_jump, long_jump_ratio)
+
+
+def run_coefficients(seeds=(0, 1, 2), raw_dir=None, fig_dir="docs/figures", workdir="/tmp/precond_toy", device="cpu",
+                     statistics_samples=1024):
+    """f(t, s), g(t, s) of every rule on the ring teacher's statistics (one estimate per seed) and, as a closed-form
+    check, on Gaussian data N(0, sigma_data^2 I), where l_t = sigma_data^2 / (sigma_data^2 + t^2) exactly."""
+    from hfgen.pipelines.consistency_trajectory import AnalyticTables
+
+    started = time.time()
+    teacher, workdir = ring_teacher(), Path(workdir)
+    jumps, sigma_min, sigma_data = coefficient_jumps(), 0.002, 0.5
+    tables = {}
+    for seed in seeds:
+        trainer = distillation_trainer(teacher, "analytic", workdir / f"coefficients_{seed}", steps=1, seed=seed,
+                                       device=device, disable_tqdm=True, statistics_samples=statistics_samples)
+        tables[seed] = trainer.statistics
+    log_t = tables[seeds[0]].log_t
+    gaussian = AnalyticTables(log_t, sigma_data**2 / (sigma_data**2 + log_t.exp() ** 2))
+    metrics = {}
+    for rule in RULES:
+        arm = metrics.setdefault(rule, {})
+        for jump, (t, s) in jumps.items():
+            for seed in seeds:
+                f, g = scalings(rule, t, s, tables[seed])
+                arm.setdefault(f"f_{jump}", []).append(f.item())
+                arm.setdefault(f"g_{jump}", []).append(g.item())
+    gaussian_g = {jump: scalings("analytic", t, s, gaussian)[1].item() for jump, (t, s) in jumps.items()}
+    exact = (sigma_data**2 + sigma_min**2) ** 0.5 / (sigma_data**2 + 80.0**2) ** 0.5
+    f1, g1 = scalings("analytic", 80.0, sigma_min, gaussian)
+    figure = Path(fig_dir) / "analytic_precond_coefficients.png"
+    plot_coefficients(tables[seeds[0]], figure)
+    settings = {
+        "teacher": "exact 8-mode ring (statistics: l_t on 120 log-spaced times, Hutchinson, one estimate per seed)",
+        "statistics_samples": statistics_samples, "long_jump_ratio": 10.0,
+        "jumps": {jump: [t, s] for jump, (t, s) in jumps.items()},
+        "log_sigma_data_over_sigma_min": math.log(sigma_data / sigma_min),
+        "gaussian_analytic_g": gaussian_g,
+        "gaussian_exact_flow_check": {"f + g l_t": (f1 + g1 * sigma_data**2 / (sigma_data**2 + 80.0**2)).item(),
+                                      "sqrt((sd^2 + s^2) / (sd^2 + t^2))": exact},
+        "digits": 4,
+        "notes": ["f, g of G(x_t, t, s) = f x_t + g D(x_t, t, s); the analytic rows use the forward first-order "
+                  "exponential integrator in tau = log t with the trend s_t = 0 (the default trainer setting)."],
+    }
+    return write_record("analytic_precond", "coefficients", seeds=seeds, metrics=metrics, settings=settings,
+                        started=started, device=device, raw_dir=raw_dir, figures=[figure])
+
+
+def plot_coefficients(tables, path, sigma_min=0.002, sigma_max=80.0):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = torch.logspace(math.log10(sigma_min * 1.01), math.log10(sigma_max), 200, dtype=torch.float64)
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.3))
+    for j, rule in enumerate(RULES):
+        f, g = scalings(rule, t, torch.full_like(t, sigma_min), tables)
+        axes[0].plot(t, g, color=f"C{j}", label=f"g, {rule}")
+        axes[0].plot(t, f, color=f"C{j}", ls=":", label=f"f, {rule}")
+        f, g = scalings(rule, torch.full_like(t, sigma_max), t.flip(0), tables)
+        axes[1].plot(t.flip(0), g, color=f"C{j}", label=rule)
+        axes[1].plot(t.flip(0), f, color=f"C{j}", ls=":")
+    axes[0].set(xscale="log", xlabel="t (jump to s = sigma_min)", title="one-step jumps: g solid, f dotted")
+    axes[1].set(xscale="log", xlabel="s (jump from t = sigma_max)", title="jumps from sigma_max")
+    axes[2].plot(tables.log_t.exp(), tables.l, color="C2", label="l_t (ring teacher)")
+    axes[2].plot(tables.log_t.exp(), 0.25 / (0.25 + tables.log_t.exp() ** 2), color="k", ls="--",
+                 label="Gaussian: sd^2 / (sd^2 + t^2)")
+    axes[2].set(xscale="log", xlabel="t", title="l_t = E tr(grad D) / d")
+    for ax in axes:
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
 
 
 # ------------------------------------------------------------------------------------------------ digits
@@ -278,10 +403,13 @@ def teacher_fid(trainer, num_steps: int, n: int, seed: int) -> float:
 def run_digits(steps=300, seeds=(0,), eval_every=50, num_eval=400, device="cpu", teacher_steps=800,
                teacher_channels=(16, 32), batch_size=64, lr=2e-4, statistics_grid_size=60, statistics_samples=256,
                variants=("euler", "variance", "analytic"), raw_dir=None,
-               fig_dir="docs/figures", workdir="/tmp/precond_toy", command=None, bench=(7, 10)):
+               fig_dir="docs/figures", workdir="/tmp/precond_toy", command=None, bench=(7, 10), host="simple",
+               target_ema_decay=0.95, dsm_weight=1.0):
     from hfgen.data.digits import load_digits_images
 
     started = time.time()
+    host_extra = host_config(host, target_ema_decay, dsm_weight)
+    name_of_part = part_name("digits", host)
     workdir = Path(workdir)
     start = time.perf_counter()
     teacher = train_digits_teacher(steps=teacher_steps, channels=teacher_channels, seed=0, device=device)
@@ -292,18 +420,18 @@ def run_digits(steps=300, seeds=(0,), eval_every=50, num_eval=400, device="cpu",
     runs = {}
     for seed in seeds:
         for name in variants:
-            print(f"digits: {name}, seed {seed}", flush=True)
+            print(f"{name_of_part}: {name}, seed {seed}", flush=True)
             runs[(name, seed)] = run_one(
                 lambda name=name, seed=seed: distillation_trainer(
-                    teacher, VARIANTS[name][0], workdir / f"digits_{name}_{seed}", steps=steps, seed=seed,
+                    teacher, VARIANTS[name][0], workdir / f"{name_of_part}_{name}_{seed}", steps=steps, seed=seed,
                     batch_size=batch_size, lr=lr, student=digits_student(teacher), data=data, device=device, **config,
-                    **VARIANTS[name][1]),
+                    **VARIANTS[name][1], **host_extra),
                 lambda trainer, k, seed=seed: digits_sample_quality(trainer, k, num_eval, seed), steps, eval_every)
     reference = runs[("euler", seeds[0])][1]
     teacher_quality = {k: teacher_fid(reference, k, num_eval, seeds[0]) for k in (2, 18)}
     timed = benchmark(_bench_trainers(runs, seeds[0]), data[:batch_size], *bench)
-    figure = Path(fig_dir) / "analytic_precond_digits.png"
-    plot(runs, seeds, variants, figure, "digits FID", "digits")
+    figure = Path(fig_dir) / f"analytic_precond_{name_of_part}.png"
+    plot(runs, seeds, variants, figure, "digits FID", name_of_part)
     width = ", ".join(map(str, teacher_channels))
     lines = [
         "## 8x8 digits",
@@ -326,18 +454,19 @@ def run_digits(steps=300, seeds=(0,), eval_every=50, num_eval=400, device="cpu",
         f"![digits curves](../figures/{figure.name})",
     ]
     print("\n".join(lines), flush=True)
-    path = write_part_record("digits", runs, seeds, variants, steps, timed,
+    path = write_part_record(name_of_part, runs, seeds, variants, steps, timed,
                              {"eval_every": eval_every, "num_eval": num_eval, "metric": "digits FID",
                               "teacher": f"EDM UNet2DModel ({width}), {teacher_steps} iterations",
                               "teacher_fid_heun": {f"{k} intervals": v for k, v in teacher_quality.items()},
                               "batch_size": batch_size, "lr": lr, "statistics_grid_size": statistics_grid_size,
-                              "statistics_samples": statistics_samples}, figure, raw_dir, started, device)
+                              "statistics_samples": statistics_samples, "host": host, "host_config": host_extra},
+                             figure, raw_dir, started, device)
     return runs, path
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=("ring", "digits", "all"), default="all")
+    parser.add_argument("--part", choices=("ring", "digits", "coefficients", "all"), default="all")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:0, ...")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default: ring 0 1, digits 0")
     parser.add_argument("--variants", nargs="+", default=["euler", "variance", "analytic"], choices=list(VARIANTS),
@@ -359,6 +488,12 @@ def main(argv=None):
     parser.add_argument("--workdir", default="/tmp/precond_toy")
     parser.add_argument("--bench-rounds", type=int, default=7, help="interleaved timing rounds (median)")
     parser.add_argument("--bench-iterations", type=int, default=10, help="iterations per timing round")
+    parser.add_argument("--host", choices=list(HOSTS), default="simple",
+                        help="distillation loss: 'simple' (one Heun step, distance at s) or 'ctm' (sony/ctm's host: "
+                             "random Heun steps, sigma_min map by an EMA target, DSM term); record <part>_ctm")
+    parser.add_argument("--target-ema-decay", type=float, default=0.95,
+                        help="CTM host: EMA decay of the target network (CTM: 0.999 over ~1e5 iterations)")
+    parser.add_argument("--dsm-weight", type=float, default=1.0, help="CTM host: weight of the DSM term")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     a = parser.parse_args(argv)
     if not {"euler", "analytic"} <= set(a.variants):
@@ -371,7 +506,10 @@ def main(argv=None):
         command = "python scripts/precond_toy.py " + " ".join(sys.argv[1:])
     out = {}
     common = dict(device=a.device, variants=tuple(a.variants), raw_dir=a.raw_dir, fig_dir=a.fig_dir, workdir=a.workdir,
-                  command=command, bench=(a.bench_rounds, a.bench_iterations))
+                  command=command, bench=(a.bench_rounds, a.bench_iterations), host=a.host,
+                  target_ema_decay=a.target_ema_decay, dsm_weight=a.dsm_weight)
+    if a.part in ("coefficients", "all"):
+        out["coefficients"] = run_coefficients(tuple(a.seeds or (0, 1, 2)), a.raw_dir, a.fig_dir, a.workdir, a.device)
     if a.part in ("ring", "all"):
         out["ring"] = run_ring(a.ring_steps, tuple(a.seeds or (0, 1)), a.ring_eval_every, a.ring_num_eval, **common)
     if a.part in ("digits", "all"):

@@ -1,5 +1,6 @@
 """Analytic-Precond / CTM distillation: scheduler, pipeline, trainer, statistics I/O, config validation, demo smoke."""
 
+import json
 import math
 
 import pytest
@@ -118,7 +119,7 @@ def make_trainer(tmp_path, preconditioning="analytic", **overrides):
     data = teacher.sample(256, torch.Generator().manual_seed(0))
     dataset = Dataset.from_dict({"sample": data.tolist()}).with_format("torch")
     torch.manual_seed(0)
-    args = ConsistencyDistillationConfig(
+    config = dict(
         output_dir=str(tmp_path),
         preconditioning=preconditioning,
         max_steps=3,
@@ -130,8 +131,8 @@ def make_trainer(tmp_path, preconditioning="analytic", **overrides):
         dataloader_pin_memory=False,
         statistics_grid_size=16,
         statistics_samples=64,
-        **overrides,
     )
+    args = ConsistencyDistillationConfig(**{**config, **overrides})
     return ConsistencyDistillationTrainer(
         TrajectoryMLP(dim=2, hidden_dim=16), args, teacher=teacher, train_dataset=dataset
     )
@@ -181,6 +182,11 @@ def test_statistics_of_another_teacher_are_rejected(tmp_path):
         ("statistics_grid_size", 1),
         ("sampler_gamma", 2.0),
         ("remove_unused_columns", True),
+        ("heun_steps_max", 0),
+        ("heun_steps_max", 19),
+        ("heun_step_strategy", "random"),
+        ("target_ema_decay", 1.0),
+        ("dsm_weight", -1.0),
     ],
 )
 def test_config_validation_names_the_field(tmp_path, field, value):
@@ -228,6 +234,30 @@ def test_toy_script_ring_smoke_records_every_variant(tmp_path, load_script):
     runs, path = out["ring"]
     assert len(runs) == 2 and path == tmp_path / "raw" / "analytic_precond" / "ring.json"
     _check_part_record(path, ["euler", "analytic"], tmp_path / "analytic_precond_training.png")
+
+
+def test_toy_script_ctm_host_ring_smoke_writes_its_own_record_with_the_host_settings(tmp_path, load_script):
+    out = load_script("precond_toy").main(["--part", "ring", "--host", "ctm", "--variants", "euler", "analytic",
+                                           "--target-ema-decay", "0.9", *_tiny_args(tmp_path)])
+    runs, path = out["ring"]
+    assert path == tmp_path / "raw" / "analytic_precond" / "ring_ctm.json"
+    record = _check_part_record(path, ["euler", "analytic"], tmp_path / "analytic_precond_ring_ctm.png")
+    assert record["settings"]["host"] == "ctm"
+    assert record["settings"]["host_config"] == {"heun_steps_max": 18, "heun_step_strategy": "weighted",
+                                                 "map_to_sigma_min": True, "target_ema_decay": 0.9, "dsm_weight": 1.0}
+    trainer = runs[("analytic", 0)][1]
+    assert trainer.args.map_to_sigma_min and trainer.target_model is not None
+
+
+def test_toy_script_coefficients_reproduce_euler_and_the_gaussian_exact_flow(tmp_path, load_script):
+    path = load_script("precond_toy").main(["--part", "coefficients", *_tiny_args(tmp_path)])["coefficients"]
+    record = json.loads(path.read_text())
+    euler = record["metrics"]["euler"]
+    assert euler["f_one_step"] == [pytest.approx(0.002 / 80)] and euler["g_one_step"] == [pytest.approx(1 - 0.002 / 80)]
+    assert record["metrics"]["analytic-eulerjump"]["g_one_step"] == euler["g_one_step"]
+    check = record["settings"]["gaussian_exact_flow_check"]
+    assert check["f + g l_t"] == pytest.approx(check["sqrt((sd^2 + s^2) / (sd^2 + t^2))"], rel=1e-6)
+    assert list(record["figures"]) == [str(tmp_path / "analytic_precond_coefficients.png")]
 
 
 @pytest.mark.slow
@@ -292,3 +322,101 @@ def test_unet_student_gets_the_target_time_as_class_label_and_returns_images():
         batch_size=2, num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type="pil"
     ).samples
     assert len(images) == 2 and images[0].size == (8, 8)
+
+
+# ------------------------------------------------------------------- CTM's host training (sony/ctm ctm_losses)
+
+
+def test_ctm_host_teacher_solve_is_repeated_heun_steps_along_the_grid(tmp_path):
+    trainer = make_trainer(tmp_path, preconditioning="euler", heun_steps_max=5)
+    x, i = torch.randn(6, 2, dtype=torch.float64), torch.tensor([0, 1, 2, 3, 4, 10])
+    expected = x
+    for j in range(3):
+        expected = trainer.teacher_step(expected, trainer.grid[i + j], trainer.grid[i + j + 1])
+    assert torch.equal(trainer.teacher_solve(x, i, 3), expected)
+
+
+@pytest.mark.parametrize("h", [1, 4, 18])
+def test_ctm_host_indices_keep_t_before_u_before_or_at_s_and_reach_every_allowed_pair(tmp_path, h):
+    trainer = make_trainer(tmp_path, preconditioning="euler", heun_steps_max=18)
+    torch.manual_seed(0)
+    i, k = trainer.sample_indices(20000, h)
+    n = len(trainer.grid) - 1
+    assert int(i.min()) == 0 and int(i.max()) == n - h  # t = t_i, u = t_{i+h} on the grid
+    assert bool((k >= i + h).all()) and int(k.max()) == n  # s at or after u, up to sigma_min
+    assert bool((k == i + h).any())  # s = u: G(x_u, u, u) = x_u anchors the student to the teacher
+
+
+def test_ctm_host_weighted_heun_steps_follow_p_proportional_to_h(tmp_path):
+    trainer = make_trainer(tmp_path, preconditioning="euler", heun_steps_max=6)
+    torch.manual_seed(0)
+    draws = torch.tensor([trainer.sample_heun_steps() for _ in range(21000)])
+    expected = torch.arange(1, 7, dtype=torch.float64) / 21 * len(draws)
+    observed = torch.bincount(draws, minlength=7)[1:].double()
+    chi2 = (((observed - expected) ** 2) / expected).sum().item()
+    assert chi2 < 20.5  # chi-square, 5 degrees of freedom, p = 0.001
+    uniform = make_trainer(tmp_path / "u", preconditioning="euler", heun_steps_max=6, heun_step_strategy="uniform")
+    assert {uniform.sample_heun_steps() for _ in range(300)} == set(range(1, 7))
+
+
+def test_ctm_host_sigma_min_map_passes_gradients_through_its_input_only(tmp_path):
+    trainer = make_trainer(tmp_path, preconditioning="analytic", map_to_sigma_min=True, target_ema_decay=0.5)
+    x = torch.randn(8, 2)
+    end = torch.full((8,), trainer.grid[-1].item(), dtype=torch.float64)
+    assert torch.equal(trainer.trajectory(trainer.target_model, x, end, end), x)  # G(x, sigma_min, sigma_min) = x
+    calls, trajectory = [], trainer.trajectory
+
+    def spy(network, x_t, t, s, scalings=None):
+        calls.append((network, bool((s == trainer.grid[-1]).all()), x_t.requires_grad))
+        return trajectory(network, x_t, t, s, scalings)
+
+    trainer.trajectory = spy
+    loss = trainer.compute_loss(trainer.model, {"sample": trainer.train_dataset[:32]["sample"]})
+    loss.backward()
+    assert all(p.grad is not None for p in trainer.model.parameters())
+    assert all(p.grad is None and not p.requires_grad for p in trainer.target_model.parameters())
+    to_sigma_min = [(network, grad) for network, at_end, grad in calls if at_end]
+    assert [network is trainer.target_model for network, _ in to_sigma_min] == [True, True]
+    assert [grad for _, grad in to_sigma_min] == [True, False]  # the student's side keeps its graph
+
+
+def test_ctm_host_target_network_is_an_ema_of_the_student(tmp_path):
+    trainer = make_trainer(tmp_path, preconditioning="euler", map_to_sigma_min=True, target_ema_decay=0.5,
+                           max_steps=1)
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    trainer.train()
+    for start, online, target in zip(before, trainer.model.parameters(), trainer.target_model.parameters()):
+        torch.testing.assert_close(target, 0.5 * start + 0.5 * online.detach())
+    assert "ctm_target" in trainer.checkpointed_modules()
+
+
+def test_ctm_host_dsm_term_adds_the_weighted_denoising_loss(tmp_path):
+    inputs = lambda trainer: {"sample": trainer.train_dataset[:32]["sample"]}  # noqa: E731
+    plain = make_trainer(tmp_path / "a", preconditioning="euler", heun_steps_max=4)
+    dsm = make_trainer(tmp_path / "b", preconditioning="euler", heun_steps_max=4, dsm_weight=0.25)
+    dsm.model.load_state_dict(plain.model.state_dict())
+    torch.manual_seed(3)
+    consistency = plain.compute_loss(plain.model, inputs(plain))
+    torch.manual_seed(3)
+    both = dsm.compute_loss(dsm.model, inputs(dsm))
+    denoising = dsm.denoising_loss(dsm.model, inputs(dsm)["sample"])  # RNG continues exactly where `both` left it
+    torch.manual_seed(3)
+    plain.compute_loss(plain.model, inputs(plain))
+    torch.testing.assert_close(both, consistency + 0.25 * plain.denoising_loss(plain.model, inputs(plain)["sample"]))
+    assert torch.isfinite(denoising) and denoising > 0
+    x0 = inputs(dsm)["sample"]  # CTM's get_DSM_loss written out: Karras weight on D_theta(x_sigma, sigma, sigma)
+    torch.manual_seed(5)
+    sigma = dsm.dsm_sigmas(len(x0))
+    x_sigma = x0 + sigma.float()[:, None] * torch.randn_like(x0)
+    sched, sd = dsm.trajectory_scheduler, 0.5
+    output = dsm.model(sched.scale_model_input(x_sigma, sigma), sched.c_noise(sigma), sched.c_noise(sigma))
+    output = output.sample if hasattr(output, "sample") else output
+    denoised = (sd**2 / (sigma**2 + sd**2)).float()[:, None] * x_sigma + (sigma * sd / (sigma**2 + sd**2).sqrt()).float()[:, None] * output
+    weight = (sigma**2 + sd**2) / (sigma * sd) ** 2
+    torch.manual_seed(5)
+    torch.testing.assert_close(dsm.denoising_loss(dsm.model, x0), (weight.float()[:, None] * (denoised - x0) ** 2).mean())
+    torch.manual_seed(0)
+    sigma = dsm.dsm_sigmas(10000)
+    karras_07 = (80.0 ** (1 / 7) + 0.7 * (0.002 ** (1 / 7) - 80.0 ** (1 / 7))) ** 7
+    assert bool((sigma[5000:] >= karras_07 - 1e-12).all()) and bool((sigma[5000:] <= 80.0).all())
+    assert abs(sigma[:5000].log().mean().item() + 1.2) < 0.05 and abs(sigma[:5000].log().std().item() - 1.2) < 0.05

@@ -11,6 +11,8 @@ from hfgen.validation import check_numeric_fields
 
 from ..options import TRAINING_ARGUMENTS_OPTIONS
 
+HEUN_STEP_STRATEGIES = ("weighted", "uniform")
+
 # Every TrainingArguments field, classified: see hfgen/trainers/options.py.
 CONSISTENCY_DISTILLATION_OPTIONS = TRAINING_ARGUMENTS_OPTIONS.with_changes(refused={
     "remove_unused_columns": "it must stay False: the trainer reads the data column (the model's signature does not name it)",
@@ -22,10 +24,16 @@ class ConsistencyDistillationConfig(TrainingArguments):
     r"""Arguments of [`ConsistencyDistillationTrainer`].
 
     Times ``t > u >= s`` are drawn on the ``num_discretization_steps``-interval Karras grid (``u`` the
-    grid point after ``t``, ``s`` uniform among the later ones); the loss is
-    ``||G_theta(x_t, t, s) - G_sg(Heun_phi(x_t, t -> u), u, s)||^2``. ``preconditioning`` picks the outer
+    grid point ``h`` steps after ``t``, ``s`` uniform among ``u`` and the later ones); the loss is
+    ``||G_theta(x_t, t, s) - G_sg(Heun_phi^h(x_t, t -> u), u, s)||^2``. ``preconditioning`` picks the outer
     scalings ``(f, g)`` of ``G``; ``"analytic"`` estimates the teacher statistics ``l_t`` (and the trend ``s_t``)
     on a grid first.
+
+    The defaults give the simple host (``h = 1``, the distance taken at ``s``). CTM's own host (sony/ctm
+    ``ctm_losses``, CIFAR-10 defaults in brackets) is ``heun_steps_max=num_discretization_steps`` [17: every
+    interval of its 18-point grid] with
+    ``heun_step_strategy="weighted"``, ``map_to_sigma_min=True``, ``target_ema_decay=0.999`` and
+    ``dsm_weight > 0`` [1, balanced adaptively there; a fixed weight here].
 
     Parameters:
         preconditioning (`str`, *optional*, defaults to `"analytic"`):
@@ -58,6 +66,19 @@ class ConsistencyDistillationConfig(TrainingArguments):
         statistics_path (`str | None`, *optional*, defaults to `None`):
             A saved `teacher_statistics.safetensors` to reuse instead of estimating (checked against the
             teacher).
+        heun_steps_max (`int`, *optional*, defaults to `1`):
+            Most teacher Heun steps ``h`` from ``t`` to ``u``, drawn once per batch (CTM: ``num_heun_step``).
+        heun_step_strategy (`str`, *optional*, defaults to `"weighted"`):
+            How ``h`` is drawn from 1..heun_steps_max: 'weighted' (p(h) proportional to h, CTM's default) or
+            'uniform'.
+        map_to_sigma_min (`bool`, *optional*, defaults to `False`):
+            Map both sides from ``s`` to ``sigma_min`` with the target network before the distance (CTM).
+        target_ema_decay (`float`, *optional*, defaults to `0.0`):
+            Decay of the target network of that map (an EMA of the student, CTM: 0.999); 0: the current weights
+            (stop-gradient).
+        dsm_weight (`float`, *optional*, defaults to `0.0`):
+            Weight of CTM's denoising score matching term on ``D_theta(x_t, t, t)`` (Karras weighting, CTM's
+            half log-normal / half Karras-grid noise levels); 0 switches it off.
         data_column (`str`, *optional*, defaults to `"sample"`):
             Data set column of the data x_0.
         sampler_gamma (`float`, *optional*, defaults to `0.0`):
@@ -99,6 +120,28 @@ class ConsistencyDistillationConfig(TrainingArguments):
             "help": "A saved `teacher_statistics.safetensors` to reuse instead of estimating (checked against the teacher)."
         },
     )
+    heun_steps_max: int = field(
+        default=1,
+        metadata={"help": "Most teacher Heun steps h from t to u, drawn once per batch (CTM: num_heun_step)."},
+    )
+    heun_step_strategy: str = field(
+        default="weighted",
+        metadata={"help": f"How h is drawn from 1..heun_steps_max: one of {HEUN_STEP_STRATEGIES} ('weighted': "
+                          "p(h) proportional to h, CTM's default)."},
+    )
+    map_to_sigma_min: bool = field(
+        default=False,
+        metadata={"help": "Map both sides from s to sigma_min with the target network before the distance (CTM)."},
+    )
+    target_ema_decay: float = field(
+        default=0.0,
+        metadata={"help": "Decay of the target network of that map (an EMA of the student, CTM: 0.999); 0: the "
+                          "current weights (stop-gradient)."},
+    )
+    dsm_weight: float = field(
+        default=0.0,
+        metadata={"help": "Weight of CTM's denoising score matching term on D_theta(x_t, t, t); 0 switches it off."},
+    )
     data_column: str = field(default="sample", metadata={"help": "Data set column of the data x_0."})
     sampler_gamma: float = field(default=0.0, metadata={"help": "Re-noising gamma of the saved pipeline's scheduler."})
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep the data column (no model signature)."})
@@ -124,6 +167,21 @@ class ConsistencyDistillationConfig(TrainingArguments):
             raise ValueError(f"`long_jump` must be one of {LONG_JUMPS}, got {self.long_jump!r}.")
         if not self.long_jump_ratio >= 1:
             raise ValueError(f"`long_jump_ratio` must be >= 1, got {self.long_jump_ratio}.")
+        if not 1 <= self.heun_steps_max <= self.num_discretization_steps:
+            raise ValueError(
+                f"`heun_steps_max` must lie in [1, num_discretization_steps={self.num_discretization_steps}], got "
+                f"{self.heun_steps_max}."
+            )
+        if self.heun_step_strategy not in HEUN_STEP_STRATEGIES:
+            raise ValueError(
+                f"`heun_step_strategy` must be one of {HEUN_STEP_STRATEGIES}, got {self.heun_step_strategy!r}."
+            )
+        if not 0 <= self.target_ema_decay < 1:
+            raise ValueError(f"`target_ema_decay` must lie in [0, 1), got {self.target_ema_decay}.")
+        if self.target_ema_decay > 0 and not self.map_to_sigma_min:
+            raise ValueError("`target_ema_decay` > 0 needs `map_to_sigma_min=True` (the target network maps to sigma_min).")
+        if not self.dsm_weight >= 0:
+            raise ValueError(f"`dsm_weight` must be >= 0, got {self.dsm_weight}.")
         if not 0 <= self.sampler_gamma <= 1:
             raise ValueError(f"`sampler_gamma` must be in [0, 1], got {self.sampler_gamma}.")
         super().__post_init__()

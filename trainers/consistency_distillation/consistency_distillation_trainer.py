@@ -20,7 +20,7 @@ from hfgen.pipelines.consistency_trajectory import (
 from hfgen.pipelines.consistency_trajectory.pipeline_consistency_trajectory import trajectory_network
 
 from ..base import HfgenTrainerMixin, check_args
-from ..utils import to_training_device
+from ..utils import EMA, StepEndCallback, to_training_device
 from .consistency_distillation_config import ConsistencyDistillationConfig
 
 STATISTICS_FILE = "teacher_statistics.safetensors"
@@ -59,13 +59,17 @@ class ConsistencyDistillationTrainer(HfgenTrainerMixin, Trainer):
         G_theta(x_t, t, s) = f(t, s) x_t + g(t, s) D_theta(x_t, t, s)
         D_theta = c_skip(t) x_t + c_out(t) F_theta(c_in(t) x_t, c_noise(t), c_noise(s))        (EDM scalings)
 
-    Each step draws grid indices ``t = t_i``, ``u = t_{i+1}``, ``s = t_k`` (``k > i``), ``x_t = x_0 + t z``,
-    and minimises ``||G_theta(x_t, t, s) - G_sg(x_u, u, s)||^2`` with ``x_u`` one Heun step of the teacher
-    PF-ODE ``dx/dt = (x - D_phi(x, t)) / t``; ``k = i + 1`` anchors ``G_theta`` to the teacher's step because
-    ``G(x_u, u, u) = x_u``. ``(f, g)`` are CTM's Euler scalings, the variance ones, or Analytic-Precond's,
+    Each step draws grid indices ``t = t_i``, ``u = t_{i+h}``, ``s = t_k`` (``k >= i + h``), ``x_t = x_0 + t z``,
+    and minimises ``||G_theta(x_t, t, s) - G_sg(x_u, u, s)||^2`` with ``x_u`` ``h`` Heun steps of the teacher
+    PF-ODE ``dx/dt = (x - D_phi(x, t)) / t`` (``h = 1`` by default; CTM draws ``h`` per batch); ``k = i + h``
+    anchors ``G_theta`` to the teacher's solution because ``G(x_u, u, u) = x_u``. With ``map_to_sigma_min``
+    both sides are first carried on to ``sigma_min`` by a target network ``G_{theta^-}(., s, sigma_min)``
+    (gradients flow through its input, not its weights; ``theta^-`` an EMA of ``theta``), as CTM compares them;
+    ``dsm_weight`` adds CTM's denoising term ``w(sigma) ||D_theta(x_sigma, sigma, sigma) - x_0||^2``.
+    ``(f, g)`` are CTM's Euler scalings, the variance ones, or Analytic-Precond's,
     built from ``l_t = E tr(grad D_phi) / d`` and the trend ``s_t`` of ``g_phi = D_phi - l_t x`` along the
     teacher ODE, estimated on ``statistics_grid_size`` times before training (``estimate_trend=False``: ``s_t = 0``).
-    CTM's DSM and GAN terms and the LPIPS feature distance are not used.
+    CTM's GAN term and its LPIPS feature distance are not used (squared error instead).
 
     Args:
         model ([`TrajectoryMLP`] or [`UNet2DModel`] with ``class_embed_type="timestep"``): the student ``F_theta``.
@@ -95,7 +99,14 @@ class ConsistencyDistillationTrainer(HfgenTrainerMixin, Trainer):
         args = check_args(args, ConsistencyDistillationConfig)
         if teacher is None:
             raise ValueError("`teacher` (an EDM denoiser D(x, sigma)) is required.")
+        # theta^- of the sigma_min map: an EMA updated after each optimizer step (decay 0: a copy of the weights)
+        self._target = EMA(model, args.target_ema_decay) if args.map_to_sigma_min else None
+        self.target_model = None if self._target is None else self._target.model
+        if self._target is not None:
+            kwargs["callbacks"] = [StepEndCallback(self.update_target), *(kwargs.get("callbacks") or [])]
         super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset, **kwargs)
+        if self.target_model is not None:
+            self.target_model.to(args.device)
         self.teacher = to_training_device(teacher, args.device).eval().requires_grad_(False)
         self.statistics = None
         if args.preconditioning == "analytic":
@@ -172,31 +183,88 @@ class ConsistencyDistillationTrainer(HfgenTrainerMixin, Trainer):
         d_next = (x_euler - self.teacher(x_euler, u.to(x_t))) / u_
         return x_t + (u_ - t_) * (d + d_next) / 2
 
-    def sample_indices(self, batch_size: int):
-        """Grid indices ``(i, k)`` of ``t = t_i``, ``u = t_{i+1}``, ``s = t_k`` with ``k`` uniform in ``(i, N]``."""
+    def teacher_solve(self, x_t, i, h: int):
+        """``h`` Heun steps along the training grid, from ``t_i`` to ``t_{i+h}`` (CTM's ``heun_solver``)."""
+        for j in range(h):
+            x_t = self.teacher_step(x_t, self.grid[i + j], self.grid[i + j + 1])
+        return x_t
+
+    def sample_heun_steps(self) -> int:
+        """``h`` in 1..heun_steps_max, one per batch: p(h) proportional to h ('weighted') or uniform (CTM)."""
+        h_max = self.args.heun_steps_max
+        if h_max == 1:
+            return 1
+        weights = torch.arange(1, h_max + 1, dtype=torch.float64)
+        if self.args.heun_step_strategy == "uniform":
+            weights = torch.ones_like(weights)
+        return int(torch.multinomial(weights, 1)) + 1
+
+    def sample_indices(self, batch_size: int, h: int = 1):
+        """Grid indices ``(i, k)`` of ``t = t_i``, ``s = t_k``: ``i`` uniform in ``[0, N - h]``, ``k`` uniform in
+        ``[i + h, N]`` (CTM's ``sample_t`` / ``sample_s``, 'uniform')."""
         n = len(self.grid) - 1
-        i = torch.randint(0, n, (batch_size,))
-        k = i + 1 + (torch.rand(batch_size) * (n - i)).long().clamp_max(n - i - 1)
+        i = torch.randint(0, n - h + 1, (batch_size,))
+        k = i + h + (torch.rand(batch_size) * (n - i - h + 1)).long().clamp_max(n - i - h)
         return i, k
 
-    def sample_times(self, batch_size: int):
-        """Grid times ``(t, u, s)``: ``t = t_i``, ``u = t_{i+1}``, ``s = t_k`` with ``k`` uniform in ``(i, N]``."""
-        i, k = self.sample_indices(batch_size)
-        return self.grid[i], self.grid[i + 1], self.grid[k]
+    def sample_times(self, batch_size: int, h: int = 1):
+        """Grid times ``(t, u, s)``: ``t = t_i``, ``u = t_{i+h}``, ``s = t_k`` (see [`sample_indices`])."""
+        i, k = self.sample_indices(batch_size, h)
+        return self.grid[i], self.grid[i + h], self.grid[k]
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         x0 = inputs[self.args.data_column]
-        i, k = self.sample_indices(x0.shape[0])
-        t, u, s = self.grid[i], self.grid[i + 1], self.grid[k]
+        h = self.sample_heun_steps()
+        i, k = self.sample_indices(x0.shape[0], h)
+        t, s = self.grid[i], self.grid[k]
         i, k = i.to(self.grid_f.device), k.to(self.grid_f.device)
         x_t = x0 + t.to(x0).reshape(-1, *([1] * (x0.ndim - 1))) * torch.randn_like(x0)
         prediction = self.trajectory(model, x_t, t, s, scalings=(self.grid_f[i, k], self.grid_g[i, k]))
         with torch.no_grad():
-            target = self.trajectory(
-                model, self.teacher_step(x_t, t, u), u, s, scalings=(self.grid_f[i + 1, k], self.grid_g[i + 1, k])
-            )
+            u = i + h
+            x_u = self.teacher_solve(x_t, i.cpu(), h)
+            target = self.trajectory(model, x_u, self.grid[u.cpu()], s, scalings=(self.grid_f[u, k], self.grid_g[u, k]))
+        if self.args.map_to_sigma_min:  # CTM: G_{theta^-}(., s, sigma_min) on both sides
+            end = torch.full_like(k, len(self.grid) - 1)
+            to_end = (self.grid_f[k, end], self.grid_g[k, end])
+            sigma_min = self.grid[end.cpu()]
+            prediction = self.trajectory(self.target_model, prediction, s, sigma_min, scalings=to_end)
+            with torch.no_grad():
+                target = self.trajectory(self.target_model, target, s, sigma_min, scalings=to_end)
         loss = torch.nn.functional.mse_loss(prediction, target)
+        if self.args.dsm_weight > 0:
+            loss = loss + self.args.dsm_weight * self.denoising_loss(model, x0)
         return (loss, None) if return_outputs else loss
+
+    def dsm_sigmas(self, batch_size: int) -> torch.Tensor:
+        """CTM's ``HalfLogNormalHalfUniformSampler``: half ``log sigma ~ N(-1.2, 1.2^2)``, half the Karras map of
+        ``U[0, 0.7]`` (``diffusion_mult``), float64."""
+        args, half = self.args, batch_size // 2
+        log_normal = (-1.2 + 1.2 * torch.randn(half, dtype=torch.float64)).exp()
+        r = 1 / args.rho
+        ramp = torch.rand(batch_size - half, dtype=torch.float64) * 0.7
+        karras = (args.sigma_max**r + ramp * (args.sigma_min**r - args.sigma_max**r)) ** args.rho
+        return torch.cat([log_normal, karras])
+
+    def denoising_loss(self, model, x0):
+        """CTM's DSM term: ``mean w(sigma) ||D_theta(x_sigma, sigma, sigma) - x_0||^2`` per element, Karras weight
+        ``w = (sigma^2 + sigma_d^2) / (sigma sigma_d)^2``."""
+        sigma = self.dsm_sigmas(x0.shape[0]).to(x0.device)
+        shape = (-1, *([1] * (x0.ndim - 1)))
+        x_sigma = x0 + sigma.to(x0).reshape(shape) * torch.randn_like(x0)
+        ones, zeros = torch.ones_like(sigma), torch.zeros_like(sigma)
+        denoised = self.trajectory(model, x_sigma, sigma, sigma, scalings=(zeros, ones))  # f = 0, g = 1: D_theta
+        sd = self.args.sigma_data
+        weight = ((sigma**2 + sd**2) / (sigma * sd) ** 2).to(x0).reshape(shape)
+        return (weight * (denoised - x0) ** 2).mean()
+
+    def update_target(self) -> None:
+        """``theta^- <- d theta^- + (1 - d) theta`` after each optimizer step (``d = target_ema_decay``)."""
+        self._target.update(self.accelerator.unwrap_model(self.model))
+
+    def checkpointed_modules(self) -> dict[str, torch.nn.Module]:
+        """The target network is training state: saved with each checkpoint and restored on resume."""
+        return {} if self.target_model is None else {"ctm_target": self.target_model}
 
     # ---------------------------------------------------------------------------------------- saving
 
