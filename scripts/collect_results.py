@@ -209,15 +209,18 @@ def render_arms(record: dict, records: dict[str, dict] | None = None) -> str:
     return "\n\n".join(out + footer(record)) + "\n"
 
 
+def claim_sentence(record: dict) -> str:
+    """"Paper's claim checked: ... **verdict**." for a record whose settings state a claim."""
+    claim = record["settings"]["claim"]
+    margin = f", equivalence margin ±{claim['margin']} fixed in advance" if claim.get("margin") is not None else ""
+    text = f"{claim['text']} " if claim.get("text") else ""
+    return (f"Paper's claim checked: {text}({claim['arm']} vs {claim['baseline']} on "
+            f"{claim['metric']}{margin}): **{claim_effect(record)}**.")
+
+
 def footer(record: dict) -> list[str]:
     """The paragraphs under every table: the claim checked and its verdict, notes, settings, provenance."""
-    out = []
-    claim = record["settings"].get("claim")
-    if claim:
-        margin = f", equivalence margin ±{claim['margin']} fixed in advance" if claim.get("margin") is not None else ""
-        text = f"{claim['text']} " if claim.get("text") else ""
-        out.append(f"Paper's claim checked: {text}({claim['arm']} vs {claim['baseline']} on "
-                   f"{claim['metric']}{margin}): **{claim_effect(record)}**.")
+    out = [claim_sentence(record)] if record["settings"].get("claim") else []
     out += record["settings"].get("notes", [])
     settings = _settings_line(record)
     if settings:
@@ -275,7 +278,8 @@ def _iisan_table(function: str, record: dict) -> str:
         import iisan_common
     finally:
         sys.path.remove(str(ROOT / "scripts"))
-    return getattr(iisan_common, function)(record) + "\n\n" + provenance(record) + "\n"
+    claim = [claim_sentence(record)] if record["settings"].get("claim") else []
+    return "\n\n".join([getattr(iisan_common, function)(record), *claim, provenance(record)]) + "\n"
 
 
 @renderer("iisan/amazon")

@@ -303,7 +303,9 @@ def test_bad_inputs_give_clear_errors(data):
     with pytest.raises(ValueError, match="backbone"):
         IISANModel(IISANConfig())  # no backbones and no recorded widths
     with pytest.raises(ValueError, match="tuning"):
-        BackboneItemEncoderConfig(tuning="adapter")
+        BackboneItemEncoderConfig(tuning="prefix")
+    with pytest.raises(ValueError, match="adapter_size"):
+        BackboneItemEncoderConfig(tuning="adapter", adapter_size=0)
     model = SequentialRecommender(SASRecModel(SASRecConfig()), enc)
     with pytest.raises(ValueError, match="no \\(history item, next item\\) pair"):
         ids = torch.zeros(2, 11, dtype=torch.long)
@@ -510,6 +512,26 @@ def test_lora_and_full_baselines_train_only_what_they_should(data):
             assert in_backbone and all("lora_" in n for n in in_backbone)
         else:
             assert len(in_backbone) == sum(1 for n, _ in enc.backbones.named_parameters())
+
+
+def test_adapter_baseline_starts_at_the_frozen_backbone_and_trains_only_bottlenecks(data):
+    frozen = backbones(0)
+    enc = BackboneItemEncoder(BackboneItemEncoderConfig(tuning="adapter", adapter_size=4), copy.deepcopy(frozen))
+    for m, bb in enc.backbones.items():
+        bb.eval(), frozen[m].eval()  # no dropout
+        inputs = {k: v[:3] for k, v in data.item_inputs[m].items()}
+        with torch.no_grad():  # W_up = 0: every adapter is the identity before training
+            torch.testing.assert_close(bb(**inputs).last_hidden_state, frozen[m](**inputs).last_hidden_state)
+        trained = [n for n, p in bb.named_parameters() if p.requires_grad]
+        layers, hidden = bb.config.num_hidden_layers, bb.config.hidden_size
+        assert trained and all(".adapter." in n for n in trained)
+        assert len({n.rsplit(".adapter.", 1)[0] for n in trained}) == 2 * layers  # after attention and FFN outputs
+        assert sum(p.numel() for p in bb.parameters() if p.requires_grad) == 2 * layers * (2 * hidden * 4 + hidden + 4)
+        with torch.no_grad():
+            for n, p in bb.named_parameters():
+                if n.endswith("adapter.up.weight"):
+                    p.normal_()
+        assert not torch.allclose(bb(**inputs).last_hidden_state, frozen[m](**inputs).last_hidden_state)
 
 
 def test_optimizer_gives_recommender_adapter_and_backbone_their_own_learning_rates(data, tmp_path):
