@@ -57,13 +57,15 @@ class BackboneItemEncoderConfig(SideAdapterConfig):
 
 
 class BottleneckAdapter(nn.Module):
-    """``y + W_up GELU(W_down y)`` (Houlsby et al., 2019), ``W_up`` zero-initialised: the identity at the start."""
+    """``y + W_up GELU(W_down y)`` (Houlsby et al., 2019): near-identity initialisation (``W_down ~ N(0, 0.01^2)``,
+    ``W_up = 0``, zero biases), so training starts at the frozen model."""
 
     def __init__(self, dim: int, bottleneck: int):
         super().__init__()
         self.down, self.up = nn.Linear(dim, bottleneck), nn.Linear(bottleneck, dim)
-        nn.init.zeros_(self.up.weight)
-        nn.init.zeros_(self.up.bias)
+        nn.init.normal_(self.down.weight, std=0.01)
+        for tensor in (self.down.bias, self.up.weight, self.up.bias):
+            nn.init.zeros_(tensor)
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         return y + self.up(nn.functional.gelu(self.down(y)))
