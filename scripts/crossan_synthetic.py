@@ -20,7 +20,7 @@ SASRec, in-batch softmax loss with the logQ correction, data and steps:
 - Full fine-tuning / LoRA (peft, query and value) / Frozen features with late fusion: ``BackboneItemEncoder`` (last
   layer of each encoder, projected and concatenated), as in the IISAN papers' baselines;
 - Adapters: Houlsby bottleneck adapters after each attention and feed-forward output of every frozen encoder, on
-  the same head. hfgen's library has no Houlsby-adapter arm; it is built in this script (study-only);
+  the same head (``BackboneItemEncoder`` with ``tuning="adapter"``);
 - IISAN-style pairwise: per-modality SANs + one inter-modal SAN per pair + concatenation (``CROSSANModel`` with
   ``cross_modal="pairwise", fusion="concat"``);
 - CROSSAN without MoMEF (``fusion="concat"``) and CROSSAN (MoMEF): per-modality SANs + one shared cross-modal SAN.
@@ -73,7 +73,7 @@ CONDITIONS = {"2": FACTOR_MODALITIES[:2], "3": FACTOR_MODALITIES[:3], "4": FACTO
 ARMS = ("Full fine-tuning", "LoRA", "Adapters (Houlsby)", "Late fusion (frozen)", "IISAN-style pairwise",
         "CROSSAN without MoMEF", "CROSSAN (MoMEF)")
 ORACLE = "Reference: true factors of the visible modalities"
-BACKBONE_TUNING = {"Full fine-tuning": "full", "LoRA": "lora", "Adapters (Houlsby)": "full",
+BACKBONE_TUNING = {"Full fine-tuning": "full", "LoRA": "lora", "Adapters (Houlsby)": "adapter",
                    "Late fusion (frozen)": "frozen"}
 SIDE_NETWORK = {"IISAN-style pairwise": {"cross_modal": "pairwise", "fusion": "concat"},
                 "CROSSAN without MoMEF": {"fusion": "concat"}, "CROSSAN (MoMEF)": {}}
@@ -181,43 +181,14 @@ def reference_metrics(data: RecommendationData, split, modalities, factors_per_m
 # ------------------------------------------------------------------------------------------------- the arms
 
 
-class HoulsbyAdapter(nn.Module):
-    """``dense(x)`` followed by a residual bottleneck ``y + W_up act(W_down y)`` (Houlsby et al. 2019), identity at
-    init (``W_up = 0``). Study-only: hfgen's library has no adapter baseline (see the module docstring)."""
-
-    def __init__(self, dense: nn.Linear, bottleneck: int):
-        super().__init__()
-        self.dense = dense
-        self.down = nn.Linear(dense.out_features, bottleneck)
-        self.up = nn.Linear(bottleneck, dense.out_features)
-        nn.init.normal_(self.down.weight, std=0.01)
-        nn.init.zeros_(self.down.bias)
-        nn.init.zeros_(self.up.weight)
-        nn.init.zeros_(self.up.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.dense(x)
-        return y + self.up(nn.functional.gelu(self.down(y)))
-
-
-def add_houlsby_adapters(encoder: BertModel, bottleneck: int) -> None:
-    """Freeze ``encoder`` and put a trainable adapter after each attention output and feed-forward output."""
-    encoder.requires_grad_(False)
-    for layer in encoder.encoder.layer:
-        layer.attention.output.dense = HoulsbyAdapter(layer.attention.output.dense, bottleneck)
-        layer.output.dense = HoulsbyAdapter(layer.output.dense, bottleneck)
-
-
 def build_item_encoder(arm: str, modalities, encoders: dict, data: RecommendationData, a) -> nn.Module:
     """The arm's item encoder over fresh copies of the frozen encoders (fine-tuning changes them)."""
     backbones = {m: copy.deepcopy(encoders[m]) for m in modalities}
     common = {"modalities": list(modalities), "pooling": "mean", "embedding_dim": a.embedding_dim}
     if arm in BACKBONE_TUNING:
-        config = BackboneItemEncoderConfig(tuning=BACKBONE_TUNING[arm], lora_r=a.lora_r, lora_alpha=a.lora_r, **common)
+        config = BackboneItemEncoderConfig(tuning=BACKBONE_TUNING[arm], lora_r=a.lora_r, lora_alpha=a.lora_r,
+                                           adapter_size=a.adapter_bottleneck, **common)
         item_encoder = BackboneItemEncoder(config, backbones)
-        if arm == "Adapters (Houlsby)":
-            for backbone in item_encoder.backbones.values():
-                add_houlsby_adapters(backbone, a.adapter_bottleneck)
     elif arm in SIDE_NETWORK:
         config = CROSSANConfig(bottleneck_size=a.side_bottleneck, **common, **SIDE_NETWORK[arm])
         item_encoder = CROSSANModel(config, backbones)

@@ -29,14 +29,16 @@ def test_each_modality_shows_only_its_own_factors_and_the_noise_modality_none(st
     assert (shifted > 1 / 3 + 0.1).all()
 
 
-def test_houlsby_adapters_start_as_the_identity_and_are_the_only_trainable_weights(study):
-    encoder = study.make_encoders(["text"], width=32, layers=3, tokens=4, seed=0)["text"]
+def test_houlsby_adapter_arm_starts_at_the_frozen_encoders_and_trains_only_bottlenecks(study):
+    encoders = study.make_encoders(["text"], width=32, layers=3, tokens=4, seed=0)
     x = torch.randn(5, 4, 32)
-    before = encoder(inputs_embeds=x).last_hidden_state
-    study.add_houlsby_adapters(encoder, bottleneck=8)
-    torch.testing.assert_close(encoder(inputs_embeds=x).last_hidden_state, before)
+    before = encoders["text"](inputs_embeds=x).last_hidden_state
+    config = study.BackboneItemEncoderConfig(modalities=["text"], tuning=study.BACKBONE_TUNING["Adapters (Houlsby)"],
+                                             adapter_size=8)
+    backbone = study.BackboneItemEncoder(config, encoders).backbones["text"]
+    torch.testing.assert_close(backbone(inputs_embeds=x).last_hidden_state, before)
     per_adapter = (32 * 8 + 8) + (8 * 32 + 32)
-    assert study.trainable_parameters(encoder) == 3 * 2 * per_adapter  # two adapters in each of the 3 layers
+    assert study.trainable_parameters(backbone) == 3 * 2 * per_adapter  # two adapters in each of the 3 layers
 
 
 @pytest.mark.slow  # a smoke run of every arm in two conditions, two seeds: about a minute on 2 shared cores
