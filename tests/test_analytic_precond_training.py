@@ -420,3 +420,18 @@ def test_ctm_host_dsm_term_adds_the_weighted_denoising_loss(tmp_path):
     karras_07 = (80.0 ** (1 / 7) + 0.7 * (0.002 ** (1 / 7) - 80.0 ** (1 / 7))) ** 7
     assert bool((sigma[5000:] >= karras_07 - 1e-12).all()) and bool((sigma[5000:] <= 80.0).all())
     assert abs(sigma[:5000].log().mean().item() + 1.2) < 0.05 and abs(sigma[:5000].log().std().item() - 1.2) < 0.05
+
+
+def test_ctm_host_target_network_is_checkpointed_and_resume_is_exact(tmp_path):
+    host = dict(preconditioning="euler", heun_steps_max=6, map_to_sigma_min=True, target_ema_decay=0.5,
+                dsm_weight=0.5, max_steps=4, save_strategy="steps", save_steps=2, dataloader_num_workers=0)
+    unbroken = make_trainer(tmp_path / "a", **host)
+    unbroken.train()
+    resumed = make_trainer(tmp_path / "b", **host)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "a" / "checkpoint-2"))
+    for module in ("model", "target_model"):
+        for (name, a), b in zip(getattr(unbroken, module).state_dict().items(),
+                                getattr(resumed, module).state_dict().values()):
+            assert torch.equal(a, b), (module, name)
+    assert any(not torch.equal(a, b) for a, b in zip(unbroken.model.state_dict().values(),
+                                                     unbroken.target_model.state_dict().values()))
