@@ -593,7 +593,10 @@ def effects_table(records: dict[str, dict], names: list[str]) -> str:
             margin = f", margin ±{claim['margin']}" if claim.get("margin") is not None else ""
             what = (f"{claim.get('text') or ''} ({claim['arm']} vs {claim['baseline']}, {claim['metric']}{margin})"
                     .strip())
-            rows.append(f"| {name} | {what} | {claim_effect(record)} | "
+            effect = claim_effect(record)
+            if claim.get("reason") and effect == "not measurable here":
+                effect += f": {claim['reason']}"
+            rows.append(f"| {name} | {what} | {effect} | "
                         f"[results/{name}.md](results/{name}.md), `raw/{name}/{record['name']}.json` | "
                         f"{len(record['seeds'])} |")
     return "\n".join(rows) + "\n"

@@ -165,7 +165,9 @@ def main(seeds=(0, 1, 2), num_queries: int = 200, num_videos: int = 320, epochs:
                                      "nmse": False, "mae": False},
                 "claim": {"text": "RAG + chain-of-thought prompting raises the popularity of an LLM's plans (RQ2)",
                           "arm": "enhanced", "baseline": "basic", "metric": "predicted_popularity",
-                          "measurable": not stand_in}}
+                          "measurable": not stand_in,
+                          **({"reason": "needs an instruction-tuned LLM (`--llm-url`); none runs offline on this "
+                                        "machine, and the stand-in LM only tests the mechanics"} if stand_in else {})}}
     if stand_in:
         settings["notes"] = ["Stand-in LM (`ExtractiveLM`, copies words from its prompt): a mechanics check, not a "
                              "result on RQ2."]

@@ -12,6 +12,9 @@ def test_popcorn_eval_script_records_both_prompts_and_the_popularity_model(tmp_p
                                                   raw_dir=tmp_path / "raw", work_dir=tmp_path)
     record = read_record(path)
     assert path.name == "eval_stand_in.json" and record["settings"]["claim"]["measurable"] is False
+    assert "LLM" in record["settings"]["claim"]["reason"]
+    effects = load_script("collect_results").effects_table({"popcorn/eval_stand_in": record}, ["core", "popcorn"])
+    assert "not measurable here: needs an instruction-tuned LLM" in effects
     check_arms(record, ["basic", "enhanced"], ["predicted_popularity", "rule_score"])
     check_arms(record, ["popularity model (held-out)"], ["nmse", "spearman", "mae"])
     assert all(len(record["metrics"][arm]["predicted_per_query"][0]) == 2 for arm in ("basic", "enhanced"))
