@@ -37,7 +37,7 @@ from hfgen.demos.analytic_precond import (
     sample_quality,
     train_digits_teacher,
 )
-from hfgen.results import write_record
+from hfgen.results import interval, write_record
 
 VARIANTS = {  # name -> (preconditioning, extra config)
     "euler": ("euler", {}),
@@ -200,6 +200,7 @@ def cost_lines(runs, seeds, steps, timed):
 
 
 def plot(runs, seeds, variants, path, ylabel, title, log=True):
+    """Quality against iterations, 1- and 2-step: the mean over seeds with its 95% t-interval band."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -207,13 +208,16 @@ def plot(runs, seeds, variants, path, ylabel, title, log=True):
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
     for name in variants:
-        for seed in seeds:
-            curve = runs[(name, seed)][0]
-            for ax, col in zip(axes, (1, 2)):
-                ax.plot([c[0] for c in curve], [c[col] for c in curve], color=COLORS[name],
-                        label=name if seed == seeds[0] else None, alpha=0.8)
+        steps = [c[0] for c in runs[(name, seeds[0])][0]]
+        for ax, col in zip(axes, (1, 2)):
+            bands = [interval([runs[(name, seed)][0][j][col] for seed in seeds]) for j in range(len(steps))]
+            ax.plot(steps, [b.mean for b in bands], color=COLORS[name], label=name)
+            floor = 1e-6 if log else -math.inf  # a log axis cannot show a band below 0
+            ax.fill_between(steps, [max(b.low, floor) for b in bands], [b.high for b in bands], color=COLORS[name],
+                            alpha=0.15)
     for ax, k in zip(axes, (1, 2)):
-        ax.set(title=f"{title}: {k}-step samples", xlabel="training iterations", ylabel=ylabel)
+        ax.set(xlabel="training iterations", ylabel=ylabel)
+        ax.set_title(f"{title}: {k}-step samples (mean, 95% t-band over {len(seeds)} seeds)", fontsize=8)
         if log:
             ax.set_yscale("log")
         ax.legend(fontsize=7)
