@@ -37,7 +37,7 @@ PAPER_EFFECT = {
     "iisan": "not re-measured",
     "crossan": "not re-measured",
     "mf2": "not re-measured",
-    "popcorn": "not re-measured",
+    "popcorn": "not measurable here",
 }
 
 _VERBOSE = False
