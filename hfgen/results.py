@@ -94,6 +94,7 @@ def write_record(method: str, name: str, *, seeds: Sequence[int], metrics: Mappi
         "versions": _versions(),
         "device": device,
         "wall_s": None if started is None else round(time.time() - started, 1),
+        "load_average": [round(x, 2) for x in os.getloadavg()],  # 1, 5, 15 min, when the run ended: timings' context
         "settings": dict(settings or {}),
         "metrics": metrics,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

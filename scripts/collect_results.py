@@ -141,6 +141,8 @@ def provenance(record: dict) -> str:
     """One line naming the record and how it was produced."""
     commit = (record["commit"] or "unknown")[:10] + (" (uncommitted changes)" if record["dirty"] else "")
     wall = "" if record["wall_s"] is None else f", {record['wall_s']:.0f} s wall"
+    if record.get("load_average"):  # written since the third session; older records lack it
+        wall += f" (machine load average {record['load_average'][1]:g} over the last 5 minutes)"
     versions = ", ".join(f"{k} {v}" for k, v in record["versions"].items() if k in ("torch", "transformers", "trl",
                                                                                       "diffusers"))
     return (f"Record `docs/results/raw/{record['method']}/{record['name']}.json`: `{record['command']}` at commit "
