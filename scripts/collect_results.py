@@ -178,8 +178,9 @@ def _per_seed_numbers(values) -> bool:
     return isinstance(values, list) and all(v is None or isinstance(v, (int, float)) for v in values)
 
 
-def render_arms(record: dict, records: dict[str, dict] | None = None) -> str:
-    """The generic block: arms x metrics (mean [95% t-interval] over seeds), paired differences, the claim."""
+def render_arms(record: dict, records: dict[str, dict] | None = None, pairs: list[tuple[str, str]] | None = None) -> str:
+    """The generic block: arms x metrics (mean [95% t-interval] over seeds), paired differences (``pairs`` of
+    (arm, baseline), by default every arm against the record's baseline), the claim."""
     metrics = record["metrics"]
     arms = list(metrics)
     columns = list(dict.fromkeys(m for arm in arms for m, v in metrics[arm].items() if _per_seed_numbers(v)))
@@ -196,11 +197,11 @@ def render_arms(record: dict, records: dict[str, dict] | None = None) -> str:
     claim = record["settings"].get("claim")
     if not baseline and claim:  # no stated baseline: every arm against the claim's, on the claim's metric
         baseline, compared = claim["baseline"], [claim["metric"]]
-    if baseline:
+    if pairs is None and baseline:
+        pairs = [(arm, baseline) for arm in arms if arm != baseline]
+    if pairs:
         diffs = []
-        for arm in arms:
-            if arm == baseline:
-                continue
+        for arm, baseline in pairs:
             for m in compared:
                 if m in metrics[arm] and m in metrics[baseline] and m in lower:
                     d = paired(metrics[arm][m], metrics[baseline][m])
@@ -229,6 +230,14 @@ def footer(record: dict) -> list[str]:
         out.append(settings)
     out.append(provenance(record))
     return out
+
+
+@renderer("mf2/face_au_adaptation")
+def render_mf2_adaptation(record: dict, records: dict[str, dict]) -> str:
+    """Each adaptation (linear probe, DFN) against full fine-tuning of the same pretrained MF², paired by seed."""
+    arms = list(record["metrics"])
+    pairs = [(arm, arm.split(" / ")[0] + " / full fine-tuning") for arm in arms if not arm.endswith("full fine-tuning")]
+    return render_arms(record, records, pairs=pairs)
 
 
 @renderer("gft/digits")
