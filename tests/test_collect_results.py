@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from hfgen.results import write_record
+from hfgen.results import read_record, write_record
 
 
 @pytest.fixture
@@ -116,3 +116,15 @@ def test_the_demo_table_renders_from_the_main_jobs_record(tmp_path, collect):
     text = (tmp_path / "docs" / "results" / "core.md").read_text()
     assert "| nft | accuracy (higher is better) | rft: 0.25 | 0.5 | 12 | not re-measured |" in text
     assert "| gft | FAILED: RuntimeError: boom |" in text and "2 demos, seed 0" in text
+
+
+def test_mf2_adaptation_pairs_each_arm_with_full_fine_tuning_of_the_same_pretraining(tmp_path, collect):
+    path = write_record("mf2", "face_au_adaptation", seeds=[0, 1, 2], raw_dir=tmp_path,
+                        metrics={f"{p} / {a}": {"f1": [base + d, base + 2 * d, base + 3 * d]}
+                                 for p, base in (("global-only", 0.3), ("global+local", 0.5))
+                                 for a, d in (("DFN", 0.01), ("full fine-tuning", 0.02))},
+                        settings={"baseline": "global+local / full fine-tuning", "higher_is_better": {"f1": True}})
+    text = collect.RENDERERS["mf2/face_au_adaptation"](read_record(path), {})
+    assert "- global-only / DFN − global-only / full fine-tuning, f1: -0.020 [" in text
+    assert "- global+local / DFN − global+local / full fine-tuning, f1:" in text
+    assert "global-only / DFN − global+local" not in text  # never across pretrainings
