@@ -603,7 +603,7 @@ def effects_table(records: dict[str, dict], names: list[str]) -> str:
             claim = record["settings"]["claim"]
             margin = f", margin ±{claim['margin']}" if claim.get("margin") is not None else ""
             what = (f"{claim.get('text') or ''} ({claim['arm']} vs {claim['baseline']}, {claim['metric']}{margin})"
-                    .strip())
+                    .strip().replace("|", "\\|"))  # arm names may hold a "|": escaped, it stays in its cell
             effect = claim_effect(record)
             if claim.get("reason") and effect == "not measurable here":
                 effect += f": {claim['reason']}"
