@@ -23,7 +23,8 @@ import torch
 from hfgen.convert.errors import ConversionError
 
 SAFETENSORS_SUFFIX = ".safetensors"
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+# checkpoints a converter reads with torch.load(weights_only=True) (hfgen.hub.PICKLE_SUFFIXES: every pickle it refuses)
+TORCH_CHECKPOINT_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
 
 def _unpickler_reason(err: Exception) -> str:
@@ -63,14 +64,14 @@ def read_checkpoint(source: str | os.PathLike, safe_globals: tuple[type, ...] = 
         if (path / "config.json").is_file():
             config = json.loads((path / "config.json").read_text(encoding="utf-8"))
         safe = sorted(p for p in path.iterdir() if p.name.endswith(SAFETENSORS_SUFFIX))
-        pickled = sorted(p for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES and p.name != "training_args.bin")
+        pickled = sorted(p for p in path.iterdir() if p.suffix in TORCH_CHECKPOINT_SUFFIXES and p.name != "training_args.bin")
         if safe:
             files = safe
         elif len(pickled) == 1:
             files = pickled
         else:
             raise FileNotFoundError(f"`source` {str(source)!r} holds no .safetensors file and not exactly one of "
-                                    f"{', '.join(PICKLE_SUFFIXES)} (found {[p.name for p in pickled]}).")
+                                    f"{', '.join(TORCH_CHECKPOINT_SUFFIXES)} (found {[p.name for p in pickled]}).")
     else:
         files = [path]
     checkpoint: dict[str, Any] = {}
@@ -79,14 +80,14 @@ def read_checkpoint(source: str | os.PathLike, safe_globals: tuple[type, ...] = 
             from safetensors.torch import load_file
 
             checkpoint.update(load_file(str(file)))
-        elif file.suffix in PICKLE_SUFFIXES:
+        elif file.suffix in TORCH_CHECKPOINT_SUFFIXES:
             loaded = _load_pickle(file, safe_globals)
             if not isinstance(loaded, Mapping):
                 raise ConversionError(f"{file} holds a {type(loaded).__name__}, not a dict of tensors.")
             checkpoint.update(loaded)
         else:
             raise ConversionError(f"`source` {str(file)!r}: expected a .safetensors file or a torch checkpoint "
-                                  f"({', '.join(PICKLE_SUFFIXES)}).")
+                                  f"({', '.join(TORCH_CHECKPOINT_SUFFIXES)}).")
     return checkpoint, config
 
 
