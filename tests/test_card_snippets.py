@@ -278,3 +278,48 @@ def test_gft_pipeline_card_runs_with_the_models_class_labels(tmp_path, monkeypat
     assert "class_labels=[0, 1]" in body and "label `2` is the null" in body
     _steps_capped(monkeypatch, GuidanceFreePipeline, 2)
     assert len(run_card_snippet(str(tmp_path / "pipe"), monkeypatch)["images"]) == 2
+
+
+def test_mf2_card_runs_zero_shot_on_the_saved_model_and_tokenizer(tmp_path, monkeypatch):
+    from hfgen.data.faces import build_face_tokenizer, make_synthetic_faces
+    from hfgen.demos.mf2 import tiny_mf2_config
+    from hfgen.models.mf2 import MF2Model
+    from hfgen.trainers.mf2 import MF2Trainer, MF2TrainingConfig
+
+    tokenizer, faces = build_face_tokenizer(), make_synthetic_faces(8, image_size=16, seed=0)
+    torch.manual_seed(0)
+    model = MF2Model(tiny_mf2_config(tokenizer, image_size=16, width=16, layers=1))
+    trainer = MF2Trainer(model=model, args=MF2TrainingConfig(str(tmp_path / "mf2"), max_steps=1, use_cpu=True,
+                                                            per_device_train_batch_size=8, report_to=[]),
+                         train_dataset=faces, processing_class=tokenizer)
+    trainer.train()
+    trainer.save_model()
+    pixel_values = faces.pixel_values()[:3]
+    namespace = run_card_snippet(str(tmp_path / "mf2"), monkeypatch, pixel_values=pixel_values)
+    config = model.config
+    assert namespace["emotion_logits"].shape == (3, len(config.emotion_names))
+    assert namespace["au_logits"].shape == (3, len(config.au_names))
+    with torch.no_grad():  # the card's model is the saved one: same zero-shot scores as the trained model
+        prompts = namespace["prompts"]
+        expected = model.eval().zero_shot_emotion_logits(pixel_values, prompts.input_ids, prompts.attention_mask)
+    torch.testing.assert_close(namespace["emotion_logits"], expected)
+
+
+def test_dfn_card_loads_the_adapter_on_its_frozen_mf2(tmp_path, monkeypatch):
+    from hfgen.adapters.dfn import DFNConfig, DFNModel
+    from hfgen.data.faces import build_face_tokenizer, make_synthetic_faces
+    from hfgen.demos.mf2 import tiny_mf2_config
+    from hfgen.models.mf2 import MF2Model
+
+    torch.manual_seed(0)
+    mf2 = MF2Model(tiny_mf2_config(build_face_tokenizer(), image_size=16, width=16, layers=1)).eval()
+    mf2.save_pretrained(tmp_path / "path" / "to" / "mf2")  # where the card's snippet loads the base from
+    dfn = DFNModel(DFNConfig(au_names=["AU4", "AU12"], emotion_names=["neutral", "happy"], bottleneck_size=4), mf2)
+    torch.nn.init.normal_(dfn.global_side.blocks[0].up.weight)  # a non-trivial side network
+    dfn.save_pretrained(tmp_path / "dfn")
+    pixel_values = make_synthetic_faces(4, image_size=16, seed=1).pixel_values()
+    namespace = run_card_snippet(str(tmp_path / "dfn"), monkeypatch, pixel_values=pixel_values)
+    with torch.no_grad():
+        expected = dfn.eval()(pixel_values=pixel_values)
+    torch.testing.assert_close(namespace["out"].au_logits, expected.au_logits)
+    assert namespace["emotion"].shape == (4,) and namespace["aus_present"].shape == (4, 2)
