@@ -187,7 +187,7 @@ for arg, value in {"cross_modal": "full", "fusion": "attention", "cross_dim": 0,
 for arg, value in {"emotion_names": ["happy"], "bottleneck_size": 0, "gate_temperature": -1.0, "activation": "elu",
                    "au_loss_weight": -1.0}.items():
     case("DFNConfig", arg, lambda arg=arg, value=value: adapter_config("DFNConfig", **{arg: value}))
-for arg, value in {"tuning": "adapter", "lora_r": 0}.items():
+for arg, value in {"tuning": "prefix", "lora_r": 0, "adapter_size": 0}.items():
     case("BackboneItemEncoderConfig", arg, lambda arg=arg, value=value: adapter_config("BackboneItemEncoderConfig",
                                                                                         **{arg: value}))
 case("IISANModel", "backbone", lambda: __import__("hfgen.adapters", fromlist=["x"]).IISANModel(adapter_config("IISANConfig")))
