@@ -36,16 +36,20 @@ _LIBRARIES = ("torch", "transformers", "diffusers", "trl", "peft", "accelerate",
 def _git(*args: str) -> str:
     try:
         return subprocess.run(["git", *args], cwd=RAW_DIR.parent, capture_output=True, text=True,
-                              check=True).stdout.strip()
+                              check=True).stdout.rstrip()  # not strip(): a porcelain line starts with a space
     except (OSError, subprocess.CalledProcessError):
         return ""
 
 
+RUN_OUTPUTS = ("docs/results/raw/", "docs/figures/")  # what runs write; never an input of a run
+
+
 def _dirty(outputs: Sequence[str | Path]) -> bool:
-    """Whether tracked files differ from the commit, apart from the run's own outputs (its figures)."""
+    """Whether tracked files differ from the commit, apart from run outputs (this run's figures, and the records and
+    figures that runs write: another study's record in the same checkout does not change the code that ran)."""
     own = {_relative(f) for f in outputs}
     changed = [line[3:] for line in _git("status", "--porcelain", "--untracked-files=no").splitlines()]
-    return any(path not in own for path in changed)
+    return any(path not in own and not path.startswith(RUN_OUTPUTS) for path in changed)
 
 
 def _versions() -> dict[str, str]:

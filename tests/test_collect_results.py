@@ -128,3 +128,24 @@ def test_mf2_adaptation_pairs_each_arm_with_full_fine_tuning_of_the_same_pretrai
     assert "- global-only / DFN − global-only / full fine-tuning, f1: -0.020 [" in text
     assert "- global+local / DFN − global+local / full fine-tuning, f1:" in text
     assert "global-only / DFN − global+local" not in text  # never across pretrainings
+
+
+def test_a_record_is_dirty_only_when_files_other_than_run_outputs_differ(tmp_path, monkeypatch):
+    import subprocess
+
+    from hfgen import results
+
+    (tmp_path / "docs" / "results" / "raw" / "m").mkdir(parents=True)
+    (tmp_path / "docs" / "figures").mkdir()
+    code, figure = tmp_path / "code.py", tmp_path / "docs" / "figures" / "own.png"
+    other = tmp_path / "docs" / "results" / "raw" / "m" / "other.json"
+    code.write_text("x = 1\n"), figure.write_bytes(b"a"), other.write_text("{}\n")
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "init"], check=True)
+    monkeypatch.setattr(results, "RAW_DIR", tmp_path / "docs" / "results" / "raw")
+    figure.write_bytes(b"b"), other.write_text("{ }\n")  # the run's figure (git's first status line) and another record
+    assert results._dirty([figure]) is False
+    code.write_text("x = 2\n")
+    assert results._dirty([figure]) is True
