@@ -54,7 +54,10 @@ matches its record. Intervals are means with two-sided 95% Student-t intervals o
 paired by seed, and one whose interval contains 0 is written "no difference". Where an experiment has not been
 re-run since raw records began, its section says so and gives the command to rerun it. The Fidelity section's
 measured tables (agreement with the official code, asserted by `tests/golden/`) are rendered from the records
-`scripts/fidelity_agreement.py` writes.
+`scripts/fidelity_agreement.py` writes. "Uncommitted changes" on a provenance line: until commit bdeb42e a record
+counted other studies' records and figures in the same study checkout, and (by a parsing slip) a run's own
+figure when it replaced a tracked one, as uncommitted changes; records written since count only files that no run
+writes.
 """
 BLOCK = re.compile(r"(<!-- record (?P<id>[\w.-]+/[\w.-]+) -->\n)(?P<body>.*?)(<!-- end record -->)", re.S)
 FIGURE = re.compile(r"!\[[^\]]*\]\((?:\.\./)?(?:docs/)?(figures/[^)\s]+)\)")
