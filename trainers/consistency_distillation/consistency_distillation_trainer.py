@@ -215,19 +215,16 @@ class ConsistencyDistillationTrainer(HfgenTrainerMixin, Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         x0 = inputs[self.args.data_column]
         h = self.sample_heun_steps()
-        i, k = self.sample_indices(x0.shape[0], h)
-        t, s = self.grid[i], self.grid[k]
-        i, k = i.to(self.grid_f.device), k.to(self.grid_f.device)
+        i, k = self.sample_indices(x0.shape[0], h)  # on the host, like the time grid
+        t, u, s = self.grid[i], self.grid[i + h], self.grid[k]
+        i_, k_ = i.to(self.grid_f.device), k.to(self.grid_f.device)  # one copy each, to index the (f, g) tables
         x_t = x0 + t.to(x0).reshape(-1, *([1] * (x0.ndim - 1))) * torch.randn_like(x0)
-        prediction = self.trajectory(model, x_t, t, s, scalings=(self.grid_f[i, k], self.grid_g[i, k]))
+        prediction = self.trajectory(model, x_t, t, s, scalings=(self.grid_f[i_, k_], self.grid_g[i_, k_]))
         with torch.no_grad():
-            u = i + h
-            x_u = self.teacher_solve(x_t, i.cpu(), h)
-            target = self.trajectory(model, x_u, self.grid[u.cpu()], s, scalings=(self.grid_f[u, k], self.grid_g[u, k]))
+            x_u = self.teacher_solve(x_t, i, h)
+            target = self.trajectory(model, x_u, u, s, scalings=(self.grid_f[i_ + h, k_], self.grid_g[i_ + h, k_]))
         if self.args.map_to_sigma_min:  # CTM: G_{theta^-}(., s, sigma_min) on both sides
-            end = torch.full_like(k, len(self.grid) - 1)
-            to_end = (self.grid_f[k, end], self.grid_g[k, end])
-            sigma_min = self.grid[end.cpu()]
+            to_end, sigma_min = (self.grid_f[k_, -1], self.grid_g[k_, -1]), self.grid[-1].expand(len(k))
             prediction = self.trajectory(self.target_model, prediction, s, sigma_min, scalings=to_end)
             with torch.no_grad():
                 target = self.trajectory(self.target_model, target, s, sigma_min, scalings=to_end)
